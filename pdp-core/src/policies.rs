@@ -1,0 +1,208 @@
+//! Compiling `policies.cedar` (+ `links.json`) into a Cedar `PolicySet`:
+//! ids from `@id("...")` annotations, template links, strict validation
+//! against the schema, and the entity literals the policies dereference.
+
+use crate::bundle::BundleError;
+use crate::manifest::member;
+use cedar_policy::{EntityUid, PolicyId, PolicySet, Schema, SlotId, ValidationMode, Validator};
+use serde::Deserialize;
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+
+/// A compiled policy set and what the slicer needs to know about it.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledPolicies {
+    pub set: PolicySet,
+    /// Entity literals inside policy conditions (their data may be read, so
+    /// every slice includes them). Scope literals are not listed: `==` and
+    /// `in` on them never read their data.
+    pub literals: Vec<EntityUid>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Link {
+    template_id: String,
+    new_id: String,
+    values: HashMap<String, serde_json::Value>,
+}
+
+/// 1-based line and column of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset.min(text.len())).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Position of the first labelled span of a Cedar diagnostic.
+pub(crate) fn diag_position(diag: &dyn miette::Diagnostic, text: &str) -> Option<(usize, usize)> {
+    if let Some(mut labels) = diag.labels()
+        && let Some(label) = labels.next()
+    {
+        return Some(line_col(text, label.offset()));
+    }
+    diag.related()?.find_map(|d| diag_position(d, text))
+}
+
+/// The whole message of a Cedar diagnostic on one line, help included.
+pub(crate) fn diag_message(diag: &dyn miette::Diagnostic) -> String {
+    let mut msg = diag.to_string();
+    if let Some(related) = diag.related() {
+        for r in related {
+            msg.push_str("; ");
+            msg.push_str(&r.to_string());
+        }
+    }
+    if let Some(help) = diag.help() {
+        msg.push_str(" (help: ");
+        msg.push_str(&help.to_string());
+        msg.push(')');
+    }
+    msg.replace('\n', " ")
+}
+
+pub(crate) fn compile(
+    text: &str,
+    links: Option<&str>,
+    schema: Option<&Schema>,
+) -> Result<CompiledPolicies, BundleError> {
+    let invalid = |pos, msg: String| BundleError::invalid(member::POLICIES, pos, msg);
+    let parsed = PolicySet::from_str(text).map_err(|e| invalid(diag_position(&e, text), diag_message(&e)))?;
+    let mut set = PolicySet::new();
+    let id_of = |ann: Option<&str>, default: &PolicyId| ann.map_or_else(|| default.clone(), PolicyId::new);
+    // Deterministic order: by source position of the default id (policy0, policy1, ...).
+    let mut templates: Vec<_> = parsed.templates().collect();
+    templates.sort_by_key(|t| default_index(t.id()));
+    for t in templates {
+        let id = id_of(t.annotation("id"), t.id());
+        set.add_template(t.new_id(id.clone()))
+            .map_err(|e| invalid(None, format!("template {id}: {e}")))?;
+    }
+    let mut statics: Vec<_> = parsed.policies().collect();
+    statics.sort_by_key(|p| default_index(p.id()));
+    for p in statics {
+        let id = id_of(p.annotation("id"), p.id());
+        set.add(p.new_id(id.clone()))
+            .map_err(|e| invalid(None, format!("policy {id}: {e}")))?;
+    }
+    if let Some(links) = links {
+        let links: Vec<Link> = serde_json::from_str(links).map_err(|e| {
+            BundleError::invalid(member::LINKS, Some((e.line(), e.column())), e.to_string())
+        })?;
+        for (i, l) in links.into_iter().enumerate() {
+            let bad = |m: String| BundleError::invalid(member::LINKS, None, format!("link {i} ({}): {m}", l.new_id));
+            let mut values = HashMap::new();
+            for (slot, v) in &l.values {
+                let slot = match slot.as_str() {
+                    "?principal" | "principal" => SlotId::principal(),
+                    "?resource" | "resource" => SlotId::resource(),
+                    other => return Err(bad(format!("unknown slot {other:?}"))),
+                };
+                let uid = EntityUid::from_json(v.clone()).map_err(|e| bad(e.to_string()))?;
+                values.insert(slot, uid);
+            }
+            set.link(PolicyId::new(&l.template_id), PolicyId::new(&l.new_id), values)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    if let Some(schema) = schema {
+        let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+        if !result.validation_passed() {
+            let mut msgs = Vec::new();
+            let mut pos = None;
+            for e in result.validation_errors() {
+                pos = pos.or_else(|| diag_position(e, text));
+                msgs.push(diag_message(e));
+            }
+            return Err(invalid(pos, format!("fails validation against the schema: {}", msgs.join(" | "))));
+        }
+    }
+    let literals = condition_literals(&set);
+    Ok(CompiledPolicies { set, literals })
+}
+
+fn default_index(id: &PolicyId) -> (u64, String) {
+    let s = id.to_string();
+    let n = s.strip_prefix("policy").and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    (n, s)
+}
+
+/// Entity literals appearing in policy conditions, as Cedar JSON (EST) shows them.
+fn condition_literals(set: &PolicySet) -> Vec<EntityUid> {
+    let mut found = BTreeSet::new();
+    let mut visit = |est: serde_json::Value| {
+        if let Some(conds) = est.get("conditions") {
+            collect_entity_refs(conds, &mut |v| {
+                if let Ok(uid) = EntityUid::from_json(v.clone()) {
+                    found.insert(uid.to_string());
+                }
+            });
+        }
+    };
+    for p in set.policies() {
+        if let Ok(est) = p.to_json() {
+            visit(est);
+        }
+    }
+    for t in set.templates() {
+        if let Ok(est) = t.to_json() {
+            visit(est);
+        }
+    }
+    found.iter().filter_map(|s| EntityUid::from_str(s).ok()).collect()
+}
+
+/// Call `f` with every `{"type":..,"id":..}` found under an `__entity` key.
+pub(crate) fn collect_entity_refs(v: &serde_json::Value, f: &mut dyn FnMut(&serde_json::Value)) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(e) = map.get("__entity") {
+                f(e);
+            }
+            for child in map.values() {
+                collect_entity_refs(child, f);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for child in items {
+                collect_entity_refs(child, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_come_from_annotations_and_defaults_follow_file_order() {
+        let c = compile(
+            r#"permit(principal, action, resource);
+@id("named") forbid(principal, action, resource) when { resource.owner == User::"x" && Group::"g".flag };
+permit(principal == ?principal, action, resource);"#,
+            Some(r#"[{"template_id":"policy2","new_id":"link1","values":{"?principal":{"type":"User","id":"a"}}}]"#),
+            None,
+        )
+        .unwrap();
+        let mut ids: Vec<String> = c.set.policies().map(|p| p.id().to_string()).collect();
+        ids.sort();
+        assert_eq!(ids, ["link1", "named", "policy0"]);
+        let lits: Vec<String> = c.literals.iter().map(ToString::to_string).collect();
+        assert_eq!(lits, [r#"Group::"g""#, r#"User::"x""#]);
+    }
+
+    #[test]
+    fn parse_errors_carry_a_position() {
+        let e = compile("permit(principal, action, resource);\npermit(principal, action, resource) when { 1 + };", None, None)
+            .unwrap_err();
+        match e {
+            BundleError::Invalid { member, position: Some((line, _)), .. } => {
+                assert_eq!((member.as_str(), line), ("policies.cedar", 2));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Per-request entity slices.
+//!
+//! Evaluating a request needs only the entities evaluation can reach: the
+//! principal, action and resource, the entities named in the context, in
+//! request-supplied entities and in policy conditions, and — transitively —
+//! every entity named in an attribute of one of those. Ancestor entities
+//! themselves are not needed: `in` reads only the ancestor *set* of its left
+//! operand, which each entity carries already closed. So a slice is a
+//! handful of entities, cheap to build, and evaluating over it gives the same
+//! answer as evaluating over every entity of the realm (the differential
+//! tests in `tests/differential.rs` check exactly that).
+
+use crate::directory::{Directory, UserRef};
+use cedar_policy::{
+    Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+/// A non-user entity of the bundle, with what the slicer needs precomputed.
+#[derive(Debug, Clone)]
+pub(crate) struct StaticEntity {
+    pub entity: Entity,
+    /// Every ancestor (transitively closed).
+    pub ancestors: Box<[EntityUid]>,
+    /// Entities named in attribute or tag values.
+    pub refs: Box<[EntityUid]>,
+}
+
+/// The bundle's non-user entities (including schema action entities).
+#[derive(Debug, Clone)]
+pub(crate) struct Statics {
+    pub map: HashMap<EntityUid, StaticEntity>,
+    pub user_type: EntityTypeName,
+    pub group_type: EntityTypeName,
+    pub role_type: EntityTypeName,
+}
+
+impl Statics {
+    pub fn new(entities: &Entities) -> Result<Statics, String> {
+        let ty = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
+        let mut map = HashMap::with_capacity(entities.len());
+        for e in entities.iter() {
+            let uid = e.uid();
+            let ancestors: Box<[EntityUid]> = entities
+                .ancestors(&uid)
+                .map(|a| a.cloned().collect())
+                .unwrap_or_default();
+            let mut refs = Vec::new();
+            if let Ok(json) = e.to_json_value() {
+                for key in ["attrs", "tags"] {
+                    if let Some(v) = json.get(key) {
+                        crate::policies::collect_entity_refs(v, &mut |r| {
+                            if let Ok(uid) = EntityUid::from_json(r.clone()) {
+                                refs.push(uid);
+                            }
+                        });
+                    }
+                }
+            }
+            map.insert(uid, StaticEntity { entity: e.clone(), ancestors, refs: refs.into() });
+        }
+        Ok(Statics {
+            map,
+            user_type: ty(crate::directory::USER_TYPE)?,
+            group_type: ty(crate::directory::GROUP_TYPE)?,
+            role_type: ty(crate::directory::ROLE_TYPE)?,
+        })
+    }
+
+    pub fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+    }
+}
+
+/// Convert one Cedar JSON value (explicit `__entity` / `__extn` forms; any
+/// other object is a record) into a restricted expression, noting entity
+/// references in `refs`.
+pub(crate) fn restricted(v: &Value, refs: &mut Vec<EntityUid>) -> Result<RestrictedExpression, String> {
+    Ok(match v {
+        Value::Null => return Err("null is not a Cedar value".into()),
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => {
+            RestrictedExpression::new_long(n.as_i64().ok_or_else(|| format!("{n} is not a 64-bit integer"))?)
+        }
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => RestrictedExpression::new_set(
+            items.iter().map(|i| restricted(i, refs)).collect::<Result<Vec<_>, _>>()?,
+        ),
+        Value::Object(map) => {
+            if let (1, Some(e)) = (map.len(), map.get("__entity")) {
+                let uid = EntityUid::from_json(e.clone()).map_err(|e| e.to_string())?;
+                refs.push(uid.clone());
+                return Ok(RestrictedExpression::new_entity_uid(uid));
+            }
+            if let (1, Some(x)) = (map.len(), map.get("__extn")) {
+                let f = x.get("fn").and_then(Value::as_str).ok_or("__extn needs fn")?;
+                let arg = x.get("arg").and_then(Value::as_str).ok_or("__extn needs a string arg")?;
+                return Ok(match f {
+                    "ip" | "ipaddr" => RestrictedExpression::new_ip(arg),
+                    "decimal" => RestrictedExpression::new_decimal(arg),
+                    "datetime" => RestrictedExpression::new_datetime(arg),
+                    "duration" => RestrictedExpression::new_duration(arg),
+                    other => return Err(format!("unknown extension function {other:?}")),
+                });
+            }
+            RestrictedExpression::new_record(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), restricted(v, refs)?)))
+                    .collect::<Result<Vec<_>, String>>()?,
+            )
+            .map_err(|e| e.to_string())?
+        }
+    })
+}
+
+/// Build the Cedar entity of a directory user.
+pub(crate) fn user_entity(
+    statics: &Statics,
+    realm: &str,
+    user: UserRef<'_>,
+    refs: &mut Vec<EntityUid>,
+) -> Result<Entity, String> {
+    let attrs: serde_json::Map<String, Value> =
+        serde_json::from_str(user.attrs_json()).map_err(|e| e.to_string())?;
+    let mut out: HashMap<String, RestrictedExpression> = HashMap::with_capacity(attrs.len() + 3);
+    for (k, v) in &attrs {
+        out.insert(k.clone(), restricted(v, refs)?);
+    }
+    out.insert("state".into(), RestrictedExpression::new_string(user.state().as_str().into()));
+    out.insert("email".into(), RestrictedExpression::new_string(user.email().into()));
+    out.insert("realm".into(), RestrictedExpression::new_string(realm.into()));
+    let mut parents = HashSet::new();
+    let direct = user
+        .groups()
+        .map(|g| Statics::uid(&statics.group_type, g))
+        .chain(user.roles().map(|r| Statics::uid(&statics.role_type, r)));
+    for p in direct {
+        if let Some(s) = statics.map.get(&p) {
+            parents.extend(s.ancestors.iter().cloned());
+        }
+        parents.insert(p);
+    }
+    Entity::new(Statics::uid(&statics.user_type, user.id()), out, parents).map_err(|e| e.to_string())
+}
+
+/// A request-supplied entity, parsed, with its outgoing references.
+#[derive(Debug, Clone)]
+pub(crate) struct Supplied {
+    pub entity: Entity,
+    pub parents: Vec<EntityUid>,
+    pub refs: Vec<EntityUid>,
+}
+
+impl Supplied {
+    pub fn parse(v: &Value) -> Result<Supplied, String> {
+        let entity = Entity::from_json_value(v.clone(), None).map_err(|e| e.to_string())?;
+        let mut refs = Vec::new();
+        for key in ["attrs", "tags"] {
+            if let Some(a) = v.get(key) {
+                crate::policies::collect_entity_refs(a, &mut |r| {
+                    if let Ok(uid) = EntityUid::from_json(r.clone()) {
+                        refs.push(uid);
+                    }
+                });
+            }
+        }
+        let parents = v
+            .get("parents")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().filter_map(|p| EntityUid::from_json(p.clone()).ok()).collect())
+            .unwrap_or_default();
+        Ok(Supplied { entity, parents, refs })
+    }
+}
+
+/// Everything a slice is built from.
+pub(crate) struct SliceInput<'a> {
+    pub statics: &'a Statics,
+    pub directory: Option<&'a Directory>,
+    pub realm: &'a str,
+    pub supplied: &'a [Supplied],
+    /// Extra principal parents (token groups when there is no directory).
+    pub principal_override: Option<Entity>,
+}
+
+/// Build the slice reachable from `roots`.
+pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = EntityUid>) -> Result<Entities, String> {
+    let mut work: Vec<EntityUid> = roots.into_iter().collect();
+    let mut seen: HashSet<EntityUid> = HashSet::with_capacity(work.len() * 2);
+    let mut out: Vec<Entity> = Vec::with_capacity(work.len() + 4);
+    if let Some(p) = &input.principal_override {
+        seen.insert(p.uid());
+        out.push(p.clone());
+    }
+    let by_uid: HashMap<EntityUid, &Supplied> =
+        input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
+    while let Some(uid) = work.pop() {
+        if seen.contains(&uid) {
+            continue;
+        }
+        let is_user = uid.type_name() == &input.statics.user_type;
+        let user = match (is_user, input.directory) {
+            (true, Some(dir)) => dir.get(uid.id().unescaped()),
+            _ => None,
+        };
+        if let Some(user) = user {
+            let mut refs = Vec::new();
+            out.push(user_entity(input.statics, input.realm, user, &mut refs)?);
+            work.extend(refs);
+        } else if let Some(s) = input.statics.map.get(&uid) {
+            out.push(s.entity.clone());
+            work.extend(s.refs.iter().cloned());
+        } else if let Some(s) = by_uid.get(&uid) {
+            out.push(s.entity.clone());
+            work.extend(s.parents.iter().cloned());
+            work.extend(s.refs.iter().cloned());
+        }
+        seen.insert(uid);
+    }
+    Entities::from_entities(out, None).map_err(|e| e.to_string())
+}
+
+/// Entity references in a context object: explicit `__entity` escapes and,
+/// since schema-based parsing accepts it, the implicit `{"type","id"}` form.
+pub(crate) fn context_refs(v: &Value, out: &mut Vec<EntityUid>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(e) = map.get("__entity") {
+                if let Ok(uid) = EntityUid::from_json(e.clone()) {
+                    out.push(uid);
+                }
+            } else if map.len() == 2
+                && map.get("type").is_some_and(Value::is_string)
+                && map.get("id").is_some_and(Value::is_string)
+            {
+                if let Ok(uid) = EntityUid::from_json(v.clone()) {
+                    out.push(uid);
+                }
+            }
+            for child in map.values() {
+                context_refs(child, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| context_refs(i, out)),
+        _ => {}
+    }
+}

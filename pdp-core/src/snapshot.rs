@@ -1,0 +1,625 @@
+//! A loaded bundle: the immutable state decisions are made from.
+//!
+//! [`load`] is the one entry point hosts use: it opens and verifies a
+//! bundle, refuses rollbacks and deltas on the wrong base, and returns a new
+//! [`Snapshot`] — or an error, leaving whatever the caller holds untouched
+//! (nothing is mutated in place; the caller swaps the `Arc`).
+
+use crate::bundle::{Bundle, BundleError, Limits, Trust};
+use crate::decision::{
+    Answer, BatchAnswer, BatchRequest, Decision, MAX_BATCH, PolicyError, Reason, Request,
+    RequestError, Tagged, TokenRequest,
+};
+use crate::directory::{Directory, UserRef};
+use crate::manifest::{BundleKind, Manifest, member};
+use crate::policies::{self, CompiledPolicies};
+use crate::slice::{self, SliceInput, Statics, Supplied};
+use crate::token::{TokenFailure, TokenUse, VerifiedToken, Verifier};
+use cedar_policy::{
+    Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
+    Schema, SchemaFragment,
+};
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Raw texts kept so a delta can recompile what it does not replace.
+#[derive(Debug, Default)]
+struct Sources {
+    schema: Option<String>,
+    policies: String,
+    links: Option<String>,
+    entities: Option<String>,
+}
+
+/// Context attribute names an action declares (`None`: no schema, anything goes).
+type ContextShapes = HashMap<EntityUid, BTreeSet<String>>;
+
+/// Everything a decision needs, immutable and cheap to share.
+#[derive(Clone)]
+pub struct Snapshot {
+    manifest: Arc<Manifest>,
+    signed_by: Option<String>,
+    sources: Arc<Sources>,
+    schema: Option<Arc<Schema>>,
+    context_shapes: Arc<ContextShapes>,
+    policies: Arc<CompiledPolicies>,
+    statics: Arc<Statics>,
+    directory: Option<Directory>,
+    verifier: Option<Arc<Verifier>>,
+    routes: Option<Arc<Value>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("realm", &self.manifest.realm)
+            .field("revision", &self.manifest.revision)
+            .field("policies", &self.policies.set.num_of_policies())
+            .field("entities", &self.statics.map.len())
+            .field("users", &self.directory.as_ref().map(Directory::len))
+            .finish_non_exhaustive()
+    }
+}
+
+/// How [`load`] checks what it is given.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// Signature policy.
+    pub trust: Trust<'a>,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+/// Open, verify and apply a bundle (snapshot or delta) on top of `held`.
+///
+/// Refuses: a bad archive or signature; a realm other than `held`'s; a
+/// revision not newer than `held`'s; a delta whose base is not `held`'s
+/// revision (or with nothing held). On error `held` is, as always, untouched.
+pub fn load(bytes: &[u8], options: &LoadOptions<'_>, held: Option<&Snapshot>) -> Result<Snapshot, BundleError> {
+    let bundle = Bundle::open(bytes, options.trust, &options.limits)?;
+    let m = &bundle.manifest;
+    if let Some(h) = held {
+        if h.realm() != m.realm {
+            return Err(BundleError::RealmMismatch { held: h.realm().into(), offered: m.realm.clone() });
+        }
+        if m.revision <= h.revision() {
+            return Err(BundleError::Rollback { held: h.revision(), offered: m.revision });
+        }
+    }
+    match m.kind {
+        BundleKind::Snapshot => Snapshot::compile(&bundle),
+        BundleKind::Delta => match held {
+            Some(h) => h.apply_delta(&bundle),
+            None => Err(BundleError::DeltaWithoutBase { revision: m.revision, why: "no snapshot is held" }),
+        },
+    }
+}
+
+fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, BundleError> {
+    std::str::from_utf8(bytes).map_err(|e| BundleError::invalid(name, None, format!("not UTF-8: {e}")))
+}
+
+fn compile_schema(text: &str) -> Result<(Schema, ContextShapes), BundleError> {
+    let bad = |e: &dyn miette::Diagnostic| {
+        BundleError::invalid(member::SCHEMA, policies::diag_position(e, text), policies::diag_message(e))
+    };
+    let (schema, _warnings) = Schema::from_cedarschema_str(text).map_err(|e| bad(&e))?;
+    let shapes = match SchemaFragment::from_cedarschema_str(text) {
+        Ok((frag, _)) => frag.to_json_value().map(|j| context_shapes(&j)).unwrap_or_default(),
+        Err(e) => return Err(bad(&e)),
+    };
+    Ok((schema, shapes))
+}
+
+/// Declared context attribute names per action, read from the JSON form of
+/// the schema (following one level of common-type reference).
+fn context_shapes(json: &Value) -> ContextShapes {
+    let mut out = HashMap::new();
+    let Some(namespaces) = json.as_object() else { return out };
+    for (ns, body) in namespaces {
+        let common = body.get("commonTypes").and_then(Value::as_object);
+        let Some(actions) = body.get("actions").and_then(Value::as_object) else { continue };
+        for (name, action) in actions {
+            let mut ctx = action.pointer("/appliesTo/context");
+            let name_of = |v: &Value| {
+                v.get("name").and_then(Value::as_str).map(str::to_owned).or_else(|| {
+                    match v.get("type").and_then(Value::as_str) {
+                        Some("Record") | None => None,
+                        Some(t) => Some(t.to_owned()),
+                    }
+                })
+            };
+            if let (Some(c), Some(common)) = (ctx, common)
+                && let Some(n) = name_of(c)
+            {
+                ctx = common.get(n.rsplit("::").next().unwrap_or(&n));
+            }
+            let attrs: BTreeSet<String> = ctx
+                .and_then(|c| c.get("attributes"))
+                .and_then(Value::as_object)
+                .map(|a| a.keys().cloned().collect())
+                .unwrap_or_default();
+            let ty = if ns.is_empty() { "Action".to_owned() } else { format!("{ns}::Action") };
+            if let Ok(t) = EntityTypeName::from_str(&ty) {
+                out.insert(EntityUid::from_type_name_and_id(t, EntityId::new(name)), attrs);
+            }
+        }
+    }
+    out
+}
+
+impl Snapshot {
+    /// Compile a verified snapshot bundle.
+    pub fn compile(bundle: &Bundle) -> Result<Snapshot, BundleError> {
+        let m = &bundle.manifest;
+        if m.kind != BundleKind::Snapshot {
+            return Err(BundleError::DeltaWithoutBase { revision: m.revision, why: "not a snapshot" });
+        }
+        let text = |name: &str| bundle.member(name).map(|b| utf8(name, b).map(str::to_owned)).transpose();
+        let sources = Sources {
+            schema: text(member::SCHEMA)?,
+            policies: text(member::POLICIES)?.ok_or_else(|| BundleError::MissingMember(member::POLICIES.into()))?,
+            links: text(member::LINKS)?,
+            entities: text(member::ENTITIES)?,
+        };
+        let directory = match bundle.member(member::USERS) {
+            Some(b) => Some(Directory::parse(utf8(member::USERS, b)?).map_err(|e| {
+                BundleError::invalid(member::USERS, Some((e.line, e.column)), e.message)
+            })?),
+            None => None,
+        };
+        let routes = match bundle.member(member::ROUTES) {
+            Some(b) => Some(Arc::new(parse_routes(b)?)),
+            None => None,
+        };
+        Snapshot::assemble(m.clone(), bundle.signed_by.clone(), sources, directory, routes)
+    }
+
+    fn assemble(
+        manifest: Manifest,
+        signed_by: Option<String>,
+        sources: Sources,
+        directory: Option<Directory>,
+        routes: Option<Arc<Value>>,
+    ) -> Result<Snapshot, BundleError> {
+        let (schema, context_shapes) = match &sources.schema {
+            Some(t) => {
+                let (s, c) = compile_schema(t)?;
+                (Some(s), c)
+            }
+            None => (None, HashMap::new()),
+        };
+        let policies = policies::compile(&sources.policies, sources.links.as_deref(), schema.as_ref())?;
+        let entities = match &sources.entities {
+            Some(t) => Entities::from_json_str(t, schema.as_ref())
+                .map_err(|e| BundleError::invalid(member::ENTITIES, None, policies::diag_message(&e)))?,
+            None => match &schema {
+                Some(s) => s
+                    .action_entities()
+                    .map_err(|e| BundleError::invalid(member::SCHEMA, None, e.to_string()))?,
+                None => Entities::empty(),
+            },
+        };
+        let statics = Statics::new(&entities).map_err(|e| BundleError::invalid(member::ENTITIES, None, e))?;
+        if directory.is_some()
+            && let Some(u) = statics.map.keys().find(|u| u.type_name() == &statics.user_type)
+        {
+            return Err(BundleError::invalid(
+                member::ENTITIES,
+                None,
+                format!("{u} is a user: with a users.jsonl directory, users belong there"),
+            ));
+        }
+        let verifier = match &manifest.identity {
+            Some(i) => Some(Arc::new(Verifier::new(i).map_err(|e| BundleError::Manifest(format!("identity: {e}")))?)),
+            None => None,
+        };
+        Ok(Snapshot {
+            manifest: Arc::new(manifest),
+            signed_by,
+            sources: Arc::new(sources),
+            schema: schema.map(Arc::new),
+            context_shapes: Arc::new(context_shapes),
+            policies: Arc::new(policies),
+            statics: Arc::new(statics),
+            directory,
+            verifier,
+            routes,
+        })
+    }
+
+    /// Apply a verified delta bundle, producing a new snapshot.
+    pub fn apply_delta(&self, bundle: &Bundle) -> Result<Snapshot, BundleError> {
+        let m = &bundle.manifest;
+        let base = m.base_revision.ok_or(BundleError::DeltaWithoutBase {
+            revision: m.revision,
+            why: "manifest has no base_revision",
+        })?;
+        if m.realm != self.manifest.realm {
+            return Err(BundleError::RealmMismatch { held: self.manifest.realm.clone(), offered: m.realm.clone() });
+        }
+        if base != self.revision() {
+            return Err(BundleError::DeltaBase { held: self.revision(), base });
+        }
+        let directory = match (bundle.member(member::USERS), &self.directory) {
+            (Some(b), dir) => {
+                let changes = Directory::parse_changes(utf8(member::USERS, b)?).map_err(|e| {
+                    BundleError::invalid(member::USERS, Some((e.line, e.column)), e.message)
+                })?;
+                Some(dir.clone().unwrap_or_default().with_changes(changes))
+            }
+            (None, dir) => dir.clone(),
+        };
+        let routes = match bundle.member(member::ROUTES) {
+            Some(b) => Some(Arc::new(parse_routes(b)?)),
+            None => self.routes.clone(),
+        };
+        let mut manifest = m.clone();
+        manifest.kind = BundleKind::Snapshot;
+        manifest.base_revision = None;
+        if manifest.identity.is_none() {
+            manifest.identity.clone_from(&self.manifest.identity);
+        }
+        let replaces_cedar = [member::SCHEMA, member::POLICIES, member::LINKS, member::ENTITIES]
+            .iter()
+            .any(|n| bundle.member(n).is_some());
+        if !replaces_cedar {
+            // Users (and maybe routes or identity) only: share everything else.
+            let verifier = match (&m.identity, &self.verifier) {
+                (Some(i), _) => Some(Arc::new(Verifier::new(i).map_err(|e| BundleError::Manifest(format!("identity: {e}")))?)),
+                (None, v) => v.clone(),
+            };
+            return Ok(Snapshot {
+                manifest: Arc::new(manifest),
+                signed_by: bundle.signed_by.clone(),
+                directory,
+                routes,
+                verifier,
+                ..self.clone()
+            });
+        }
+        let text = |name: &str, old: &Option<String>| -> Result<Option<String>, BundleError> {
+            match bundle.member(name) {
+                Some(b) => Ok(Some(utf8(name, b)?.to_owned())),
+                None => Ok(old.clone()),
+            }
+        };
+        let sources = Sources {
+            schema: text(member::SCHEMA, &self.sources.schema)?,
+            policies: text(member::POLICIES, &Some(self.sources.policies.clone()))?.unwrap_or_default(),
+            links: text(member::LINKS, &self.sources.links)?,
+            entities: text(member::ENTITIES, &self.sources.entities)?,
+        };
+        Snapshot::assemble(manifest, bundle.signed_by.clone(), sources, directory, routes)
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.manifest.realm
+    }
+    /// The revision.
+    pub fn revision(&self) -> u64 {
+        self.manifest.revision
+    }
+    /// The manifest (for a delta-applied snapshot: the delta's, as a snapshot).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// Key id that signed the last applied bundle (`None` in dev mode).
+    pub fn signed_by(&self) -> Option<&str> {
+        self.signed_by.as_deref()
+    }
+    /// The user directory, if the bundle has one.
+    pub fn directory(&self) -> Option<&Directory> {
+        self.directory.as_ref()
+    }
+    /// Look a user up.
+    pub fn user(&self, id: &str) -> Option<UserRef<'_>> {
+        self.directory.as_ref()?.get(id)
+    }
+    /// The forward-auth route table, if any.
+    pub fn routes(&self) -> Option<&Value> {
+        self.routes.as_deref()
+    }
+    /// Number of policies (static and linked).
+    pub fn policy_count(&self) -> usize {
+        self.policies.set.policies().count()
+    }
+    /// Number of non-user entities (including action entities).
+    pub fn entity_count(&self) -> usize {
+        self.statics.map.len()
+    }
+    /// The token issuer, if the realm takes tokens.
+    pub fn issuer(&self) -> Option<&str> {
+        self.verifier.as_deref().map(Verifier::issuer)
+    }
+    /// The Cedar policy set (for tooling and differential tests).
+    pub fn policy_set(&self) -> &cedar_policy::PolicySet {
+        &self.policies.set
+    }
+    /// The schema, if any.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.schema.as_deref()
+    }
+
+    /// Every entity of the realm as one Cedar `Entities` — users included.
+    /// Expensive for large directories; meant for tests and tooling, never
+    /// for the decision path.
+    pub fn full_entities(&self, extra: &[Value]) -> Result<Entities, RequestError> {
+        let mut all: Vec<cedar_policy::Entity> = self.statics.map.values().map(|s| s.entity.clone()).collect();
+        if let Some(dir) = &self.directory {
+            for u in dir.iter() {
+                let mut refs = Vec::new();
+                all.push(slice::user_entity(&self.statics, self.realm(), u, &mut refs).map_err(RequestError::Directory)?);
+            }
+        }
+        let known: HashSet<EntityUid> = all.iter().map(cedar_policy::Entity::uid).collect();
+        for v in extra {
+            let s = Supplied::parse(v).map_err(RequestError::InvalidEntities)?;
+            if !known.contains(&s.entity.uid()) {
+                all.push(s.entity);
+            }
+        }
+        Entities::from_entities(all, None).map_err(|e| RequestError::InvalidEntities(e.to_string()))
+    }
+
+    /// Decide one request.
+    pub fn is_authorized(&self, req: &Request) -> Result<Answer, RequestError> {
+        let supplied = parse_supplied(&req.entities)?;
+        self.decide(req, &supplied, None)
+    }
+
+    /// Decide one request given as JSON bytes; always a tagged answer.
+    pub fn is_authorized_json(&self, json: &[u8]) -> Tagged<Answer> {
+        match serde_json::from_slice::<Request>(json) {
+            Ok(r) => self.is_authorized(&r).into(),
+            Err(e) => Tagged::failure("invalid_json", e.to_string()),
+        }
+    }
+
+    /// Decide a batch of requests that share a principal or a resource.
+    pub fn batch_is_authorized(&self, batch: &BatchRequest) -> Result<BatchAnswer, RequestError> {
+        let n = batch.requests.len();
+        if n == 0 || n > MAX_BATCH {
+            return Err(RequestError::InvalidRequest(format!("a batch holds 1 to {MAX_BATCH} requests, not {n}")));
+        }
+        let Some(first) = batch.requests.first() else {
+            return Err(RequestError::InvalidRequest("empty batch".into()));
+        };
+        let shared_principal = batch.requests.iter().all(|r| r.principal == first.principal);
+        let shared_resource = batch.requests.iter().all(|r| r.resource == first.resource);
+        if !shared_principal && !shared_resource {
+            return Err(RequestError::InvalidRequest(
+                "every request of a batch must share its principal or its resource".into(),
+            ));
+        }
+        let shared = parse_supplied(&batch.entities)?;
+        let results = batch
+            .requests
+            .iter()
+            .map(|r| {
+                let own = match parse_supplied(&r.entities) {
+                    Ok(o) => o,
+                    Err(e) => return Err(e).into(),
+                };
+                let all: Vec<Supplied> = shared.iter().cloned().chain(own).collect();
+                self.decide(r, &all, None).into()
+            })
+            .collect();
+        Ok(BatchAnswer { results })
+    }
+
+    /// Decide a request whose principal is the subject of `req.token`,
+    /// verified at unix time `now`. A refused token is a Deny answer with a
+    /// `token:<why>` reason, not an error.
+    pub fn is_authorized_with_token(&self, req: &TokenRequest, now: i64) -> Result<Answer, RequestError> {
+        let revision = self.revision();
+        let Some(verifier) = &self.verifier else {
+            return Ok(Answer::deny(Reason::Token(TokenFailure::NoIdentity), revision));
+        };
+        let token = match verifier.verify(&req.token, now) {
+            Ok(t) => t,
+            Err(f) => return Ok(Answer::deny(Reason::Token(f), revision)),
+        };
+        self.decide_verified(&token, req)
+    }
+
+    /// Verify a token only (signature, issuer, audience, time), no user checks.
+    pub fn verify_token(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenFailure> {
+        self.verifier.as_ref().ok_or(TokenFailure::NoIdentity)?.verify(token, now)
+    }
+
+    /// Decide for a token that already passed [`Snapshot::verify_token`]
+    /// (hosts cache those). The directory checks — user exists, is Active,
+    /// token not issued before `tokens_valid_after` — always run here.
+    pub fn decide_verified(&self, token: &VerifiedToken, req: &TokenRequest) -> Result<Answer, RequestError> {
+        let revision = self.revision();
+        let principal = crate::decision::EntityRef::new(crate::directory::USER_TYPE, token.sub.clone());
+        let mut override_entity = None;
+        if let Some(dir) = &self.directory {
+            let Some(user) = dir.get(&token.sub) else {
+                return Ok(Answer::deny(Reason::Token(TokenFailure::UnknownUser), revision));
+            };
+            if !user.state().is_authorizable() {
+                return Ok(Answer::deny(Reason::UserState(user.state()), revision));
+            }
+            if token.iat < user.tokens_valid_after() {
+                return Ok(Answer::deny(Reason::Token(TokenFailure::Revoked), revision));
+            }
+        } else {
+            // No directory: the AVP mapping builds the principal from the token.
+            override_entity = Some(self.token_principal(token)?);
+        }
+        let context = self.token_context(token, &req.action, &req.context)?;
+        let request = Request {
+            principal,
+            action: req.action.clone(),
+            resource: req.resource.clone(),
+            context,
+            entities: Vec::new(),
+        };
+        let supplied = parse_supplied(&req.entities)?;
+        self.decide(&request, &supplied, override_entity)
+    }
+
+    /// The principal entity of a token when there is no directory:
+    /// `sub` -> `User`, `cognito:groups` -> `Group` parents, ID-token claims
+    /// -> attributes.
+    fn token_principal(&self, token: &VerifiedToken) -> Result<cedar_policy::Entity, RequestError> {
+        let mut attrs = HashMap::new();
+        if token.token_use == TokenUse::Id {
+            for (k, v) in &token.claims {
+                if let Some(x) = claim_value(v) {
+                    attrs.insert(k.clone(), x);
+                }
+            }
+        }
+        let parents: HashSet<EntityUid> = token
+            .groups()
+            .iter()
+            .flat_map(|g| {
+                let uid = Statics::uid(&self.statics.group_type, g);
+                let mut v = vec![uid.clone()];
+                if let Some(s) = self.statics.map.get(&uid) {
+                    v.extend(s.ancestors.iter().cloned());
+                }
+                v
+            })
+            .collect();
+        cedar_policy::Entity::new(Statics::uid(&self.statics.user_type, &token.sub), attrs, parents)
+            .map_err(|e| RequestError::InvalidRequest(format!("token claims: {e}")))
+    }
+
+    /// Caller context plus what the token says (the token wins): `token_use`,
+    /// `mfa` (from `amr`), and access-token claims — each only where the
+    /// action's context declares it (everything when there is no schema).
+    fn token_context(
+        &self,
+        token: &VerifiedToken,
+        action: &crate::decision::EntityRef,
+        caller: &Value,
+    ) -> Result<Value, RequestError> {
+        let mut ctx: Map<String, Value> = match caller {
+            Value::Object(m) => m.clone(),
+            _ => return Err(RequestError::InvalidRequest("context must be a JSON object".into())),
+        };
+        let declared = match &self.schema {
+            None => None,
+            Some(_) => {
+                let uid = entity_uid(action)?;
+                Some(self.context_shapes.get(&uid).cloned().unwrap_or_default())
+            }
+        };
+        let wanted = |k: &str| declared.as_ref().is_none_or(|d| d.contains(k));
+        if token.token_use == TokenUse::Access {
+            for (k, v) in &token.claims {
+                if wanted(k) && claim_value(v).is_some() {
+                    ctx.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let use_name = if token.token_use == TokenUse::Id { "id" } else { "access" };
+        if wanted("token_use") {
+            ctx.insert("token_use".into(), Value::String(use_name.into()));
+        }
+        if wanted("mfa") {
+            ctx.insert("mfa".into(), Value::Bool(token.mfa()));
+        }
+        Ok(Value::Object(ctx))
+    }
+
+    fn decide(
+        &self,
+        req: &Request,
+        supplied: &[Supplied],
+        principal_override: Option<cedar_policy::Entity>,
+    ) -> Result<Answer, RequestError> {
+        let revision = self.revision();
+        let principal = entity_uid(&req.principal)?;
+        let action = entity_uid(&req.action)?;
+        let resource = entity_uid(&req.resource)?;
+        // Lifecycle gating, before Cedar runs.
+        if let Some(dir) = &self.directory
+            && principal.type_name() == &self.statics.user_type
+        {
+            match dir.get(&req.principal.id) {
+                None => return Ok(Answer::deny(Reason::UnknownUser, revision)),
+                Some(u) if !u.state().is_authorizable() => {
+                    return Ok(Answer::deny(Reason::UserState(u.state()), revision));
+                }
+                Some(_) => {}
+            }
+        }
+        let schema = self.schema.as_deref();
+        let context = Context::from_json_value(req.context.clone(), schema.map(|s| (s, &action)))
+            .map_err(|e| RequestError::InvalidRequest(format!("context: {}", policies::diag_message(&e))))?;
+        let request = cedar_policy::Request::new(principal.clone(), action.clone(), resource.clone(), context, schema)
+            .map_err(|e| RequestError::InvalidRequest(policies::diag_message(&e)))?;
+        let mut roots = vec![principal, action, resource];
+        slice::context_refs(&req.context, &mut roots);
+        roots.extend(self.policies.literals.iter().cloned());
+        let input = SliceInput {
+            statics: &self.statics,
+            directory: self.directory.as_ref(),
+            realm: self.realm(),
+            supplied,
+            principal_override,
+        };
+        let entities = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
+        let response = Authorizer::new().is_authorized(&request, &self.policies.set, &entities);
+        let mut determining: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        determining.sort();
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(pe) => PolicyError {
+                    policy_id: pe.policy_id().to_string(),
+                    message: pe.inner().to_string(),
+                },
+            })
+            .collect();
+        let (decision, reason) = match response.decision() {
+            cedar_policy::Decision::Allow => (Decision::Allow, Reason::Permit),
+            cedar_policy::Decision::Deny => match determining.first() {
+                Some(id) => (Decision::Deny, Reason::Forbid(id.clone())),
+                None => (Decision::Deny, Reason::NoPermit),
+            },
+        };
+        Ok(Answer { decision, determining_policies: determining, errors, reason, revision })
+    }
+}
+
+fn parse_routes(bytes: &[u8]) -> Result<Value, BundleError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| BundleError::invalid(member::ROUTES, Some((e.line(), e.column())), e.to_string()))
+}
+
+fn parse_supplied(entities: &[Value]) -> Result<Vec<Supplied>, RequestError> {
+    entities.iter().map(|v| Supplied::parse(v).map_err(RequestError::InvalidEntities)).collect()
+}
+
+fn entity_uid(r: &crate::decision::EntityRef) -> Result<EntityUid, RequestError> {
+    let ty = EntityTypeName::from_str(&r.ty)
+        .map_err(|e| RequestError::InvalidRequest(format!("entity type {:?}: {}", r.ty, policies::diag_message(&e))))?;
+    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(&r.id)))
+}
+
+/// A JWT claim as a Cedar attribute value, when it has one.
+fn claim_value(v: &Value) -> Option<RestrictedExpression> {
+    match v {
+        Value::String(s) => Some(RestrictedExpression::new_string(s.clone())),
+        Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
+        Value::Number(n) => n.as_i64().map(RestrictedExpression::new_long),
+        Value::Array(items) => {
+            let strings: Option<Vec<_>> = items
+                .iter()
+                .map(|i| i.as_str().map(|s| RestrictedExpression::new_string(s.to_owned())))
+                .collect();
+            strings.map(RestrictedExpression::new_set)
+        }
+        _ => None,
+    }
+}
