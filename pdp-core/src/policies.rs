@@ -103,7 +103,7 @@ pub(crate) fn compile(
                 values.insert(slot, uid);
             }
             set.link(PolicyId::new(&l.template_id), PolicyId::new(&l.new_id), values)
-                .map_err(|e| bad(e.to_string()))?;
+                .map_err(|e| bad(diag_message(&e)))?;
         }
     }
     if let Some(schema) = schema {

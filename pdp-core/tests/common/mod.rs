@@ -1,0 +1,58 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use pdp_core::source::{BuildOptions, build};
+use pdp_core::{BundleSigner, Keyring, Limits, LoadOptions, Snapshot, Trust, load};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The files of the reference `policies/` source directory.
+pub fn reference_files() -> BTreeMap<String, Vec<u8>> {
+    let dir = repo_root().join("policies");
+    let mut files = BTreeMap::new();
+    for name in [
+        "schema.cedarschema",
+        "policies.cedar",
+        "links.json",
+        "entities.json",
+        "users.jsonl",
+        "routes.json",
+        "identity.json",
+    ] {
+        if let Ok(bytes) = std::fs::read(dir.join(name)) {
+            files.insert(name.to_owned(), bytes);
+        }
+    }
+    files
+}
+
+pub fn opts(revision: u64) -> BuildOptions {
+    BuildOptions { realm: "default".into(), revision, created_at: 1_764_000_000, gzip: true }
+}
+
+pub fn signer() -> BundleSigner {
+    BundleSigner::from_seed(&[11; 32])
+}
+
+pub fn keyring() -> Keyring {
+    let mut k = Keyring::new();
+    k.add(signer().verifying_key());
+    k
+}
+
+pub fn build_signed(files: &BTreeMap<String, Vec<u8>>, revision: u64) -> Vec<u8> {
+    build(files, &opts(revision), Some(&signer())).unwrap()
+}
+
+pub fn load_signed(bytes: &[u8], held: Option<&Snapshot>) -> Result<Snapshot, pdp_core::BundleError> {
+    let ring = keyring();
+    load(bytes, &LoadOptions { trust: Trust::Keyring(&ring), limits: Limits::default() }, held)
+}
+
+pub fn reference_snapshot() -> Snapshot {
+    load_signed(&build_signed(&reference_files(), 1), None).unwrap()
+}
