@@ -151,7 +151,11 @@ pub enum BundleError {
 
 impl BundleError {
     /// An invalid-content error for `member` at an optional position.
-    pub fn invalid(member: &str, position: Option<(usize, usize)>, message: impl Into<String>) -> Self {
+    pub fn invalid(
+        member: &str,
+        position: Option<(usize, usize)>,
+        message: impl Into<String>,
+    ) -> Self {
         BundleError::Invalid {
             member: member.to_owned(),
             position,
@@ -200,7 +204,9 @@ impl Bundle {
     /// Read and verify a bundle archive.
     pub fn open(bytes: &[u8], trust: Trust<'_>, limits: &Limits) -> Result<Bundle, BundleError> {
         if bytes.len() as u64 > limits.archive {
-            return Err(BundleError::ArchiveTooLarge { limit: limits.archive });
+            return Err(BundleError::ArchiveTooLarge {
+                limit: limits.archive,
+            });
         }
         let mut members = read_archive(bytes, limits)?;
         let manifest_bytes = members
@@ -229,7 +235,11 @@ impl Bundle {
         if let Some(name) = manifest.sha256.keys().find(|n| !members.contains_key(*n)) {
             return Err(BundleError::NotCovered(name.clone()));
         }
-        Ok(Bundle { manifest, signed_by, members })
+        Ok(Bundle {
+            manifest,
+            signed_by,
+            members,
+        })
     }
 
     /// A member's bytes, if present.
@@ -270,7 +280,9 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
             )));
         }
         (BundleKind::Snapshot, Some(_)) => {
-            return Err(BundleError::Manifest("a snapshot has no base_revision".into()));
+            return Err(BundleError::Manifest(
+                "a snapshot has no base_revision".into(),
+            ));
         }
         _ => {}
     }
@@ -309,7 +321,10 @@ fn read_tar<R: Read>(reader: R, limits: &Limits) -> Result<BTreeMap<String, Vec<
             return Err(BundleError::MemberTooLarge { name, limit });
         }
         let mut buf = Vec::new();
-        entry.take(limit + 1).read_to_end(&mut buf).map_err(not_archive)?;
+        entry
+            .take(limit + 1)
+            .read_to_end(&mut buf)
+            .map_err(not_archive)?;
         if buf.len() as u64 > limit {
             return Err(BundleError::MemberTooLarge { name, limit });
         }
@@ -349,7 +364,10 @@ pub fn write_archive(
     signer: Option<&BundleSigner>,
     gzip: bool,
 ) -> Result<Vec<u8>, BundleError> {
-    if let Some(name) = members.keys().find(|n| !member::CONTENT.contains(&n.as_str())) {
+    if let Some(name) = members
+        .keys()
+        .find(|n| !member::CONTENT.contains(&n.as_str()))
+    {
         return Err(BundleError::UnexpectedMember(name.clone()));
     }
     let manifest = Manifest {

@@ -20,7 +20,10 @@ pub struct EntityRef {
 impl EntityRef {
     /// A reference from its parts.
     pub fn new(ty: impl Into<String>, id: impl Into<String>) -> Self {
-        EntityRef { ty: ty.into(), id: id.into() }
+        EntityRef {
+            ty: ty.into(),
+            id: id.into(),
+        }
     }
 }
 
@@ -148,7 +151,8 @@ impl<'de> Deserialize<'de> for Reason {
             Some(("forbid", id)) => Reason::Forbid(id.to_owned()),
             Some(("user_state", st)) => Reason::UserState(st.parse().map_err(|_| bad())?),
             Some(("token", why)) => Reason::Token(
-                serde_json::from_value(serde_json::Value::String(why.to_owned())).map_err(|_| bad())?,
+                serde_json::from_value(serde_json::Value::String(why.to_owned()))
+                    .map_err(|_| bad())?,
             ),
             Some(_) => return Err(bad()),
         })
@@ -255,7 +259,10 @@ impl<T> Tagged<T> {
     /// A failure with one error.
     pub fn failure(kind: impl Into<String>, message: impl Into<String>) -> Self {
         Tagged::Failure {
-            errors: vec![FailureDetail { kind: kind.into(), message: message.into() }],
+            errors: vec![FailureDetail {
+                kind: kind.into(),
+                message: message.into(),
+            }],
         }
     }
 }
@@ -274,7 +281,10 @@ impl<T: Serialize> Tagged<T> {
     /// if it somehow did, the result is still a tagged failure).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(r#"{{"type":"failure","errors":[{{"kind":"internal","message":{:?}}}]}}"#, e.to_string())
+            format!(
+                r#"{{"type":"failure","errors":[{{"kind":"internal","message":{:?}}}]}}"#,
+                e.to_string()
+            )
         })
     }
 }

@@ -119,7 +119,11 @@ fn parse_line(line: &str, n: usize) -> Result<Parsed<'_>, DirectoryError> {
         column: e.column(),
         message: e.to_string(),
     })?;
-    let err = |m: &str| DirectoryError { line: n, column: 1, message: m.to_owned() };
+    let err = |m: &str| DirectoryError {
+        line: n,
+        column: 1,
+        message: m.to_owned(),
+    };
     if l.id.is_empty() {
         return Err(err("empty user id"));
     }
@@ -195,9 +199,11 @@ impl Packed {
 
     fn find(&self, id: &str) -> Option<&Row> {
         let hash = self.hasher.hash_one(id);
-        let i = self
-            .index
-            .find(hash, |&i| self.rows.get(i as usize).is_some_and(|r| self.str(r.id) == id))?;
+        let i = self.index.find(hash, |&i| {
+            self.rows
+                .get(i as usize)
+                .is_some_and(|r| self.str(r.id) == id)
+        })?;
         self.rows.get(*i as usize)
     }
 
@@ -317,7 +323,11 @@ impl<'a> UserRef<'a> {
                 Box::new(ids.iter().map(move |i| p.name(*i)))
             }
             RefInner::Loose(l) => {
-                let v = if groups { &l.record.groups } else { &l.record.roles };
+                let v = if groups {
+                    &l.record.groups
+                } else {
+                    &l.record.roles
+                };
                 Box::new(v.iter().map(String::as_str))
             }
         }
@@ -350,7 +360,11 @@ impl Directory {
             index: hashbrown::HashTable::with_capacity(lines),
             ..Packed::default()
         };
-        let too_big = |n| DirectoryError { line: n, column: 1, message: "directory too large".into() };
+        let too_big = |n| DirectoryError {
+            line: n,
+            column: 1,
+            message: "directory too large".into(),
+        };
         for (i, raw) in text.lines().enumerate() {
             let n = i + 1;
             if raw.trim().is_empty() {
@@ -383,9 +397,15 @@ impl Directory {
             }
             let row = Row {
                 id: p.push_str(&l.id).ok_or_else(|| too_big(n))?,
-                username: p.push_str(l.username.as_deref().unwrap_or("")).ok_or_else(|| too_big(n))?,
-                email: p.push_str(l.email.as_deref().unwrap_or("")).ok_or_else(|| too_big(n))?,
-                attrs: p.push_str(l.attrs.map_or("", |a| a.get())).ok_or_else(|| too_big(n))?,
+                username: p
+                    .push_str(l.username.as_deref().unwrap_or(""))
+                    .ok_or_else(|| too_big(n))?,
+                email: p
+                    .push_str(l.email.as_deref().unwrap_or(""))
+                    .ok_or_else(|| too_big(n))?,
+                attrs: p
+                    .push_str(l.attrs.map_or("", |a| a.get()))
+                    .ok_or_else(|| too_big(n))?,
                 parents,
                 groups,
                 roles,
@@ -395,7 +415,13 @@ impl Directory {
             };
             let idx = u32::try_from(p.rows.len()).map_err(|_| too_big(n))?;
             p.rows.push(row);
-            let Packed { index, rows, text, hasher, .. } = &mut p;
+            let Packed {
+                index,
+                rows,
+                text,
+                hasher,
+                ..
+            } = &mut p;
             index.insert_unique(hash, idx, |&j| {
                 let r = rows.get(j as usize).map_or(Span::default(), |r| r.id);
                 let start = r.start as usize;
@@ -405,7 +431,11 @@ impl Directory {
         p.text.shrink_to_fit();
         p.parents.shrink_to_fit();
         let len = p.rows.len();
-        Ok(Directory { packed: Arc::new(p), overlay: Arc::default(), len })
+        Ok(Directory {
+            packed: Arc::new(p),
+            overlay: Arc::default(),
+            len,
+        })
     }
 
     /// Parse a delta's `users.jsonl` into changes.
@@ -418,11 +448,12 @@ impl Directory {
             match parse_line(raw, i + 1)? {
                 Parsed::Remove(id) => out.push(UserChange::Remove(id.into_owned())),
                 Parsed::Upsert(_) => {
-                    let record: UserRecord = serde_json::from_str(raw).map_err(|e| DirectoryError {
-                        line: i + 1,
-                        column: e.column(),
-                        message: e.to_string(),
-                    })?;
+                    let record: UserRecord =
+                        serde_json::from_str(raw).map_err(|e| DirectoryError {
+                            line: i + 1,
+                            column: e.column(),
+                            message: e.to_string(),
+                        })?;
                     out.push(UserChange::Upsert(record));
                 }
             }
@@ -449,7 +480,9 @@ impl Directory {
                     if !existed {
                         len += 1;
                     }
-                    let attrs_text = serde_json::Value::Object(record.attrs.clone()).to_string().into();
+                    let attrs_text = serde_json::Value::Object(record.attrs.clone())
+                        .to_string()
+                        .into();
                     overlay.insert(id, Some(Arc::new(Loose { record, attrs_text })));
                 }
                 UserChange::Remove(_) => {
@@ -464,17 +497,23 @@ impl Directory {
                 }
             }
         }
-        Directory { packed: Arc::clone(&self.packed), overlay: Arc::new(overlay), len }
+        Directory {
+            packed: Arc::clone(&self.packed),
+            overlay: Arc::new(overlay),
+            len,
+        }
     }
 
     /// Look a user up by id.
     pub fn get(&self, id: &str) -> Option<UserRef<'_>> {
         if let Some(slot) = self.overlay.get(id) {
-            return slot.as_deref().map(|l| UserRef { inner: RefInner::Loose(l) });
+            return slot.as_deref().map(|l| UserRef {
+                inner: RefInner::Loose(l),
+            });
         }
-        self.packed
-            .find(id)
-            .map(|r| UserRef { inner: RefInner::Packed(&self.packed, r) })
+        self.packed.find(id).map(|r| UserRef {
+            inner: RefInner::Packed(&self.packed, r),
+        })
     }
 
     /// Number of users.
@@ -494,12 +533,16 @@ impl Directory {
             .rows
             .iter()
             .filter(|r| !self.overlay.contains_key(self.packed.str(r.id)))
-            .map(|r| UserRef { inner: RefInner::Packed(&self.packed, r) });
+            .map(|r| UserRef {
+                inner: RefInner::Packed(&self.packed, r),
+            });
         let loose = self
             .overlay
             .values()
             .filter_map(|s| s.as_deref())
-            .map(|l| UserRef { inner: RefInner::Loose(l) });
+            .map(|l| UserRef {
+                inner: RefInner::Loose(l),
+            });
         packed.chain(loose)
     }
 
@@ -538,7 +581,10 @@ mod tests {
         let d = Directory::parse(TEXT).unwrap();
         assert_eq!(d.len(), 2);
         let a = d.get("u1").unwrap();
-        assert_eq!((a.username(), a.email(), a.state()), ("alice", "alice@example.com", UserState::Active));
+        assert_eq!(
+            (a.username(), a.email(), a.state()),
+            ("alice", "alice@example.com", UserState::Active)
+        );
         assert_eq!(a.groups().collect::<Vec<_>>(), ["eng", "staff"]);
         assert_eq!(a.roles().collect::<Vec<_>>(), ["admin"]);
         assert_eq!(a.attrs_json(), r#"{"level":3}"#);
@@ -570,17 +616,28 @@ mod tests {
         // Round trip through to_jsonl.
         let again = Directory::parse(&d2.to_jsonl()).unwrap();
         assert_eq!(again.len(), 2);
-        assert_eq!(again.get("u3").unwrap().to_record(), d2.get("u3").unwrap().to_record());
+        assert_eq!(
+            again.get("u3").unwrap().to_record(),
+            d2.get("u3").unwrap().to_record()
+        );
     }
 
     #[test]
     fn bad_lines_are_refused_with_their_line_number() {
-        let e = Directory::parse("{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Active\"}\n{oops").unwrap_err();
+        let e = Directory::parse(
+            "{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Active\"}\n{oops",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 2);
         let e = Directory::parse("{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Active\"}\n{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Active\"}").unwrap_err();
         assert!(e.message.contains("twice"));
         assert!(Directory::parse("{\"id\":\"a\",\"deleted\":true}").is_err());
-        assert!(Directory::parse("{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Banned\"}").is_err());
+        assert!(
+            Directory::parse(
+                "{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Banned\"}"
+            )
+            .is_err()
+        );
         assert!(Directory::parse("{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Active\",\"attrs\":[1]}").is_err());
         assert!(Directory::parse("{\"id\":\"a\",\"username\":\"a\",\"email\":\"a\",\"state\":\"Active\",\"admin\":true}").is_err());
     }

@@ -80,7 +80,11 @@ impl UserState {
     /// actions (needed by `resume` and `restore`). On success the caller
     /// stores [`Transition::to`] and [`Transition::memory`]; on error nothing
     /// may change.
-    pub fn apply(self, action: LifecycleAction, memory: Memory) -> Result<Transition, LifecycleError> {
+    pub fn apply(
+        self,
+        action: LifecycleAction,
+        memory: Memory,
+    ) -> Result<Transition, LifecycleError> {
         use LifecycleAction as A;
         use UserState as S;
         let refused = || LifecycleError::Refused { from: self, action };
@@ -310,7 +314,9 @@ mod tests {
             A::RequirePasswordReset => (from == S::Active).then_some(S::PasswordResetRequired),
             A::CompletePasswordReset => (from == S::PasswordResetRequired).then_some(S::Active),
             A::Suspend => live(&from).then_some(S::Suspended),
-            A::Resume => (from == S::Suspended).then_some(()).and(m.suspended_from.filter(live)),
+            A::Resume => (from == S::Suspended)
+                .then_some(())
+                .and(m.suspended_from.filter(live)),
             A::Deactivate => {
                 (!matches!(from, S::Deleted | S::Deactivated)).then_some(S::Deactivated)
             }
@@ -327,7 +333,10 @@ mod tests {
         let mut out = Vec::new();
         for a in &opts {
             for b in &opts {
-                out.push(Memory { suspended_from: *a, deleted_from: *b });
+                out.push(Memory {
+                    suspended_from: *a,
+                    deleted_from: *b,
+                });
             }
         }
         out
@@ -340,7 +349,11 @@ mod tests {
             for action in A::ALL {
                 for m in memories() {
                     let got = from.apply(action, m).ok().map(|t| t.to);
-                    assert_eq!(got, expected(action, from, m), "{action} from {from} ({m:?})");
+                    assert_eq!(
+                        got,
+                        expected(action, from, m),
+                        "{action} from {from} ({m:?})"
+                    );
                     if got.is_some() {
                         allowed += 1;
                     } else {
@@ -354,10 +367,20 @@ mod tests {
 
     #[test]
     fn refusals_name_the_state_and_action() {
-        let err = S::Deactivated.apply(A::Resume, Memory::default()).unwrap_err();
-        assert_eq!(err, LifecycleError::Refused { from: S::Deactivated, action: A::Resume });
+        let err = S::Deactivated
+            .apply(A::Resume, Memory::default())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            LifecycleError::Refused {
+                from: S::Deactivated,
+                action: A::Resume
+            }
+        );
         assert_eq!(err.to_string(), "cannot resume a user who is Deactivated");
-        let err = S::Suspended.apply(A::Resume, Memory::default()).unwrap_err();
+        let err = S::Suspended
+            .apply(A::Resume, Memory::default())
+            .unwrap_err();
         assert!(matches!(err, LifecycleError::NothingToReturnTo { .. }));
     }
 
@@ -400,7 +423,13 @@ mod tests {
         let revoking: Vec<A> = A::ALL.into_iter().filter(|a| a.revokes_tokens()).collect();
         assert_eq!(
             revoking,
-            vec![A::RequirePasswordReset, A::Suspend, A::Deactivate, A::Delete, A::SignOutEverywhere]
+            vec![
+                A::RequirePasswordReset,
+                A::Suspend,
+                A::Deactivate,
+                A::Delete,
+                A::SignOutEverywhere
+            ]
         );
     }
 
@@ -413,7 +442,10 @@ mod tests {
         for a in A::ALL {
             assert_eq!(a.as_str().parse::<A>().unwrap(), a);
         }
-        assert_eq!("sign-out-everywhere".parse::<A>().unwrap(), A::SignOutEverywhere);
+        assert_eq!(
+            "sign-out-everywhere".parse::<A>().unwrap(),
+            A::SignOutEverywhere
+        );
         assert!("Banned".parse::<S>().is_err());
         assert_eq!(S::from_u8(7), None);
     }

@@ -68,9 +68,11 @@ pub(crate) fn compile(
     schema: Option<&Schema>,
 ) -> Result<CompiledPolicies, BundleError> {
     let invalid = |pos, msg: String| BundleError::invalid(member::POLICIES, pos, msg);
-    let parsed = PolicySet::from_str(text).map_err(|e| invalid(diag_position(&e, text), diag_message(&e)))?;
+    let parsed = PolicySet::from_str(text)
+        .map_err(|e| invalid(diag_position(&e, text), diag_message(&e)))?;
     let mut set = PolicySet::new();
-    let id_of = |ann: Option<&str>, default: &PolicyId| ann.map_or_else(|| default.clone(), PolicyId::new);
+    let id_of =
+        |ann: Option<&str>, default: &PolicyId| ann.map_or_else(|| default.clone(), PolicyId::new);
     // Deterministic order: by source position of the default id (policy0, policy1, ...).
     let mut templates: Vec<_> = parsed.templates().collect();
     templates.sort_by_key(|t| default_index(t.id()));
@@ -91,7 +93,9 @@ pub(crate) fn compile(
             BundleError::invalid(member::LINKS, Some((e.line(), e.column())), e.to_string())
         })?;
         for (i, l) in links.into_iter().enumerate() {
-            let bad = |m: String| BundleError::invalid(member::LINKS, None, format!("link {i} ({}): {m}", l.new_id));
+            let bad = |m: String| {
+                BundleError::invalid(member::LINKS, None, format!("link {i} ({}): {m}", l.new_id))
+            };
             let mut values = HashMap::new();
             for (slot, v) in &l.values {
                 let slot = match slot.as_str() {
@@ -102,8 +106,12 @@ pub(crate) fn compile(
                 let uid = EntityUid::from_json(v.clone()).map_err(|e| bad(e.to_string()))?;
                 values.insert(slot, uid);
             }
-            set.link(PolicyId::new(&l.template_id), PolicyId::new(&l.new_id), values)
-                .map_err(|e| bad(diag_message(&e)))?;
+            set.link(
+                PolicyId::new(&l.template_id),
+                PolicyId::new(&l.new_id),
+                values,
+            )
+            .map_err(|e| bad(diag_message(&e)))?;
         }
     }
     if let Some(schema) = schema {
@@ -115,7 +123,10 @@ pub(crate) fn compile(
                 pos = pos.or_else(|| diag_position(e, text));
                 msgs.push(diag_message(e));
             }
-            return Err(invalid(pos, format!("fails validation against the schema: {}", msgs.join(" | "))));
+            return Err(invalid(
+                pos,
+                format!("fails validation against the schema: {}", msgs.join(" | ")),
+            ));
         }
     }
     let literals = condition_literals(&set);
@@ -124,7 +135,10 @@ pub(crate) fn compile(
 
 fn default_index(id: &PolicyId) -> (u64, String) {
     let s = id.to_string();
-    let n = s.strip_prefix("policy").and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    let n = s
+        .strip_prefix("policy")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
     (n, s)
 }
 
@@ -150,7 +164,10 @@ fn condition_literals(set: &PolicySet) -> Vec<EntityUid> {
             visit(est);
         }
     }
-    found.iter().filter_map(|s| EntityUid::from_str(s).ok()).collect()
+    found
+        .iter()
+        .filter_map(|s| EntityUid::from_str(s).ok())
+        .collect()
 }
 
 /// Call `f` with every `{"type":..,"id":..}` found under an `__entity` key.
@@ -199,7 +216,11 @@ permit(principal == ?principal, action, resource);"#,
         let e = compile("permit(principal, action, resource);\npermit(principal, action, resource) when { 1 + };", None, None)
             .unwrap_err();
         match e {
-            BundleError::Invalid { member, position: Some((line, _)), .. } => {
+            BundleError::Invalid {
+                member,
+                position: Some((line, _)),
+                ..
+            } => {
                 assert_eq!((member.as_str(), line), ("policies.cedar", 2));
             }
             other => panic!("unexpected {other:?}"),

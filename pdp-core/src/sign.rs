@@ -61,7 +61,9 @@ pub struct BundleSigner {
 impl std::fmt::Debug for BundleSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("BundleSigner").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("BundleSigner")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -76,7 +78,8 @@ impl BundleSigner {
 
     /// A signer from a PKCS#8 PEM private key (`pdp keygen` writes these).
     pub fn from_pem(pem: &str) -> Result<Self, SignatureError> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| SignatureError::Key(e.to_string()))?;
+        let key =
+            SigningKey::from_pkcs8_pem(pem).map_err(|e| SignatureError::Key(e.to_string()))?;
         let kid = key_id(&key.verifying_key());
         Ok(BundleSigner { key, kid })
     }
@@ -181,10 +184,14 @@ impl Keyring {
         let (Some(h), Some(body), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(SignatureError::Malformed("expected header..signature".into()));
+            return Err(SignatureError::Malformed(
+                "expected header..signature".into(),
+            ));
         };
         if !body.is_empty() && body != B64.encode(payload) {
-            return Err(SignatureError::Malformed("embedded payload differs from manifest.json".into()));
+            return Err(SignatureError::Malformed(
+                "embedded payload differs from manifest.json".into(),
+            ));
         }
         let header_bytes = B64
             .decode(h)
@@ -225,10 +232,19 @@ mod tests {
         assert_eq!(ring.add(a.verifying_key()), a.kid());
         let jws = a.sign(b"{\"x\":1}");
         assert_eq!(ring.verify(b"{\"x\":1}", &jws).unwrap(), a.kid());
-        assert!(matches!(ring.verify(b"{\"x\":2}", &jws), Err(SignatureError::Invalid(_))));
+        assert!(matches!(
+            ring.verify(b"{\"x\":2}", &jws),
+            Err(SignatureError::Invalid(_))
+        ));
         let other = b.sign(b"{\"x\":1}");
-        assert!(matches!(ring.verify(b"{\"x\":1}", &other), Err(SignatureError::UnknownKid(_))));
-        assert!(matches!(ring.verify(b"{}", "garbage"), Err(SignatureError::Malformed(_))));
+        assert!(matches!(
+            ring.verify(b"{\"x\":1}", &other),
+            Err(SignatureError::UnknownKid(_))
+        ));
+        assert!(matches!(
+            ring.verify(b"{}", "garbage"),
+            Err(SignatureError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -247,6 +263,9 @@ mod tests {
         let mut ring = Keyring::new();
         ring.add(a.verifying_key());
         let h = B64.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, a.kid()));
-        assert!(matches!(ring.verify(b"{}", &format!("{h}..")), Err(SignatureError::Algorithm(_))));
+        assert!(matches!(
+            ring.verify(b"{}", &format!("{h}..")),
+            Err(SignatureError::Algorithm(_))
+        ));
     }
 }

@@ -11,9 +11,7 @@
 //! tests in `tests/differential.rs` check exactly that).
 
 use crate::directory::{Directory, UserRef};
-use cedar_policy::{
-    Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
-};
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
@@ -59,7 +57,14 @@ impl Statics {
                     }
                 }
             }
-            map.insert(uid, StaticEntity { entity: e.clone(), ancestors, refs: refs.into() });
+            map.insert(
+                uid,
+                StaticEntity {
+                    entity: e.clone(),
+                    ancestors,
+                    refs: refs.into(),
+                },
+            );
         }
         Ok(Statics {
             map,
@@ -77,16 +82,23 @@ impl Statics {
 /// Convert one Cedar JSON value (explicit `__entity` / `__extn` forms; any
 /// other object is a record) into a restricted expression, noting entity
 /// references in `refs`.
-pub(crate) fn restricted(v: &Value, refs: &mut Vec<EntityUid>) -> Result<RestrictedExpression, String> {
+pub(crate) fn restricted(
+    v: &Value,
+    refs: &mut Vec<EntityUid>,
+) -> Result<RestrictedExpression, String> {
     Ok(match v {
         Value::Null => return Err("null is not a Cedar value".into()),
         Value::Bool(b) => RestrictedExpression::new_bool(*b),
-        Value::Number(n) => {
-            RestrictedExpression::new_long(n.as_i64().ok_or_else(|| format!("{n} is not a 64-bit integer"))?)
-        }
+        Value::Number(n) => RestrictedExpression::new_long(
+            n.as_i64()
+                .ok_or_else(|| format!("{n} is not a 64-bit integer"))?,
+        ),
         Value::String(s) => RestrictedExpression::new_string(s.clone()),
         Value::Array(items) => RestrictedExpression::new_set(
-            items.iter().map(|i| restricted(i, refs)).collect::<Result<Vec<_>, _>>()?,
+            items
+                .iter()
+                .map(|i| restricted(i, refs))
+                .collect::<Result<Vec<_>, _>>()?,
         ),
         Value::Object(map) => {
             if let (1, Some(e)) = (map.len(), map.get("__entity")) {
@@ -95,8 +107,14 @@ pub(crate) fn restricted(v: &Value, refs: &mut Vec<EntityUid>) -> Result<Restric
                 return Ok(RestrictedExpression::new_entity_uid(uid));
             }
             if let (1, Some(x)) = (map.len(), map.get("__extn")) {
-                let f = x.get("fn").and_then(Value::as_str).ok_or("__extn needs fn")?;
-                let arg = x.get("arg").and_then(Value::as_str).ok_or("__extn needs a string arg")?;
+                let f = x
+                    .get("fn")
+                    .and_then(Value::as_str)
+                    .ok_or("__extn needs fn")?;
+                let arg = x
+                    .get("arg")
+                    .and_then(Value::as_str)
+                    .ok_or("__extn needs a string arg")?;
                 return Ok(match f {
                     "ip" | "ipaddr" => RestrictedExpression::new_ip(arg),
                     "decimal" => RestrictedExpression::new_decimal(arg),
@@ -128,9 +146,18 @@ pub(crate) fn user_entity(
     for (k, v) in &attrs {
         out.insert(k.clone(), restricted(v, refs)?);
     }
-    out.insert("state".into(), RestrictedExpression::new_string(user.state().as_str().into()));
-    out.insert("email".into(), RestrictedExpression::new_string(user.email().into()));
-    out.insert("realm".into(), RestrictedExpression::new_string(realm.into()));
+    out.insert(
+        "state".into(),
+        RestrictedExpression::new_string(user.state().as_str().into()),
+    );
+    out.insert(
+        "email".into(),
+        RestrictedExpression::new_string(user.email().into()),
+    );
+    out.insert(
+        "realm".into(),
+        RestrictedExpression::new_string(realm.into()),
+    );
     let mut parents = HashSet::new();
     let direct = user
         .groups()
@@ -142,7 +169,8 @@ pub(crate) fn user_entity(
         }
         parents.insert(p);
     }
-    Entity::new(Statics::uid(&statics.user_type, user.id()), out, parents).map_err(|e| e.to_string())
+    Entity::new(Statics::uid(&statics.user_type, user.id()), out, parents)
+        .map_err(|e| e.to_string())
 }
 
 /// A request-supplied entity, parsed, with its outgoing references.
@@ -169,9 +197,17 @@ impl Supplied {
         let parents = v
             .get("parents")
             .and_then(Value::as_array)
-            .map(|ps| ps.iter().filter_map(|p| EntityUid::from_json(p.clone()).ok()).collect())
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| EntityUid::from_json(p.clone()).ok())
+                    .collect()
+            })
             .unwrap_or_default();
-        Ok(Supplied { entity, parents, refs })
+        Ok(Supplied {
+            entity,
+            parents,
+            refs,
+        })
     }
 }
 
@@ -186,7 +222,10 @@ pub(crate) struct SliceInput<'a> {
 }
 
 /// Build the slice reachable from `roots`.
-pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = EntityUid>) -> Result<Entities, String> {
+pub(crate) fn slice(
+    input: &SliceInput<'_>,
+    roots: impl IntoIterator<Item = EntityUid>,
+) -> Result<Entities, String> {
     let mut work: Vec<EntityUid> = roots.into_iter().collect();
     let mut seen: HashSet<EntityUid> = HashSet::with_capacity(work.len() * 2);
     let mut out: Vec<Entity> = Vec::with_capacity(work.len() + 4);

@@ -77,37 +77,58 @@ pub struct LoadOptions<'a> {
 /// Refuses: a bad archive or signature; a realm other than `held`'s; a
 /// revision not newer than `held`'s; a delta whose base is not `held`'s
 /// revision (or with nothing held). On error `held` is, as always, untouched.
-pub fn load(bytes: &[u8], options: &LoadOptions<'_>, held: Option<&Snapshot>) -> Result<Snapshot, BundleError> {
+pub fn load(
+    bytes: &[u8],
+    options: &LoadOptions<'_>,
+    held: Option<&Snapshot>,
+) -> Result<Snapshot, BundleError> {
     let bundle = Bundle::open(bytes, options.trust, &options.limits)?;
     let m = &bundle.manifest;
     if let Some(h) = held {
         if h.realm() != m.realm {
-            return Err(BundleError::RealmMismatch { held: h.realm().into(), offered: m.realm.clone() });
+            return Err(BundleError::RealmMismatch {
+                held: h.realm().into(),
+                offered: m.realm.clone(),
+            });
         }
         if m.revision <= h.revision() {
-            return Err(BundleError::Rollback { held: h.revision(), offered: m.revision });
+            return Err(BundleError::Rollback {
+                held: h.revision(),
+                offered: m.revision,
+            });
         }
     }
     match m.kind {
         BundleKind::Snapshot => Snapshot::compile(&bundle),
         BundleKind::Delta => match held {
             Some(h) => h.apply_delta(&bundle),
-            None => Err(BundleError::DeltaWithoutBase { revision: m.revision, why: "no snapshot is held" }),
+            None => Err(BundleError::DeltaWithoutBase {
+                revision: m.revision,
+                why: "no snapshot is held",
+            }),
         },
     }
 }
 
 fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, BundleError> {
-    std::str::from_utf8(bytes).map_err(|e| BundleError::invalid(name, None, format!("not UTF-8: {e}")))
+    std::str::from_utf8(bytes)
+        .map_err(|e| BundleError::invalid(name, None, format!("not UTF-8: {e}")))
 }
 
 fn compile_schema(text: &str) -> Result<(Schema, ContextShapes), BundleError> {
     let bad = |e: &dyn miette::Diagnostic| {
-        BundleError::invalid(member::SCHEMA, policies::diag_position(e, text), policies::diag_message(e))
+        BundleError::invalid(
+            member::SCHEMA,
+            policies::diag_position(e, text),
+            policies::diag_message(e),
+        )
     };
     let (schema, _warnings) = Schema::from_cedarschema_str(text).map_err(|e| bad(&e))?;
     let shapes = match SchemaFragment::from_cedarschema_str(text) {
-        Ok((frag, _)) => frag.to_json_value().map(|j| context_shapes(&j)).unwrap_or_default(),
+        Ok((frag, _)) => frag
+            .to_json_value()
+            .map(|j| context_shapes(&j))
+            .unwrap_or_default(),
         Err(e) => return Err(bad(&e)),
     };
     Ok((schema, shapes))
@@ -117,19 +138,24 @@ fn compile_schema(text: &str) -> Result<(Schema, ContextShapes), BundleError> {
 /// the schema (following one level of common-type reference).
 fn context_shapes(json: &Value) -> ContextShapes {
     let mut out = HashMap::new();
-    let Some(namespaces) = json.as_object() else { return out };
+    let Some(namespaces) = json.as_object() else {
+        return out;
+    };
     for (ns, body) in namespaces {
         let common = body.get("commonTypes").and_then(Value::as_object);
-        let Some(actions) = body.get("actions").and_then(Value::as_object) else { continue };
+        let Some(actions) = body.get("actions").and_then(Value::as_object) else {
+            continue;
+        };
         for (name, action) in actions {
             let mut ctx = action.pointer("/appliesTo/context");
             let name_of = |v: &Value| {
-                v.get("name").and_then(Value::as_str).map(str::to_owned).or_else(|| {
-                    match v.get("type").and_then(Value::as_str) {
+                v.get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or_else(|| match v.get("type").and_then(Value::as_str) {
                         Some("Record") | None => None,
                         Some(t) => Some(t.to_owned()),
-                    }
-                })
+                    })
             };
             if let (Some(c), Some(common)) = (ctx, common)
                 && let Some(n) = name_of(c)
@@ -141,9 +167,16 @@ fn context_shapes(json: &Value) -> ContextShapes {
                 .and_then(Value::as_object)
                 .map(|a| a.keys().cloned().collect())
                 .unwrap_or_default();
-            let ty = if ns.is_empty() { "Action".to_owned() } else { format!("{ns}::Action") };
+            let ty = if ns.is_empty() {
+                "Action".to_owned()
+            } else {
+                format!("{ns}::Action")
+            };
             if let Ok(t) = EntityTypeName::from_str(&ty) {
-                out.insert(EntityUid::from_type_name_and_id(t, EntityId::new(name)), attrs);
+                out.insert(
+                    EntityUid::from_type_name_and_id(t, EntityId::new(name)),
+                    attrs,
+                );
             }
         }
     }
@@ -155,12 +188,21 @@ impl Snapshot {
     pub fn compile(bundle: &Bundle) -> Result<Snapshot, BundleError> {
         let m = &bundle.manifest;
         if m.kind != BundleKind::Snapshot {
-            return Err(BundleError::DeltaWithoutBase { revision: m.revision, why: "not a snapshot" });
+            return Err(BundleError::DeltaWithoutBase {
+                revision: m.revision,
+                why: "not a snapshot",
+            });
         }
-        let text = |name: &str| bundle.member(name).map(|b| utf8(name, b).map(str::to_owned)).transpose();
+        let text = |name: &str| {
+            bundle
+                .member(name)
+                .map(|b| utf8(name, b).map(str::to_owned))
+                .transpose()
+        };
         let sources = Sources {
             schema: text(member::SCHEMA)?,
-            policies: text(member::POLICIES)?.ok_or_else(|| BundleError::MissingMember(member::POLICIES.into()))?,
+            policies: text(member::POLICIES)?
+                .ok_or_else(|| BundleError::MissingMember(member::POLICIES.into()))?,
             links: text(member::LINKS)?,
             entities: text(member::ENTITIES)?,
         };
@@ -174,7 +216,13 @@ impl Snapshot {
             Some(b) => Some(Arc::new(parse_routes(b)?)),
             None => None,
         };
-        Snapshot::assemble(m.clone(), bundle.signed_by.clone(), sources, directory, routes)
+        Snapshot::assemble(
+            m.clone(),
+            bundle.signed_by.clone(),
+            sources,
+            directory,
+            routes,
+        )
     }
 
     fn assemble(
@@ -191,10 +239,12 @@ impl Snapshot {
             }
             None => (None, HashMap::new()),
         };
-        let policies = policies::compile(&sources.policies, sources.links.as_deref(), schema.as_ref())?;
+        let policies =
+            policies::compile(&sources.policies, sources.links.as_deref(), schema.as_ref())?;
         let entities = match &sources.entities {
-            Some(t) => Entities::from_json_str(t, schema.as_ref())
-                .map_err(|e| BundleError::invalid(member::ENTITIES, None, policies::diag_message(&e)))?,
+            Some(t) => Entities::from_json_str(t, schema.as_ref()).map_err(|e| {
+                BundleError::invalid(member::ENTITIES, None, policies::diag_message(&e))
+            })?,
             None => match &schema {
                 Some(s) => s
                     .action_entities()
@@ -202,9 +252,13 @@ impl Snapshot {
                 None => Entities::empty(),
             },
         };
-        let statics = Statics::new(&entities).map_err(|e| BundleError::invalid(member::ENTITIES, None, e))?;
+        let statics =
+            Statics::new(&entities).map_err(|e| BundleError::invalid(member::ENTITIES, None, e))?;
         if directory.is_some()
-            && let Some(u) = statics.map.keys().find(|u| u.type_name() == &statics.user_type)
+            && let Some(u) = statics
+                .map
+                .keys()
+                .find(|u| u.type_name() == &statics.user_type)
         {
             return Err(BundleError::invalid(
                 member::ENTITIES,
@@ -213,7 +267,11 @@ impl Snapshot {
             ));
         }
         let verifier = match &manifest.identity {
-            Some(i) => Some(Arc::new(Verifier::new(i).map_err(|e| BundleError::Manifest(format!("identity: {e}")))?)),
+            Some(i) => {
+                Some(Arc::new(Verifier::new(i).map_err(|e| {
+                    BundleError::Manifest(format!("identity: {e}"))
+                })?))
+            }
             None => None,
         };
         Ok(Snapshot {
@@ -238,10 +296,16 @@ impl Snapshot {
             why: "manifest has no base_revision",
         })?;
         if m.realm != self.manifest.realm {
-            return Err(BundleError::RealmMismatch { held: self.manifest.realm.clone(), offered: m.realm.clone() });
+            return Err(BundleError::RealmMismatch {
+                held: self.manifest.realm.clone(),
+                offered: m.realm.clone(),
+            });
         }
         if base != self.revision() {
-            return Err(BundleError::DeltaBase { held: self.revision(), base });
+            return Err(BundleError::DeltaBase {
+                held: self.revision(),
+                base,
+            });
         }
         let directory = match (bundle.member(member::USERS), &self.directory) {
             (Some(b), dir) => {
@@ -262,13 +326,22 @@ impl Snapshot {
         if manifest.identity.is_none() {
             manifest.identity.clone_from(&self.manifest.identity);
         }
-        let replaces_cedar = [member::SCHEMA, member::POLICIES, member::LINKS, member::ENTITIES]
-            .iter()
-            .any(|n| bundle.member(n).is_some());
+        let replaces_cedar = [
+            member::SCHEMA,
+            member::POLICIES,
+            member::LINKS,
+            member::ENTITIES,
+        ]
+        .iter()
+        .any(|n| bundle.member(n).is_some());
         if !replaces_cedar {
             // Users (and maybe routes or identity) only: share everything else.
             let verifier = match (&m.identity, &self.verifier) {
-                (Some(i), _) => Some(Arc::new(Verifier::new(i).map_err(|e| BundleError::Manifest(format!("identity: {e}")))?)),
+                (Some(i), _) => {
+                    Some(Arc::new(Verifier::new(i).map_err(|e| {
+                        BundleError::Manifest(format!("identity: {e}"))
+                    })?))
+                }
                 (None, v) => v.clone(),
             };
             return Ok(Snapshot {
@@ -288,11 +361,18 @@ impl Snapshot {
         };
         let sources = Sources {
             schema: text(member::SCHEMA, &self.sources.schema)?,
-            policies: text(member::POLICIES, &Some(self.sources.policies.clone()))?.unwrap_or_default(),
+            policies: text(member::POLICIES, &Some(self.sources.policies.clone()))?
+                .unwrap_or_default(),
             links: text(member::LINKS, &self.sources.links)?,
             entities: text(member::ENTITIES, &self.sources.entities)?,
         };
-        Snapshot::assemble(manifest, bundle.signed_by.clone(), sources, directory, routes)
+        Snapshot::assemble(
+            manifest,
+            bundle.signed_by.clone(),
+            sources,
+            directory,
+            routes,
+        )
     }
 
     /// The realm.
@@ -348,11 +428,19 @@ impl Snapshot {
     /// Expensive for large directories; meant for tests and tooling, never
     /// for the decision path.
     pub fn full_entities(&self, extra: &[Value]) -> Result<Entities, RequestError> {
-        let mut all: Vec<cedar_policy::Entity> = self.statics.map.values().map(|s| s.entity.clone()).collect();
+        let mut all: Vec<cedar_policy::Entity> = self
+            .statics
+            .map
+            .values()
+            .map(|s| s.entity.clone())
+            .collect();
         if let Some(dir) = &self.directory {
             for u in dir.iter() {
                 let mut refs = Vec::new();
-                all.push(slice::user_entity(&self.statics, self.realm(), u, &mut refs).map_err(RequestError::Directory)?);
+                all.push(
+                    slice::user_entity(&self.statics, self.realm(), u, &mut refs)
+                        .map_err(RequestError::Directory)?,
+                );
             }
         }
         let known: HashSet<EntityUid> = all.iter().map(cedar_policy::Entity::uid).collect();
@@ -383,12 +471,17 @@ impl Snapshot {
     pub fn batch_is_authorized(&self, batch: &BatchRequest) -> Result<BatchAnswer, RequestError> {
         let n = batch.requests.len();
         if n == 0 || n > MAX_BATCH {
-            return Err(RequestError::InvalidRequest(format!("a batch holds 1 to {MAX_BATCH} requests, not {n}")));
+            return Err(RequestError::InvalidRequest(format!(
+                "a batch holds 1 to {MAX_BATCH} requests, not {n}"
+            )));
         }
         let Some(first) = batch.requests.first() else {
             return Err(RequestError::InvalidRequest("empty batch".into()));
         };
-        let shared_principal = batch.requests.iter().all(|r| r.principal == first.principal);
+        let shared_principal = batch
+            .requests
+            .iter()
+            .all(|r| r.principal == first.principal);
         let shared_resource = batch.requests.iter().all(|r| r.resource == first.resource);
         if !shared_principal && !shared_resource {
             return Err(RequestError::InvalidRequest(
@@ -414,10 +507,17 @@ impl Snapshot {
     /// Decide a request whose principal is the subject of `req.token`,
     /// verified at unix time `now`. A refused token is a Deny answer with a
     /// `token:<why>` reason, not an error.
-    pub fn is_authorized_with_token(&self, req: &TokenRequest, now: i64) -> Result<Answer, RequestError> {
+    pub fn is_authorized_with_token(
+        &self,
+        req: &TokenRequest,
+        now: i64,
+    ) -> Result<Answer, RequestError> {
         let revision = self.revision();
         let Some(verifier) = &self.verifier else {
-            return Ok(Answer::deny(Reason::Token(TokenFailure::NoIdentity), revision));
+            return Ok(Answer::deny(
+                Reason::Token(TokenFailure::NoIdentity),
+                revision,
+            ));
         };
         let token = match verifier.verify(&req.token, now) {
             Ok(t) => t,
@@ -428,19 +528,30 @@ impl Snapshot {
 
     /// Verify a token only (signature, issuer, audience, time), no user checks.
     pub fn verify_token(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenFailure> {
-        self.verifier.as_ref().ok_or(TokenFailure::NoIdentity)?.verify(token, now)
+        self.verifier
+            .as_ref()
+            .ok_or(TokenFailure::NoIdentity)?
+            .verify(token, now)
     }
 
     /// Decide for a token that already passed [`Snapshot::verify_token`]
     /// (hosts cache those). The directory checks — user exists, is Active,
     /// token not issued before `tokens_valid_after` — always run here.
-    pub fn decide_verified(&self, token: &VerifiedToken, req: &TokenRequest) -> Result<Answer, RequestError> {
+    pub fn decide_verified(
+        &self,
+        token: &VerifiedToken,
+        req: &TokenRequest,
+    ) -> Result<Answer, RequestError> {
         let revision = self.revision();
-        let principal = crate::decision::EntityRef::new(crate::directory::USER_TYPE, token.sub.clone());
+        let principal =
+            crate::decision::EntityRef::new(crate::directory::USER_TYPE, token.sub.clone());
         let mut override_entity = None;
         if let Some(dir) = &self.directory {
             let Some(user) = dir.get(&token.sub) else {
-                return Ok(Answer::deny(Reason::Token(TokenFailure::UnknownUser), revision));
+                return Ok(Answer::deny(
+                    Reason::Token(TokenFailure::UnknownUser),
+                    revision,
+                ));
             };
             if !user.state().is_authorizable() {
                 return Ok(Answer::deny(Reason::UserState(user.state()), revision));
@@ -488,8 +599,12 @@ impl Snapshot {
                 v
             })
             .collect();
-        cedar_policy::Entity::new(Statics::uid(&self.statics.user_type, &token.sub), attrs, parents)
-            .map_err(|e| RequestError::InvalidRequest(format!("token claims: {e}")))
+        cedar_policy::Entity::new(
+            Statics::uid(&self.statics.user_type, &token.sub),
+            attrs,
+            parents,
+        )
+        .map_err(|e| RequestError::InvalidRequest(format!("token claims: {e}")))
     }
 
     /// Caller context plus what the token says (the token wins): `token_use`,
@@ -503,7 +618,11 @@ impl Snapshot {
     ) -> Result<Value, RequestError> {
         let mut ctx: Map<String, Value> = match caller {
             Value::Object(m) => m.clone(),
-            _ => return Err(RequestError::InvalidRequest("context must be a JSON object".into())),
+            _ => {
+                return Err(RequestError::InvalidRequest(
+                    "context must be a JSON object".into(),
+                ));
+            }
         };
         let declared = match &self.schema {
             None => None,
@@ -520,7 +639,11 @@ impl Snapshot {
                 }
             }
         }
-        let use_name = if token.token_use == TokenUse::Id { "id" } else { "access" };
+        let use_name = if token.token_use == TokenUse::Id {
+            "id"
+        } else {
+            "access"
+        };
         if wanted("token_use") {
             ctx.insert("token_use".into(), Value::String(use_name.into()));
         }
@@ -554,9 +677,17 @@ impl Snapshot {
         }
         let schema = self.schema.as_deref();
         let context = Context::from_json_value(req.context.clone(), schema.map(|s| (s, &action)))
-            .map_err(|e| RequestError::InvalidRequest(format!("context: {}", policies::diag_message(&e))))?;
-        let request = cedar_policy::Request::new(principal.clone(), action.clone(), resource.clone(), context, schema)
-            .map_err(|e| RequestError::InvalidRequest(policies::diag_message(&e)))?;
+            .map_err(|e| {
+            RequestError::InvalidRequest(format!("context: {}", policies::diag_message(&e)))
+        })?;
+        let request = cedar_policy::Request::new(
+            principal.clone(),
+            action.clone(),
+            resource.clone(),
+            context,
+            schema,
+        )
+        .map_err(|e| RequestError::InvalidRequest(policies::diag_message(&e)))?;
         let mut roots = vec![principal, action, resource];
         slice::context_refs(&req.context, &mut roots);
         roots.extend(self.policies.literals.iter().cloned());
@@ -569,7 +700,11 @@ impl Snapshot {
         };
         let entities = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
         let response = Authorizer::new().is_authorized(&request, &self.policies.set, &entities);
-        let mut determining: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        let mut determining: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
         determining.sort();
         let errors = response
             .diagnostics()
@@ -588,22 +723,37 @@ impl Snapshot {
                 None => (Decision::Deny, Reason::NoPermit),
             },
         };
-        Ok(Answer { decision, determining_policies: determining, errors, reason, revision })
+        Ok(Answer {
+            decision,
+            determining_policies: determining,
+            errors,
+            reason,
+            revision,
+        })
     }
 }
 
 fn parse_routes(bytes: &[u8]) -> Result<Value, BundleError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| BundleError::invalid(member::ROUTES, Some((e.line(), e.column())), e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| {
+        BundleError::invalid(member::ROUTES, Some((e.line(), e.column())), e.to_string())
+    })
 }
 
 fn parse_supplied(entities: &[Value]) -> Result<Vec<Supplied>, RequestError> {
-    entities.iter().map(|v| Supplied::parse(v).map_err(RequestError::InvalidEntities)).collect()
+    entities
+        .iter()
+        .map(|v| Supplied::parse(v).map_err(RequestError::InvalidEntities))
+        .collect()
 }
 
 fn entity_uid(r: &crate::decision::EntityRef) -> Result<EntityUid, RequestError> {
-    let ty = EntityTypeName::from_str(&r.ty)
-        .map_err(|e| RequestError::InvalidRequest(format!("entity type {:?}: {}", r.ty, policies::diag_message(&e))))?;
+    let ty = EntityTypeName::from_str(&r.ty).map_err(|e| {
+        RequestError::InvalidRequest(format!(
+            "entity type {:?}: {}",
+            r.ty,
+            policies::diag_message(&e)
+        ))
+    })?;
     Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(&r.id)))
 }
 
@@ -616,7 +766,10 @@ fn claim_value(v: &Value) -> Option<RestrictedExpression> {
         Value::Array(items) => {
             let strings: Option<Vec<_>> = items
                 .iter()
-                .map(|i| i.as_str().map(|s| RestrictedExpression::new_string(s.to_owned())))
+                .map(|i| {
+                    i.as_str()
+                        .map(|s| RestrictedExpression::new_string(s.to_owned()))
+                })
                 .collect();
             strings.map(RestrictedExpression::new_set)
         }

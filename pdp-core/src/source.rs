@@ -8,7 +8,7 @@
 //! path reads without a schema.
 
 use crate::bundle::{self, BundleError, BundleHeader, Limits, Trust};
-use crate::directory::{UserRecord, USER_TYPE};
+use crate::directory::{USER_TYPE, UserRecord};
 use crate::manifest::{BundleKind, IdentitySettings, member};
 use crate::sign::BundleSigner;
 use cedar_policy::{Entity, Schema};
@@ -42,7 +42,11 @@ pub fn build(
         match name.as_str() {
             member::IDENTITY => {
                 let settings: IdentitySettings = serde_json::from_slice(bytes).map_err(|e| {
-                    BundleError::invalid(member::IDENTITY, Some((e.line(), e.column())), e.to_string())
+                    BundleError::invalid(
+                        member::IDENTITY,
+                        Some((e.line(), e.column())),
+                        e.to_string(),
+                    )
                 })?;
                 identity = Some(settings);
             }
@@ -55,7 +59,9 @@ pub fn build(
     if !members.contains_key(member::POLICIES) {
         return Err(BundleError::MissingMember(member::POLICIES.into()));
     }
-    if let (Some(schema_text), Some(users)) = (members.get(member::SCHEMA), members.get(member::USERS)) {
+    if let (Some(schema_text), Some(users)) =
+        (members.get(member::SCHEMA), members.get(member::USERS))
+    {
         let schema_text = std::str::from_utf8(schema_text)
             .map_err(|e| BundleError::invalid(member::SCHEMA, None, e.to_string()))?;
         let (schema, _) = Schema::from_cedarschema_str(schema_text)
@@ -74,24 +80,37 @@ pub fn build(
     let archive = bundle::write_archive(&header, &members, signer, options.gzip)?;
     // Compile what we wrote: the build fails exactly when a loader would.
     let limits = Limits::default();
-    crate::snapshot::load(&archive, &crate::snapshot::LoadOptions { trust: Trust::Dev, limits }, None)?;
+    crate::snapshot::load(
+        &archive,
+        &crate::snapshot::LoadOptions {
+            trust: Trust::Dev,
+            limits,
+        },
+        None,
+    )?;
     Ok(archive)
 }
 
 /// Validate every user against the schema's `User` type and rewrite its
 /// attributes in explicit Cedar JSON form.
 fn canonical_users(users: &[u8], schema: &Schema, realm: &str) -> Result<Vec<u8>, BundleError> {
-    let text = std::str::from_utf8(users).map_err(|e| BundleError::invalid(member::USERS, None, e.to_string()))?;
+    let text = std::str::from_utf8(users)
+        .map_err(|e| BundleError::invalid(member::USERS, None, e.to_string()))?;
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |col: usize, m: String| BundleError::invalid(member::USERS, Some((i + 1, col)), m);
-        let mut u: UserRecord = serde_json::from_str(line).map_err(|e| bad(e.column(), e.to_string()))?;
+        let bad =
+            |col: usize, m: String| BundleError::invalid(member::USERS, Some((i + 1, col)), m);
+        let mut u: UserRecord =
+            serde_json::from_str(line).map_err(|e| bad(e.column(), e.to_string()))?;
         for reserved in ["state", "email", "realm"] {
             if u.attrs.contains_key(reserved) {
-                return Err(bad(1, format!("attribute {reserved:?} is reserved (set from the record)")));
+                return Err(bad(
+                    1,
+                    format!("attribute {reserved:?} is reserved (set from the record)"),
+                ));
             }
         }
         let mut attrs = u.attrs.clone();
@@ -102,11 +121,20 @@ fn canonical_users(users: &[u8], schema: &Schema, realm: &str) -> Result<Vec<u8>
             .groups
             .iter()
             .map(|g| json!({"type": crate::directory::GROUP_TYPE, "id": g}))
-            .chain(u.roles.iter().map(|r| json!({"type": crate::directory::ROLE_TYPE, "id": r})))
+            .chain(
+                u.roles
+                    .iter()
+                    .map(|r| json!({"type": crate::directory::ROLE_TYPE, "id": r})),
+            )
             .collect();
-        let entity_json = json!({"uid": {"type": USER_TYPE, "id": u.id}, "attrs": attrs, "parents": parents});
-        let entity = Entity::from_json_value(entity_json, Some(schema))
-            .map_err(|e| bad(1, format!("user {:?}: {}", u.id, crate::policies::diag_message(&e))))?;
+        let entity_json =
+            json!({"uid": {"type": USER_TYPE, "id": u.id}, "attrs": attrs, "parents": parents});
+        let entity = Entity::from_json_value(entity_json, Some(schema)).map_err(|e| {
+            bad(
+                1,
+                format!("user {:?}: {}", u.id, crate::policies::diag_message(&e)),
+            )
+        })?;
         let canonical = entity.to_json_value().map_err(|e| bad(1, e.to_string()))?;
         let mut attrs = canonical
             .get("attrs")

@@ -11,7 +11,16 @@ pub const REFERENCE_SCHEMA: &str = include_str!("../../policies/schema.cedarsche
 pub const REFERENCE_POLICIES: &str = include_str!("../../policies/policies.cedar");
 
 const DEPARTMENTS: [&str; 10] = [
-    "engineering", "sales", "finance", "it", "legal", "marketing", "support", "research", "ops", "hr",
+    "engineering",
+    "sales",
+    "finance",
+    "it",
+    "legal",
+    "marketing",
+    "support",
+    "research",
+    "ops",
+    "hr",
 ];
 const GROUPS: usize = 120;
 const FOLDERS: usize = 80;
@@ -54,7 +63,10 @@ pub fn user_id(i: usize) -> String {
 }
 
 fn department(i: usize) -> &'static str {
-    DEPARTMENTS.get(i % DEPARTMENTS.len()).copied().unwrap_or("engineering")
+    DEPARTMENTS
+        .get(i % DEPARTMENTS.len())
+        .copied()
+        .unwrap_or("engineering")
 }
 
 /// The files of a synthetic realm source directory with `users` users.
@@ -69,7 +81,10 @@ pub fn realm(users: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
         entities.push_str(&line);
     };
     for role in ["realm-admin", "editor", "reader"] {
-        push(format!(r#"{{"uid":{{"type":"Role","id":"{role}"}},"attrs":{{}},"parents":[]}}"#), &mut entities);
+        push(
+            format!(r#"{{"uid":{{"type":"Role","id":"{role}"}},"attrs":{{}},"parents":[]}}"#),
+            &mut entities,
+        );
     }
     // Groups form a forest: group g's parent is a lower-numbered group, so
     // hierarchies are several levels deep; some groups grant roles.
@@ -87,14 +102,30 @@ pub fn realm(users: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
             parents.push(r#"{"type":"Role","id":"realm-admin"}"#.to_owned());
         }
         push(
-            format!(r#"{{"uid":{{"type":"Group","id":"g{g}"}},"attrs":{{"name":"Group {g}"}},"parents":[{}]}}"#, parents.join(",")),
+            format!(
+                r#"{{"uid":{{"type":"Group","id":"g{g}"}},"attrs":{{"name":"Group {g}"}},"parents":[{}]}}"#,
+                parents.join(",")
+            ),
             &mut entities,
         );
     }
-    push(r#"{"uid":{"type":"Group","id":"auditors"},"attrs":{"name":"Auditors"},"parents":[]}"#.to_owned(), &mut entities);
+    push(
+        r#"{"uid":{"type":"Group","id":"auditors"},"attrs":{"name":"Auditors"},"parents":[]}"#
+            .to_owned(),
+        &mut entities,
+    );
     for f in 0..FOLDERS {
-        let parent = if f == 0 { String::new() } else { format!(r#"{{"type":"Folder","id":"f{}"}}"#, rng.below(f)) };
-        push(format!(r#"{{"uid":{{"type":"Folder","id":"f{f}"}},"attrs":{{"name":"folder {f}"}},"parents":[{parent}]}}"#), &mut entities);
+        let parent = if f == 0 {
+            String::new()
+        } else {
+            format!(r#"{{"type":"Folder","id":"f{}"}}"#, rng.below(f))
+        };
+        push(
+            format!(
+                r#"{{"uid":{{"type":"Folder","id":"f{f}"}},"attrs":{{"name":"folder {f}"}},"parents":[{parent}]}}"#
+            ),
+            &mut entities,
+        );
     }
     push(r#"{"uid":{"type":"Folder","id":"compliance"},"attrs":{},"parents":[{"type":"Folder","id":"f0"}]}"#.to_owned(), &mut entities);
     for d in 0..DOCUMENTS {
@@ -104,7 +135,11 @@ pub fn realm(users: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
             1 | 2 => "confidential",
             _ => "internal",
         };
-        let folder = if d % 50 == 0 { "compliance".to_owned() } else { format!("f{}", rng.below(FOLDERS)) };
+        let folder = if d % 50 == 0 {
+            "compliance".to_owned()
+        } else {
+            format!("f{}", rng.below(FOLDERS))
+        };
         push(
             format!(
                 r#"{{"uid":{{"type":"Document","id":"doc{d}"}},"attrs":{{"owner":{{"__entity":{{"type":"User","id":"{owner}"}}}},"department":"{}","classification":"{class}"}},"parents":[{{"type":"Folder","id":"{folder}"}}]}}"#,
@@ -126,7 +161,10 @@ pub fn realm(users: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
             format!(r#""g{g1}""#)
         };
         let manager = if i > 0 && rng.below(2) == 0 {
-            format!(r#","manager":{{"__entity":{{"type":"User","id":"{}"}}}}"#, user_id(rng.below(i)))
+            format!(
+                r#","manager":{{"__entity":{{"type":"User","id":"{}"}}}}"#,
+                user_id(rng.below(i))
+            )
         } else {
             String::new()
         };
@@ -138,8 +176,19 @@ pub fn realm(users: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
         );
     }
     let mut files = BTreeMap::new();
-    files.insert("schema.cedarschema".to_owned(), REFERENCE_SCHEMA.as_bytes().to_vec());
-    files.insert("policies.cedar".to_owned(), REFERENCE_POLICIES.lines().take_while(|l| !l.contains("Per-user grants")).collect::<Vec<_>>().join("\n").into_bytes());
+    files.insert(
+        "schema.cedarschema".to_owned(),
+        REFERENCE_SCHEMA.as_bytes().to_vec(),
+    );
+    files.insert(
+        "policies.cedar".to_owned(),
+        REFERENCE_POLICIES
+            .lines()
+            .take_while(|l| !l.contains("Per-user grants"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .into_bytes(),
+    );
     files.insert("entities.json".to_owned(), entities.into_bytes());
     files.insert("users.jsonl".to_owned(), lines.into_bytes());
     files

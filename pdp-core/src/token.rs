@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// Algorithms accepted for tokens.
-pub const ALLOWED_ALGORITHMS: [&str; 7] = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"];
+pub const ALLOWED_ALGORITHMS: [&str; 7] = [
+    "RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA",
+];
 
 /// Default clock-skew allowance, seconds.
 pub const DEFAULT_LEEWAY: i64 = 30;
@@ -116,9 +118,15 @@ pub struct VerifiedToken {
 impl VerifiedToken {
     /// `cognito:groups` (or `groups`), as strings.
     pub fn groups(&self) -> Vec<String> {
-        let v = self.claims.get("cognito:groups").or_else(|| self.claims.get("groups"));
+        let v = self
+            .claims
+            .get("cognito:groups")
+            .or_else(|| self.claims.get("groups"));
         match v {
-            Some(Value::Array(items)) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
             _ => Vec::new(),
         }
@@ -160,10 +168,15 @@ impl fmt::Debug for Verifier {
 
 impl Verifier {
     pub fn new(settings: &IdentitySettings) -> Result<Verifier, String> {
-        let set: JwkSet = serde_json::from_value(settings.jwks.clone()).map_err(|e| format!("jwks: {e}"))?;
+        let set: JwkSet =
+            serde_json::from_value(settings.jwks.clone()).map_err(|e| format!("jwks: {e}"))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let kid = jwk.common.key_id.clone().ok_or("jwks: every key needs a kid")?;
+            let kid = jwk
+                .common
+                .key_id
+                .clone()
+                .ok_or("jwks: every key needs a kid")?;
             let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("jwks key {kid}: {e}"))?;
             let alg = match jwk.common.key_algorithm {
                 Some(a) => Some(
@@ -180,7 +193,9 @@ impl Verifier {
             }
             keys.insert(kid, Key { key, alg });
         }
-        let leeway = settings.leeway_seconds.map_or(DEFAULT_LEEWAY, |l| i64::try_from(l.min(300)).unwrap_or(300));
+        let leeway = settings
+            .leeway_seconds
+            .map_or(DEFAULT_LEEWAY, |l| i64::try_from(l.min(300)).unwrap_or(300));
         for u in &settings.token_use {
             if u != "id" && u != "access" {
                 return Err(format!("token_use {u:?} is not id or access"));
@@ -212,12 +227,20 @@ impl Verifier {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(TokenFailure::Malformed)?;
-        let alg_name = header.get("alg").and_then(Value::as_str).ok_or(TokenFailure::Malformed)?;
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(TokenFailure::Malformed)?;
         if !ALLOWED_ALGORITHMS.contains(&alg_name) {
             return Err(TokenFailure::AlgorithmNotAllowed);
         }
-        let alg: Algorithm = alg_name.parse().map_err(|_| TokenFailure::AlgorithmNotAllowed)?;
-        let kid = header.get("kid").and_then(Value::as_str).ok_or(TokenFailure::MissingKid)?;
+        let alg: Algorithm = alg_name
+            .parse()
+            .map_err(|_| TokenFailure::AlgorithmNotAllowed)?;
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(TokenFailure::MissingKid)?;
         let key = self.keys.get(kid).ok_or(TokenFailure::UnknownKid)?;
         if key.alg.is_some_and(|a| a != alg) || key.key.family() != alg.family() {
             return Err(TokenFailure::KeyMismatch);
@@ -244,15 +267,20 @@ impl Verifier {
             Some("access") => TokenUse::Access,
             _ => return Err(TokenFailure::WrongTokenUse),
         };
-        let use_name = if token_use == TokenUse::Id { "id" } else { "access" };
+        let use_name = if token_use == TokenUse::Id {
+            "id"
+        } else {
+            "access"
+        };
         if !self.token_use.is_empty() && !self.token_use.iter().any(|u| u == use_name) {
             return Err(TokenFailure::WrongTokenUse);
         }
         let audience_ok = |v: Option<&Value>| match v {
             Some(Value::String(s)) => self.audiences.iter().any(|a| a == s),
-            Some(Value::Array(items)) => items
-                .iter()
-                .any(|i| i.as_str().is_some_and(|s| self.audiences.iter().any(|a| a == s))),
+            Some(Value::Array(items)) => items.iter().any(|i| {
+                i.as_str()
+                    .is_some_and(|s| self.audiences.iter().any(|a| a == s))
+            }),
             _ => false,
         };
         let aud_ok = match token_use {
@@ -286,6 +314,12 @@ impl Verifier {
             .filter(|s| !s.is_empty())
             .ok_or(TokenFailure::MissingClaim)?
             .to_owned();
-        Ok(VerifiedToken { sub, iat, exp, token_use, claims })
+        Ok(VerifiedToken {
+            sub,
+            iat,
+            exp,
+            token_use,
+            claims,
+        })
     }
 }

@@ -36,7 +36,10 @@ fn uid(r: &pdp_core::EntityRef) -> EntityUid {
 fn reference_corpus() {
     let snap = common::reference_snapshot();
     let dir = common::repo_root().join("policies/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let (mut checked, mut failures) = (0, Vec::new());
     for path in files {
@@ -45,7 +48,11 @@ fn reference_corpus() {
         assert!(!file.description.is_empty());
         for case in file.cases {
             checked += 1;
-            let where_ = format!("{} / {}", path.file_name().unwrap().to_string_lossy(), case.name);
+            let where_ = format!(
+                "{} / {}",
+                path.file_name().unwrap().to_string_lossy(),
+                case.name
+            );
             let got: Tagged<_> = snap.is_authorized(&case.request).into();
             match (&case.failure, got) {
                 (Some(kind), Tagged::Failure { errors }) => {
@@ -56,9 +63,13 @@ fn reference_corpus() {
                 (Some(kind), Tagged::Success(a)) => {
                     failures.push(format!("{where_}: expected failure {kind}, got {a:?}"));
                 }
-                (None, Tagged::Failure { errors }) => failures.push(format!("{where_}: failed: {errors:?}")),
+                (None, Tagged::Failure { errors }) => {
+                    failures.push(format!("{where_}: failed: {errors:?}"))
+                }
                 (None, Tagged::Success(a)) => {
-                    if Some(a.decision) != case.decision || Some(a.reason.to_string()) != case.reason {
+                    if Some(a.decision) != case.decision
+                        || Some(a.reason.to_string()) != case.reason
+                    {
                         failures.push(format!(
                             "{where_}: expected {:?} {:?}, got {:?} {}",
                             case.decision, case.reason, a.decision, a.reason
@@ -67,28 +78,53 @@ fn reference_corpus() {
                     if let Some(want) = &case.determining_policies
                         && want != &a.determining_policies
                     {
-                        failures.push(format!("{where_}: policies {want:?} != {:?}", a.determining_policies));
+                        failures.push(format!(
+                            "{where_}: policies {want:?} != {:?}",
+                            a.determining_policies
+                        ));
                     }
                     // Differential: Cedar over every entity of the realm. Gated
                     // denials are excluded: for an unknown principal Cedar
                     // alone would skip the erroring forbid and may allow —
                     // exactly what the gate exists to prevent.
-                    if matches!(a.reason, pdp_core::Reason::UserState(_) | pdp_core::Reason::UnknownUser) {
+                    if matches!(
+                        a.reason,
+                        pdp_core::Reason::UserState(_) | pdp_core::Reason::UnknownUser
+                    ) {
                         continue;
                     }
                     let all = snap.full_entities(&case.request.entities).unwrap();
                     let action = uid(&case.request.action);
-                    let ctx = Context::from_json_value(case.request.context.clone(), Some((snap.schema().unwrap(), &action))).unwrap();
-                    let req = CedarRequest::new(uid(&case.request.principal), action, uid(&case.request.resource), ctx, snap.schema()).unwrap();
+                    let ctx = Context::from_json_value(
+                        case.request.context.clone(),
+                        Some((snap.schema().unwrap(), &action)),
+                    )
+                    .unwrap();
+                    let req = CedarRequest::new(
+                        uid(&case.request.principal),
+                        action,
+                        uid(&case.request.resource),
+                        ctx,
+                        snap.schema(),
+                    )
+                    .unwrap();
                     let full = Authorizer::new().is_authorized(&req, snap.policy_set(), &all);
                     let full_allow = full.decision() == cedar_policy::Decision::Allow;
                     if full_allow != (a.decision == Decision::Allow) {
-                        failures.push(format!("{where_}: full evaluation disagrees ({:?})", full.decision()));
+                        failures.push(format!(
+                            "{where_}: full evaluation disagrees ({:?})",
+                            full.decision()
+                        ));
                     }
                 }
             }
         }
     }
     assert!(checked >= 40, "only {checked} corpus cases");
-    assert!(failures.is_empty(), "{} of {checked} corpus cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} corpus cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -52,7 +52,11 @@ fn req(token: String, action: &str, resource: (&str, &str), context: Value) -> T
 }
 
 fn read(snap: &Snapshot, token: String) -> pdp_core::Answer {
-    snap.is_authorized_with_token(&req(token, "readDocument", ("Document", "design-doc"), json!({})), NOW).unwrap()
+    snap.is_authorized_with_token(
+        &req(token, "readDocument", ("Document", "design-doc"), json!({})),
+        NOW,
+    )
+    .unwrap()
 }
 
 fn refused_with(snap: &Snapshot, token: String, why: TokenFailure) {
@@ -68,11 +72,19 @@ fn b64(v: &Value) -> String {
 #[test]
 fn valid_tokens_of_every_algorithm_are_accepted() {
     let snap = common::reference_snapshot();
-    assert_eq!(read(&snap, rs(&id_claims("alice"))).decision, Decision::Allow);
+    assert_eq!(
+        read(&snap, rs(&id_claims("alice"))).decision,
+        Decision::Allow
+    );
     let access = json!({"sub": "alice", "iss": ISS, "client_id": AUD, "token_use": "access", "scope": "openid", "iat": NOW - 5, "exp": NOW + 300});
     let es = sign(Algorithm::ES256, "test-es256", "es256.key.pem", &access);
     assert_eq!(read(&snap, es).decision, Decision::Allow);
-    let ed = sign(Algorithm::EdDSA, "test-eddsa", "eddsa.key.pem", &id_claims("alice"));
+    let ed = sign(
+        Algorithm::EdDSA,
+        "test-eddsa",
+        "eddsa.key.pem",
+        &id_claims("alice"),
+    );
     let a = read(&snap, format!("Bearer {ed}"));
     assert_eq!((a.decision, a.reason), (Decision::Allow, Reason::Permit));
 }
@@ -83,28 +95,64 @@ fn token_attacks_are_each_refused_with_their_reason() {
     let good = id_claims("alice");
 
     // alg none, unsigned.
-    let none = format!("{}.{}.", b64(&json!({"alg": "none", "kid": "test-rs256"})), b64(&good));
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "kid": "test-rs256"})),
+        b64(&good)
+    );
     refused_with(&snap, none, TokenFailure::AlgorithmNotAllowed);
     // HS256 with the RSA public key as the HMAC secret (key confusion).
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("test-rs256".into());
-    let hs = jsonwebtoken::encode(&h, &good, &EncodingKey::from_secret(&key("rs256.pub.pem"))).unwrap();
+    let hs =
+        jsonwebtoken::encode(&h, &good, &EncodingKey::from_secret(&key("rs256.pub.pem"))).unwrap();
     refused_with(&snap, hs, TokenFailure::AlgorithmNotAllowed);
     // An RS256 header on an EC key id.
-    refused_with(&snap, sign(Algorithm::RS256, "test-es256", "rs256.key.pem", &good), TokenFailure::KeyMismatch);
+    refused_with(
+        &snap,
+        sign(Algorithm::RS256, "test-es256", "rs256.key.pem", &good),
+        TokenFailure::KeyMismatch,
+    );
     // Unknown kid, and a forged signature under a trusted kid.
-    refused_with(&snap, sign(Algorithm::RS256, "attacker", "attacker-rs256.key.pem", &good), TokenFailure::UnknownKid);
-    refused_with(&snap, sign(Algorithm::RS256, "test-rs256", "attacker-rs256.key.pem", &good), TokenFailure::BadSignature);
+    refused_with(
+        &snap,
+        sign(
+            Algorithm::RS256,
+            "attacker",
+            "attacker-rs256.key.pem",
+            &good,
+        ),
+        TokenFailure::UnknownKid,
+    );
+    refused_with(
+        &snap,
+        sign(
+            Algorithm::RS256,
+            "test-rs256",
+            "attacker-rs256.key.pem",
+            &good,
+        ),
+        TokenFailure::BadSignature,
+    );
     // Tampered payload.
     let t = rs(&good);
     let parts: Vec<&str> = t.split('.').collect();
     let mut evil = good.clone();
     evil["sub"] = json!("bob");
-    refused_with(&snap, format!("{}.{}.{}", parts[0], b64(&evil), parts[2]), TokenFailure::BadSignature);
+    refused_with(
+        &snap,
+        format!("{}.{}.{}", parts[0], b64(&evil), parts[2]),
+        TokenFailure::BadSignature,
+    );
     // Missing kid; garbage.
     let mut h = Header::new(Algorithm::RS256);
     h.kid = None;
-    let no_kid = jsonwebtoken::encode(&h, &good, &EncodingKey::from_rsa_pem(&key("rs256.key.pem")).unwrap()).unwrap();
+    let no_kid = jsonwebtoken::encode(
+        &h,
+        &good,
+        &EncodingKey::from_rsa_pem(&key("rs256.key.pem")).unwrap(),
+    )
+    .unwrap();
     refused_with(&snap, no_kid, TokenFailure::MissingKid);
     refused_with(&snap, "not.a.token".into(), TokenFailure::Malformed);
     refused_with(&snap, "".into(), TokenFailure::Malformed);
@@ -115,13 +163,41 @@ fn token_attacks_are_each_refused_with_their_reason() {
         rs(&c)
     };
     refused_with(&snap, with("exp", json!(NOW - 31)), TokenFailure::Expired);
-    assert_eq!(read(&snap, with("exp", json!(NOW - 29))).decision, Decision::Allow, "inside the leeway");
-    refused_with(&snap, with("nbf", json!(NOW + 31)), TokenFailure::NotYetValid);
-    refused_with(&snap, with("iat", json!(NOW + 600)), TokenFailure::NotYetValid);
-    refused_with(&snap, with("iss", json!("https://evil.example")), TokenFailure::WrongIssuer);
-    refused_with(&snap, with("aud", json!("another-client")), TokenFailure::WrongAudience);
-    refused_with(&snap, with("token_use", json!("refresh")), TokenFailure::WrongTokenUse);
-    refused_with(&snap, with("exp", json!("tomorrow")), TokenFailure::MissingClaim);
+    assert_eq!(
+        read(&snap, with("exp", json!(NOW - 29))).decision,
+        Decision::Allow,
+        "inside the leeway"
+    );
+    refused_with(
+        &snap,
+        with("nbf", json!(NOW + 31)),
+        TokenFailure::NotYetValid,
+    );
+    refused_with(
+        &snap,
+        with("iat", json!(NOW + 600)),
+        TokenFailure::NotYetValid,
+    );
+    refused_with(
+        &snap,
+        with("iss", json!("https://evil.example")),
+        TokenFailure::WrongIssuer,
+    );
+    refused_with(
+        &snap,
+        with("aud", json!("another-client")),
+        TokenFailure::WrongAudience,
+    );
+    refused_with(
+        &snap,
+        with("token_use", json!("refresh")),
+        TokenFailure::WrongTokenUse,
+    );
+    refused_with(
+        &snap,
+        with("exp", json!("tomorrow")),
+        TokenFailure::MissingClaim,
+    );
     let mut no_use = good.clone();
     no_use.as_object_mut().unwrap().remove("token_use");
     refused_with(&snap, rs(&no_use), TokenFailure::WrongTokenUse);
@@ -131,7 +207,10 @@ fn token_attacks_are_each_refused_with_their_reason() {
     // Directory checks: unknown user, suspended user.
     refused_with(&snap, rs(&id_claims("mallory")), TokenFailure::UnknownUser);
     let a = read(&snap, rs(&id_claims("dave")));
-    assert_eq!((a.decision, a.reason), (Decision::Deny, Reason::UserState(UserState::Suspended)));
+    assert_eq!(
+        (a.decision, a.reason),
+        (Decision::Deny, Reason::UserState(UserState::Suspended))
+    );
 }
 
 #[test]
@@ -142,8 +221,21 @@ fn tokens_issued_before_tokens_valid_after_are_revoked() {
         "{{\"id\":\"alice\",\"username\":\"alice\",\"email\":\"alice@example.com\",\"state\":\"Active\",\"groups\":[\"platform\"],\"attrs\":{{\"department\":\"engineering\",\"level\":3}},\"tokens_valid_after\":{}}}\n",
         NOW - 30
     );
-    let header = BundleHeader { realm: "default".into(), revision: 2, kind: BundleKind::Delta, base_revision: Some(1), created_at: NOW, identity: None };
-    let d = write_archive(&header, &BTreeMap::from([("users.jsonl".to_owned(), users.into_bytes())]), Some(&common::signer()), true).unwrap();
+    let header = BundleHeader {
+        realm: "default".into(),
+        revision: 2,
+        kind: BundleKind::Delta,
+        base_revision: Some(1),
+        created_at: NOW,
+        identity: None,
+    };
+    let d = write_archive(
+        &header,
+        &BTreeMap::from([("users.jsonl".to_owned(), users.into_bytes())]),
+        Some(&common::signer()),
+        true,
+    )
+    .unwrap();
     let snap = common::load_signed(&d, Some(&base)).unwrap();
     let old = id_claims("alice"); // iat NOW - 60
     refused_with(&snap, rs(&old), TokenFailure::Revoked);
@@ -158,7 +250,11 @@ fn tokens_issued_before_tokens_valid_after_are_revoked() {
 fn mfa_comes_from_the_token_not_the_caller() {
     let snap = common::reference_snapshot();
     let delete = |token: String, ctx: Value| {
-        snap.is_authorized_with_token(&req(token, "deleteDocument", ("Document", "design-doc"), ctx), NOW).unwrap()
+        snap.is_authorized_with_token(
+            &req(token, "deleteDocument", ("Document", "design-doc"), ctx),
+            NOW,
+        )
+        .unwrap()
     };
     let mut mfa = id_claims("alice");
     mfa["amr"] = json!(["pwd", "mfa"]);
@@ -171,11 +267,25 @@ fn mfa_comes_from_the_token_not_the_caller() {
 fn without_a_directory_the_avp_mapping_builds_the_principal_from_claims() {
     let mut files = BTreeMap::new();
     files.insert("policies.cedar".to_owned(), b"permit(principal in Group::\"platform\", action, resource) when { principal.email like \"*@example.com\" && context.token_use == \"id\" };".to_vec());
-    files.insert("identity.json".to_owned(), common::reference_files()["identity.json"].clone());
+    files.insert(
+        "identity.json".to_owned(),
+        common::reference_files()["identity.json"].clone(),
+    );
     let bytes = pdp_core::source::build(&files, &common::opts(1), None).unwrap();
-    let snap = pdp_core::load(&bytes, &pdp_core::LoadOptions { trust: pdp_core::Trust::Dev, limits: Default::default() }, None).unwrap();
+    let snap = pdp_core::load(
+        &bytes,
+        &pdp_core::LoadOptions {
+            trust: pdp_core::Trust::Dev,
+            limits: Default::default(),
+        },
+        None,
+    )
+    .unwrap();
     let a = read(&snap, rs(&id_claims("anyone")));
-    assert_eq!((a.decision, a.determining_policies), (Decision::Allow, vec!["policy0".to_owned()]));
+    assert_eq!(
+        (a.decision, a.determining_policies),
+        (Decision::Allow, vec!["policy0".to_owned()])
+    );
     let mut other_group = id_claims("anyone");
     other_group["cognito:groups"] = json!(["sales"]);
     assert_eq!(read(&snap, rs(&other_group)).reason, Reason::NoPermit);

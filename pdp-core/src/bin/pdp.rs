@@ -16,7 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pdp", version, about = "Gatehouse decision core: bundles and decisions")]
+#[command(
+    name = "pdp",
+    version,
+    about = "Gatehouse decision core: bundles and decisions"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,7 +134,9 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 fn read_source(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    let names = member::CONTENT.iter().chain(std::iter::once(&member::IDENTITY));
+    let names = member::CONTENT
+        .iter()
+        .chain(std::iter::once(&member::IDENTITY));
     for name in names {
         let p = dir.join(name);
         if p.exists() {
@@ -146,8 +152,14 @@ fn read_source(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 /// Name the file (and position) a bundle error is about.
 fn in_dir(dir: &Path, e: BundleError) -> anyhow::Error {
     match &e {
-        BundleError::Invalid { member, position, message } => {
-            let pos = position.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default();
+        BundleError::Invalid {
+            member,
+            position,
+            message,
+        } => {
+            let pos = position
+                .map(|(l, c)| format!(":{l}:{c}"))
+                .unwrap_or_default();
             anyhow!("{}{pos}: {message}", dir.join(member).display())
         }
         _ => anyhow!("{}: {e}", dir.display()),
@@ -158,13 +170,17 @@ fn keyring(paths: &[PathBuf]) -> Result<Keyring> {
     let mut ring = Keyring::new();
     for p in paths {
         let pem = String::from_utf8(read(p)?).with_context(|| p.display().to_string())?;
-        ring.add_pem(&pem).with_context(|| p.display().to_string())?;
+        ring.add_pem(&pem)
+            .with_context(|| p.display().to_string())?;
     }
     Ok(ring)
 }
 
 fn options(trust: Trust<'_>) -> LoadOptions<'_> {
-    LoadOptions { trust, limits: Limits::default() }
+    LoadOptions {
+        trust,
+        limits: Limits::default(),
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -181,7 +197,12 @@ fn run(cli: Cli) -> Result<()> {
                     let publ = prefix.with_extension("pub.pem");
                     write_private(&key, private.as_bytes())?;
                     std::fs::write(&publ, public).with_context(|| publ.display().to_string())?;
-                    println!("kid {} -> {} {}", signer.kid(), key.display(), publ.display());
+                    println!(
+                        "kid {} -> {} {}",
+                        signer.kid(),
+                        key.display(),
+                        publ.display()
+                    );
                 }
                 None => {
                     print!("{private}");
@@ -189,18 +210,34 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Bundle(BundleCmd::Build { dir, sign_key, revision, realm, created_at, no_gzip, output }) => {
+        Command::Bundle(BundleCmd::Build {
+            dir,
+            sign_key,
+            revision,
+            realm,
+            created_at,
+            no_gzip,
+            output,
+        }) => {
             let files = read_source(&dir)?;
             let signer = match &sign_key {
                 Some(p) => Some(
-                    BundleSigner::from_pem(&String::from_utf8_lossy(&read(p)?)).with_context(|| p.display().to_string())?,
+                    BundleSigner::from_pem(&String::from_utf8_lossy(&read(p)?))
+                        .with_context(|| p.display().to_string())?,
                 ),
                 None => {
-                    eprintln!("pdp: warning: building an UNSIGNED bundle; hosts load it only in dev mode");
+                    eprintln!(
+                        "pdp: warning: building an UNSIGNED bundle; hosts load it only in dev mode"
+                    );
                     None
                 }
             };
-            let opts = BuildOptions { realm, revision, created_at: created_at.unwrap_or_else(now), gzip: !no_gzip };
+            let opts = BuildOptions {
+                realm,
+                revision,
+                created_at: created_at.unwrap_or_else(now),
+                gzip: !no_gzip,
+            };
             let bytes = build(&files, &opts, signer.as_ref()).map_err(|e| in_dir(&dir, e))?;
             write_atomic(&output, &bytes)?;
             println!(
@@ -209,12 +246,15 @@ fn run(cli: Cli) -> Result<()> {
                 bytes.len(),
                 opts.realm,
                 opts.revision,
-                signer.map(|s| format!(", signed by {}", s.kid())).unwrap_or_default()
+                signer
+                    .map(|s| format!(", signed by {}", s.kid()))
+                    .unwrap_or_default()
             );
         }
         Command::Bundle(BundleCmd::Inspect { file }) => {
             let bytes = read(&file)?;
-            let bundle = Bundle::open(&bytes, Trust::Dev, &Limits::default()).with_context(|| file.display().to_string())?;
+            let bundle = Bundle::open(&bytes, Trust::Dev, &Limits::default())
+                .with_context(|| file.display().to_string())?;
             let snap = Snapshot::compile(&bundle).with_context(|| file.display().to_string())?;
             let summary = serde_json::json!({
                 "manifest": bundle.manifest,
@@ -228,7 +268,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bundle(BundleCmd::Verify { file, trust_key }) => {
             let ring = keyring(&trust_key)?;
             let bytes = read(&file)?;
-            let snap = load(&bytes, &options(Trust::Keyring(&ring)), None).with_context(|| file.display().to_string())?;
+            let snap = load(&bytes, &options(Trust::Keyring(&ring)), None)
+                .with_context(|| file.display().to_string())?;
             println!(
                 "ok: realm {} revision {} signed by {}",
                 snap.realm(),
@@ -243,7 +284,10 @@ fn run(cli: Cli) -> Result<()> {
                 let p = out.join(name);
                 std::fs::write(&p, bytes).with_context(|| p.display().to_string())?;
             }
-            println!("wrote a synthetic realm with {users} users to {}", out.display());
+            println!(
+                "wrote a synthetic realm with {users} users to {}",
+                out.display()
+            );
         }
     }
     Ok(())
@@ -266,7 +310,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| path.display().to_string())?;
-    f.write_all(bytes).with_context(|| path.display().to_string())
+    f.write_all(bytes)
+        .with_context(|| path.display().to_string())
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -278,7 +323,12 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 fn decide(args: &DecideArgs) -> Result<()> {
     let snap = if args.bundle.is_dir() {
         let files = read_source(&args.bundle)?;
-        let opts = BuildOptions { realm: "default".into(), revision: 1, created_at: now(), gzip: false };
+        let opts = BuildOptions {
+            realm: "default".into(),
+            revision: 1,
+            created_at: now(),
+            gzip: false,
+        };
         let bytes = build(&files, &opts, None).map_err(|e| in_dir(&args.bundle, e))?;
         load(&bytes, &options(Trust::Dev), None)?
     } else {
@@ -287,7 +337,10 @@ fn decide(args: &DecideArgs) -> Result<()> {
         let trust = match (args.dev, ring.is_empty()) {
             (_, false) => Trust::Keyring(&ring),
             (true, true) => Trust::Dev,
-            (false, true) => bail!("{}: give --trust-key, or --dev for an unsigned bundle", args.bundle.display()),
+            (false, true) => bail!(
+                "{}: give --trust-key, or --dev for an unsigned bundle",
+                args.bundle.display()
+            ),
         };
         load(&bytes, &options(trust), None).with_context(|| args.bundle.display().to_string())?
     };

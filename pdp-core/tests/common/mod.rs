@@ -31,7 +31,12 @@ pub fn reference_files() -> BTreeMap<String, Vec<u8>> {
 }
 
 pub fn opts(revision: u64) -> BuildOptions {
-    BuildOptions { realm: "default".into(), revision, created_at: 1_764_000_000, gzip: true }
+    BuildOptions {
+        realm: "default".into(),
+        revision,
+        created_at: 1_764_000_000,
+        gzip: true,
+    }
 }
 
 pub fn signer() -> BundleSigner {
@@ -48,11 +53,27 @@ pub fn build_signed(files: &BTreeMap<String, Vec<u8>>, revision: u64) -> Vec<u8>
     build(files, &opts(revision), Some(&signer())).unwrap()
 }
 
-pub fn load_signed(bytes: &[u8], held: Option<&Snapshot>) -> Result<Snapshot, pdp_core::BundleError> {
+pub fn load_signed(
+    bytes: &[u8],
+    held: Option<&Snapshot>,
+) -> Result<Snapshot, pdp_core::BundleError> {
     let ring = keyring();
-    load(bytes, &LoadOptions { trust: Trust::Keyring(&ring), limits: Limits::default() }, held)
+    load(
+        bytes,
+        &LoadOptions {
+            trust: Trust::Keyring(&ring),
+            limits: Limits::default(),
+        },
+        held,
+    )
 }
 
 pub fn reference_snapshot() -> Snapshot {
     load_signed(&build_signed(&reference_files(), 1), None).unwrap()
+}
+
+/// The reference snapshot, built once per test binary.
+pub fn reference_snapshot_cached() -> &'static Snapshot {
+    static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+    SNAP.get_or_init(reference_snapshot)
 }
