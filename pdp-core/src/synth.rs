@@ -51,7 +51,8 @@ impl Rng {
 
 /// The id of synthetic user `i` (UUID-shaped, like a Cognito `sub`).
 pub fn user_id(i: usize) -> String {
-    let h = Rng::new(i as u64 ^ 0xA5A5_5A5A).next_u64();
+    let i = i as u64;
+    let h = Rng::new(i ^ 0xA5A5_5A5A).next_u64();
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
         (h >> 32) as u32,

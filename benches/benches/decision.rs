@@ -1,0 +1,173 @@
+//! Decision benchmarks: pdp-core at 1k and 1M users, a batch of 30, a token
+//! decision, bundle load of 1M users — and raw `cedar-policy` evaluating
+//! the same request over a full pre-built `Entities`, in the same run.
+//!
+//! Besides criterion's timings, the setup prints p50/p99 latency over
+//! 100k individually timed decisions and the resident memory of the 1M
+//! directory (criterion does not report either).
+
+use cedar_policy::{Authorizer, Context, Entities, EntityUid, Request as CedarRequest};
+use criterion::{Criterion, criterion_group, criterion_main};
+use gatehouse_benches::{bundle, load_dev, percentiles, realm_files, rss_bytes};
+use pdp_core::decision::{BatchRequest, EntityRef, Request, TokenRequest};
+use pdp_core::synth::user_id;
+use pdp_core::{Decision, Snapshot};
+use std::hint::black_box;
+use std::str::FromStr;
+use std::time::Instant;
+
+fn request(users: usize, i: usize) -> Request {
+    // Active users only (every 50th synthetic user is suspended).
+    let mut u = (i * 7919) % users;
+    if u % 50 == 49 {
+        u -= 1;
+    }
+    Request {
+        principal: EntityRef::new("User", user_id(u)),
+        action: EntityRef::new("Action", "readDocument"),
+        resource: EntityRef::new("Document", format!("doc{}", i % 500)),
+        context: serde_json::json!({"mfa": true}),
+        entities: vec![],
+    }
+}
+
+fn setup(users: usize) -> Snapshot {
+    let files = realm_files(users);
+    let bytes = bundle(&files);
+    drop(files);
+    load_dev(&bytes).expect("synthetic realm loads")
+}
+
+fn report(label: &str, snap: &Snapshot, users: usize) -> (u64, u64) {
+    let (p50, p99) = percentiles(100_000, |i| {
+        black_box(snap.is_authorized(&request(users, i)).map(|a| a.decision));
+    });
+    eprintln!("[percentiles] {label}: p50 {:.2} us, p99 {:.2} us", p50 as f64 / 1e3, p99 as f64 / 1e3);
+    (p50, p99)
+}
+
+fn decisions(c: &mut Criterion) {
+    let small = setup(1_000);
+    let allowed = (0..1000).filter(|i| small.is_authorized(&request(1_000, *i)).map(|a| a.decision) == Ok(Decision::Allow)).count();
+    eprintln!("[info] 1k realm: {allowed}/1000 sample requests allowed");
+    let (s50, _) = report("pdp-core 1k users", &small, 1_000);
+
+    let mut g = c.benchmark_group("decision");
+    let mut i = 0;
+    g.bench_function("pdp-core/1k-users", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(small.is_authorized(&request(1_000, i)).map(|a| a.decision))
+        })
+    });
+
+    // Raw cedar-policy: the same requests over a full Entities (statics + all users).
+    let full: Entities = small.full_entities(&[]).expect("full entities");
+    eprintln!("[info] raw cedar full Entities for 1k users: {} entities", full.len());
+    let schema = small.schema().cloned();
+    let authz = Authorizer::new();
+    let cedar = |i: usize| {
+        let r = request(1_000, i);
+        let uid = |e: &EntityRef| EntityUid::from_str(&format!("{}::{:?}", e.ty, e.id)).expect("uid");
+        let action = uid(&r.action);
+        let ctx = Context::from_json_value(r.context.clone(), schema.as_ref().map(|s| (s, &action))).expect("ctx");
+        let req = CedarRequest::new(uid(&r.principal), action, uid(&r.resource), ctx, schema.as_ref()).expect("req");
+        authz.is_authorized(&req, small.policy_set(), &full).decision()
+    };
+    let (c50, c99) = percentiles(100_000, |i| {
+        black_box(cedar(i));
+    });
+    eprintln!("[percentiles] raw cedar-policy 1k users full Entities: p50 {:.2} us, p99 {:.2} us", c50 as f64 / 1e3, c99 as f64 / 1e3);
+    let mut j = 0;
+    g.bench_function("raw-cedar-policy/1k-users-full-entities", |b| {
+        b.iter(|| {
+            j += 1;
+            black_box(cedar(j))
+        })
+    });
+
+    let batch = BatchRequest {
+        requests: (0..30)
+            .map(|k| {
+                let mut r = request(1_000, 1);
+                r.resource = EntityRef::new("Document", format!("doc{k}"));
+                r
+            })
+            .collect(),
+        entities: vec![],
+    };
+    g.bench_function("pdp-core/batch-30-shared-principal-1k-users", |b| {
+        b.iter(|| black_box(small.batch_is_authorized(&batch).map(|a| a.results.len())))
+    });
+    g.finish();
+    drop(full);
+
+    // 1M users: load time, memory, decision latency.
+    let before = rss_bytes();
+    let files = realm_files(1_000_000);
+    let bytes = bundle(&files);
+    drop(files);
+    let after_bytes = rss_bytes();
+    let t = Instant::now();
+    let big = load_dev(&bytes).expect("1M realm loads");
+    let load_s = t.elapsed().as_secs_f64();
+    let after_load = rss_bytes();
+    eprintln!(
+        "[memory] 1M users: bundle {} MB; load {:.2} s; resident growth from load {} MB (process RSS {} MB before, {} MB after); directory heap ~{} MB",
+        bytes.len() >> 20,
+        load_s,
+        after_load.saturating_sub(after_bytes) >> 20,
+        before >> 20,
+        after_load >> 20,
+        big.directory().map_or(0, |d| d.heap_bytes()) >> 20
+    );
+    let (b50, _) = report("pdp-core 1M users", &big, 1_000_000);
+    eprintln!("[ratio] 1M/1k p50: {:.2}", b50 as f64 / s50.max(1) as f64);
+    let mut g = c.benchmark_group("decision");
+    let mut k = 0;
+    g.bench_function("pdp-core/1M-users", |b| {
+        b.iter(|| {
+            k += 1;
+            black_box(big.is_authorized(&request(1_000_000, k)).map(|a| a.decision))
+        })
+    });
+    g.finish();
+    let mut g = c.benchmark_group("load");
+    g.sample_size(10);
+    g.bench_function("pdp-core/bundle-load-1M-users", |b| b.iter(|| black_box(load_dev(&bytes).map(|s| s.revision()))));
+    g.finish();
+}
+
+fn token(c: &mut Criterion) {
+    // The reference realm with its test identity: an RS256 ID token.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = std::collections::BTreeMap::new();
+    for n in ["schema.cedarschema", "policies.cedar", "links.json", "entities.json", "users.jsonl", "identity.json"] {
+        files.insert(n.to_owned(), std::fs::read(root.join("policies").join(n)).expect("policies/"));
+    }
+    let opts = pdp_core::source::BuildOptions { realm: "default".into(), revision: 1, created_at: 0, gzip: false };
+    let snap = load_dev(&pdp_core::source::build(&files, &opts, None).expect("build")).expect("load");
+    let key = std::fs::read(root.join("pdp-core/tests/keys/rs256.key.pem")).expect("key");
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some("test-rs256".into());
+    let now = 1_800_000_000;
+    let claims = serde_json::json!({"sub": "alice", "iss": "https://gatehouse.local/realms/default", "aud": "gatehouse-demo-client",
+        "token_use": "id", "iat": now - 10, "exp": now + 3600});
+    let jwt = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&key).expect("pem")).expect("sign");
+    let req = TokenRequest {
+        token: jwt,
+        action: EntityRef::new("Action", "readDocument"),
+        resource: EntityRef::new("Document", "design-doc"),
+        context: serde_json::json!({}),
+        entities: vec![],
+    };
+    assert_eq!(snap.is_authorized_with_token(&req, now).map(|a| a.decision), Ok(Decision::Allow));
+    let verified = snap.verify_token(&req.token, now).expect("token");
+    let mut g = c.benchmark_group("token");
+    g.bench_function("pdp-core/rs256-verify-and-decide", |b| b.iter(|| black_box(snap.is_authorized_with_token(&req, now).map(|a| a.decision))));
+    g.bench_function("pdp-core/cached-token-decide", |b| b.iter(|| black_box(snap.decide_verified(&verified, &req).map(|a| a.decision))));
+    g.finish();
+}
+
+criterion_group!(benches, token, decisions);
+criterion_main!(benches);
