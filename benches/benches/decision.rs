@@ -6,6 +6,11 @@
 //! 100k individually timed decisions and the resident memory of the 1M
 //! directory (criterion does not report either).
 
+#![allow(
+    missing_docs,
+    reason = "criterion macros generate undocumented functions"
+)]
+
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, Request as CedarRequest};
 use criterion::{Criterion, criterion_group, criterion_main};
 use gatehouse_benches::{bundle, load_dev, percentiles, realm_files, rss_bytes};
@@ -40,15 +45,23 @@ fn setup(users: usize) -> Snapshot {
 
 fn report(label: &str, snap: &Snapshot, users: usize) -> (u64, u64) {
     let (p50, p99) = percentiles(100_000, |i| {
-        black_box(snap.is_authorized(&request(users, i)).map(|a| a.decision));
+        let _ = black_box(snap.is_authorized(&request(users, i)).map(|a| a.decision));
     });
-    eprintln!("[percentiles] {label}: p50 {:.2} us, p99 {:.2} us", p50 as f64 / 1e3, p99 as f64 / 1e3);
+    eprintln!(
+        "[percentiles] {label}: p50 {:.2} us, p99 {:.2} us",
+        p50 as f64 / 1e3,
+        p99 as f64 / 1e3
+    );
     (p50, p99)
 }
 
 fn decisions(c: &mut Criterion) {
     let small = setup(1_000);
-    let allowed = (0..1000).filter(|i| small.is_authorized(&request(1_000, *i)).map(|a| a.decision) == Ok(Decision::Allow)).count();
+    let allowed = (0..1000)
+        .filter(|i| {
+            small.is_authorized(&request(1_000, *i)).map(|a| a.decision) == Ok(Decision::Allow)
+        })
+        .count();
     eprintln!("[info] 1k realm: {allowed}/1000 sample requests allowed");
     let (s50, _) = report("pdp-core 1k users", &small, 1_000);
 
@@ -63,21 +76,40 @@ fn decisions(c: &mut Criterion) {
 
     // Raw cedar-policy: the same requests over a full Entities (statics + all users).
     let full: Entities = small.full_entities(&[]).expect("full entities");
-    eprintln!("[info] raw cedar full Entities for 1k users: {} entities", full.len());
+    eprintln!(
+        "[info] raw cedar full Entities for 1k users: {} entities",
+        full.len()
+    );
     let schema = small.schema().cloned();
     let authz = Authorizer::new();
     let cedar = |i: usize| {
         let r = request(1_000, i);
-        let uid = |e: &EntityRef| EntityUid::from_str(&format!("{}::{:?}", e.ty, e.id)).expect("uid");
+        let uid =
+            |e: &EntityRef| EntityUid::from_str(&format!("{}::{:?}", e.ty, e.id)).expect("uid");
         let action = uid(&r.action);
-        let ctx = Context::from_json_value(r.context.clone(), schema.as_ref().map(|s| (s, &action))).expect("ctx");
-        let req = CedarRequest::new(uid(&r.principal), action, uid(&r.resource), ctx, schema.as_ref()).expect("req");
-        authz.is_authorized(&req, small.policy_set(), &full).decision()
+        let ctx =
+            Context::from_json_value(r.context.clone(), schema.as_ref().map(|s| (s, &action)))
+                .expect("ctx");
+        let req = CedarRequest::new(
+            uid(&r.principal),
+            action,
+            uid(&r.resource),
+            ctx,
+            schema.as_ref(),
+        )
+        .expect("req");
+        authz
+            .is_authorized(&req, small.policy_set(), &full)
+            .decision()
     };
     let (c50, c99) = percentiles(100_000, |i| {
         black_box(cedar(i));
     });
-    eprintln!("[percentiles] raw cedar-policy 1k users full Entities: p50 {:.2} us, p99 {:.2} us", c50 as f64 / 1e3, c99 as f64 / 1e3);
+    eprintln!(
+        "[percentiles] raw cedar-policy 1k users full Entities: p50 {:.2} us, p99 {:.2} us",
+        c50 as f64 / 1e3,
+        c99 as f64 / 1e3
+    );
     let mut j = 0;
     g.bench_function("raw-cedar-policy/1k-users-full-entities", |b| {
         b.iter(|| {
@@ -128,13 +160,18 @@ fn decisions(c: &mut Criterion) {
     g.bench_function("pdp-core/1M-users", |b| {
         b.iter(|| {
             k += 1;
-            black_box(big.is_authorized(&request(1_000_000, k)).map(|a| a.decision))
+            black_box(
+                big.is_authorized(&request(1_000_000, k))
+                    .map(|a| a.decision),
+            )
         })
     });
     g.finish();
     let mut g = c.benchmark_group("load");
     g.sample_size(10);
-    g.bench_function("pdp-core/bundle-load-1M-users", |b| b.iter(|| black_box(load_dev(&bytes).map(|s| s.revision()))));
+    g.bench_function("pdp-core/bundle-load-1M-users", |b| {
+        b.iter(|| black_box(load_dev(&bytes).map(|s| s.revision())))
+    });
     g.finish();
 }
 
@@ -142,18 +179,39 @@ fn token(c: &mut Criterion) {
     // The reference realm with its test identity: an RS256 ID token.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = std::collections::BTreeMap::new();
-    for n in ["schema.cedarschema", "policies.cedar", "links.json", "entities.json", "users.jsonl", "identity.json"] {
-        files.insert(n.to_owned(), std::fs::read(root.join("policies").join(n)).expect("policies/"));
+    for n in [
+        "schema.cedarschema",
+        "policies.cedar",
+        "links.json",
+        "entities.json",
+        "users.jsonl",
+        "identity.json",
+    ] {
+        files.insert(
+            n.to_owned(),
+            std::fs::read(root.join("policies").join(n)).expect("policies/"),
+        );
     }
-    let opts = pdp_core::source::BuildOptions { realm: "default".into(), revision: 1, created_at: 0, gzip: false };
-    let snap = load_dev(&pdp_core::source::build(&files, &opts, None).expect("build")).expect("load");
+    let opts = pdp_core::source::BuildOptions {
+        realm: "default".into(),
+        revision: 1,
+        created_at: 0,
+        gzip: false,
+    };
+    let snap =
+        load_dev(&pdp_core::source::build(&files, &opts, None).expect("build")).expect("load");
     let key = std::fs::read(root.join("pdp-core/tests/keys/rs256.key.pem")).expect("key");
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     h.kid = Some("test-rs256".into());
     let now = 1_800_000_000;
     let claims = serde_json::json!({"sub": "alice", "iss": "https://gatehouse.local/realms/default", "aud": "gatehouse-demo-client",
         "token_use": "id", "iat": now - 10, "exp": now + 3600});
-    let jwt = jsonwebtoken::encode(&h, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(&key).expect("pem")).expect("sign");
+    let jwt = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&key).expect("pem"),
+    )
+    .expect("sign");
     let req = TokenRequest {
         token: jwt,
         action: EntityRef::new("Action", "readDocument"),
@@ -161,11 +219,18 @@ fn token(c: &mut Criterion) {
         context: serde_json::json!({}),
         entities: vec![],
     };
-    assert_eq!(snap.is_authorized_with_token(&req, now).map(|a| a.decision), Ok(Decision::Allow));
+    assert_eq!(
+        snap.is_authorized_with_token(&req, now).map(|a| a.decision),
+        Ok(Decision::Allow)
+    );
     let verified = snap.verify_token(&req.token, now).expect("token");
     let mut g = c.benchmark_group("token");
-    g.bench_function("pdp-core/rs256-verify-and-decide", |b| b.iter(|| black_box(snap.is_authorized_with_token(&req, now).map(|a| a.decision))));
-    g.bench_function("pdp-core/cached-token-decide", |b| b.iter(|| black_box(snap.decide_verified(&verified, &req).map(|a| a.decision))));
+    g.bench_function("pdp-core/rs256-verify-and-decide", |b| {
+        b.iter(|| black_box(snap.is_authorized_with_token(&req, now).map(|a| a.decision)))
+    });
+    g.bench_function("pdp-core/cached-token-decide", |b| {
+        b.iter(|| black_box(snap.decide_verified(&verified, &req).map(|a| a.decision)))
+    });
     g.finish();
 }
 

@@ -28,14 +28,26 @@ pub fn bundle(files: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
 
 /// Load a bundle in dev mode.
 pub fn load_dev(bytes: &[u8]) -> Option<Snapshot> {
-    load(bytes, &LoadOptions { trust: Trust::Dev, limits: Limits::default() }, None).ok()
+    load(
+        bytes,
+        &LoadOptions {
+            trust: Trust::Dev,
+            limits: Limits::default(),
+        },
+        None,
+    )
+    .ok()
 }
 
 /// Resident set size of this process, bytes (Linux).
 pub fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map_or(0, |pages| pages * 4096)
 }
 

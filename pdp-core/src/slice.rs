@@ -273,10 +273,9 @@ pub(crate) fn context_refs(v: &Value, out: &mut Vec<EntityUid>) {
             } else if map.len() == 2
                 && map.get("type").is_some_and(Value::is_string)
                 && map.get("id").is_some_and(Value::is_string)
+                && let Ok(uid) = EntityUid::from_json(v.clone())
             {
-                if let Ok(uid) = EntityUid::from_json(v.clone()) {
-                    out.push(uid);
-                }
+                out.push(uid);
             }
             for child in map.values() {
                 context_refs(child, out);
