@@ -17,6 +17,11 @@ pub(crate) struct CompiledPolicies {
     /// every slice includes them). Scope literals are not listed: `==` and
     /// `in` on them never read their data.
     pub literals: Vec<EntityUid>,
+    /// The longest chain of entity dereferences any condition performs
+    /// (`resource.owner.manager` is 2; `x in y` and `x has a` dereference
+    /// `x`). Entities further than this from a root are never read, so the
+    /// slicer stops there.
+    pub deref_depth: u32,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +135,14 @@ pub(crate) fn compile(
         }
     }
     let literals = condition_literals(&set);
-    Ok(CompiledPolicies { set, literals })
+    let deref_depth = set
+        .policies()
+        .filter_map(|p| p.to_json().ok())
+        .chain(set.templates().filter_map(|t| t.to_json().ok()))
+        .map(|est| est.get("conditions").map_or(0, |c| chain(c).1))
+        .max()
+        .unwrap_or(0);
+    Ok(CompiledPolicies { set, literals, deref_depth })
 }
 
 fn default_index(id: &PolicyId) -> (u64, String) {
@@ -168,6 +180,57 @@ fn condition_literals(set: &PolicySet) -> Vec<EntityUid> {
         .iter()
         .filter_map(|s| EntityUid::from_str(s).ok())
         .collect()
+}
+
+/// For an EST expression: (dereference chain length of the value it
+/// evaluates to, longest dereference chain anywhere inside it). Operators
+/// that read an entity's data (`.`, `has`, `getTag`, `hasTag`) or
+/// ancestors (`in`, `is .. in`) count one on their left operand. Every
+/// other node is treated as possibly passing any child's value through,
+/// which over-counts (safe: the slice only grows).
+fn chain(v: &serde_json::Value) -> (u32, u32) {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) if map.len() == 1 => {
+            let Some((op, body)) = map.iter().next() else { return (0, 0) };
+            let side = |k: &str| body.get(k).map_or((0, 0), chain);
+            match op.as_str() {
+                "Var" | "Value" | "Slot" | "Unknown" => (0, 0),
+                "." | "has" => {
+                    let (c, m) = side("left");
+                    (c + 1, m.max(c + 1))
+                }
+                "getTag" | "hasTag" => {
+                    let (c, m) = side("left");
+                    let (_, m2) = side("right");
+                    (c + 1, m.max(m2).max(c + 1))
+                }
+                "in" => {
+                    let (c, m) = side("left");
+                    let (_, m2) = side("right");
+                    (0, m.max(m2).max(c + 1))
+                }
+                "is" => {
+                    let (c, m) = side("left");
+                    let (_, m2) = side("in");
+                    let deref = if body.get("in").is_some() { c + 1 } else { 0 };
+                    (0, m.max(m2).max(deref))
+                }
+                _ => chain_children(body),
+            }
+        }
+        other => chain_children(other),
+    }
+}
+
+fn chain_children(v: &serde_json::Value) -> (u32, u32) {
+    use serde_json::Value;
+    let kids: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::Object(m) => Box::new(m.values()),
+        Value::Array(a) => Box::new(a.iter()),
+        _ => return (0, 0),
+    };
+    kids.map(chain).fold((0, 0), |(c, m), (c2, m2)| (c.max(c2), m.max(m2)))
 }
 
 /// Call `f` with every `{"type":..,"id":..}` found under an `__entity` key.
@@ -209,6 +272,20 @@ permit(principal == ?principal, action, resource);"#,
         assert_eq!(ids, ["link1", "named", "policy0"]);
         let lits: Vec<String> = c.literals.iter().map(ToString::to_string).collect();
         assert_eq!(lits, [r#"Group::"g""#, r#"User::"x""#]);
+        assert_eq!(c.deref_depth, 1);
+    }
+
+    #[test]
+    fn dereference_depth_counts_the_longest_chain() {
+        let depth = |text: &str| compile(text, None, None).unwrap().deref_depth;
+        assert_eq!(depth("permit(principal in Group::\"g\", action, resource);"), 0);
+        assert_eq!(depth("permit(principal, action, resource) when { resource.owner == principal };"), 1);
+        assert_eq!(depth("permit(principal, action, resource) when { resource.owner has manager };"), 2);
+        assert_eq!(depth("permit(principal, action, resource) when { resource.owner in principal.team };"), 2);
+        assert_eq!(depth("permit(principal, action, resource) when { resource.a.b.c.d == 1 };"), 4);
+        assert_eq!(depth("permit(principal, action, resource) when { (if context.x then resource.o else principal.m).n == 1 };"), 2);
+        assert_eq!(depth("permit(principal, action, resource) when { principal.teams.contains(resource.owner.team) };"), 2);
+        assert_eq!(depth("permit(principal, action, resource) when { resource.owner.getTag(\"k\") == 1 };"), 2);
     }
 
     #[test]

@@ -12,14 +12,23 @@
 
 use crate::directory::{Directory, UserRef};
 use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
+use cedar_policy_core::ast::Entity as CoreEntity;
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+use ref_cast::RefCast;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::Arc;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
 
 /// A non-user entity of the bundle, with what the slicer needs precomputed.
 #[derive(Debug, Clone)]
 pub(crate) struct StaticEntity {
     pub entity: Entity,
+    /// The same entity as Cedar's core type, shared into every slice
+    /// without a copy. Its ancestor set is already transitively closed.
+    pub core: Arc<CoreEntity>,
     /// Every ancestor (transitively closed).
     pub ancestors: Box<[EntityUid]>,
     /// Entities named in attribute or tag values.
@@ -29,7 +38,7 @@ pub(crate) struct StaticEntity {
 /// The bundle's non-user entities (including schema action entities).
 #[derive(Debug, Clone)]
 pub(crate) struct Statics {
-    pub map: HashMap<EntityUid, StaticEntity>,
+    pub map: FxHashMap<EntityUid, StaticEntity>,
     pub user_type: EntityTypeName,
     pub group_type: EntityTypeName,
     pub role_type: EntityTypeName,
@@ -38,7 +47,7 @@ pub(crate) struct Statics {
 impl Statics {
     pub fn new(entities: &Entities) -> Result<Statics, String> {
         let ty = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
-        let mut map = HashMap::with_capacity(entities.len());
+        let mut map = FxHashMap::with_capacity_and_hasher(entities.len(), Default::default());
         for e in entities.iter() {
             let uid = e.uid();
             let ancestors: Box<[EntityUid]> = entities
@@ -61,6 +70,7 @@ impl Statics {
                 uid,
                 StaticEntity {
                     entity: e.clone(),
+                    core: Arc::new(AsRef::<CoreEntity>::as_ref(e).clone()),
                     ancestors,
                     refs: refs.into(),
                 },
@@ -219,26 +229,56 @@ pub(crate) struct SliceInput<'a> {
     pub supplied: &'a [Supplied],
     /// Extra principal parents (token groups when there is no directory).
     pub principal_override: Option<Entity>,
+    /// Entities this many dereferences from a root are never read by any
+    /// policy: they (and what they reference) are left out.
+    pub depth_limit: u32,
 }
 
-/// Build the slice reachable from `roots`.
-pub(crate) fn slice(
-    input: &SliceInput<'_>,
-    roots: impl IntoIterator<Item = EntityUid>,
-) -> Result<Entities, String> {
-    let mut work: Vec<EntityUid> = roots.into_iter().collect();
-    let mut seen: HashSet<EntityUid> = HashSet::with_capacity(work.len() * 2);
-    let mut out: Vec<Entity> = Vec::with_capacity(work.len() + 4);
+/// The entities of one request.
+pub(crate) enum Slice {
+    /// Assembled without recomputing the transitive closure: every entity
+    /// in it carries its closed ancestor set already.
+    Closed(CoreEntities),
+    /// Request-supplied entities were involved: built through the public
+    /// API, which computes the closure.
+    Computed(Entities),
+}
+
+impl Slice {
+    pub fn entities(&self) -> &Entities {
+        match self {
+            Slice::Closed(core) => Entities::ref_cast(core),
+            Slice::Computed(e) => e,
+        }
+    }
+}
+
+/// Build the slice reachable from `roots` within `input.depth_limit`
+/// dereferences. Breadth-first, so each entity is seen at its least depth.
+///
+/// Why the closure need not be recomputed: static entities come from an
+/// `Entities` whose closure was computed at load; a directory user's parent
+/// set is its groups and roles plus their closed ancestors; the token
+/// principal is built the same way. Only request-supplied entities arrive
+/// with bare parents, and then the closure is computed by Cedar.
+pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = EntityUid>) -> Result<Slice, String> {
+    let mut work: VecDeque<(EntityUid, u32)> = roots.into_iter().map(|u| (u, 0)).collect();
+    let mut seen: FxHashSet<EntityUid> = FxHashSet::default();
+    let mut out: Vec<Arc<CoreEntity>> = Vec::with_capacity(work.len() + 4);
+    let mut supplied_used: Vec<Entity> = Vec::new();
     if let Some(p) = &input.principal_override {
         seen.insert(p.uid());
-        out.push(p.clone());
+        out.push(Arc::new(AsRef::<CoreEntity>::as_ref(p).clone()));
     }
-    let by_uid: HashMap<EntityUid, &Supplied> =
-        input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
-    while let Some(uid) = work.pop() {
-        if seen.contains(&uid) {
+    let by_uid: FxHashMap<EntityUid, &Supplied> = input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
+    while let Some((uid, depth)) = work.pop_front() {
+        if depth > 0 && depth >= input.depth_limit {
             continue;
         }
+        if !seen.insert(uid.clone()) {
+            continue;
+        }
+        let next = depth + 1;
         let is_user = uid.type_name() == &input.statics.user_type;
         let user = match (is_user, input.directory) {
             (true, Some(dir)) => dir.get(uid.id().unescaped()),
@@ -246,19 +286,35 @@ pub(crate) fn slice(
         };
         if let Some(user) = user {
             let mut refs = Vec::new();
-            out.push(user_entity(input.statics, input.realm, user, &mut refs)?);
-            work.extend(refs);
+            let e = user_entity(input.statics, input.realm, user, &mut refs)?;
+            out.push(Arc::new(AsRef::<CoreEntity>::as_ref(&e).clone()));
+            work.extend(refs.into_iter().map(|r| (r, next)));
         } else if let Some(s) = input.statics.map.get(&uid) {
-            out.push(s.entity.clone());
-            work.extend(s.refs.iter().cloned());
+            out.push(Arc::clone(&s.core));
+            work.extend(s.refs.iter().map(|r| (r.clone(), next)));
         } else if let Some(s) = by_uid.get(&uid) {
-            out.push(s.entity.clone());
-            work.extend(s.parents.iter().cloned());
-            work.extend(s.refs.iter().cloned());
+            supplied_used.push(s.entity.clone());
+            // Parents are needed for the ancestor closure whatever the depth.
+            work.extend(s.parents.iter().map(|r| (r.clone(), depth)));
+            work.extend(s.refs.iter().map(|r| (r.clone(), next)));
         }
-        seen.insert(uid);
     }
-    Entities::from_entities(out, None).map_err(|e| e.to_string())
+    if supplied_used.is_empty() {
+        let core = CoreEntities::new()
+            .add_entities(
+                out,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map_err(|e| e.to_string())?;
+        return Ok(Slice::Closed(core));
+    }
+    let all = out
+        .into_iter()
+        .map(|c| Entity::ref_cast(&c).clone())
+        .chain(supplied_used);
+    Entities::from_entities(all, None).map(Slice::Computed).map_err(|e| e.to_string())
 }
 
 /// Entity references in a context object: explicit `__entity` escapes and,

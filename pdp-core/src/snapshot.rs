@@ -242,9 +242,15 @@ impl Snapshot {
         let policies =
             policies::compile(&sources.policies, sources.links.as_deref(), schema.as_ref())?;
         let entities = match &sources.entities {
-            Some(t) => Entities::from_json_str(t, schema.as_ref()).map_err(|e| {
-                BundleError::invalid(member::ENTITIES, None, policies::diag_message(&e))
-            })?,
+            Some(t) => {
+                let json: Value = serde_json::from_str(t).map_err(|e| {
+                    BundleError::invalid(member::ENTITIES, Some((e.line(), e.column())), e.to_string())
+                })?;
+                Entities::from_json_value(json, schema.as_ref()).map_err(|e| {
+                    let message = policies::diag_message(&e);
+                    BundleError::invalid(member::ENTITIES, entity_position(t, &message), message)
+                })?
+            }
             None => match &schema {
                 Some(s) => s
                     .action_entities()
@@ -697,9 +703,10 @@ impl Snapshot {
             realm: self.realm(),
             supplied,
             principal_override,
+            depth_limit: self.policies.deref_depth,
         };
-        let entities = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
-        let response = Authorizer::new().is_authorized(&request, &self.policies.set, &entities);
+        let slice = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
+        let response = Authorizer::new().is_authorized(&request, &self.policies.set, slice.entities());
         let mut determining: Vec<String> = response
             .diagnostics()
             .reason()
@@ -731,6 +738,17 @@ impl Snapshot {
             revision,
         })
     }
+}
+
+/// Where in `entities.json` the entity a Cedar error names is defined:
+/// Cedar reports entities by uid (`Type::"id"`), not by position.
+fn entity_position(text: &str, message: &str) -> Option<(usize, usize)> {
+    let start = message.find("::\"")?;
+    let rest = message.get(start + 3..)?;
+    let id = rest.get(..rest.find('"')?)?;
+    let needle = format!("\"{id}\"");
+    let at = text.find(&needle)?;
+    Some(policies::line_col(text, at))
 }
 
 fn parse_routes(bytes: &[u8]) -> Result<Value, BundleError> {

@@ -29,6 +29,16 @@ const POLICIES: &str = r#"
 @id("f-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
 "#;
 
+/// Shallow policies (one dereference): the slicer cuts everything past the
+/// first hop, and must still agree.
+const SHALLOW: &str = r#"
+@id("s-owner") permit(principal, action, resource) when { resource.owner == principal };
+@id("s-group") permit(principal in Group::"g1", action == Action::"read", resource);
+@id("s-level") forbid(principal, action == Action::"edit", resource) when { principal.level < 2 };
+@id("s-folder") permit(principal in Role::"r2", action, resource in Folder::"f2");
+@id("s-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
+"#;
+
 struct Realm {
     snap: Snapshot,
     users: usize,
@@ -36,6 +46,10 @@ struct Realm {
 }
 
 fn realm(seed: u64, groups: usize, users: usize, docs: usize) -> Realm {
+    realm_with(POLICIES, seed, groups, users, docs)
+}
+
+fn realm_with(policies: &str, seed: u64, groups: usize, users: usize, docs: usize) -> Realm {
     let mut rng = Rng::new(seed);
     let mut ents = Vec::new();
     for r in 0..3 {
@@ -107,7 +121,7 @@ fn realm(seed: u64, groups: usize, users: usize, docs: usize) -> Realm {
         lines.push('\n');
     }
     let files = BTreeMap::from([
-        ("policies.cedar".to_owned(), POLICIES.as_bytes().to_vec()),
+        ("policies.cedar".to_owned(), policies.as_bytes().to_vec()),
         (
             "entities.json".to_owned(),
             serde_json::to_vec(&ents).unwrap(),
@@ -192,6 +206,12 @@ proptest! {
     #[test]
     fn slices_decide_exactly_like_the_full_entity_set(seed in any::<u64>(), groups in 2usize..24, users in 2usize..40, docs in 1usize..20) {
         let r = realm(seed, groups, users, docs);
+        check(&r, seed, 60)?;
+    }
+
+    #[test]
+    fn shallow_policy_sets_agree_too(seed in any::<u64>(), groups in 2usize..24, users in 2usize..40, docs in 1usize..20) {
+        let r = realm_with(SHALLOW, seed, groups, users, docs);
         check(&r, seed, 60)?;
     }
 }
