@@ -27,5 +27,8 @@ fn main() {
         };
         let _ = black_box(snap.is_authorized(&r));
     }
-    println!("{:.2} us/decision", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "{:.2} us/decision",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
 }

@@ -28,6 +28,7 @@ mod snapshot;
 pub mod source;
 pub mod synth;
 pub mod token;
+mod values;
 
 pub use bundle::{Bundle, BundleError, Limits, Trust};
 pub use decision::{

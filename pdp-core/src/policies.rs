@@ -4,7 +4,9 @@
 
 use crate::bundle::BundleError;
 use crate::manifest::member;
-use cedar_policy::{EntityUid, PolicyId, PolicySet, Schema, SlotId, ValidationMode, Validator};
+use cedar_policy::{
+    EntityTypeName, EntityUid, PolicyId, PolicySet, Schema, SlotId, ValidationMode, Validator,
+};
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -142,7 +144,11 @@ pub(crate) fn compile(
         .map(|est| est.get("conditions").map_or(0, |c| chain(c).1))
         .max()
         .unwrap_or(0);
-    Ok(CompiledPolicies { set, literals, deref_depth })
+    Ok(CompiledPolicies {
+        set,
+        literals,
+        deref_depth,
+    })
 }
 
 fn default_index(id: &PolicyId) -> (u64, String) {
@@ -192,7 +198,9 @@ fn chain(v: &serde_json::Value) -> (u32, u32) {
     use serde_json::Value;
     match v {
         Value::Object(map) if map.len() == 1 => {
-            let Some((op, body)) = map.iter().next() else { return (0, 0) };
+            let Some((op, body)) = map.iter().next() else {
+                return (0, 0);
+            };
             let side = |k: &str| body.get(k).map_or((0, 0), chain);
             match op.as_str() {
                 "Var" | "Value" | "Slot" | "Unknown" => (0, 0),
@@ -230,7 +238,8 @@ fn chain_children(v: &serde_json::Value) -> (u32, u32) {
         Value::Array(a) => Box::new(a.iter()),
         _ => return (0, 0),
     };
-    kids.map(chain).fold((0, 0), |(c, m), (c2, m2)| (c.max(c2), m.max(m2)))
+    kids.map(chain)
+        .fold((0, 0), |(c, m), (c2, m2)| (c.max(c2), m.max(m2)))
 }
 
 /// Call `f` with every `{"type":..,"id":..}` found under an `__entity` key.
@@ -278,14 +287,99 @@ permit(principal == ?principal, action, resource);"#,
     #[test]
     fn dereference_depth_counts_the_longest_chain() {
         let depth = |text: &str| compile(text, None, None).unwrap().deref_depth;
-        assert_eq!(depth("permit(principal in Group::\"g\", action, resource);"), 0);
-        assert_eq!(depth("permit(principal, action, resource) when { resource.owner == principal };"), 1);
-        assert_eq!(depth("permit(principal, action, resource) when { resource.owner has manager };"), 2);
-        assert_eq!(depth("permit(principal, action, resource) when { resource.owner in principal.team };"), 2);
-        assert_eq!(depth("permit(principal, action, resource) when { resource.a.b.c.d == 1 };"), 4);
-        assert_eq!(depth("permit(principal, action, resource) when { (if context.x then resource.o else principal.m).n == 1 };"), 2);
-        assert_eq!(depth("permit(principal, action, resource) when { principal.teams.contains(resource.owner.team) };"), 2);
-        assert_eq!(depth("permit(principal, action, resource) when { resource.owner.getTag(\"k\") == 1 };"), 2);
+        assert_eq!(
+            depth("permit(principal in Group::\"g\", action, resource);"),
+            0
+        );
+        assert_eq!(
+            depth("permit(principal, action, resource) when { resource.owner == principal };"),
+            1
+        );
+        assert_eq!(
+            depth("permit(principal, action, resource) when { resource.owner has manager };"),
+            2
+        );
+        assert_eq!(
+            depth("permit(principal, action, resource) when { resource.owner in principal.team };"),
+            2
+        );
+        assert_eq!(
+            depth("permit(principal, action, resource) when { resource.a.b.c.d == 1 };"),
+            4
+        );
+        assert_eq!(
+            depth(
+                "permit(principal, action, resource) when { (if context.x then resource.o else principal.m).n == 1 };"
+            ),
+            2
+        );
+        assert_eq!(
+            depth(
+                "permit(principal, action, resource) when { principal.teams.contains(resource.owner.team) };"
+            ),
+            2
+        );
+        assert_eq!(
+            depth(
+                "permit(principal, action, resource) when { resource.owner.getTag(\"k\") == 1 };"
+            ),
+            2
+        );
+    }
+
+    #[test]
+    fn the_scope_index_keeps_exactly_the_policies_that_can_match() {
+        let schema_text = include_str!("../../policies/schema.cedarschema");
+        let (schema, _) = Schema::from_cedarschema_str(schema_text).unwrap();
+        let links = include_str!("../../policies/links.json");
+        let c = compile(
+            include_str!("../../policies/policies.cedar"),
+            Some(links),
+            Some(&schema),
+        )
+        .unwrap();
+        let actions = schema.action_entities().unwrap();
+        let index = PolicyIndex::build(&c.set, &schema, &|a| {
+            actions
+                .ancestors(a)
+                .map(|i| i.cloned().collect())
+                .unwrap_or_default()
+        });
+        let ty = |t: &str| EntityTypeName::from_str(t).unwrap();
+        let act = |a: &str| EntityUid::from_str(&format!("Action::\"{a}\"")).unwrap();
+        let ids = |a: &str, r: &str| {
+            let mut v: Vec<String> = index
+                .get(&act(a), &ty("User"), &ty(r))
+                .unwrap()
+                .policies()
+                .map(|p| p.id().to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            ids("readDocument", "Document"),
+            [
+                "active-users-only",
+                "auditors-read-compliance",
+                "department-colleagues-read",
+                "editors-edit-own-department",
+                "grant-carol-engineering-folder",
+                "managers-read-reports",
+                "owners",
+                "readers-read",
+                "secret-needs-clearance",
+            ]
+        );
+        // suspendUser is in the `sensitive` and `manageUsers` action groups.
+        assert_eq!(
+            ids("suspendUser", "User"),
+            [
+                "active-users-only",
+                "realm-admins-manage-users",
+                "sensitive-needs-mfa"
+            ]
+        );
     }
 
     #[test]
@@ -303,4 +397,116 @@ permit(principal == ?principal, action, resource);"#,
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// Policy sets pre-filtered by request scope: for each action the schema
+/// declares and each principal and resource type it applies to, only the
+/// policies whose scope can match such a request.
+///
+/// Why this gives the same answers: Cedar evaluates a policy as
+/// `principal-scope && action-scope && resource-scope && conditions`, left to
+/// right with short-circuit, and a scope test never errors. A policy whose
+/// scope cannot match is therefore never satisfied and never reports an
+/// error; leaving it out changes nothing but the time spent.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyIndex {
+    by_action: rustc_hash::FxHashMap<
+        EntityUid,
+        rustc_hash::FxHashMap<(EntityTypeName, EntityTypeName), PolicySet>,
+    >,
+}
+
+impl PolicyIndex {
+    /// Build the index for every (action, principal type, resource type)
+    /// the schema allows. `action_ancestors` gives each action's groups.
+    pub fn build(
+        set: &PolicySet,
+        schema: &Schema,
+        action_ancestors: &dyn Fn(&EntityUid) -> Vec<EntityUid>,
+    ) -> PolicyIndex {
+        let mut by_action = rustc_hash::FxHashMap::default();
+        for action in schema.actions() {
+            let groups = action_ancestors(action);
+            let (Some(principals), Some(resources)) = (
+                schema.principals_for_action(action),
+                schema.resources_for_action(action),
+            ) else {
+                continue;
+            };
+            let resources: Vec<EntityTypeName> = resources.cloned().collect();
+            let mut per_types = rustc_hash::FxHashMap::default();
+            for p in principals {
+                for r in &resources {
+                    if let Some(subset) = subset(set, action, &groups, p, r) {
+                        per_types.insert((p.clone(), r.clone()), subset);
+                    }
+                }
+            }
+            by_action.insert(action.clone(), per_types);
+        }
+        PolicyIndex { by_action }
+    }
+
+    /// The pre-filtered set for this request scope, if indexed.
+    pub fn get(
+        &self,
+        action: &EntityUid,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> Option<&PolicySet> {
+        self.by_action
+            .get(action)?
+            .get(&(principal.clone(), resource.clone()))
+    }
+}
+
+fn type_may_match(constraint_type: Option<&EntityTypeName>, ty: &EntityTypeName) -> bool {
+    constraint_type.is_none_or(|c| c == ty)
+}
+
+/// The policies of `set` whose scope can match; `None` if something could
+/// not be copied (then the caller uses the whole set).
+fn subset(
+    set: &PolicySet,
+    action: &EntityUid,
+    groups: &[EntityUid],
+    principal: &EntityTypeName,
+    resource: &EntityTypeName,
+) -> Option<PolicySet> {
+    use cedar_policy::{ActionConstraint, PrincipalConstraint, ResourceConstraint};
+    let mut out = PolicySet::new();
+    for p in set.policies() {
+        let action_ok = match p.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(a) => &a == action,
+            ActionConstraint::In(list) => list.iter().any(|g| g == action || groups.contains(g)),
+        };
+        let principal_ok = match p.principal_constraint() {
+            PrincipalConstraint::Any | PrincipalConstraint::In(_) => true,
+            PrincipalConstraint::Eq(u) => type_may_match(Some(u.type_name()), principal),
+            PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
+                type_may_match(Some(&t), principal)
+            }
+        };
+        let resource_ok = match p.resource_constraint() {
+            ResourceConstraint::Any | ResourceConstraint::In(_) => true,
+            ResourceConstraint::Eq(u) => type_may_match(Some(u.type_name()), resource),
+            ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => {
+                type_may_match(Some(&t), resource)
+            }
+        };
+        if !(action_ok && principal_ok && resource_ok) {
+            continue;
+        }
+        match (p.template_id(), p.template_links()) {
+            (Some(tid), Some(values)) => {
+                if out.template(tid).is_none() {
+                    out.add_template(set.template(tid)?.clone()).ok()?;
+                }
+                out.link(tid.clone(), p.id().clone(), values).ok()?;
+            }
+            _ => out.add(p.clone()).ok()?,
+        }
+    }
+    Some(out)
 }

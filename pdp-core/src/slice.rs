@@ -11,16 +11,20 @@
 //! tests in `tests/differential.rs` check exactly that).
 
 use crate::directory::{Directory, UserRef};
+use crate::values::{self, TypeNames};
 use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
-use cedar_policy_core::ast::Entity as CoreEntity;
+use cedar_policy_core::ast::{
+    Entity as CoreEntity, EntityUID as CoreUid, PartialValue, Value as CoreValue,
+};
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use ref_cast::RefCast;
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::sync::Arc;
 use serde_json::Value;
+use smol_str::SmolStr;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A non-user entity of the bundle, with what the slicer needs precomputed.
 #[derive(Debug, Clone)]
@@ -36,16 +40,21 @@ pub(crate) struct StaticEntity {
 }
 
 /// The bundle's non-user entities (including schema action entities).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Statics {
     pub map: FxHashMap<EntityUid, StaticEntity>,
     pub user_type: EntityTypeName,
     pub group_type: EntityTypeName,
     pub role_type: EntityTypeName,
+    /// Parsed type names (requests name types as text).
+    pub types: TypeNames,
 }
 
 impl Statics {
-    pub fn new(entities: &Entities) -> Result<Statics, String> {
+    pub fn new(
+        entities: &Entities,
+        schema: Option<&cedar_policy::Schema>,
+    ) -> Result<Statics, String> {
         let ty = |s: &str| EntityTypeName::from_str(s).map_err(|e| e.to_string());
         let mut map = FxHashMap::with_capacity_and_hasher(entities.len(), Default::default());
         for e in entities.iter() {
@@ -76,11 +85,28 @@ impl Statics {
                 },
             );
         }
+        let user_type = ty(crate::directory::USER_TYPE)?;
+        let group_type = ty(crate::directory::GROUP_TYPE)?;
+        let role_type = ty(crate::directory::ROLE_TYPE)?;
+        let mut names: Vec<EntityTypeName> = map
+            .keys()
+            .map(|u: &EntityUid| u.type_name().clone())
+            .collect();
+        names.extend([
+            user_type.clone(),
+            group_type.clone(),
+            role_type.clone(),
+            ty("Action")?,
+        ]);
+        if let Some(schema) = schema {
+            names.extend(schema.entity_types().cloned());
+        }
         Ok(Statics {
             map,
-            user_type: ty(crate::directory::USER_TYPE)?,
-            group_type: ty(crate::directory::GROUP_TYPE)?,
-            role_type: ty(crate::directory::ROLE_TYPE)?,
+            user_type,
+            group_type,
+            role_type,
+            types: TypeNames::new(names),
         })
     }
 
@@ -91,9 +117,11 @@ impl Statics {
 
 /// Convert one Cedar JSON value (explicit `__entity` / `__extn` forms; any
 /// other object is a record) into a restricted expression, noting entity
-/// references in `refs`.
+/// references in `refs`. The slow path, for values [`values::to_value`]
+/// does not take.
 pub(crate) fn restricted(
     v: &Value,
+    types: &TypeNames,
     refs: &mut Vec<EntityUid>,
 ) -> Result<RestrictedExpression, String> {
     Ok(match v {
@@ -107,12 +135,12 @@ pub(crate) fn restricted(
         Value::Array(items) => RestrictedExpression::new_set(
             items
                 .iter()
-                .map(|i| restricted(i, refs))
+                .map(|i| restricted(i, types, refs))
                 .collect::<Result<Vec<_>, _>>()?,
         ),
         Value::Object(map) => {
             if let (1, Some(e)) = (map.len(), map.get("__entity")) {
-                let uid = EntityUid::from_json(e.clone()).map_err(|e| e.to_string())?;
+                let uid = types.uid_json(e).ok_or("__entity needs a type and an id")?;
                 refs.push(uid.clone());
                 return Ok(RestrictedExpression::new_entity_uid(uid));
             }
@@ -135,7 +163,7 @@ pub(crate) fn restricted(
             }
             RestrictedExpression::new_record(
                 map.iter()
-                    .map(|(k, v)| Ok((k.clone(), restricted(v, refs)?)))
+                    .map(|(k, v)| Ok((k.clone(), restricted(v, types, refs)?)))
                     .collect::<Result<Vec<_>, String>>()?,
             )
             .map_err(|e| e.to_string())?
@@ -143,44 +171,69 @@ pub(crate) fn restricted(
     })
 }
 
-/// Build the Cedar entity of a directory user.
+/// Build the Cedar entity of a directory user: its custom attributes plus
+/// `state`, `email` and `realm` from the record, and as parents its groups
+/// and roles with all their ancestors (a closed set).
 pub(crate) fn user_entity(
     statics: &Statics,
     realm: &str,
     user: UserRef<'_>,
     refs: &mut Vec<EntityUid>,
-) -> Result<Entity, String> {
+) -> Result<CoreEntity, String> {
     let attrs: serde_json::Map<String, Value> =
         serde_json::from_str(user.attrs_json()).map_err(|e| e.to_string())?;
-    let mut out: HashMap<String, RestrictedExpression> = HashMap::with_capacity(attrs.len() + 3);
-    for (k, v) in &attrs {
-        out.insert(k.clone(), restricted(v, refs)?);
-    }
-    out.insert(
-        "state".into(),
-        RestrictedExpression::new_string(user.state().as_str().into()),
-    );
-    out.insert(
-        "email".into(),
-        RestrictedExpression::new_string(user.email().into()),
-    );
-    out.insert(
-        "realm".into(),
-        RestrictedExpression::new_string(realm.into()),
-    );
-    let mut parents = HashSet::new();
+    let mut parents: HashSet<CoreUid> = HashSet::new();
     let direct = user
         .groups()
         .map(|g| Statics::uid(&statics.group_type, g))
         .chain(user.roles().map(|r| Statics::uid(&statics.role_type, r)));
     for p in direct {
         if let Some(s) = statics.map.get(&p) {
-            parents.extend(s.ancestors.iter().cloned());
+            parents.extend(s.ancestors.iter().cloned().map(CoreUid::from));
         }
-        parents.insert(p);
+        parents.insert(p.into());
     }
-    Entity::new(Statics::uid(&statics.user_type, user.id()), out, parents)
-        .map_err(|e| e.to_string())
+    let uid: CoreUid = Statics::uid(&statics.user_type, user.id()).into();
+    let fixed = [
+        ("state", user.state().as_str()),
+        ("email", user.email()),
+        ("realm", realm),
+    ];
+    // Fast path: plain values straight into Cedar's core types.
+    let mark = refs.len();
+    let fast: Option<Vec<(SmolStr, PartialValue)>> = attrs
+        .iter()
+        .map(|(k, v)| {
+            Some((
+                SmolStr::new(k),
+                values::to_value(v, &statics.types, refs)?.into(),
+            ))
+        })
+        .collect();
+    if let Some(mut pairs) = fast {
+        for (k, v) in fixed {
+            pairs.push((SmolStr::new(k), CoreValue::from(SmolStr::new(v)).into()));
+        }
+        return Ok(CoreEntity::new_with_attr_partial_value(
+            uid,
+            pairs,
+            HashSet::new(),
+            parents,
+            [],
+        ));
+    }
+    // Slow path (extension values): Cedar's public constructor.
+    refs.truncate(mark);
+    let mut out: HashMap<String, RestrictedExpression> = HashMap::with_capacity(attrs.len() + 3);
+    for (k, v) in &attrs {
+        out.insert(k.clone(), restricted(v, &statics.types, refs)?);
+    }
+    for (k, v) in fixed {
+        out.insert(k.into(), RestrictedExpression::new_string(v.into()));
+    }
+    let api_parents: HashSet<EntityUid> = parents.into_iter().map(EntityUid::from).collect();
+    let e = Entity::new(uid.into(), out, api_parents).map_err(|e| e.to_string())?;
+    Ok(AsRef::<CoreEntity>::as_ref(&e).clone())
 }
 
 /// A request-supplied entity, parsed, with its outgoing references.
@@ -261,7 +314,10 @@ impl Slice {
 /// set is its groups and roles plus their closed ancestors; the token
 /// principal is built the same way. Only request-supplied entities arrive
 /// with bare parents, and then the closure is computed by Cedar.
-pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = EntityUid>) -> Result<Slice, String> {
+pub(crate) fn slice(
+    input: &SliceInput<'_>,
+    roots: impl IntoIterator<Item = EntityUid>,
+) -> Result<Slice, String> {
     let mut work: VecDeque<(EntityUid, u32)> = roots.into_iter().map(|u| (u, 0)).collect();
     let mut seen: FxHashSet<EntityUid> = FxHashSet::default();
     let mut out: Vec<Arc<CoreEntity>> = Vec::with_capacity(work.len() + 4);
@@ -270,7 +326,8 @@ pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = Enti
         seen.insert(p.uid());
         out.push(Arc::new(AsRef::<CoreEntity>::as_ref(p).clone()));
     }
-    let by_uid: FxHashMap<EntityUid, &Supplied> = input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
+    let by_uid: FxHashMap<EntityUid, &Supplied> =
+        input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
     while let Some((uid, depth)) = work.pop_front() {
         if depth > 0 && depth >= input.depth_limit {
             continue;
@@ -286,8 +343,12 @@ pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = Enti
         };
         if let Some(user) = user {
             let mut refs = Vec::new();
-            let e = user_entity(input.statics, input.realm, user, &mut refs)?;
-            out.push(Arc::new(AsRef::<CoreEntity>::as_ref(&e).clone()));
+            out.push(Arc::new(user_entity(
+                input.statics,
+                input.realm,
+                user,
+                &mut refs,
+            )?));
             work.extend(refs.into_iter().map(|r| (r, next)));
         } else if let Some(s) = input.statics.map.get(&uid) {
             out.push(Arc::clone(&s.core));
@@ -314,30 +375,26 @@ pub(crate) fn slice(input: &SliceInput<'_>, roots: impl IntoIterator<Item = Enti
         .into_iter()
         .map(|c| Entity::ref_cast(&c).clone())
         .chain(supplied_used);
-    Entities::from_entities(all, None).map(Slice::Computed).map_err(|e| e.to_string())
+    Entities::from_entities(all, None)
+        .map(Slice::Computed)
+        .map_err(|e| e.to_string())
 }
 
 /// Entity references in a context object: explicit `__entity` escapes and,
 /// since schema-based parsing accepts it, the implicit `{"type","id"}` form.
-pub(crate) fn context_refs(v: &Value, out: &mut Vec<EntityUid>) {
+pub(crate) fn context_refs(v: &Value, types: &TypeNames, out: &mut Vec<EntityUid>) {
     match v {
         Value::Object(map) => {
             if let Some(e) = map.get("__entity") {
-                if let Ok(uid) = EntityUid::from_json(e.clone()) {
-                    out.push(uid);
-                }
-            } else if map.len() == 2
-                && map.get("type").is_some_and(Value::is_string)
-                && map.get("id").is_some_and(Value::is_string)
-                && let Ok(uid) = EntityUid::from_json(v.clone())
-            {
-                out.push(uid);
+                out.extend(types.uid_json(e));
+            } else {
+                out.extend(types.uid_json(v));
             }
             for child in map.values() {
-                context_refs(child, out);
+                context_refs(child, types, out);
             }
         }
-        Value::Array(items) => items.iter().for_each(|i| context_refs(i, out)),
+        Value::Array(items) => items.iter().for_each(|i| context_refs(i, types, out)),
         _ => {}
     }
 }

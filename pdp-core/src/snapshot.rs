@@ -15,6 +15,7 @@ use crate::manifest::{BundleKind, Manifest, member};
 use crate::policies::{self, CompiledPolicies};
 use crate::slice::{self, SliceInput, Statics, Supplied};
 use crate::token::{TokenFailure, TokenUse, VerifiedToken, Verifier};
+use crate::values::TypeNames;
 use cedar_policy::{
     Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
     Schema, SchemaFragment,
@@ -45,6 +46,7 @@ pub struct Snapshot {
     schema: Option<Arc<Schema>>,
     context_shapes: Arc<ContextShapes>,
     policies: Arc<CompiledPolicies>,
+    index: Arc<policies::PolicyIndex>,
     statics: Arc<Statics>,
     directory: Option<Directory>,
     verifier: Option<Arc<Verifier>>,
@@ -244,7 +246,11 @@ impl Snapshot {
         let entities = match &sources.entities {
             Some(t) => {
                 let json: Value = serde_json::from_str(t).map_err(|e| {
-                    BundleError::invalid(member::ENTITIES, Some((e.line(), e.column())), e.to_string())
+                    BundleError::invalid(
+                        member::ENTITIES,
+                        Some((e.line(), e.column())),
+                        e.to_string(),
+                    )
                 })?;
                 Entities::from_json_value(json, schema.as_ref()).map_err(|e| {
                     let message = policies::diag_message(&e);
@@ -258,8 +264,8 @@ impl Snapshot {
                 None => Entities::empty(),
             },
         };
-        let statics =
-            Statics::new(&entities).map_err(|e| BundleError::invalid(member::ENTITIES, None, e))?;
+        let statics = Statics::new(&entities, schema.as_ref())
+            .map_err(|e| BundleError::invalid(member::ENTITIES, None, e))?;
         if directory.is_some()
             && let Some(u) = statics
                 .map
@@ -280,9 +286,20 @@ impl Snapshot {
             }
             None => None,
         };
+        let index = match &schema {
+            Some(schema) => policies::PolicyIndex::build(&policies.set, schema, &|a| {
+                statics
+                    .map
+                    .get(a)
+                    .map(|s| s.ancestors.to_vec())
+                    .unwrap_or_default()
+            }),
+            None => policies::PolicyIndex::default(),
+        };
         Ok(Snapshot {
             manifest: Arc::new(manifest),
             signed_by,
+            index: Arc::new(index),
             sources: Arc::new(sources),
             schema: schema.map(Arc::new),
             context_shapes: Arc::new(context_shapes),
@@ -443,10 +460,10 @@ impl Snapshot {
         if let Some(dir) = &self.directory {
             for u in dir.iter() {
                 let mut refs = Vec::new();
-                all.push(
+                all.push(cedar_policy::Entity::from(
                     slice::user_entity(&self.statics, self.realm(), u, &mut refs)
                         .map_err(RequestError::Directory)?,
-                );
+                ));
             }
         }
         let known: HashSet<EntityUid> = all.iter().map(cedar_policy::Entity::uid).collect();
@@ -633,7 +650,7 @@ impl Snapshot {
         let declared = match &self.schema {
             None => None,
             Some(_) => {
-                let uid = entity_uid(action)?;
+                let uid = entity_uid(&self.statics.types, action)?;
                 Some(self.context_shapes.get(&uid).cloned().unwrap_or_default())
             }
         };
@@ -666,9 +683,10 @@ impl Snapshot {
         principal_override: Option<cedar_policy::Entity>,
     ) -> Result<Answer, RequestError> {
         let revision = self.revision();
-        let principal = entity_uid(&req.principal)?;
-        let action = entity_uid(&req.action)?;
-        let resource = entity_uid(&req.resource)?;
+        let types = &self.statics.types;
+        let principal = entity_uid(types, &req.principal)?;
+        let action = entity_uid(types, &req.action)?;
+        let resource = entity_uid(types, &req.resource)?;
         // Lifecycle gating, before Cedar runs.
         if let Some(dir) = &self.directory
             && principal.type_name() == &self.statics.user_type
@@ -682,20 +700,35 @@ impl Snapshot {
             }
         }
         let schema = self.schema.as_deref();
-        let context = Context::from_json_value(req.context.clone(), schema.map(|s| (s, &action)))
-            .map_err(|e| {
-            RequestError::InvalidRequest(format!("context: {}", policies::diag_message(&e)))
-        })?;
-        let request = cedar_policy::Request::new(
-            principal.clone(),
-            action.clone(),
-            resource.clone(),
-            context,
-            schema,
-        )
-        .map_err(|e| RequestError::InvalidRequest(policies::diag_message(&e)))?;
-        let mut roots = vec![principal, action, resource];
-        slice::context_refs(&req.context, &mut roots);
+        let build = |context| {
+            cedar_policy::Request::new(
+                principal.clone(),
+                action.clone(),
+                resource.clone(),
+                context,
+                schema,
+            )
+            .map_err(|e| RequestError::InvalidRequest(policies::diag_message(&e)))
+        };
+        let fast = fast_context(&req.context, types).map(&build);
+        let request = match fast {
+            Some(Ok(r)) => r,
+            _ => {
+                let context =
+                    Context::from_json_value(req.context.clone(), schema.map(|s| (s, &action)))
+                        .map_err(|e| {
+                            RequestError::InvalidRequest(format!(
+                                "context: {}",
+                                policies::diag_message(&e)
+                            ))
+                        })?;
+                build(context)?
+            }
+        };
+        let (action_uid, principal_type, resource_type) =
+            (action.clone(), principal.type_name(), resource.type_name());
+        let mut roots = vec![principal.clone(), action, resource.clone()];
+        slice::context_refs(&req.context, &self.statics.types, &mut roots);
         roots.extend(self.policies.literals.iter().cloned());
         let input = SliceInput {
             statics: &self.statics,
@@ -706,7 +739,16 @@ impl Snapshot {
             depth_limit: self.policies.deref_depth,
         };
         let slice = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
-        let response = Authorizer::new().is_authorized(&request, &self.policies.set, slice.entities());
+        // Request-supplied entities could give the action ancestors the
+        // schema does not know; then the whole set is evaluated.
+        let set = match supplied.is_empty() {
+            true => self
+                .index
+                .get(&action_uid, principal_type, resource_type)
+                .unwrap_or(&self.policies.set),
+            false => &self.policies.set,
+        };
+        let response = Authorizer::new().is_authorized(&request, set, slice.entities());
         let mut determining: Vec<String> = response
             .diagnostics()
             .reason()
@@ -764,15 +806,37 @@ fn parse_supplied(entities: &[Value]) -> Result<Vec<Supplied>, RequestError> {
         .collect()
 }
 
-fn entity_uid(r: &crate::decision::EntityRef) -> Result<EntityUid, RequestError> {
-    let ty = EntityTypeName::from_str(&r.ty).map_err(|e| {
-        RequestError::InvalidRequest(format!(
-            "entity type {:?}: {}",
-            r.ty,
-            policies::diag_message(&e)
-        ))
-    })?;
-    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(&r.id)))
+fn entity_uid(
+    types: &TypeNames,
+    r: &crate::decision::EntityRef,
+) -> Result<EntityUid, RequestError> {
+    types
+        .uid(&r.ty, &r.id)
+        .map_err(|e| RequestError::InvalidRequest(format!("entity type {:?}: {e}", r.ty)))
+}
+
+/// The request context. Fast path: plain JSON values straight into Cedar's
+/// core types (`Request::new` then checks them against the schema). When
+/// the JSON needs the schema to be read right (an `ipaddr` given as a
+/// string, an entity in implicit form) the fast path's request fails
+/// validation and the caller retries with Cedar's schema-based parser, so
+/// the result is always what that parser gives.
+fn fast_context(json: &Value, types: &TypeNames) -> Option<Context> {
+    let map = json.as_object()?;
+    let mut refs = Vec::new();
+    let pairs: Option<
+        std::collections::BTreeMap<smol_str::SmolStr, cedar_policy_core::ast::Value>,
+    > = map
+        .iter()
+        .map(|(k, v)| {
+            Some((
+                smol_str::SmolStr::new(k),
+                crate::values::to_value(v, types, &mut refs)?,
+            ))
+        })
+        .collect();
+    let core = cedar_policy_core::ast::Context::Value(Arc::new(pairs?));
+    Some(<Context as ref_cast::RefCast>::ref_cast(&core).clone())
 }
 
 /// A JWT claim as a Cedar attribute value, when it has one.

@@ -181,14 +181,11 @@ pub fn realm(users: usize, seed: u64) -> BTreeMap<String, Vec<u8>> {
         "schema.cedarschema".to_owned(),
         REFERENCE_SCHEMA.as_bytes().to_vec(),
     );
+    // The reference policies as they are (the folder-reader template stays
+    // unlinked: a synthetic realm has no links.json).
     files.insert(
         "policies.cedar".to_owned(),
-        REFERENCE_POLICIES
-            .lines()
-            .take_while(|l| !l.contains("Per-user grants"))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .into_bytes(),
+        REFERENCE_POLICIES.as_bytes().to_vec(),
     );
     files.insert("entities.json".to_owned(), entities.into_bytes());
     files.insert("users.jsonl".to_owned(), lines.into_bytes());

@@ -116,6 +116,24 @@ fn reference_corpus() {
                             full.decision()
                         ));
                     }
+                    // Same determining and erroring policies: the slice and the
+                    // scope index change only what is evaluated, never the answer.
+                    let mut reason: Vec<String> = full
+                        .diagnostics()
+                        .reason()
+                        .map(ToString::to_string)
+                        .collect();
+                    reason.sort();
+                    if reason != a.determining_policies {
+                        failures.push(format!("{where_}: full evaluation determined {reason:?}"));
+                    }
+                    let errs = full.diagnostics().errors().count();
+                    if errs != a.errors.len() {
+                        failures.push(format!(
+                            "{where_}: full evaluation had {errs} errors, we had {}",
+                            a.errors.len()
+                        ));
+                    }
                 }
             }
         }
