@@ -35,6 +35,9 @@ pub(crate) struct StaticEntity {
     pub core: Arc<CoreEntity>,
     /// Every ancestor (transitively closed).
     pub ancestors: Box<[EntityUid]>,
+    /// The entity itself and every ancestor, as the set a member's parent
+    /// set starts from (cloned, never re-hashed, per request).
+    pub closure: HashSet<CoreUid>,
     /// Entities named in attribute or tag values.
     pub refs: Box<[EntityUid]>,
 }
@@ -76,10 +79,16 @@ impl Statics {
                 }
             }
             map.insert(
-                uid,
+                uid.clone(),
                 StaticEntity {
                     entity: e.clone(),
                     core: Arc::new(AsRef::<CoreEntity>::as_ref(e).clone()),
+                    closure: ancestors
+                        .iter()
+                        .chain(std::iter::once(&uid))
+                        .cloned()
+                        .map(CoreUid::from)
+                        .collect(),
                     ancestors,
                     refs: refs.into(),
                 },
@@ -182,17 +191,21 @@ pub(crate) fn user_entity(
 ) -> Result<CoreEntity, String> {
     let attrs: serde_json::Map<String, Value> =
         serde_json::from_str(user.attrs_json()).map_err(|e| e.to_string())?;
-    let mut parents: HashSet<CoreUid> = HashSet::new();
+    let mut parents: Option<HashSet<CoreUid>> = None;
     let direct = user
         .groups()
         .map(|g| Statics::uid(&statics.group_type, g))
         .chain(user.roles().map(|r| Statics::uid(&statics.role_type, r)));
     for p in direct {
-        if let Some(s) = statics.map.get(&p) {
-            parents.extend(s.ancestors.iter().cloned().map(CoreUid::from));
+        match (statics.map.get(&p), &mut parents) {
+            (Some(s), None) => parents = Some(s.closure.clone()),
+            (Some(s), Some(set)) => set.extend(s.closure.iter().cloned()),
+            (None, set) => {
+                set.get_or_insert_default().insert(p.into());
+            }
         }
-        parents.insert(p.into());
     }
+    let parents = parents.unwrap_or_default();
     let uid: CoreUid = Statics::uid(&statics.user_type, user.id()).into();
     let fixed = [
         ("state", user.state().as_str()),
