@@ -19,11 +19,11 @@ pub(crate) struct CompiledPolicies {
     /// every slice includes them). Scope literals are not listed: `==` and
     /// `in` on them never read their data.
     pub literals: Vec<EntityUid>,
-    /// The longest chain of entity dereferences any condition performs
-    /// (`resource.owner.manager` is 2; `x in y` and `x has a` dereference
-    /// `x`). Entities further than this from a root are never read, so the
-    /// slicer stops there.
-    pub deref_depth: u32,
+    /// The longest chain of entity dereferences any condition performs from
+    /// each root (`resource.owner.manager` is 2 from `resource`; `x in y`
+    /// and `x has a` dereference `x`). Entities further than this from every
+    /// root are never read, so the slicer stops there.
+    pub depths: Depths,
 }
 
 #[derive(Deserialize)]
@@ -137,17 +137,11 @@ pub(crate) fn compile(
         }
     }
     let literals = condition_literals(&set);
-    let deref_depth = set
-        .policies()
-        .filter_map(|p| p.to_json().ok())
-        .chain(set.templates().filter_map(|t| t.to_json().ok()))
-        .map(|est| est.get("conditions").map_or(0, |c| chain(c).1))
-        .max()
-        .unwrap_or(0);
+    let depths = depths(&set);
     Ok(CompiledPolicies {
         set,
         literals,
-        deref_depth,
+        depths,
     })
 }
 
@@ -188,58 +182,154 @@ fn condition_literals(set: &PolicySet) -> Vec<EntityUid> {
         .collect()
 }
 
-/// For an EST expression: (dereference chain length of the value it
-/// evaluates to, longest dereference chain anywhere inside it). Operators
-/// that read an entity's data (`.`, `has`, `getTag`, `hasTag`) or
-/// ancestors (`in`, `is .. in`) count one on their left operand. Every
-/// other node is treated as possibly passing any child's value through,
-/// which over-counts (safe: the slice only grows).
-fn chain(v: &serde_json::Value) -> (u32, u32) {
+/// Where a dereference chain starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Root {
+    /// `principal`.
+    Principal = 0,
+    /// `action`.
+    Action = 1,
+    /// `resource`.
+    Resource = 2,
+    /// `context` (its entity references).
+    Context = 3,
+    /// An entity literal in a condition.
+    Literal = 4,
+}
+
+/// Longest dereference chain per root: how many entity hops from each root
+/// any condition may read. `in` and `has` count as reading their left side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Depths(pub [u32; 5]);
+
+impl Depths {
+    pub fn of(&self, root: Root) -> u32 {
+        self.0.get(root as usize).copied().unwrap_or(u32::MAX)
+    }
+    fn merge(&mut self, other: &Depths) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a = (*a).max(b);
+        }
+    }
+}
+
+/// The chain lengths, per root, of the value an expression evaluates to
+/// (`None`: not reachable from that root).
+#[derive(Debug, Clone, Copy, Default)]
+struct Chain([Option<u32>; 5]);
+
+impl Chain {
+    fn root(r: Root) -> Chain {
+        let mut c = Chain::default();
+        if let Some(slot) = c.0.get_mut(r as usize) {
+            *slot = Some(0);
+        }
+        c
+    }
+    fn union(mut self, other: Chain) -> Chain {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a = match (*a, b) {
+                (Some(x), Some(y)) => Some(x.max(y)),
+                (x, y) => x.or(y),
+            };
+        }
+        self
+    }
+    /// One more hop; record the hop in `max`.
+    fn deref(self, max: &mut Depths) -> Chain {
+        let mut out = Chain::default();
+        for (i, c) in self.0.iter().enumerate() {
+            if let (Some(c), Some(o), Some(m)) = (c, out.0.get_mut(i), max.0.get_mut(i)) {
+                *o = Some(c + 1);
+                *m = (*m).max(c + 1);
+            }
+        }
+        out
+    }
+}
+
+/// Walk an EST expression. Operators that read an entity's data (`.`,
+/// `has`, `getTag`, `hasTag`) or ancestors (`in`, `is .. in`) add a hop to
+/// their left operand's chain. Every other node is treated as possibly
+/// passing any child's value through (an over-count, which only makes the
+/// slice larger, never wrong).
+fn chain(v: &serde_json::Value, max: &mut Depths) -> Chain {
     use serde_json::Value;
     match v {
         Value::Object(map) if map.len() == 1 => {
             let Some((op, body)) = map.iter().next() else {
-                return (0, 0);
+                return Chain::default();
             };
-            let side = |k: &str| body.get(k).map_or((0, 0), chain);
+            let side =
+                |k: &str, max: &mut Depths| body.get(k).map_or(Chain::default(), |e| chain(e, max));
             match op.as_str() {
-                "Var" | "Value" | "Slot" | "Unknown" => (0, 0),
-                "." | "has" => {
-                    let (c, m) = side("left");
-                    (c + 1, m.max(c + 1))
+                "Var" => match body.as_str() {
+                    Some("principal") => Chain::root(Root::Principal),
+                    Some("action") => Chain::root(Root::Action),
+                    Some("resource") => Chain::root(Root::Resource),
+                    Some("context") => Chain::root(Root::Context),
+                    _ => Chain::default(),
+                },
+                "Value" => {
+                    let mut literal = false;
+                    collect_entity_refs(body, &mut |_| literal = true);
+                    if literal {
+                        Chain::root(Root::Literal)
+                    } else {
+                        Chain::default()
+                    }
                 }
+                "Slot" | "Unknown" => Chain::default(),
+                "." | "has" => side("left", max).deref(max),
                 "getTag" | "hasTag" => {
-                    let (c, m) = side("left");
-                    let (_, m2) = side("right");
-                    (c + 1, m.max(m2).max(c + 1))
+                    let _ = side("right", max);
+                    side("left", max).deref(max)
                 }
                 "in" => {
-                    let (c, m) = side("left");
-                    let (_, m2) = side("right");
-                    (0, m.max(m2).max(c + 1))
+                    let _ = side("right", max);
+                    let _ = side("left", max).deref(max);
+                    Chain::default()
                 }
                 "is" => {
-                    let (c, m) = side("left");
-                    let (_, m2) = side("in");
-                    let deref = if body.get("in").is_some() { c + 1 } else { 0 };
-                    (0, m.max(m2).max(deref))
+                    let left = side("left", max);
+                    if body.get("in").is_some() {
+                        let _ = side("in", max);
+                        let _ = left.deref(max);
+                    }
+                    Chain::default()
                 }
-                _ => chain_children(body),
+                _ => chain_children(body, max),
             }
         }
-        other => chain_children(other),
+        other => chain_children(other, max),
     }
 }
 
-fn chain_children(v: &serde_json::Value) -> (u32, u32) {
+fn chain_children(v: &serde_json::Value, max: &mut Depths) -> Chain {
     use serde_json::Value;
     let kids: Box<dyn Iterator<Item = &Value>> = match v {
         Value::Object(m) => Box::new(m.values()),
         Value::Array(a) => Box::new(a.iter()),
-        _ => return (0, 0),
+        _ => return Chain::default(),
     };
-    kids.map(chain)
-        .fold((0, 0), |(c, m), (c2, m2)| (c.max(c2), m.max(m2)))
+    kids.fold(Chain::default(), |acc, k| acc.union(chain(k, max)))
+}
+
+/// The dereference depths of a policy set's conditions.
+fn depths(set: &PolicySet) -> Depths {
+    let mut all = Depths::default();
+    let ests = set
+        .policies()
+        .filter_map(|p| p.to_json().ok())
+        .chain(set.templates().filter_map(|t| t.to_json().ok()));
+    for est in ests {
+        let mut d = Depths::default();
+        if let Some(c) = est.get("conditions") {
+            let _ = chain(c, &mut d);
+        }
+        all.merge(&d);
+    }
+    all
 }
 
 /// Call `f` with every `{"type":..,"id":..}` found under an `__entity` key.
@@ -281,49 +371,56 @@ permit(principal == ?principal, action, resource);"#,
         assert_eq!(ids, ["link1", "named", "policy0"]);
         let lits: Vec<String> = c.literals.iter().map(ToString::to_string).collect();
         assert_eq!(lits, [r#"Group::"g""#, r#"User::"x""#]);
-        assert_eq!(c.deref_depth, 1);
+        assert_eq!(c.depths, Depths([0, 0, 1, 0, 1]));
     }
 
     #[test]
-    fn dereference_depth_counts_the_longest_chain() {
-        let depth = |text: &str| compile(text, None, None).unwrap().deref_depth;
+    fn dereference_depths_count_the_longest_chain_per_root() {
+        let d = |text: &str| compile(text, None, None).unwrap().depths.0;
         assert_eq!(
-            depth("permit(principal in Group::\"g\", action, resource);"),
-            0
+            d("permit(principal in Group::\"g\", action, resource);"),
+            [0; 5]
         );
         assert_eq!(
-            depth("permit(principal, action, resource) when { resource.owner == principal };"),
-            1
+            d("permit(principal, action, resource) when { resource.owner == principal };"),
+            [0, 0, 1, 0, 0]
         );
         assert_eq!(
-            depth("permit(principal, action, resource) when { resource.owner has manager };"),
-            2
+            d("permit(principal, action, resource) when { resource.owner has manager };"),
+            [0, 0, 2, 0, 0]
         );
         assert_eq!(
-            depth("permit(principal, action, resource) when { resource.owner in principal.team };"),
-            2
+            d("permit(principal, action, resource) when { resource.owner in principal.team };"),
+            [1, 0, 2, 0, 0]
         );
         assert_eq!(
-            depth("permit(principal, action, resource) when { resource.a.b.c.d == 1 };"),
-            4
+            d("permit(principal, action, resource) when { resource.a.b.c.d == 1 };"),
+            [0, 0, 4, 0, 0]
         );
         assert_eq!(
-            depth(
+            d(
                 "permit(principal, action, resource) when { (if context.x then resource.o else principal.m).n == 1 };"
             ),
-            2
+            // Conservative: the condition's chain is counted as if it flowed on.
+            [2, 0, 2, 2, 0]
         );
         assert_eq!(
-            depth(
+            d(
                 "permit(principal, action, resource) when { principal.teams.contains(resource.owner.team) };"
             ),
-            2
+            [1, 0, 2, 0, 0]
         );
         assert_eq!(
-            depth(
-                "permit(principal, action, resource) when { resource.owner.getTag(\"k\") == 1 };"
-            ),
-            2
+            d("permit(principal, action, resource) when { resource.owner.getTag(\"k\") == 1 };"),
+            [0, 0, 2, 0, 0]
+        );
+        assert_eq!(
+            d("permit(principal, action, resource) when { Group::\"x\".owner.level > 1 };"),
+            [0, 0, 0, 0, 2]
+        );
+        assert_eq!(
+            d("permit(principal, action, resource) when { context.doc.owner in Group::\"x\" };"),
+            [0, 0, 0, 3, 0]
         );
     }
 

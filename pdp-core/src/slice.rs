@@ -19,7 +19,7 @@ use cedar_policy_core::ast::{
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 use ref_cast::RefCast;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use smol_str::SmolStr;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -295,9 +295,9 @@ pub(crate) struct SliceInput<'a> {
     pub supplied: &'a [Supplied],
     /// Extra principal parents (token groups when there is no directory).
     pub principal_override: Option<Entity>,
-    /// Entities this many dereferences from a root are never read by any
-    /// policy: they (and what they reference) are left out.
-    pub depth_limit: u32,
+    /// How many dereferences from each root any policy may read: entities
+    /// further away (and what they reference) are left out.
+    pub depths: crate::policies::Depths,
 }
 
 /// The entities of one request.
@@ -319,8 +319,12 @@ impl Slice {
     }
 }
 
-/// Build the slice reachable from `roots` within `input.depth_limit`
-/// dereferences. Breadth-first, so each entity is seen at its least depth.
+/// Build the slice reachable from `roots` within the policies' dereference
+/// depths. An entity `h` hops from a root whose depth is `L` is included
+/// when `h < L` (its data may be read); roots, and the parents of
+/// request-supplied entities (needed for their ancestor closure), always.
+/// When an entity is reached again with more budget left, its references
+/// are followed again with that budget.
 ///
 /// Why the closure need not be recomputed: static entities come from an
 /// `Entities` whose closure was computed at load; a directory user's parent
@@ -329,26 +333,36 @@ impl Slice {
 /// with bare parents, and then the closure is computed by Cedar.
 pub(crate) fn slice(
     input: &SliceInput<'_>,
-    roots: impl IntoIterator<Item = EntityUid>,
+    roots: impl IntoIterator<Item = (EntityUid, crate::policies::Root)>,
 ) -> Result<Slice, String> {
-    let mut work: VecDeque<(EntityUid, u32)> = roots.into_iter().map(|u| (u, 0)).collect();
-    let mut seen: FxHashSet<EntityUid> = FxHashSet::default();
+    // (entity, budget left, always include)
+    let mut work: VecDeque<(EntityUid, i64, bool)> = roots
+        .into_iter()
+        .map(|(u, r)| (u, i64::from(input.depths.of(r)), true))
+        .collect();
+    let mut seen: FxHashMap<EntityUid, i64> = FxHashMap::default();
     let mut out: Vec<Arc<CoreEntity>> = Vec::with_capacity(work.len() + 4);
     let mut supplied_used: Vec<Entity> = Vec::new();
     if let Some(p) = &input.principal_override {
-        seen.insert(p.uid());
+        seen.insert(
+            p.uid(),
+            i64::from(input.depths.of(crate::policies::Root::Principal)),
+        );
         out.push(Arc::new(AsRef::<CoreEntity>::as_ref(p).clone()));
     }
     let by_uid: FxHashMap<EntityUid, &Supplied> =
         input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
-    while let Some((uid, depth)) = work.pop_front() {
-        if depth > 0 && depth >= input.depth_limit {
+    while let Some((uid, budget, always)) = work.pop_front() {
+        if !always && budget < 1 {
             continue;
         }
-        if !seen.insert(uid.clone()) {
-            continue;
-        }
-        let next = depth + 1;
+        let first = match seen.get(&uid) {
+            Some(old) if *old >= budget => continue,
+            Some(_) => false,
+            None => true,
+        };
+        seen.insert(uid.clone(), budget);
+        let next = budget - 1;
         let is_user = uid.type_name() == &input.statics.user_type;
         let user = match (is_user, input.directory) {
             (true, Some(dir)) => dir.get(uid.id().unescaped()),
@@ -356,21 +370,22 @@ pub(crate) fn slice(
         };
         if let Some(user) = user {
             let mut refs = Vec::new();
-            out.push(Arc::new(user_entity(
-                input.statics,
-                input.realm,
-                user,
-                &mut refs,
-            )?));
-            work.extend(refs.into_iter().map(|r| (r, next)));
+            let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
+            if first {
+                out.push(Arc::new(entity));
+            }
+            work.extend(refs.into_iter().map(|r| (r, next, false)));
         } else if let Some(s) = input.statics.map.get(&uid) {
-            out.push(Arc::clone(&s.core));
-            work.extend(s.refs.iter().map(|r| (r.clone(), next)));
+            if first {
+                out.push(Arc::clone(&s.core));
+            }
+            work.extend(s.refs.iter().map(|r| (r.clone(), next, false)));
         } else if let Some(s) = by_uid.get(&uid) {
-            supplied_used.push(s.entity.clone());
-            // Parents are needed for the ancestor closure whatever the depth.
-            work.extend(s.parents.iter().map(|r| (r.clone(), depth)));
-            work.extend(s.refs.iter().map(|r| (r.clone(), next)));
+            if first {
+                supplied_used.push(s.entity.clone());
+            }
+            work.extend(s.parents.iter().map(|r| (r.clone(), budget, true)));
+            work.extend(s.refs.iter().map(|r| (r.clone(), next, false)));
         }
     }
     if supplied_used.is_empty() {

@@ -727,16 +727,30 @@ impl Snapshot {
         };
         let (action_uid, principal_type, resource_type) =
             (action.clone(), principal.type_name(), resource.type_name());
-        let mut roots = vec![principal.clone(), action, resource.clone()];
-        slice::context_refs(&req.context, &self.statics.types, &mut roots);
-        roots.extend(self.policies.literals.iter().cloned());
+        use policies::Root;
+        let mut context_roots = Vec::new();
+        slice::context_refs(&req.context, &self.statics.types, &mut context_roots);
+        let roots = [
+            (principal.clone(), Root::Principal),
+            (action, Root::Action),
+            (resource.clone(), Root::Resource),
+        ]
+        .into_iter()
+        .chain(context_roots.into_iter().map(|u| (u, Root::Context)))
+        .chain(
+            self.policies
+                .literals
+                .iter()
+                .cloned()
+                .map(|u| (u, Root::Literal)),
+        );
         let input = SliceInput {
             statics: &self.statics,
             directory: self.directory.as_ref(),
             realm: self.realm(),
             supplied,
             principal_override,
-            depth_limit: self.policies.deref_depth,
+            depths: self.policies.depths,
         };
         let slice = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
         // Request-supplied entities could give the action ancestors the

@@ -39,6 +39,16 @@ const SHALLOW: &str = r#"
 @id("s-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
 "#;
 
+/// Asymmetric depths: the principal is read one hop deep, the resource four;
+/// when a document's owner is the principal itself, the slicer must follow
+/// that user's references again with the resource's larger budget.
+const ASYMMETRIC: &str = r#"
+@id("a-level") permit(principal, action == Action::"read", resource) when { principal.level > 2 };
+@id("a-chain") forbid(principal, action, resource) when { resource.owner has manager && resource.owner.manager has manager && resource.owner.manager.manager.level < 2 };
+@id("a-self") permit(principal, action == Action::"edit", resource) when { resource.owner == principal };
+@id("a-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
+"#;
+
 struct Realm {
     snap: Snapshot,
     users: usize,
@@ -207,6 +217,12 @@ proptest! {
     fn slices_decide_exactly_like_the_full_entity_set(seed in any::<u64>(), groups in 2usize..24, users in 2usize..40, docs in 1usize..20) {
         let r = realm(seed, groups, users, docs);
         check(&r, seed, 60)?;
+    }
+
+    #[test]
+    fn asymmetric_depths_agree_too(seed in any::<u64>(), groups in 2usize..24, users in 2usize..12, docs in 1usize..20) {
+        let r = realm_with(ASYMMETRIC, seed, groups, users, docs);
+        check(&r, seed, 80)?;
     }
 
     #[test]
