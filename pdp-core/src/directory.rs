@@ -147,18 +147,47 @@ struct Span {
     len: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// One user: 40 bytes. Its id, username, email and attributes are stored
+/// back to back in the arena from `start`, so one offset and four lengths
+/// locate them all.
 struct Row {
-    id: Span,
-    username: Span,
-    email: Span,
-    attrs: Span,
-    parents: u32,
-    groups: u16,
-    roles: u16,
     tokens_valid_after: i64,
     updated_at: i64,
+    start: u32,
+    attrs_len: u32,
+    parents: u32,
+    id_len: u16,
+    username_len: u16,
+    email_len: u16,
+    groups: u16,
+    roles: u16,
     state: UserState,
+}
+
+impl Row {
+    fn span(&self, skip: u32, len: u32) -> Span {
+        Span {
+            start: self.start.saturating_add(skip),
+            len,
+        }
+    }
+    fn id(&self) -> Span {
+        self.span(0, u32::from(self.id_len))
+    }
+    fn username(&self) -> Span {
+        self.span(u32::from(self.id_len), u32::from(self.username_len))
+    }
+    fn email(&self) -> Span {
+        self.span(
+            u32::from(self.id_len) + u32::from(self.username_len),
+            u32::from(self.email_len),
+        )
+    }
+    fn attrs(&self) -> Span {
+        let skip =
+            u32::from(self.id_len) + u32::from(self.username_len) + u32::from(self.email_len);
+        self.span(skip, self.attrs_len)
+    }
 }
 
 /// The packed, immutable table of a snapshot's users.
@@ -202,7 +231,7 @@ impl Packed {
         let i = self.index.find(hash, |&i| {
             self.rows
                 .get(i as usize)
-                .is_some_and(|r| self.str(r.id) == id)
+                .is_some_and(|r| self.str(r.id()) == id)
         })?;
         self.rows.get(*i as usize)
     }
@@ -252,21 +281,21 @@ impl<'a> UserRef<'a> {
     /// The user id (token `sub`).
     pub fn id(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => p.str(r.id),
+            RefInner::Packed(p, r) => p.str(r.id()),
             RefInner::Loose(l) => &l.record.id,
         }
     }
     /// Login name.
     pub fn username(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => p.str(r.username),
+            RefInner::Packed(p, r) => p.str(r.username()),
             RefInner::Loose(l) => &l.record.username,
         }
     }
     /// Email.
     pub fn email(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => p.str(r.email),
+            RefInner::Packed(p, r) => p.str(r.email()),
             RefInner::Loose(l) => &l.record.email,
         }
     }
@@ -294,7 +323,7 @@ impl<'a> UserRef<'a> {
     /// Custom attributes as JSON object text.
     pub fn attrs_json(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => match p.str(r.attrs) {
+            RefInner::Packed(p, r) => match p.str(r.attrs()) {
                 "" => "{}",
                 s => s,
             },
@@ -395,22 +424,33 @@ impl Directory {
                 let id = p.intern(name).ok_or_else(|| too_big(n))?;
                 p.parents.push(id);
             }
+            let username = l.username.as_deref().unwrap_or("");
+            let email = l.email.as_deref().unwrap_or("");
+            let attrs = l.attrs.map_or("", |a| a.get());
+            let short = |s: &str| {
+                u16::try_from(s.len()).map_err(|_| DirectoryError {
+                    line: n,
+                    column: 1,
+                    message: "id, username and email are limited to 65535 bytes".into(),
+                })
+            };
+            let (id_len, username_len, email_len) =
+                (short(&l.id)?, short(username)?, short(email)?);
+            let start = p.push_str(&l.id).ok_or_else(|| too_big(n))?.start;
+            p.push_str(username).ok_or_else(|| too_big(n))?;
+            p.push_str(email).ok_or_else(|| too_big(n))?;
+            let attrs_len = p.push_str(attrs).ok_or_else(|| too_big(n))?.len;
             let row = Row {
-                id: p.push_str(&l.id).ok_or_else(|| too_big(n))?,
-                username: p
-                    .push_str(l.username.as_deref().unwrap_or(""))
-                    .ok_or_else(|| too_big(n))?,
-                email: p
-                    .push_str(l.email.as_deref().unwrap_or(""))
-                    .ok_or_else(|| too_big(n))?,
-                attrs: p
-                    .push_str(l.attrs.map_or("", |a| a.get()))
-                    .ok_or_else(|| too_big(n))?,
-                parents,
-                groups,
-                roles,
                 tokens_valid_after: l.tokens_valid_after,
                 updated_at: l.updated_at,
+                start,
+                attrs_len,
+                parents,
+                id_len,
+                username_len,
+                email_len,
+                groups,
+                roles,
                 state: l.state.unwrap_or(UserState::Created),
             };
             let idx = u32::try_from(p.rows.len()).map_err(|_| too_big(n))?;
@@ -423,7 +463,7 @@ impl Directory {
                 ..
             } = &mut p;
             index.insert_unique(hash, idx, |&j| {
-                let r = rows.get(j as usize).map_or(Span::default(), |r| r.id);
+                let r = rows.get(j as usize).map_or(Span::default(), |r| r.id());
                 let start = r.start as usize;
                 hasher.hash_one(text.get(start..start + r.len as usize).unwrap_or(""))
             });
@@ -532,7 +572,7 @@ impl Directory {
             .packed
             .rows
             .iter()
-            .filter(|r| !self.overlay.contains_key(self.packed.str(r.id)))
+            .filter(|r| !self.overlay.contains_key(self.packed.str(r.id())))
             .map(|r| UserRef {
                 inner: RefInner::Packed(&self.packed, r),
             });
@@ -575,6 +615,12 @@ mod tests {
     const TEXT: &str = r#"{"id":"u1","username":"alice","email":"alice@example.com","state":"Active","groups":["eng","staff"],"roles":["admin"],"attrs":{"level":3},"tokens_valid_after":10,"updated_at":20}
 {"id":"u2","username":"bob","email":"bob@example.com","state":"Suspended"}
 "#;
+
+    #[test]
+    fn a_packed_row_stays_small() {
+        // 1M users x this, plus their strings, is the directory's footprint.
+        assert_eq!(std::mem::size_of::<Row>(), 40);
+    }
 
     #[test]
     fn packed_lookup_returns_every_field() {
