@@ -111,9 +111,26 @@ struct DecideArgs {
     now: Option<i64>,
 }
 
+/// Print to stdout; a closed pipe (`pdp ... | head`) ends the command
+/// quietly instead of panicking.
+macro_rules! emit {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        writeln!(out, $($arg)*).and_then(|()| out.flush()).context("stdout")?;
+    }};
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             eprintln!("pdp: {msg}");
@@ -197,7 +214,7 @@ fn run(cli: Cli) -> Result<()> {
                     let publ = prefix.with_extension("pub.pem");
                     write_private(&key, private.as_bytes())?;
                     std::fs::write(&publ, public).with_context(|| publ.display().to_string())?;
-                    println!(
+                    emit!(
                         "kid {} -> {} {}",
                         signer.kid(),
                         key.display(),
@@ -205,7 +222,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 None => {
-                    print!("{private}");
+                    emit!("{}", private.trim_end());
                     eprintln!("kid {}\n{public}", signer.kid());
                 }
             }
@@ -240,7 +257,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let bytes = build(&files, &opts, signer.as_ref()).map_err(|e| in_dir(&dir, e))?;
             write_atomic(&output, &bytes)?;
-            println!(
+            emit!(
                 "built {} ({} bytes, realm {}, revision {}{})",
                 output.display(),
                 bytes.len(),
@@ -263,14 +280,14 @@ fn run(cli: Cli) -> Result<()> {
                 "entities": snap.entity_count(),
                 "users": snap.directory().map(|d| d.len()),
             });
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            emit!("{}", serde_json::to_string_pretty(&summary)?);
         }
         Command::Bundle(BundleCmd::Verify { file, trust_key }) => {
             let ring = keyring(&trust_key)?;
             let bytes = read(&file)?;
             let snap = load(&bytes, &options(Trust::Keyring(&ring)), None)
                 .with_context(|| file.display().to_string())?;
-            println!(
+            emit!(
                 "ok: realm {} revision {} signed by {}",
                 snap.realm(),
                 snap.revision(),
@@ -284,7 +301,7 @@ fn run(cli: Cli) -> Result<()> {
                 let p = out.join(name);
                 std::fs::write(&p, bytes).with_context(|| p.display().to_string())?;
             }
-            println!(
+            emit!(
                 "wrote a synthetic realm with {users} users to {}",
                 out.display()
             );
