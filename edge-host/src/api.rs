@@ -1,0 +1,364 @@
+//! HTTP handlers. Each parses its body itself (so every bad input is a
+//! problem+json with a typed kind), picks the realm, and asks the realm's
+//! current snapshot; the snapshot is held for the whole request, so a hot
+//! swap never changes an answer half-way.
+
+use crate::authzen::{self, Semantic};
+use crate::metrics::{Metrics, Outcome};
+use crate::problem::Problem;
+use crate::realm::{Realm, Realms, now};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pdp_core::Snapshot;
+use pdp_core::decision::{
+    Answer, BatchRequest, Decision, Reason, Request, RequestError, Tagged, TokenRequest,
+};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The realms served.
+    pub realms: Realms,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// Parse a JSON body, taking out the optional `realm` member.
+fn parse_body(body: &[u8]) -> Result<(Option<String>, Value), Problem> {
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request("invalid_json", e.to_string()))?;
+    let realm = match value.as_object_mut().and_then(|m| m.remove("realm")) {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            return Err(Problem::bad_request(
+                "invalid_request",
+                "realm must be a string",
+            ));
+        }
+    };
+    Ok((realm, value))
+}
+
+fn shape<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Problem> {
+    serde_json::from_value(value).map_err(|e| Problem::bad_request("invalid_json", e.to_string()))
+}
+
+fn request_problem(e: &RequestError) -> Problem {
+    Problem::bad_request(e.kind(), e.to_string())
+}
+
+/// The realm's snapshot, or 503 (fail closed).
+fn snapshot(realm: &Realm) -> Result<Arc<Snapshot>, Problem> {
+    realm
+        .snapshot()
+        .ok_or_else(|| Problem::no_bundle(realm.name()))
+}
+
+fn outcome(a: &Answer) -> Outcome {
+    if a.decision == Decision::Allow {
+        Outcome::Allow
+    } else {
+        Outcome::Deny
+    }
+}
+
+fn finish<T: serde::Serialize>(
+    metrics: &Metrics,
+    started: Instant,
+    r: Result<(Outcome, T), Problem>,
+) -> Response {
+    match r {
+        Ok((o, body)) => {
+            metrics.record(o, started.elapsed());
+            Json(body).into_response()
+        }
+        Err(p) => {
+            metrics.record(Outcome::Failure, started.elapsed());
+            p.into_response()
+        }
+    }
+}
+
+/// `POST /v1/is_authorized`
+pub async fn is_authorized(State(s): Shared, body: Bytes) -> Response {
+    let started = Instant::now();
+    let r = (|| {
+        let (realm, value) = parse_body(&body)?;
+        let req: Request = shape(value)?;
+        let realm = s.realms.pick(realm.as_deref(), None)?;
+        let snap = snapshot(realm)?;
+        if s.realms.is_stale(&snap, now()) {
+            let a = Answer::deny(Reason::StaleBundle, snap.revision());
+            return Ok((Outcome::Deny, Tagged::Success(a)));
+        }
+        let a = snap.is_authorized(&req).map_err(|e| request_problem(&e))?;
+        Ok((outcome(&a), Tagged::Success(a)))
+    })();
+    finish(&s.metrics, started, r)
+}
+
+/// `POST /v1/batch_is_authorized`
+pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
+    let started = Instant::now();
+    let r = (|| {
+        let (realm, value) = parse_body(&body)?;
+        let batch: BatchRequest = shape(value)?;
+        let realm = s.realms.pick(realm.as_deref(), None)?;
+        let snap = snapshot(realm)?;
+        if s.realms.is_stale(&snap, now()) {
+            let results = batch
+                .requests
+                .iter()
+                .map(|_| Tagged::Success(Answer::deny(Reason::StaleBundle, snap.revision())))
+                .collect();
+            return Ok((
+                Outcome::Deny,
+                Tagged::Success(pdp_core::BatchAnswer { results }),
+            ));
+        }
+        let answers = snap
+            .batch_is_authorized(&batch)
+            .map_err(|e| request_problem(&e))?;
+        let any_allow = answers
+            .results
+            .iter()
+            .any(|r| matches!(r, Tagged::Success(a) if a.decision == Decision::Allow));
+        Ok((
+            if any_allow {
+                Outcome::Allow
+            } else {
+                Outcome::Deny
+            },
+            Tagged::Success(answers),
+        ))
+    })();
+    finish(&s.metrics, started, r)
+}
+
+/// The unverified `iss` of a JWT, used only to route it to a realm (the
+/// realm then verifies everything).
+fn token_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let token = token.trim().strip_prefix("Bearer ").unwrap_or(token.trim());
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+/// `POST /v1/is_authorized_with_token`
+pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response {
+    let started = Instant::now();
+    let r = (|| {
+        let (realm, value) = parse_body(&body)?;
+        let req: TokenRequest = shape(value)?;
+        let issuer = token_issuer(&req.token);
+        let realm = match (realm.as_deref(), issuer.as_deref()) {
+            (None, Some(iss)) => s
+                .realms
+                .pick(None, Some(iss))
+                .or_else(|_| s.realms.pick(None, None))?,
+            (explicit, _) => s.realms.pick(explicit, None)?,
+        };
+        let snap = snapshot(realm)?;
+        if s.realms.is_stale(&snap, now()) {
+            let a = Answer::deny(Reason::StaleBundle, snap.revision());
+            return Ok((Outcome::Deny, Tagged::Success(a)));
+        }
+        let a = snap
+            .is_authorized_with_token(&req, now())
+            .map_err(|e| request_problem(&e))?;
+        Ok((outcome(&a), Tagged::Success(a)))
+    })();
+    finish(&s.metrics, started, r)
+}
+
+/// `POST /access/v1/evaluation`
+pub async fn authzen_evaluation(State(s): Shared, body: Bytes) -> Response {
+    let started = Instant::now();
+    let r = (|| {
+        let (realm, value) = parse_body(&body)?;
+        let eval: authzen::Evaluation = shape(value)?;
+        let req = eval
+            .to_request()
+            .map_err(|m| Problem::bad_request("invalid_request", m))?;
+        let realm = s.realms.pick(realm.as_deref(), None)?;
+        let snap = snapshot(realm)?;
+        let a = decide_fresh(&s.realms, &snap, &req)?;
+        Ok((outcome(&a), authzen::Response::from(&a)))
+    })();
+    finish(&s.metrics, started, r)
+}
+
+/// `POST /access/v1/evaluations`
+pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
+    let started = Instant::now();
+    let r = (|| {
+        let (realm, value) = parse_body(&body)?;
+        let batch: authzen::Evaluations = shape(value)?;
+        let semantic = match &batch.options {
+            Some(o) => o
+                .semantic()
+                .map_err(|m| Problem::bad_request("invalid_request", m))?,
+            None => Semantic::ExecuteAll,
+        };
+        let realm = s.realms.pick(realm.as_deref(), None)?;
+        let snap = snapshot(realm)?;
+        let items = batch
+            .evaluations
+            .clone()
+            .unwrap_or_else(|| vec![authzen::Evaluation::default()]);
+        let mut out = Vec::with_capacity(items.len());
+        let mut any_allow = false;
+        for item in items {
+            let req = item
+                .or(&batch.defaults)
+                .to_request()
+                .map_err(|m| Problem::bad_request("invalid_request", m))?;
+            let a = decide_fresh(&s.realms, &snap, &req)?;
+            let allowed = a.decision == Decision::Allow;
+            any_allow |= allowed;
+            out.push(authzen::Response::from(&a));
+            match (semantic, allowed) {
+                (Semantic::DenyOnFirstDeny, false) | (Semantic::PermitOnFirstPermit, true) => break,
+                _ => {}
+            }
+        }
+        Ok((
+            if any_allow {
+                Outcome::Allow
+            } else {
+                Outcome::Deny
+            },
+            json!({ "evaluations": out }),
+        ))
+    })();
+    finish(&s.metrics, started, r)
+}
+
+fn decide_fresh(realms: &Realms, snap: &Snapshot, req: &Request) -> Result<Answer, Problem> {
+    if realms.is_stale(snap, now()) {
+        return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
+    }
+    snap.is_authorized(req).map_err(|e| request_problem(&e))
+}
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: every realm has a bundle, none older than allowed.
+pub async fn readyz(State(s): Shared) -> Response {
+    let t = now();
+    for realm in s.realms.iter() {
+        match realm.snapshot() {
+            None => return Problem::no_bundle(realm.name()).into_response(),
+            Some(snap) if s.realms.is_stale(&snap, t) => {
+                return Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stale_bundle",
+                    "The policy bundle is too old",
+                    format!(
+                        "realm {:?} revision {} is older than the allowed staleness",
+                        realm.name(),
+                        snap.revision()
+                    ),
+                )
+                .into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    Json(json!({"status": "ready"})).into_response()
+}
+
+/// `GET /v1/status`: what each realm serves.
+pub async fn status(State(s): Shared) -> Response {
+    let t = now();
+    let realms: Vec<Value> = s
+        .realms
+        .iter()
+        .map(|r| match r.snapshot() {
+            Some(snap) => json!({
+                "realm": r.name(),
+                "source": r.source().to_string(),
+                "revision": snap.revision(),
+                "created_at": snap.manifest().created_at,
+                "loaded_at": r.loaded_at(),
+                "age_seconds": t.saturating_sub(snap.manifest().created_at),
+                "stale": s.realms.is_stale(&snap, t),
+                "signed_by": snap.signed_by(),
+                "issuer": snap.issuer(),
+                "policies": snap.policy_count(),
+                "entities": snap.entity_count(),
+                "users": snap.directory().map(|d| d.len()),
+                "reload_failures": r.reload_failures(),
+            }),
+            None => json!({"realm": r.name(), "source": r.source().to_string(), "revision": null}),
+        })
+        .collect();
+    Json(json!({"dev_mode": s.realms.dev(), "max_staleness_seconds": s.realms.max_staleness(), "realms": realms}))
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(s): Shared) -> Response {
+    let mut out = String::with_capacity(2048);
+    s.metrics.render(&mut out);
+    let t = now();
+    out.push_str("# HELP gatehouse_bundle_revision Revision of the bundle each realm serves.\n");
+    out.push_str("# TYPE gatehouse_bundle_revision gauge\n");
+    for r in s.realms.iter() {
+        if let Some(snap) = r.snapshot() {
+            let _ = writeln!(
+                out,
+                "gatehouse_bundle_revision{{realm=\"{}\"}} {}",
+                r.name(),
+                snap.revision()
+            );
+        }
+    }
+    out.push_str(
+        "# HELP gatehouse_bundle_age_seconds Seconds since the served bundle was built.\n",
+    );
+    out.push_str("# TYPE gatehouse_bundle_age_seconds gauge\n");
+    for r in s.realms.iter() {
+        if let Some(snap) = r.snapshot() {
+            let age = t.saturating_sub(snap.manifest().created_at);
+            let _ = writeln!(
+                out,
+                "gatehouse_bundle_age_seconds{{realm=\"{}\"}} {age}",
+                r.name()
+            );
+        }
+    }
+    out.push_str("# HELP gatehouse_bundle_reload_failures_total Bundles refused since start.\n");
+    out.push_str("# TYPE gatehouse_bundle_reload_failures_total counter\n");
+    for r in s.realms.iter() {
+        let _ = writeln!(
+            out,
+            "gatehouse_bundle_reload_failures_total{{realm=\"{}\"}} {}",
+            r.name(),
+            r.reload_failures()
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Anything else.
+pub async fn not_found() -> Response {
+    Problem::not_found("no such endpoint").into_response()
+}

@@ -1,0 +1,193 @@
+//! Configuration: defaults, then a TOML file, then `GATEHOUSE_*`
+//! environment variables, then command-line flags (each overriding the last).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything the host can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (`GATEHOUSE_LISTEN`).
+    pub listen: SocketAddr,
+    /// Bundle files (`.tar`/`.tar.gz`) or source directories, one realm
+    /// each (`GATEHOUSE_BUNDLES`, comma-separated). Empty: the embedded
+    /// default built from `policies/`.
+    pub bundles: Vec<PathBuf>,
+    /// Trusted bundle-signing public keys, SPKI PEM (`GATEHOUSE_TRUST_KEYS`).
+    pub trust_keys: Vec<PathBuf>,
+    /// Accept unsigned bundles and source directories (`GATEHOUSE_DEV`).
+    /// Never in production; the host says so loudly at start.
+    pub dev: bool,
+    /// Beyond this age (seconds since the bundle was built) decisions deny
+    /// with `stale_bundle` and `/readyz` fails (`GATEHOUSE_MAX_STALENESS_SECONDS`).
+    /// Unset: no limit.
+    pub max_staleness_seconds: Option<u64>,
+    /// Largest request body accepted, bytes (`GATEHOUSE_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Per-request time limit, milliseconds (`GATEHOUSE_REQUEST_TIMEOUT_MS`).
+    pub request_timeout_ms: u64,
+    /// Requests served at once; more wait (`GATEHOUSE_MAX_CONCURRENCY`).
+    pub max_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8180)),
+            bundles: Vec::new(),
+            trust_keys: Vec::new(),
+            dev: false,
+            max_staleness_seconds: None,
+            max_body_bytes: 1 << 20,
+            request_timeout_ms: 5_000,
+            max_concurrency: 4_096,
+        }
+    }
+}
+
+/// Why configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("{path}: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// Parser message (names the line).
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("{name}: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Defaults, overridden by `file` (if given), then by `GATEHOUSE_*` variables in `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Toml {
+                    path: path.to_owned(),
+                    message: e.to_string().replace('\n', " "),
+                })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            config.apply_env(&name, &value)?;
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |m: String| ConfigError::Env {
+            name: name.to_owned(),
+            message: m,
+        };
+        let list = |v: &str| -> Vec<PathBuf> {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        };
+        match name {
+            "GATEHOUSE_LISTEN" => self.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
+            "GATEHOUSE_BUNDLES" => self.bundles = list(value),
+            "GATEHOUSE_TRUST_KEYS" => self.trust_keys = list(value),
+            "GATEHOUSE_DEV" => {
+                self.dev = match value {
+                    "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" | "" => false,
+                    other => return Err(bad(format!("{other:?} is not a boolean"))),
+                }
+            }
+            "GATEHOUSE_MAX_STALENESS_SECONDS" => {
+                self.max_staleness_seconds = Some(value.parse().map_err(|e| bad(format!("{e}")))?);
+            }
+            "GATEHOUSE_MAX_BODY_BYTES" => {
+                self.max_body_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
+            }
+            "GATEHOUSE_REQUEST_TIMEOUT_MS" => {
+                self.request_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_MAX_CONCURRENCY" => {
+                self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            // Other variables (and other programs' GATEHOUSE_* settings, such
+            // as the control plane's) are not ours to refuse.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("gh-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_staleness_seconds = 60\nbundles = [\"a.tar.gz\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            [
+                ("GATEHOUSE_LISTEN".to_owned(), "127.0.0.1:9100".to_owned()),
+                ("GATEHOUSE_DEV".into(), "true".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.max_staleness_seconds, Some(60));
+        assert_eq!(c.bundles, [PathBuf::from("a.tar.gz")]);
+        assert!(c.dev);
+        assert_eq!(c.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let e = Config::load(
+            None,
+            [("GATEHOUSE_LISTEN".to_owned(), "nowhere".to_owned())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("GATEHOUSE_LISTEN:"), "{e}");
+        let dir = std::env::temp_dir().join(format!("gh-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.toml");
+        std::fs::write(&file, "listen = 3\nunknown = true\n").unwrap();
+        assert!(matches!(
+            Config::load(Some(&file), []),
+            Err(ConfigError::Toml { .. })
+        ));
+    }
+}

@@ -1,0 +1,58 @@
+#![doc = include_str!("../README.md")]
+
+pub mod api;
+pub mod authzen;
+pub mod config;
+mod embedded;
+pub mod metrics;
+pub mod problem;
+pub mod realm;
+
+use axum::Router;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::Config;
+pub use realm::{Realms, StartError};
+
+/// The whole service for `config`, ready to serve or to drive in-process
+/// with `tower::ServiceExt::oneshot`. Loads every bundle first: a host that
+/// cannot load its bundles does not start.
+pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> {
+    let realms = Realms::from_config(config)?;
+    let state = Arc::new(api::AppState {
+        realms,
+        metrics: metrics::Metrics::default(),
+    });
+    Ok((router(Arc::clone(&state), config), state))
+}
+
+/// The routes and hardening layers over `state`.
+pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
+    Router::new()
+        .route("/v1/is_authorized", post(api::is_authorized))
+        .route("/v1/batch_is_authorized", post(api::batch_is_authorized))
+        .route(
+            "/v1/is_authorized_with_token",
+            post(api::is_authorized_with_token),
+        )
+        .route("/access/v1/evaluation", post(api::authzen_evaluation))
+        .route("/access/v1/evaluations", post(api::authzen_evaluations))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/v1/status", get(api::status))
+        .fallback(api::not_found)
+        .with_state(state)
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            config.max_body_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(config.request_timeout_ms),
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.max_concurrency,
+        ))
+}

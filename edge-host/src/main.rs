@@ -1,0 +1,148 @@
+//! `edge-host`: parse configuration, build the app, serve, map the outcome
+//! to an exit code. Everything else lives in the library.
+
+use anyhow::Context as _;
+use clap::Parser;
+use edge_host::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Gatehouse edge host: local authorization decisions over HTTP.
+///
+/// Settings come from defaults, then the --config TOML file, then
+/// GATEHOUSE_* environment variables, then these flags. With no bundle
+/// configured it serves the embedded default realm built from policies/.
+#[derive(Parser)]
+#[command(name = "edge-host", version)]
+struct Args {
+    /// TOML file with any of the settings below (same names, snake_case).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [env GATEHOUSE_LISTEN; default 127.0.0.1:8180].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Bundle file (.tar/.tar.gz) or, in dev mode, a source directory; one
+    /// realm each; repeatable [env GATEHOUSE_BUNDLES, comma-separated].
+    #[arg(long = "bundle")]
+    bundles: Vec<PathBuf>,
+    /// Trusted bundle-signing public key (SPKI PEM); repeatable for key
+    /// rotation [env GATEHOUSE_TRUST_KEYS, comma-separated].
+    #[arg(long = "trust-key")]
+    trust_keys: Vec<PathBuf>,
+    /// Accept unsigned bundles and source directories. Development only
+    /// [env GATEHOUSE_DEV].
+    #[arg(long)]
+    dev: bool,
+    /// Deny with reason stale_bundle, and fail /readyz, once the bundle is
+    /// older than this many seconds [env GATEHOUSE_MAX_STALENESS_SECONDS].
+    #[arg(long)]
+    max_staleness_seconds: Option<u64>,
+    /// Largest request body, bytes [env GATEHOUSE_MAX_BODY_BYTES; default 1048576].
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+    /// Per-request time limit, ms [env GATEHOUSE_REQUEST_TIMEOUT_MS; default 5000].
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Requests served at once (more wait) [env GATEHOUSE_MAX_CONCURRENCY; default 4096].
+    #[arg(long)]
+    max_concurrency: Option<usize>,
+}
+
+fn config(args: Args) -> anyhow::Result<Config> {
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("GATEHOUSE_"));
+    let mut c = Config::load(args.config.as_deref(), env)?;
+    if let Some(l) = args.listen {
+        c.listen = l;
+    }
+    if !args.bundles.is_empty() {
+        c.bundles = args.bundles;
+    }
+    if !args.trust_keys.is_empty() {
+        c.trust_keys = args.trust_keys;
+    }
+    c.dev |= args.dev;
+    c.max_staleness_seconds = args.max_staleness_seconds.or(c.max_staleness_seconds);
+    c.max_body_bytes = args.max_body_bytes.unwrap_or(c.max_body_bytes);
+    c.request_timeout_ms = args.request_timeout_ms.unwrap_or(c.request_timeout_ms);
+    c.max_concurrency = args.max_concurrency.unwrap_or(c.max_concurrency);
+    Ok(c)
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = config(args)?;
+    if config.dev {
+        tracing::warn!(
+            "DEV MODE: unsigned bundles and source directories are accepted. Never run production like this."
+        );
+    }
+    let (app, state) = edge_host::app(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    for realm in state.realms.iter() {
+        if let Some(s) = realm.snapshot() {
+            tracing::info!(
+                realm = realm.name(),
+                revision = s.revision(),
+                users = s.directory().map(|d| d.len()),
+                policies = s.policy_count(),
+                source = %realm.source(),
+                "serving"
+            );
+        }
+    }
+    println!("gatehouse edge-host listening on http://{addr}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edge-host: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-host: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(2)
+        }
+    }
+}

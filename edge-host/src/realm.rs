@@ -1,0 +1,336 @@
+//! Realms and their bundles: each realm holds one snapshot behind an atomic
+//! pointer, swapped whole when a newer bundle verifies (in-flight requests
+//! keep the snapshot they started with).
+
+use crate::config::Config;
+use crate::problem::Problem;
+use arc_swap::ArcSwapOption;
+use pdp_core::bundle::{BundleError, Limits, Trust};
+use pdp_core::source::{BuildOptions, build};
+use pdp_core::{Keyring, LoadOptions, Snapshot, load};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Where a realm's bundles come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built into the binary from `policies/`.
+    Embedded,
+    /// A bundle archive on disk.
+    File(PathBuf),
+    /// A bundle source directory on disk (dev mode only).
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Embedded => f.write_str("embedded default (policies/)"),
+            Source::File(p) => write!(f, "file {}", p.display()),
+            Source::Dir(p) => write!(f, "directory {}", p.display()),
+        }
+    }
+}
+
+/// One realm served by this host.
+#[derive(Debug)]
+pub struct Realm {
+    name: String,
+    source: Source,
+    current: ArcSwapOption<Snapshot>,
+    loaded_at: AtomicI64,
+    reload_failures: AtomicU64,
+}
+
+/// Why the host could not start with its bundles.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A bundle file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A bundle was refused.
+    #[error("{origin}: {source}")]
+    Bundle {
+        /// Where it came from.
+        origin: String,
+        /// Why.
+        source: BundleError,
+    },
+    /// A trust key could not be read.
+    #[error("trust key {path}: {message}")]
+    TrustKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A source directory or unsigned bundle without dev mode, or no key at all.
+    #[error("{0}")]
+    Policy(String),
+    /// Two bundles for one realm.
+    #[error("realm {0:?} is configured twice")]
+    DuplicateRealm(String),
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Realm {
+    /// The realm's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Where its bundles come from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+    /// The snapshot decisions use now (`None`: nothing loaded, fail closed).
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+    /// When the current snapshot was installed, unix seconds.
+    pub fn loaded_at(&self) -> i64 {
+        self.loaded_at.load(Relaxed)
+    }
+    /// Bundles refused since start.
+    pub fn reload_failures(&self) -> u64 {
+        self.reload_failures.load(Relaxed)
+    }
+
+    /// Offer a new bundle (snapshot or delta). It replaces the current
+    /// snapshot only if it verifies and is newer; otherwise the current one
+    /// stays and the failure is counted.
+    pub fn offer(&self, bytes: &[u8], options: &LoadOptions<'_>) -> Result<u64, BundleError> {
+        let held = self.snapshot();
+        match load(bytes, options, held.as_deref()) {
+            Ok(s) => {
+                let rev = s.revision();
+                self.install(s);
+                Ok(rev)
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn install(&self, s: Snapshot) {
+        self.current.store(Some(Arc::new(s)));
+        self.loaded_at.store(now(), Relaxed);
+    }
+}
+
+/// Every realm of the host, and how bundles are trusted.
+#[derive(Debug)]
+pub struct Realms {
+    list: Vec<Arc<Realm>>,
+    keyring: Keyring,
+    dev: bool,
+    max_staleness: Option<i64>,
+}
+
+impl Realms {
+    /// Load every configured bundle (or the embedded default).
+    pub fn from_config(config: &Config) -> Result<Realms, StartError> {
+        let mut keyring = Keyring::new();
+        for path in &config.trust_keys {
+            let pem = std::fs::read_to_string(path).map_err(|e| StartError::TrustKey {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            keyring.add_pem(&pem).map_err(|e| StartError::TrustKey {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        let mut realms = Realms {
+            list: Vec::new(),
+            keyring,
+            dev: config.dev,
+            max_staleness: config
+                .max_staleness_seconds
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        };
+        if config.bundles.is_empty() {
+            let bytes =
+                build(&crate::embedded::files(), &build_options(), None).map_err(|source| {
+                    StartError::Bundle {
+                        origin: Source::Embedded.to_string(),
+                        source,
+                    }
+                })?;
+            let snap = load(&bytes, &dev_options(), None).map_err(|source| StartError::Bundle {
+                origin: Source::Embedded.to_string(),
+                source,
+            })?;
+            realms.add(Source::Embedded, snap)?;
+        }
+        for path in &config.bundles {
+            let (source, snap) = realms.load_path(path)?;
+            realms.add(source, snap)?;
+        }
+        Ok(realms)
+    }
+
+    fn load_path(&self, path: &Path) -> Result<(Source, Snapshot), StartError> {
+        let origin = path.display().to_string();
+        if path.is_dir() {
+            if !self.dev {
+                return Err(StartError::Policy(format!(
+                    "{origin} is a source directory: unsigned, so it is served only in dev mode (--dev)"
+                )));
+            }
+            let files = read_dir_files(path)?;
+            let bytes =
+                build(&files, &build_options(), None).map_err(|source| StartError::Bundle {
+                    origin: origin.clone(),
+                    source,
+                })?;
+            let snap = load(&bytes, &dev_options(), None)
+                .map_err(|source| StartError::Bundle { origin, source })?;
+            return Ok((Source::Dir(path.to_owned()), snap));
+        }
+        let bytes = std::fs::read(path).map_err(|source| StartError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if !self.dev && self.keyring.is_empty() {
+            return Err(StartError::Policy(format!(
+                "{origin}: no trust key configured (--trust-key) and not in dev mode"
+            )));
+        }
+        let snap = load(&bytes, &self.load_options(), None)
+            .map_err(|source| StartError::Bundle { origin, source })?;
+        Ok((Source::File(path.to_owned()), snap))
+    }
+
+    fn add(&mut self, source: Source, snap: Snapshot) -> Result<(), StartError> {
+        let name = snap.realm().to_owned();
+        if self.list.iter().any(|r| r.name == name) {
+            return Err(StartError::DuplicateRealm(name));
+        }
+        let realm = Realm {
+            name,
+            source,
+            current: ArcSwapOption::empty(),
+            loaded_at: AtomicI64::new(0),
+            reload_failures: AtomicU64::new(0),
+        };
+        realm.install(snap);
+        self.list.push(Arc::new(realm));
+        Ok(())
+    }
+
+    /// How bundles offered to this host are verified.
+    pub fn load_options(&self) -> LoadOptions<'_> {
+        let trust = if self.keyring.is_empty() && self.dev {
+            Trust::Dev
+        } else {
+            Trust::Keyring(&self.keyring)
+        };
+        LoadOptions {
+            trust,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Whether unsigned bundles are accepted.
+    pub fn dev(&self) -> bool {
+        self.dev
+    }
+
+    /// Every realm.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Realm>> {
+        self.list.iter()
+    }
+
+    /// A realm by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Realm>> {
+        self.list.iter().find(|r| r.name == name)
+    }
+
+    /// Choose the realm for a request: an explicit name, else the realm whose
+    /// issuer minted the token, else the only realm loaded.
+    pub fn pick(
+        &self,
+        explicit: Option<&str>,
+        issuer: Option<&str>,
+    ) -> Result<&Arc<Realm>, Problem> {
+        if let Some(name) = explicit {
+            return self.get(name).ok_or_else(|| {
+                Problem::unknown_realm(format!("no realm {name:?} is served here"))
+            });
+        }
+        if let Some(iss) = issuer {
+            return self
+                .list
+                .iter()
+                .find(|r| r.snapshot().is_some_and(|s| s.issuer() == Some(iss)))
+                .ok_or_else(|| {
+                    Problem::unknown_realm("no realm here accepts tokens of this issuer")
+                });
+        }
+        match self.list.as_slice() {
+            [only] => Ok(only),
+            _ => Err(Problem::unknown_realm(
+                "several realms are served: name one with \"realm\"",
+            )),
+        }
+    }
+
+    /// Seconds the realm's bundle may age before decisions deny.
+    pub fn max_staleness(&self) -> Option<i64> {
+        self.max_staleness
+    }
+
+    /// Whether `snap` is older than allowed at `now`.
+    pub fn is_stale(&self, snap: &Snapshot, now: i64) -> bool {
+        self.max_staleness
+            .is_some_and(|max| now.saturating_sub(snap.manifest().created_at) > max)
+    }
+}
+
+fn build_options() -> BuildOptions {
+    BuildOptions {
+        realm: "default".into(),
+        revision: 1,
+        created_at: now(),
+        gzip: false,
+    }
+}
+
+fn dev_options() -> LoadOptions<'static> {
+    LoadOptions {
+        trust: Trust::Dev,
+        limits: Limits::default(),
+    }
+}
+
+fn read_dir_files(dir: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StartError> {
+    let mut files = std::collections::BTreeMap::new();
+    let names = pdp_core::manifest::member::CONTENT
+        .iter()
+        .chain(std::iter::once(&pdp_core::manifest::member::IDENTITY));
+    for name in names {
+        let p = dir.join(name);
+        if p.exists() {
+            let bytes = std::fs::read(&p).map_err(|source| StartError::Read {
+                path: p.clone(),
+                source,
+            })?;
+            files.insert((*name).to_owned(), bytes);
+        }
+    }
+    Ok(files)
+}
