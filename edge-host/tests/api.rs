@@ -1,0 +1,560 @@
+//! The edge host in-process: every endpoint, success and failure, through
+//! `tower::ServiceExt::oneshot` with real HTTP requests and bodies.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use edge_host::{Config, StartError};
+use http_body_util::BodyExt;
+use pdp_core::BundleSigner;
+use pdp_core::source::{BuildOptions, build};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tower::ServiceExt;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn policies() -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for n in [
+        "schema.cedarschema",
+        "policies.cedar",
+        "links.json",
+        "entities.json",
+        "users.jsonl",
+        "routes.json",
+        "identity.json",
+    ] {
+        files.insert(
+            n.to_owned(),
+            std::fs::read(root().join("policies").join(n)).unwrap(),
+        );
+    }
+    files
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gh-edge-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn signer() -> BundleSigner {
+    BundleSigner::from_seed(&[5; 32])
+}
+
+/// A signed bundle file of the reference realm and a trust key for it.
+fn signed_bundle(dir: &std::path::Path, revision: u64, created_at: i64) -> (PathBuf, PathBuf) {
+    let opts = BuildOptions {
+        realm: "demo".into(),
+        revision,
+        created_at,
+        gzip: true,
+    };
+    let bytes = build(&policies(), &opts, Some(&signer())).unwrap();
+    let file = dir.join(format!("demo-{revision}.tar.gz"));
+    std::fs::write(&file, bytes).unwrap();
+    let key = dir.join("trust.pub.pem");
+    std::fs::write(&key, signer().public_pem().unwrap()).unwrap();
+    (file, key)
+}
+
+fn now() -> i64 {
+    edge_host::realm::now()
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(body.map_or(Body::empty(), |b| Body::from(b.to_string())))
+        .unwrap();
+    raw(app, req).await
+}
+
+async fn raw(app: &Router, req: Request<Body>) -> (StatusCode, String, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, ctype, value)
+}
+
+fn req(p: &str, a: &str, r: (&str, &str)) -> Value {
+    json!({"principal": {"type": "User", "id": p}, "action": {"type": "Action", "id": a}, "resource": {"type": r.0, "id": r.1}})
+}
+
+fn default_app() -> Router {
+    edge_host::app(&Config::default()).unwrap().0
+}
+
+#[tokio::test]
+async fn v1_decisions_on_the_embedded_default() {
+    let app = default_app();
+    let (s, ct, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
+    assert_eq!(
+        (
+            v["type"].as_str(),
+            v["decision"].as_str(),
+            v["reason"].as_str()
+        ),
+        (Some("success"), Some("Allow"), Some("permit"))
+    );
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("dave", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["reason"].as_str()),
+        (Some("Deny"), Some("user_state:Suspended"))
+    );
+    let mut named = req("carol", "viewProfile", ("User", "alice"));
+    named["realm"] = json!("default");
+    let (_, _, v) = call(&app, "POST", "/v1/is_authorized", Some(named)).await;
+    assert_eq!(v["reason"], "no_permit");
+}
+
+#[tokio::test]
+async fn bad_input_is_problem_json_with_a_typed_kind() {
+    let app = default_app();
+    let cases: Vec<(Option<&str>, Value, &str)> = vec![
+        (Some("{not json"), Value::Null, "invalid_json"),
+        (None, json!({"principal": 1}), "invalid_json"),
+        (
+            None,
+            req("alice", "fly", ("Document", "design-doc")),
+            "invalid_request",
+        ),
+        (
+            None,
+            {
+                let mut r = req("alice", "readDocument", ("Document", "d"));
+                r["realm"] = json!("nowhere");
+                r
+            },
+            "unknown_realm",
+        ),
+    ];
+    for (text, value, kind) in cases {
+        let body = text.map_or_else(|| value.to_string(), str::to_owned);
+        let r = Request::post("/v1/is_authorized")
+            .body(Body::from(body))
+            .unwrap();
+        let (s, ct, v) = raw(&app, r).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(ct, "application/problem+json");
+        assert_eq!(v["errors"][0]["kind"], kind, "{v}");
+        assert_eq!(v["status"], 400);
+        assert!(v["type"].as_str().unwrap().ends_with(kind));
+    }
+    let (s, ct, _) = call(&app, "GET", "/nope", None).await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+    // Still answering afterwards.
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(v["decision"], "Allow");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let config = Config {
+        max_body_bytes: 1024,
+        ..Config::default()
+    };
+    let (app, _) = edge_host::app(&config).unwrap();
+    let mut r = req("alice", "readDocument", ("Document", "design-doc"));
+    r["context"] = json!({"pad": "x".repeat(4096)});
+    let (s, _, _) = call(&app, "POST", "/v1/is_authorized", Some(r)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn batch_answers_each_request_in_order() {
+    let app = default_app();
+    let body = json!({"requests": [
+        req("alice", "readDocument", ("Document", "design-doc")),
+        req("alice", "readDocument", ("Document", "salaries")),
+        req("alice", "deleteDocument", ("Document", "design-doc")),
+    ]});
+    let (s, _, v) = call(&app, "POST", "/v1/batch_is_authorized", Some(body)).await;
+    assert_eq!(s, StatusCode::OK);
+    let reasons: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "permit",
+            "forbid:secret-needs-clearance",
+            "forbid:sensitive-needs-mfa"
+        ]
+    );
+    let mixed = json!({"requests": [req("alice", "readDocument", ("Document", "a")), req("bob", "readDocument", ("Document", "b"))]});
+    let (s, _, v) = call(&app, "POST", "/v1/batch_is_authorized", Some(mixed)).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+fn token(sub: &str, key_file: &str, kid: &str) -> String {
+    let pem = std::fs::read(root().join("pdp-core/tests/keys").join(key_file)).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some(kid.into());
+    let t = now();
+    let claims = json!({"sub": sub, "iss": "https://gatehouse.local/realms/default", "aud": "gatehouse-demo-client",
+        "token_use": "id", "iat": t - 5, "exp": t + 300});
+    jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_decisions_pick_the_realm_by_issuer_and_refuse_forgeries() {
+    let app = default_app();
+    let body = |t: String| json!({"token": t, "action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
+    let (s, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized_with_token",
+        Some(body(token("alice", "rs256.key.pem", "test-rs256"))),
+    )
+    .await;
+    assert_eq!(
+        (s, v["decision"].as_str()),
+        (StatusCode::OK, Some("Allow")),
+        "{v}"
+    );
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized_with_token",
+        Some(body(token("alice", "attacker-rs256.key.pem", "test-rs256"))),
+    )
+    .await;
+    assert_eq!(v["reason"], "token:bad_signature");
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized_with_token",
+        Some(body(token("dave", "rs256.key.pem", "test-rs256"))),
+    )
+    .await;
+    assert_eq!(v["reason"], "user_state:Suspended");
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized_with_token",
+        Some(body("garbage".into())),
+    )
+    .await;
+    assert_eq!(v["reason"], "token:malformed");
+}
+
+#[tokio::test]
+async fn authzen_evaluation_and_evaluations() {
+    let app = default_app();
+    let one = json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
+    let (s, _, v) = call(&app, "POST", "/access/v1/evaluation", Some(one)).await;
+    assert_eq!((s, v["decision"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(v["context"]["reason"], "permit");
+    // Resource properties become the resource's attributes for this request.
+    let memo = json!({"subject": {"type": "User", "id": "carol"}, "action": {"name": "readDocument"},
+        "resource": {"type": "Document", "id": "memo", "properties": {"owner": {"__entity": {"type": "User", "id": "carol"}}, "department": "x", "classification": "internal"}}});
+    let (_, _, v) = call(&app, "POST", "/access/v1/evaluation", Some(memo)).await;
+    assert_eq!(v["decision"], true, "{v}");
+    let many = |semantic: &str| {
+        json!({
+            "subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"},
+            "evaluations": [
+                {"resource": {"type": "Document", "id": "design-doc"}},
+                {"resource": {"type": "Document", "id": "salaries"}},
+                {"resource": {"type": "Document", "id": "incident-report"}}
+            ],
+            "options": {"evaluations_semantic": semantic}
+        })
+    };
+    let decisions = |v: &Value| {
+        v["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["decision"].as_bool().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/access/v1/evaluations",
+        Some(many("execute_all")),
+    )
+    .await;
+    assert_eq!(decisions(&v), [true, false, true]);
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/access/v1/evaluations",
+        Some(many("deny_on_first_deny")),
+    )
+    .await;
+    assert_eq!(decisions(&v), [true, false]);
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/access/v1/evaluations",
+        Some(many("permit_on_first_permit")),
+    )
+    .await;
+    assert_eq!(decisions(&v), [true]);
+    let (s, _, _) = call(
+        &app,
+        "POST",
+        "/access/v1/evaluations",
+        Some(many("sometimes")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, v) = call(
+        &app,
+        "POST",
+        "/access/v1/evaluation",
+        Some(json!({"subject": {"type": "User", "id": "a"}})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_status_and_metrics() {
+    let app = default_app();
+    let (s, _, _) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, v) = call(&app, "GET", "/v1/status", None).await;
+    assert_eq!(v["realms"][0]["realm"], "default");
+    assert_eq!(v["realms"][0]["users"], 12);
+    assert_eq!(
+        v["realms"][0]["issuer"],
+        "https://gatehouse.local/realms/default"
+    );
+    let _ = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    let _ = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("dave", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    let _ = call(&app, "POST", "/v1/is_authorized", Some(json!({}))).await;
+    let (s, ct, v) = call(&app, "GET", "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ct.starts_with("text/plain"));
+    let text = v.as_str().unwrap();
+    for line in [
+        "gatehouse_decisions_total{outcome=\"allow\"} 1",
+        "gatehouse_decisions_total{outcome=\"deny\"} 1",
+        "gatehouse_decisions_total{outcome=\"failure\"} 1",
+        "gatehouse_decision_duration_seconds_count 3",
+        "gatehouse_bundle_revision{realm=\"default\"} 1",
+        "gatehouse_bundle_reload_failures_total{realm=\"default\"} 0",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn signed_bundles_load_unsigned_ones_only_in_dev_mode() {
+    let dir = tmp("signed");
+    let (file, key) = signed_bundle(&dir, 3, now());
+    let config = Config {
+        bundles: vec![file.clone()],
+        trust_keys: vec![key],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["revision"].as_u64()),
+        (Some("Allow"), Some(3))
+    );
+    assert_eq!(
+        state
+            .realms
+            .get("demo")
+            .unwrap()
+            .snapshot()
+            .unwrap()
+            .signed_by(),
+        Some(signer().kid())
+    );
+
+    // No trust key and no dev mode: refuse to start.
+    let e = edge_host::app(&Config {
+        bundles: vec![file.clone()],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(matches!(e, StartError::Policy(_)), "{e}");
+    // A key that did not sign it.
+    let other = dir.join("other.pub.pem");
+    std::fs::write(
+        &other,
+        BundleSigner::from_seed(&[6; 32]).public_pem().unwrap(),
+    )
+    .unwrap();
+    let e = edge_host::app(&Config {
+        bundles: vec![file],
+        trust_keys: vec![other],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown key id"), "{e}");
+    // A source directory: dev mode only.
+    let policies_dir = root().join("policies");
+    let e = edge_host::app(&Config {
+        bundles: vec![policies_dir.clone()],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(matches!(e, StartError::Policy(_)));
+    assert!(
+        edge_host::app(&Config {
+            bundles: vec![policies_dir],
+            dev: true,
+            ..Config::default()
+        })
+        .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_stale_bundle_denies_and_fails_readiness() {
+    let dir = tmp("stale");
+    let (file, key) = signed_bundle(&dir, 1, now() - 3600);
+    let config = Config {
+        bundles: vec![file],
+        trust_keys: vec![key],
+        max_staleness_seconds: Some(600),
+        ..Config::default()
+    };
+    let (app, _) = edge_host::app(&config).unwrap();
+    let (s, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(
+        (s, v["decision"].as_str(), v["reason"].as_str()),
+        (StatusCode::OK, Some("Deny"), Some("stale_bundle"))
+    );
+    let (_, _, v) = call(&app, "POST", "/access/v1/evaluation", Some(json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}}))).await;
+    assert_eq!(
+        (v["decision"].as_bool(), v["context"]["reason"].as_str()),
+        (Some(false), Some("stale_bundle"))
+    );
+    let (s, _, v) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("stale_bundle"))
+    );
+}
+
+#[tokio::test]
+async fn hot_swap_takes_newer_bundles_and_refuses_rollbacks() {
+    let dir = tmp("swap");
+    let (file, key) = signed_bundle(&dir, 5, now());
+    let config = Config {
+        bundles: vec![file],
+        trust_keys: vec![key],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    let realm = state.realms.get("demo").unwrap();
+    let held = realm.snapshot().unwrap();
+    let (newer, _) = signed_bundle(&dir, 6, now());
+    assert_eq!(
+        realm
+            .offer(&std::fs::read(newer).unwrap(), &state.realms.load_options())
+            .unwrap(),
+        6
+    );
+    let (older, _) = signed_bundle(&dir, 4, now());
+    let e = realm
+        .offer(&std::fs::read(older).unwrap(), &state.realms.load_options())
+        .unwrap_err();
+    assert_eq!(e.kind(), "rollback");
+    // The snapshot a request already held is untouched by the swap.
+    assert_eq!(held.revision(), 5);
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(v["revision"], 6);
+    let (_, _, v) = call(&app, "GET", "/metrics", None).await;
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("gatehouse_bundle_reload_failures_total{realm=\"demo\"} 1")
+    );
+}
