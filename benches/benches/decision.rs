@@ -193,14 +193,7 @@ fn token(c: &mut Criterion) {
     // The reference realm with its test identity: an RS256 ID token.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = std::collections::BTreeMap::new();
-    for n in [
-        "schema.cedarschema",
-        "policies.cedar",
-        "links.json",
-        "entities.json",
-        "users.jsonl",
-        "identity.json",
-    ] {
+    for n in pdp_core::manifest::member::SOURCE {
         files.insert(
             n.to_owned(),
             std::fs::read(root.join("policies").join(n)).expect("policies/"),

@@ -319,17 +319,14 @@ fn dev_options() -> LoadOptions<'static> {
 
 fn read_dir_files(dir: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>, StartError> {
     let mut files = std::collections::BTreeMap::new();
-    let names = pdp_core::manifest::member::CONTENT
-        .iter()
-        .chain(std::iter::once(&pdp_core::manifest::member::IDENTITY));
-    for name in names {
+    for name in pdp_core::manifest::member::SOURCE {
         let p = dir.join(name);
         if p.exists() {
             let bytes = std::fs::read(&p).map_err(|source| StartError::Read {
                 path: p.clone(),
                 source,
             })?;
-            files.insert((*name).to_owned(), bytes);
+            files.insert(name.to_owned(), bytes);
         }
     }
     Ok(files)

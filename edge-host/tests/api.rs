@@ -19,15 +19,7 @@ fn root() -> PathBuf {
 
 fn policies() -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    for n in [
-        "schema.cedarschema",
-        "policies.cedar",
-        "links.json",
-        "entities.json",
-        "users.jsonl",
-        "routes.json",
-        "identity.json",
-    ] {
+    for n in pdp_core::manifest::member::SOURCE {
         files.insert(
             n.to_owned(),
             std::fs::read(root().join("policies").join(n)).unwrap(),
@@ -252,43 +244,28 @@ fn token(sub: &str, key_file: &str, kid: &str) -> String {
 #[tokio::test]
 async fn token_decisions_pick_the_realm_by_issuer_and_refuse_forgeries() {
     let app = default_app();
-    let body = |t: String| json!({"token": t, "action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
-    let (s, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized_with_token",
-        Some(body(token("alice", "rs256.key.pem", "test-rs256"))),
-    )
-    .await;
-    assert_eq!(
-        (s, v["decision"].as_str()),
-        (StatusCode::OK, Some("Allow")),
-        "{v}"
-    );
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized_with_token",
-        Some(body(token("alice", "attacker-rs256.key.pem", "test-rs256"))),
-    )
-    .await;
-    assert_eq!(v["reason"], "token:bad_signature");
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized_with_token",
-        Some(body(token("dave", "rs256.key.pem", "test-rs256"))),
-    )
-    .await;
-    assert_eq!(v["reason"], "user_state:Suspended");
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized_with_token",
-        Some(body("garbage".into())),
-    )
-    .await;
-    assert_eq!(v["reason"], "token:malformed");
+    let cases = [
+        (token("alice", "rs256.key.pem", "test-rs256"), "permit"),
+        (
+            token("alice", "attacker-rs256.key.pem", "test-rs256"),
+            "token:bad_signature",
+        ),
+        (
+            token("dave", "rs256.key.pem", "test-rs256"),
+            "user_state:Suspended",
+        ),
+        ("garbage".to_owned(), "token:malformed"),
+    ];
+    for (t, reason) in cases {
+        let body = json!({"token": t, "action": {"type": "Action", "id": "readDocument"},
+            "resource": {"type": "Document", "id": "design-doc"}});
+        let (s, _, v) = call(&app, "POST", "/v1/is_authorized_with_token", Some(body)).await;
+        assert_eq!(
+            (s, v["reason"].as_str()),
+            (StatusCode::OK, Some(reason)),
+            "{v}"
+        );
+    }
 }
 
 #[tokio::test]

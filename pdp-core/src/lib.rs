@@ -16,6 +16,7 @@
     )
 )]
 
+mod authorize;
 pub mod bundle;
 pub mod decision;
 pub mod directory;

@@ -30,6 +30,9 @@ pub mod member {
 
     /// Members a bundle archive may hold besides the manifest and signature.
     pub const CONTENT: [&str; 6] = [SCHEMA, POLICIES, LINKS, ENTITIES, USERS, ROUTES];
+
+    /// Files a bundle *source directory* may hold (`policies.cedar` is required).
+    pub const SOURCE: [&str; 7] = [SCHEMA, POLICIES, LINKS, ENTITIES, USERS, ROUTES, IDENTITY];
 }
 
 /// Whether a bundle is a whole realm or a change on top of one revision.

@@ -448,6 +448,7 @@ permit(principal == ?principal, action, resource);"#,
             let mut v: Vec<String> = index
                 .get(&act(a), &ty("User"), &ty(r))
                 .unwrap()
+                .set
                 .policies()
                 .map(|p| p.id().to_string())
                 .collect();
@@ -509,8 +510,23 @@ permit(principal == ?principal, action, resource);"#,
 pub(crate) struct PolicyIndex {
     by_action: rustc_hash::FxHashMap<
         EntityUid,
-        rustc_hash::FxHashMap<(EntityTypeName, EntityTypeName), PolicySet>,
+        rustc_hash::FxHashMap<(EntityTypeName, EntityTypeName), Scoped>,
     >,
+}
+
+/// The policies that can match one request scope, as a Cedar set and
+/// prepared for evaluation.
+pub(crate) struct Scoped {
+    pub set: PolicySet,
+    pub prepared: crate::authorize::PreparedSet,
+}
+
+impl std::fmt::Debug for Scoped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scoped")
+            .field("policies", &self.set.num_of_policies())
+            .finish()
+    }
 }
 
 impl PolicyIndex {
@@ -535,7 +551,14 @@ impl PolicyIndex {
             for p in principals {
                 for r in &resources {
                     if let Some(subset) = subset(set, action, &groups, p, r) {
-                        per_types.insert((p.clone(), r.clone()), subset);
+                        let prepared = crate::authorize::PreparedSet::new(&subset);
+                        per_types.insert(
+                            (p.clone(), r.clone()),
+                            Scoped {
+                                set: subset,
+                                prepared,
+                            },
+                        );
                     }
                 }
             }
@@ -550,7 +573,7 @@ impl PolicyIndex {
         action: &EntityUid,
         principal: &EntityTypeName,
         resource: &EntityTypeName,
-    ) -> Option<&PolicySet> {
+    ) -> Option<&Scoped> {
         self.by_action
             .get(action)?
             .get(&(principal.clone(), resource.clone()))

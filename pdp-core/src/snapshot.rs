@@ -7,8 +7,8 @@
 
 use crate::bundle::{Bundle, BundleError, Limits, Trust};
 use crate::decision::{
-    Answer, BatchAnswer, BatchRequest, Decision, MAX_BATCH, PolicyError, Reason, Request,
-    RequestError, Tagged, TokenRequest,
+    Answer, BatchAnswer, BatchRequest, Decision, MAX_BATCH, Reason, Request, RequestError, Tagged,
+    TokenRequest,
 };
 use crate::directory::{Directory, UserRef};
 use crate::manifest::{BundleKind, Manifest, member};
@@ -17,8 +17,8 @@ use crate::slice::{self, SliceInput, Statics, Supplied};
 use crate::token::{TokenFailure, TokenUse, VerifiedToken, Verifier};
 use crate::values::TypeNames;
 use cedar_policy::{
-    Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, RestrictedExpression,
-    Schema, SchemaFragment,
+    Context, Entities, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
+    SchemaFragment,
 };
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -47,6 +47,7 @@ pub struct Snapshot {
     context_shapes: Arc<ContextShapes>,
     policies: Arc<CompiledPolicies>,
     index: Arc<policies::PolicyIndex>,
+    prepared: Arc<crate::authorize::PreparedSet>,
     statics: Arc<Statics>,
     directory: Option<Directory>,
     verifier: Option<Arc<Verifier>>,
@@ -300,6 +301,7 @@ impl Snapshot {
             manifest: Arc::new(manifest),
             signed_by,
             index: Arc::new(index),
+            prepared: Arc::new(crate::authorize::PreparedSet::new(&policies.set)),
             sources: Arc::new(sources),
             schema: schema.map(Arc::new),
             context_shapes: Arc::new(context_shapes),
@@ -755,37 +757,20 @@ impl Snapshot {
         let slice = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
         // Request-supplied entities could give the action ancestors the
         // schema does not know; then the whole set is evaluated.
-        let set = match supplied.is_empty() {
+        let prepared = match supplied.is_empty() {
             true => self
                 .index
                 .get(&action_uid, principal_type, resource_type)
-                .unwrap_or(&self.policies.set),
-            false => &self.policies.set,
+                .map_or(&*self.prepared, |scoped| &scoped.prepared),
+            false => &*self.prepared,
         };
-        let response = Authorizer::new().is_authorized(&request, set, slice.entities());
-        let mut determining: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        determining.sort();
-        let errors = response
-            .diagnostics()
-            .errors()
-            .map(|e| match e {
-                cedar_policy::AuthorizationError::PolicyEvaluationError(pe) => PolicyError {
-                    policy_id: pe.policy_id().to_string(),
-                    message: pe.inner().to_string(),
-                },
-            })
-            .collect();
-        let (decision, reason) = match response.decision() {
-            cedar_policy::Decision::Allow => (Decision::Allow, Reason::Permit),
-            cedar_policy::Decision::Deny => match determining.first() {
-                Some(id) => (Decision::Deny, Reason::Forbid(id.clone())),
-                None => (Decision::Deny, Reason::NoPermit),
-            },
+        let outcome = prepared.authorize(&request, slice.entities());
+        let (decision, reason) = match (outcome.allow, outcome.determining.first()) {
+            (true, _) => (Decision::Allow, Reason::Permit),
+            (false, Some(id)) => (Decision::Deny, Reason::Forbid(id.clone())),
+            (false, None) => (Decision::Deny, Reason::NoPermit),
         };
+        let (determining, errors) = (outcome.determining, outcome.errors);
         Ok(Answer {
             decision,
             determining_policies: determining,

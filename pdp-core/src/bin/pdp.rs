@@ -157,7 +157,7 @@ fn read_source(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     for name in names {
         let p = dir.join(name);
         if p.exists() {
-            files.insert((*name).to_owned(), read(&p)?);
+            files.insert(name.to_owned(), read(&p)?);
         }
     }
     if !files.contains_key(member::POLICIES) {

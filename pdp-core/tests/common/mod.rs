@@ -14,15 +14,7 @@ pub fn repo_root() -> PathBuf {
 pub fn reference_files() -> BTreeMap<String, Vec<u8>> {
     let dir = repo_root().join("policies");
     let mut files = BTreeMap::new();
-    for name in [
-        "schema.cedarschema",
-        "policies.cedar",
-        "links.json",
-        "entities.json",
-        "users.jsonl",
-        "routes.json",
-        "identity.json",
-    ] {
+    for name in pdp_core::manifest::member::SOURCE {
         if let Ok(bytes) = std::fs::read(dir.join(name)) {
             files.insert(name.to_owned(), bytes);
         }
