@@ -72,7 +72,9 @@ fn decisions(c: &mut Criterion) {
         .count();
     eprintln!("[info] 1k realm: {allowed}/1000 sample requests allowed");
     let reqs_1k = requests(1_000, 1_000);
-    let (s50, _) = report("pdp-core 1k users", &small, &reqs_1k);
+    let (s50, _) = report("pdp-core 1k users (user cache warm)", &small, &reqs_1k);
+    let small_cold = small.clone().with_user_cache(0);
+    report("pdp-core 1k users (no user cache)", &small_cold, &reqs_1k);
 
     let mut g = c.benchmark_group("decision");
     let mut i = 0;
@@ -80,6 +82,18 @@ fn decisions(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             black_box(small.is_authorized(&reqs_1k[i % 1_000]).map(|a| a.decision))
+        })
+    });
+
+    let mut i2 = 0;
+    g.bench_function("pdp-core/1k-users-no-user-cache", |b| {
+        b.iter(|| {
+            i2 += 1;
+            black_box(
+                small_cold
+                    .is_authorized(&reqs_1k[i2 % 1_000])
+                    .map(|a| a.decision),
+            )
         })
     });
 
@@ -167,7 +181,10 @@ fn decisions(c: &mut Criterion) {
         big.directory().map_or(0, |d| d.heap_bytes()) >> 20
     );
     let reqs_1m = requests(1_000_000, 4_096);
-    let (b50, _) = report("pdp-core 1M users", &big, &reqs_1m);
+    let (b50, _) = report("pdp-core 1M users (user cache warm)", &big, &reqs_1m);
+    let big_cold = big.clone().with_user_cache(0);
+    report("pdp-core 1M users (no user cache)", &big_cold, &reqs_1m);
+    drop(big_cold);
     eprintln!("[ratio] 1M/1k p50: {:.2}", b50 as f64 / s50.max(1) as f64);
     let mut g = c.benchmark_group("decision");
     let mut k = 0;

@@ -29,6 +29,7 @@ mod snapshot;
 pub mod source;
 pub mod synth;
 pub mod token;
+mod user_cache;
 mod values;
 
 pub use bundle::{Bundle, BundleError, Limits, Trust};
@@ -40,5 +41,5 @@ pub use directory::{Directory, UserRecord, UserRef};
 pub use lifecycle::{LifecycleAction, LifecycleError, Memory, Transition, UserState};
 pub use manifest::{BundleKind, IdentitySettings, Manifest};
 pub use sign::{BundleSigner, Keyring};
-pub use snapshot::{LoadOptions, Snapshot, load};
+pub use snapshot::{DEFAULT_USER_CACHE, LoadOptions, Snapshot, load};
 pub use token::{TokenFailure, VerifiedToken};

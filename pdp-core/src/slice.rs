@@ -298,6 +298,8 @@ pub(crate) struct SliceInput<'a> {
     /// How many dereferences from each root any policy may read: entities
     /// further away (and what they reference) are left out.
     pub depths: crate::policies::Depths,
+    /// Users already built for this snapshot.
+    pub users: &'a crate::user_cache::UserCache,
 }
 
 /// The entities of one request.
@@ -369,12 +371,20 @@ pub(crate) fn slice(
             _ => None,
         };
         if let Some(user) = user {
-            let mut refs = Vec::new();
-            let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
+            let built = match input.users.get(user.id()) {
+                Some(b) => b,
+                None => {
+                    let mut refs = Vec::new();
+                    let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
+                    let b: crate::user_cache::Built = Arc::new((Arc::new(entity), refs.into()));
+                    input.users.put(user.id(), Arc::clone(&b));
+                    b
+                }
+            };
             if first {
-                out.push(Arc::new(entity));
+                out.push(Arc::clone(&built.0));
             }
-            work.extend(refs.into_iter().map(|r| (r, next, false)));
+            work.extend(built.1.iter().map(|r| (r.clone(), next, false)));
         } else if let Some(s) = input.statics.map.get(&uid) {
             if first {
                 out.push(Arc::clone(&s.core));

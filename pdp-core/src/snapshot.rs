@@ -37,6 +37,9 @@ struct Sources {
 /// Context attribute names an action declares (`None`: no schema, anything goes).
 type ContextShapes = HashMap<EntityUid, BTreeSet<String>>;
 
+/// Users whose built entities a snapshot keeps by default.
+pub const DEFAULT_USER_CACHE: usize = 65_536;
+
 /// Everything a decision needs, immutable and cheap to share.
 #[derive(Clone)]
 pub struct Snapshot {
@@ -48,6 +51,10 @@ pub struct Snapshot {
     policies: Arc<CompiledPolicies>,
     index: Arc<policies::PolicyIndex>,
     prepared: Arc<crate::authorize::PreparedSet>,
+    /// Built user entities; new (empty) for every new snapshot, since users
+    /// and the entities their parents come from may change with it.
+    users: Arc<crate::user_cache::UserCache>,
+    users_capacity: usize,
     statics: Arc<Statics>,
     directory: Option<Directory>,
     verifier: Option<Arc<Verifier>>,
@@ -302,6 +309,8 @@ impl Snapshot {
             signed_by,
             index: Arc::new(index),
             prepared: Arc::new(crate::authorize::PreparedSet::new(&policies.set)),
+            users: Arc::new(crate::user_cache::UserCache::new(DEFAULT_USER_CACHE)),
+            users_capacity: DEFAULT_USER_CACHE,
             sources: Arc::new(sources),
             schema: schema.map(Arc::new),
             context_shapes: Arc::new(context_shapes),
@@ -375,6 +384,8 @@ impl Snapshot {
                 directory,
                 routes,
                 verifier,
+                // The directory changed: nothing built for the old one is valid.
+                users: Arc::new(crate::user_cache::UserCache::new(self.users_capacity)),
                 ..self.clone()
             });
         }
@@ -398,6 +409,15 @@ impl Snapshot {
             directory,
             routes,
         )
+        .map(|s| s.with_user_cache(self.users_capacity))
+    }
+
+    /// This snapshot with a user-entity cache of `capacity` users (0: none).
+    /// Snapshots produced from it by deltas keep the capacity.
+    pub fn with_user_cache(mut self, capacity: usize) -> Snapshot {
+        self.users = Arc::new(crate::user_cache::UserCache::new(capacity));
+        self.users_capacity = capacity;
+        self
     }
 
     /// The realm.
@@ -753,6 +773,7 @@ impl Snapshot {
             supplied,
             principal_override,
             depths: self.policies.depths,
+            users: &self.users,
         };
         let slice = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
         // Request-supplied entities could give the action ancestors the

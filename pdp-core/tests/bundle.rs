@@ -403,3 +403,45 @@ fn plain_cedar_without_schema_or_users_is_a_valid_bundle() {
     r.principal = EntityRef::new("User", "other");
     assert_eq!(snap.is_authorized(&r).unwrap().reason, Reason::NoPermit);
 }
+
+#[test]
+fn a_delta_never_answers_from_users_built_for_the_previous_snapshot() {
+    let base = common::reference_snapshot();
+    let edit = |user: &str| Request {
+        principal: EntityRef::new("User", user),
+        action: EntityRef::new("Action", "editDocument"),
+        resource: EntityRef::new("Document", "launch-plan"),
+        context: serde_json::json!({}),
+        entities: vec![],
+    };
+    // Warm the base snapshot's user cache: victor (editor, sales) may edit.
+    for _ in 0..3 {
+        assert_eq!(
+            base.is_authorized(&edit("victor")).unwrap().decision,
+            Decision::Allow
+        );
+    }
+    let moved = "{\"id\":\"victor\",\"username\":\"victor\",\"email\":\"victor@example.com\",\"state\":\"Active\",\"roles\":[\"editor\"],\"attrs\":{\"department\":\"it\",\"level\":6}}\n";
+    let d = delta(
+        1,
+        2,
+        BTreeMap::from([("users.jsonl".to_owned(), moved.as_bytes().to_vec())]),
+        &common::signer(),
+    );
+    let next = common::load_signed(&d, Some(&base)).unwrap();
+    assert_eq!(
+        next.is_authorized(&edit("victor")).unwrap().reason,
+        Reason::NoPermit
+    );
+    // The base still answers from its own (unchanged) users.
+    assert_eq!(
+        base.is_authorized(&edit("victor")).unwrap().decision,
+        Decision::Allow
+    );
+    // Without a cache the answers are the same.
+    let uncached = next.clone().with_user_cache(0);
+    assert_eq!(
+        uncached.is_authorized(&edit("victor")).unwrap().reason,
+        Reason::NoPermit
+    );
+}
