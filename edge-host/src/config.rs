@@ -30,6 +30,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Requests served at once; more wait (`GATEHOUSE_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
+    /// How often bundle files are checked for a new version, seconds; 0
+    /// turns it off (`GATEHOUSE_RELOAD_INTERVAL_SECONDS`).
+    pub reload_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             request_timeout_ms: 5_000,
             max_concurrency: 4_096,
+            reload_interval_seconds: 5,
         }
     }
 }
@@ -132,6 +136,9 @@ impl Config {
             }
             "GATEHOUSE_REQUEST_TIMEOUT_MS" => {
                 self.request_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_RELOAD_INTERVAL_SECONDS" => {
+                self.reload_interval_seconds = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
             "GATEHOUSE_MAX_CONCURRENCY" => {
                 self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;

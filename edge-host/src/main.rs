@@ -47,6 +47,10 @@ struct Args {
     /// Requests served at once (more wait) [env GATEHOUSE_MAX_CONCURRENCY; default 4096].
     #[arg(long)]
     max_concurrency: Option<usize>,
+    /// Check bundle files for a new version every this many seconds; 0: never
+    /// [env GATEHOUSE_RELOAD_INTERVAL_SECONDS; default 5].
+    #[arg(long)]
+    reload_interval_seconds: Option<u64>,
 }
 
 fn config(args: Args) -> anyhow::Result<Config> {
@@ -66,6 +70,9 @@ fn config(args: Args) -> anyhow::Result<Config> {
     c.max_body_bytes = args.max_body_bytes.unwrap_or(c.max_body_bytes);
     c.request_timeout_ms = args.request_timeout_ms.unwrap_or(c.request_timeout_ms);
     c.max_concurrency = args.max_concurrency.unwrap_or(c.max_concurrency);
+    c.reload_interval_seconds = args
+        .reload_interval_seconds
+        .unwrap_or(c.reload_interval_seconds);
     Ok(c)
 }
 
@@ -111,6 +118,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "serving"
             );
         }
+    }
+    if config.reload_interval_seconds > 0 {
+        let state = std::sync::Arc::clone(&state);
+        let every = std::time::Duration::from_secs(config.reload_interval_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let s = std::sync::Arc::clone(&state);
+                let Ok(results) =
+                    tokio::task::spawn_blocking(move || s.realms.reload_files()).await
+                else {
+                    continue;
+                };
+                for (realm, r) in results {
+                    match r {
+                        Ok(rev) => tracing::info!(realm, revision = rev, "bundle file reloaded"),
+                        Err(e) => {
+                            tracing::warn!(realm, error = %e, "new bundle file refused; keeping the current one")
+                        }
+                    }
+                }
+            }
+        });
     }
     println!("gatehouse edge-host listening on http://{addr}");
     axum::serve(listener, app)

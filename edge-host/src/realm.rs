@@ -41,6 +41,8 @@ pub struct Realm {
     current: ArcSwapOption<Snapshot>,
     loaded_at: AtomicI64,
     reload_failures: AtomicU64,
+    /// (modified time, length) of the bundle file last read.
+    seen: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
 }
 
 /// Why the host could not start with its bundles.
@@ -110,6 +112,7 @@ impl Realm {
     /// Offer a new bundle (snapshot or delta). It replaces the current
     /// snapshot only if it verifies and is newer; otherwise the current one
     /// stays and the failure is counted.
+    /// Offering the revision already held again is not a failure.
     pub fn offer(&self, bytes: &[u8], options: &LoadOptions<'_>) -> Result<u64, BundleError> {
         let held = self.snapshot();
         match load(bytes, options, held.as_deref()) {
@@ -118,6 +121,7 @@ impl Realm {
                 self.install(s);
                 Ok(rev)
             }
+            Err(BundleError::Rollback { held, offered }) if held == offered => Ok(held),
             Err(e) => {
                 self.reload_failures.fetch_add(1, Relaxed);
                 Err(e)
@@ -226,10 +230,49 @@ impl Realms {
             current: ArcSwapOption::empty(),
             loaded_at: AtomicI64::new(0),
             reload_failures: AtomicU64::new(0),
+            seen: std::sync::Mutex::new(None),
         };
+        if let Source::File(p) = &realm.source {
+            *realm
+                .seen
+                .lock()
+                .map_err(|_| StartError::Policy("poisoned".into()))? = fingerprint(p);
+        }
         realm.install(snap);
         self.list.push(Arc::new(realm));
         Ok(())
+    }
+
+    /// Re-read every file-sourced bundle whose file changed (modified time or
+    /// length) and offer it to its realm. Returns, per realm that had a
+    /// change, the revision now served or why the new file was refused (the
+    /// old snapshot stays).
+    pub fn reload_files(&self) -> Vec<(String, Result<u64, String>)> {
+        let mut out = Vec::new();
+        for realm in &self.list {
+            let Source::File(path) = &realm.source else {
+                continue;
+            };
+            let now_seen = fingerprint(path);
+            let Ok(mut seen) = realm.seen.lock() else {
+                continue;
+            };
+            if now_seen.is_none() || *seen == now_seen {
+                continue;
+            }
+            *seen = now_seen;
+            let result = match std::fs::read(path) {
+                Ok(bytes) => realm
+                    .offer(&bytes, &self.load_options())
+                    .map_err(|e| e.to_string()),
+                Err(e) => {
+                    realm.reload_failures.fetch_add(1, Relaxed);
+                    Err(format!("{}: {e}", path.display()))
+                }
+            };
+            out.push((realm.name.clone(), result));
+        }
+        out
     }
 
     /// How bundles offered to this host are verified.
@@ -330,4 +373,9 @@ fn read_dir_files(dir: &Path) -> Result<std::collections::BTreeMap<String, Vec<u
         }
     }
     Ok(files)
+}
+
+fn fingerprint(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }

@@ -535,3 +535,49 @@ async fn hot_swap_takes_newer_bundles_and_refuses_rollbacks() {
             .contains("gatehouse_bundle_reload_failures_total{realm=\"demo\"} 1")
     );
 }
+
+#[tokio::test]
+async fn changed_bundle_files_are_reloaded_and_bad_ones_refused() {
+    let dir = tmp("reload");
+    let (file, key) = signed_bundle(&dir, 7, now());
+    let config = Config {
+        bundles: vec![file.clone()],
+        trust_keys: vec![key],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    assert!(
+        state.realms.reload_files().is_empty(),
+        "unchanged file: nothing to do"
+    );
+    // A newer revision replaces the file (atomically, as a publisher would).
+    let (newer, _) = signed_bundle(&dir, 8, now());
+    std::fs::rename(&newer, &file).unwrap();
+    let results = state.realms.reload_files();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].1, Ok(8));
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(v["revision"], 8);
+    // A corrupt file is refused; revision 8 keeps serving.
+    std::fs::write(&file, b"not a bundle at all").unwrap();
+    let results = state.realms.reload_files();
+    assert!(results[0].1.is_err());
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await;
+    assert_eq!(
+        (v["decision"].as_str(), v["revision"].as_u64()),
+        (Some("Allow"), Some(8))
+    );
+    assert_eq!(state.realms.get("demo").unwrap().reload_failures(), 1);
+}
