@@ -151,10 +151,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 fn read_source(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    let names = member::CONTENT
-        .iter()
-        .chain(std::iter::once(&member::IDENTITY));
-    for name in names {
+    for name in member::SOURCE {
         let p = dir.join(name);
         if p.exists() {
             files.insert(name.to_owned(), read(&p)?);
