@@ -28,6 +28,8 @@ pub struct AppState {
     pub realms: Realms,
     /// Counters.
     pub metrics: Metrics,
+    /// Verified tokens.
+    pub tokens: crate::token_cache::TokenCache,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -177,12 +179,39 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
             let a = Answer::deny(Reason::StaleBundle, snap.revision());
             return Ok((Outcome::Deny, Tagged::Success(a)));
         }
-        let a = snap
-            .is_authorized_with_token(&req, now())
-            .map_err(|e| request_problem(&e))?;
+        let a = token_decision(&s.tokens, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
+}
+
+/// A token decision through the verified-token cache. Only signature and
+/// claim checks are cached; `decide_verified` always re-checks the user.
+fn token_decision(
+    cache: &crate::token_cache::TokenCache,
+    snap: &Snapshot,
+    req: &TokenRequest,
+) -> Result<Answer, Problem> {
+    let t = now();
+    let Some(epoch) = snap.verifier_epoch() else {
+        return snap
+            .is_authorized_with_token(req, t)
+            .map_err(|e| request_problem(&e));
+    };
+    let token = req.token.trim();
+    let token = token.strip_prefix("Bearer ").unwrap_or(token);
+    let verified = match cache.get(token, epoch, t) {
+        Some(v) => v,
+        None => match snap.verify_token(token, t) {
+            Ok(v) => {
+                cache.put(token, epoch, v.clone(), t);
+                v
+            }
+            Err(why) => return Ok(Answer::deny(Reason::Token(why), snap.revision())),
+        },
+    };
+    snap.decide_verified(&verified, req)
+        .map_err(|e| request_problem(&e))
 }
 
 /// `POST /access/v1/evaluation`
@@ -318,6 +347,14 @@ pub async fn status(State(s): Shared) -> Response {
 pub async fn metrics(State(s): Shared) -> Response {
     let mut out = String::with_capacity(2048);
     s.metrics.render(&mut out);
+    let (hits, misses) = s.tokens.counts();
+    out.push_str("# HELP gatehouse_token_cache_total Verified-token cache lookups.\n");
+    out.push_str("# TYPE gatehouse_token_cache_total counter\n");
+    let _ = writeln!(out, "gatehouse_token_cache_total{{result=\"hit\"}} {hits}");
+    let _ = writeln!(
+        out,
+        "gatehouse_token_cache_total{{result=\"miss\"}} {misses}"
+    );
     let t = now();
     out.push_str("# HELP gatehouse_bundle_revision Revision of the bundle each realm serves.\n");
     out.push_str("# TYPE gatehouse_bundle_revision gauge\n");

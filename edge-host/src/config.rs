@@ -33,6 +33,9 @@ pub struct Config {
     /// How often bundle files are checked for a new version, seconds; 0
     /// turns it off (`GATEHOUSE_RELOAD_INTERVAL_SECONDS`).
     pub reload_interval_seconds: u64,
+    /// Verified tokens remembered (signature checks skipped until `exp`;
+    /// user state always re-checked); 0 disables (`GATEHOUSE_TOKEN_CACHE_CAPACITY`).
+    pub token_cache_capacity: usize,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             request_timeout_ms: 5_000,
             max_concurrency: 4_096,
             reload_interval_seconds: 5,
+            token_cache_capacity: 100_000,
         }
     }
 }
@@ -139,6 +143,9 @@ impl Config {
             }
             "GATEHOUSE_RELOAD_INTERVAL_SECONDS" => {
                 self.reload_interval_seconds = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_TOKEN_CACHE_CAPACITY" => {
+                self.token_cache_capacity = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
             "GATEHOUSE_MAX_CONCURRENCY" => {
                 self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;

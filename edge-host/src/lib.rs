@@ -7,6 +7,7 @@ mod embedded;
 pub mod metrics;
 pub mod problem;
 pub mod realm;
+pub mod token_cache;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -24,6 +25,7 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
     let state = Arc::new(api::AppState {
         realms,
         metrics: metrics::Metrics::default(),
+        tokens: token_cache::TokenCache::new(config.token_cache_capacity),
     });
     Ok((router(Arc::clone(&state), config), state))
 }

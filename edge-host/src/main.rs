@@ -51,6 +51,10 @@ struct Args {
     /// [env GATEHOUSE_RELOAD_INTERVAL_SECONDS; default 5].
     #[arg(long)]
     reload_interval_seconds: Option<u64>,
+    /// Verified tokens remembered until their exp (user state is always
+    /// re-checked); 0 disables [env GATEHOUSE_TOKEN_CACHE_CAPACITY; default 100000].
+    #[arg(long)]
+    token_cache_capacity: Option<usize>,
 }
 
 fn config(args: Args) -> anyhow::Result<Config> {
@@ -73,6 +77,7 @@ fn config(args: Args) -> anyhow::Result<Config> {
     c.reload_interval_seconds = args
         .reload_interval_seconds
         .unwrap_or(c.reload_interval_seconds);
+    c.token_cache_capacity = args.token_cache_capacity.unwrap_or(c.token_cache_capacity);
     Ok(c)
 }
 

@@ -581,3 +581,75 @@ async fn changed_bundle_files_are_reloaded_and_bad_ones_refused() {
     );
     assert_eq!(state.realms.get("demo").unwrap().reload_failures(), 1);
 }
+
+#[tokio::test]
+async fn cached_tokens_skip_only_the_signature_never_the_user_checks() {
+    use pdp_core::bundle::{BundleHeader, write_archive};
+    let dir = tmp("tokens");
+    let (file, key) = signed_bundle(&dir, 1, now());
+    let config = Config {
+        bundles: vec![file],
+        trust_keys: vec![key],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    let body = json!({"token": token("alice", "rs256.key.pem", "test-rs256"),
+        "action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
+    for _ in 0..2 {
+        let (_, _, v) = call(
+            &app,
+            "POST",
+            "/v1/is_authorized_with_token",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(v["decision"], "Allow", "{v}");
+    }
+    assert_eq!(state.tokens.counts(), (1, 1));
+    // Suspend alice with a users-only delta: the verifier is shared, so the
+    // token is still a cache hit — and is denied by the user check.
+    let users = "{\"id\":\"alice\",\"username\":\"alice\",\"email\":\"alice@example.com\",\"state\":\"Suspended\",\"groups\":[\"platform\"],\"attrs\":{\"department\":\"engineering\",\"level\":3}}\n";
+    let header = BundleHeader {
+        realm: "demo".into(),
+        revision: 2,
+        kind: pdp_core::BundleKind::Delta,
+        base_revision: Some(1),
+        created_at: now(),
+        identity: None,
+    };
+    let delta = write_archive(
+        &header,
+        &BTreeMap::from([("users.jsonl".to_owned(), users.as_bytes().to_vec())]),
+        Some(&signer()),
+        true,
+    )
+    .unwrap();
+    let realm = state.realms.get("demo").unwrap();
+    assert_eq!(
+        realm.offer(&delta, &state.realms.load_options()).unwrap(),
+        2
+    );
+    let (_, _, v) = call(
+        &app,
+        "POST",
+        "/v1/is_authorized_with_token",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(v["reason"], "user_state:Suspended");
+    assert_eq!(state.tokens.counts(), (2, 1));
+    // A new snapshot brings a new verifier (its keys may differ): no hits from before.
+    let (newer, _) = signed_bundle(&dir, 3, now());
+    realm
+        .offer(&std::fs::read(newer).unwrap(), &state.realms.load_options())
+        .unwrap();
+    let (_, _, v) = call(&app, "POST", "/v1/is_authorized_with_token", Some(body)).await;
+    assert_eq!(v["decision"], "Allow");
+    assert_eq!(state.tokens.counts(), (2, 2));
+    let (_, _, m) = call(&app, "GET", "/metrics", None).await;
+    assert!(
+        m.as_str()
+            .unwrap()
+            .contains("gatehouse_token_cache_total{result=\"hit\"} 2")
+    );
+}

@@ -571,6 +571,14 @@ impl Snapshot {
         self.decide_verified(&token, req)
     }
 
+    /// Identifies the token verifier (issuer, audiences, keys) this snapshot
+    /// uses: equal for snapshots that share it (a users-only delta keeps it),
+    /// different once identity settings change. Hosts key verified-token
+    /// caches on it, so a removed signing key is never trusted from a cache.
+    pub fn verifier_epoch(&self) -> Option<u64> {
+        self.verifier.as_deref().map(Verifier::epoch)
+    }
+
     /// Verify a token only (signature, issuer, audience, time), no user checks.
     pub fn verify_token(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenFailure> {
         self.verifier

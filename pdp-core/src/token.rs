@@ -150,6 +150,7 @@ struct Key {
 
 /// The realm's token verifier, built once per snapshot.
 pub(crate) struct Verifier {
+    epoch: u64,
     issuer: String,
     audiences: Vec<String>,
     token_use: Vec<String>,
@@ -201,13 +202,20 @@ impl Verifier {
                 return Err(format!("token_use {u:?} is not id or access"));
             }
         }
+        // A process-wide sequence number (never reused, unlike an address).
+        static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Verifier {
+            epoch: NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             issuer: settings.issuer.clone(),
             audiences: settings.audiences.clone(),
             token_use: settings.token_use.clone(),
             leeway,
             keys,
         })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn issuer(&self) -> &str {
