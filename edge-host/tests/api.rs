@@ -92,6 +92,17 @@ fn req(p: &str, a: &str, r: (&str, &str)) -> Value {
     json!({"principal": {"type": "User", "id": p}, "action": {"type": "Action", "id": a}, "resource": {"type": r.0, "id": r.1}})
 }
 
+/// alice reads design-doc: the request most tests ask.
+async fn alice_reads(app: &Router) -> (StatusCode, String, Value) {
+    call(
+        app,
+        "POST",
+        "/v1/is_authorized",
+        Some(req("alice", "readDocument", ("Document", "design-doc"))),
+    )
+    .await
+}
+
 fn default_app() -> Router {
     edge_host::app(&Config::default()).unwrap().0
 }
@@ -99,13 +110,7 @@ fn default_app() -> Router {
 #[tokio::test]
 async fn v1_decisions_on_the_embedded_default() {
     let app = default_app();
-    let (s, ct, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (s, ct, v) = alice_reads(&app).await;
     assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
     assert_eq!(
         (
@@ -171,13 +176,7 @@ async fn bad_input_is_problem_json_with_a_typed_kind() {
         (StatusCode::NOT_FOUND, "application/problem+json")
     );
     // Still answering afterwards.
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (_, _, v) = alice_reads(&app).await;
     assert_eq!(v["decision"], "Allow");
 }
 
@@ -358,13 +357,7 @@ async fn health_readiness_status_and_metrics() {
         v["realms"][0]["issuer"],
         "https://gatehouse.local/realms/default"
     );
-    let _ = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let _ = alice_reads(&app).await;
     let _ = call(
         &app,
         "POST",
@@ -399,13 +392,7 @@ async fn signed_bundles_load_unsigned_ones_only_in_dev_mode() {
         ..Config::default()
     };
     let (app, state) = edge_host::app(&config).unwrap();
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (_, _, v) = alice_reads(&app).await;
     assert_eq!(
         (v["decision"].as_str(), v["revision"].as_u64()),
         (Some("Allow"), Some(3))
@@ -471,13 +458,7 @@ async fn a_stale_bundle_denies_and_fails_readiness() {
         ..Config::default()
     };
     let (app, _) = edge_host::app(&config).unwrap();
-    let (s, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (s, _, v) = alice_reads(&app).await;
     assert_eq!(
         (s, v["decision"].as_str(), v["reason"].as_str()),
         (StatusCode::OK, Some("Deny"), Some("stale_bundle"))
@@ -520,13 +501,7 @@ async fn hot_swap_takes_newer_bundles_and_refuses_rollbacks() {
     assert_eq!(e.kind(), "rollback");
     // The snapshot a request already held is untouched by the swap.
     assert_eq!(held.revision(), 5);
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (_, _, v) = alice_reads(&app).await;
     assert_eq!(v["revision"], 6);
     let (_, _, v) = call(&app, "GET", "/metrics", None).await;
     assert!(
@@ -556,25 +531,13 @@ async fn changed_bundle_files_are_reloaded_and_bad_ones_refused() {
     let results = state.realms.reload_files();
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].1, Ok(8));
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (_, _, v) = alice_reads(&app).await;
     assert_eq!(v["revision"], 8);
     // A corrupt file is refused; revision 8 keeps serving.
     std::fs::write(&file, b"not a bundle at all").unwrap();
     let results = state.realms.reload_files();
     assert!(results[0].1.is_err());
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("alice", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
+    let (_, _, v) = alice_reads(&app).await;
     assert_eq!(
         (v["decision"].as_str(), v["revision"].as_u64()),
         (Some("Allow"), Some(8))

@@ -383,16 +383,7 @@ fn plain_cedar_without_schema_or_users_is_a_valid_bundle() {
         ("policies.cedar".to_owned(), b"permit(principal in Group::\"g\", action, resource);".to_vec()),
         ("entities.json".to_owned(), b"[{\"uid\":{\"type\":\"User\",\"id\":\"u\"},\"attrs\":{},\"parents\":[{\"type\":\"Group\",\"id\":\"g\"}]}]".to_vec()),
     ]);
-    let bytes = pdp_core::source::build(&files, &common::opts(1), None).unwrap();
-    let snap = load(
-        &bytes,
-        &LoadOptions {
-            trust: Trust::Dev,
-            limits: Limits::default(),
-        },
-        None,
-    )
-    .unwrap();
+    let snap = common::build_dev(&files);
     let mut r = read_doc("u");
     r.action = EntityRef::new("Action", "anything");
     let a = snap.is_authorized(&r).unwrap();

@@ -8,9 +8,9 @@
 mod common;
 
 use cedar_policy::{Authorizer, Context, EntityUid, Request as CedarRequest};
+use pdp_core::Snapshot;
 use pdp_core::decision::{Decision, EntityRef, Reason, Request};
 use pdp_core::synth::Rng;
-use pdp_core::{Limits, LoadOptions, Snapshot, Trust, load};
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -138,16 +138,7 @@ fn realm_with(policies: &str, seed: u64, groups: usize, users: usize, docs: usiz
         ),
         ("users.jsonl".to_owned(), lines.into_bytes()),
     ]);
-    let bytes = pdp_core::source::build(&files, &common::opts(1), None).unwrap();
-    let snap = load(
-        &bytes,
-        &LoadOptions {
-            trust: Trust::Dev,
-            limits: Limits::default(),
-        },
-        None,
-    )
-    .unwrap();
+    let snap = common::build_dev(&files);
     Realm { snap, users, docs }
 }
 

@@ -69,3 +69,17 @@ pub fn reference_snapshot_cached() -> &'static Snapshot {
     static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
     SNAP.get_or_init(reference_snapshot)
 }
+
+/// Build `files` into a bundle and load it in dev mode (unsigned).
+pub fn build_dev(files: &BTreeMap<String, Vec<u8>>) -> Snapshot {
+    let bytes = build(files, &opts(1), None).unwrap();
+    load(
+        &bytes,
+        &LoadOptions {
+            trust: Trust::Dev,
+            limits: Limits::default(),
+        },
+        None,
+    )
+    .unwrap()
+}
