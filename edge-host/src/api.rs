@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Verified tokens.
     pub tokens: crate::token_cache::TokenCache,
+    /// SHA-256 (hex) of the service bearer secrets.
+    pub service_tokens: Vec<String>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -398,4 +400,159 @@ pub async fn metrics(State(s): Shared) -> Response {
 /// Anything else.
 pub async fn not_found() -> Response {
     Problem::not_found("no such endpoint").into_response()
+}
+
+/// The caller must present a configured service secret as a bearer token.
+fn service_caller(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+    let unauthorized = || {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Service credentials required",
+            "present a service bearer token",
+        )
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?;
+    let digest = pdp_core::manifest::sha256_hex(presented.trim().as_bytes());
+    // Compare every configured digest fully (no early exit on a prefix).
+    let mut ok = false;
+    for want in &state.service_tokens {
+        let same = want.len() == digest.len()
+            && want
+                .bytes()
+                .zip(digest.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        ok |= same;
+    }
+    if ok { Ok(()) } else { Err(unauthorized()) }
+}
+
+/// Decode `application/x-www-form-urlencoded`.
+fn form(body: &[u8]) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = bytes
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok());
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                other => out.push(other),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// `POST /v1/introspect` (RFC 7662): is this token active *now*? Active
+/// means it verifies for a realm served here and its user exists, is
+/// Active, and was not signed out after it was issued.
+pub async fn introspect(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    if let Err(p) = service_caller(&s, &headers) {
+        return p.into_response();
+    }
+    let fields = form(&body);
+    let Some(token) = fields
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.clone())
+    else {
+        return Problem::bad_request("invalid_request", "the token parameter is required")
+            .into_response();
+    };
+    let inactive = || Json(json!({"active": false})).into_response();
+    let Some(iss) = token_issuer(&token) else {
+        return inactive();
+    };
+    let Ok(realm) = s.realms.pick(None, Some(&iss)) else {
+        return inactive();
+    };
+    let Some(snap) = realm.snapshot() else {
+        return inactive();
+    };
+    let t = now();
+    if s.realms.is_stale(&snap, t) {
+        return inactive();
+    }
+    let Ok(v) = snap.verify_token(&token, t) else {
+        return inactive();
+    };
+    if let Some(dir) = snap.directory() {
+        match dir.get(&v.sub) {
+            Some(u) if u.state().is_authorizable() && v.iat >= u.tokens_valid_after() => {}
+            _ => return inactive(),
+        }
+    }
+    let mut out = json!({
+        "active": true,
+        "sub": v.sub,
+        "iss": iss,
+        "exp": v.exp,
+        "iat": v.iat,
+        "token_use": if v.token_use == pdp_core::token::TokenUse::Id { "id" } else { "access" },
+        "realm": realm.name(),
+    });
+    for claim in ["client_id", "scope", "username", "cognito:username", "aud"] {
+        if let Some(c) = v.claims.get(claim) {
+            out[claim] = c.clone();
+        }
+    }
+    if let Some(u) = snap.directory().and_then(|d| d.get(&v.sub)) {
+        out["username"] = json!(u.username());
+    }
+    Json(out).into_response()
+}
+
+/// `GET /v1/users/{id}`: the directory record (realm from `?realm=` or the
+/// only realm).
+pub async fn user(
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Err(p) = service_caller(&s, &headers) {
+        return p.into_response();
+    }
+    let realm = match s.realms.pick(q.get("realm").map(String::as_str), None) {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
+    let Some(snap) = realm.snapshot() else {
+        return Problem::no_bundle(realm.name()).into_response();
+    };
+    match snap.user(&id) {
+        Some(u) => {
+            let mut record = serde_json::to_value(u.to_record()).unwrap_or_default();
+            record["realm"] = json!(realm.name());
+            Json(record).into_response()
+        }
+        None => Problem::not_found(format!("no user {id:?} in realm {:?}", realm.name()))
+            .into_response(),
+    }
 }

@@ -36,6 +36,11 @@ pub struct Config {
     /// Verified tokens remembered (signature checks skipped until `exp`;
     /// user state always re-checked); 0 disables (`GATEHOUSE_TOKEN_CACHE_CAPACITY`).
     pub token_cache_capacity: usize,
+    /// Lower-case hex SHA-256 of the bearer secrets that services present to
+    /// call `/v1/introspect` and `/v1/users/{id}`; the secrets themselves are
+    /// never configured or logged (`GATEHOUSE_SERVICE_TOKEN_SHA256`,
+    /// comma-separated). Empty: those endpoints refuse every caller.
+    pub service_token_sha256: Vec<String>,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             max_concurrency: 4_096,
             reload_interval_seconds: 5,
             token_cache_capacity: 100_000,
+            service_token_sha256: Vec::new(),
         }
     }
 }
@@ -143,6 +149,20 @@ impl Config {
             }
             "GATEHOUSE_RELOAD_INTERVAL_SECONDS" => {
                 self.reload_interval_seconds = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_SERVICE_TOKEN_SHA256" => {
+                self.service_token_sha256 = value
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                if let Some(h) = self
+                    .service_token_sha256
+                    .iter()
+                    .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    return Err(bad(format!("{h:?} is not a hex SHA-256")));
+                }
             }
             "GATEHOUSE_TOKEN_CACHE_CAPACITY" => {
                 self.token_cache_capacity = value.parse().map_err(|e| bad(format!("{e}")))?;

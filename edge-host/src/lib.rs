@@ -26,6 +26,7 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
         realms,
         metrics: metrics::Metrics::default(),
         tokens: token_cache::TokenCache::new(config.token_cache_capacity),
+        service_tokens: config.service_token_sha256.clone(),
     });
     Ok((router(Arc::clone(&state), config), state))
 }
@@ -41,6 +42,8 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         )
         .route("/access/v1/evaluation", post(api::authzen_evaluation))
         .route("/access/v1/evaluations", post(api::authzen_evaluations))
+        .route("/v1/introspect", post(api::introspect))
+        .route("/v1/users/{id}", get(api::user))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))

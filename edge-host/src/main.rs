@@ -55,6 +55,11 @@ struct Args {
     /// re-checked); 0 disables [env GATEHOUSE_TOKEN_CACHE_CAPACITY; default 100000].
     #[arg(long)]
     token_cache_capacity: Option<usize>,
+    /// Hex SHA-256 of a service bearer secret allowed to call /v1/introspect
+    /// and /v1/users/{id}; repeatable (the secret itself is never configured)
+    /// [env GATEHOUSE_SERVICE_TOKEN_SHA256, comma-separated].
+    #[arg(long = "service-token-sha256")]
+    service_token_sha256: Vec<String>,
 }
 
 fn config(args: Args) -> anyhow::Result<Config> {
@@ -78,6 +83,13 @@ fn config(args: Args) -> anyhow::Result<Config> {
         .reload_interval_seconds
         .unwrap_or(c.reload_interval_seconds);
     c.token_cache_capacity = args.token_cache_capacity.unwrap_or(c.token_cache_capacity);
+    if !args.service_token_sha256.is_empty() {
+        c.service_token_sha256 = args
+            .service_token_sha256
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+    }
     Ok(c)
 }
 

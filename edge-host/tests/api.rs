@@ -616,3 +616,106 @@ async fn cached_tokens_skip_only_the_signature_never_the_user_checks() {
             .contains("gatehouse_token_cache_total{result=\"hit\"} 2")
     );
 }
+
+const SERVICE_SECRET: &str = "s3rvice-secret-for-tests";
+
+fn service_app() -> Router {
+    let config = Config {
+        service_token_sha256: vec![pdp_core::manifest::sha256_hex(SERVICE_SECRET.as_bytes())],
+        ..Config::default()
+    };
+    edge_host::app(&config).unwrap().0
+}
+
+async fn introspect(app: &Router, auth: Option<&str>, form: &str) -> (StatusCode, String, Value) {
+    let mut r =
+        Request::post("/v1/introspect").header("content-type", "application/x-www-form-urlencoded");
+    if let Some(a) = auth {
+        r = r.header("authorization", format!("Bearer {a}"));
+    }
+    raw(app, r.body(Body::from(form.to_owned())).unwrap()).await
+}
+
+#[tokio::test]
+async fn introspection_needs_a_service_credential_and_reflects_user_state() {
+    let app = service_app();
+    let alice = token("alice", "rs256.key.pem", "test-rs256");
+    let (s, ct, _) = introspect(&app, None, &format!("token={alice}")).await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (StatusCode::UNAUTHORIZED, "application/problem+json")
+    );
+    let (s, _, _) = introspect(&app, Some("wrong-secret"), &format!("token={alice}")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Default config: no service credential configured, nobody gets in.
+    let (s, _, _) = introspect(
+        &default_app(),
+        Some(SERVICE_SECRET),
+        &format!("token={alice}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, _, v) = introspect(
+        &app,
+        Some(SERVICE_SECRET),
+        &format!("token={alice}&token_type_hint=access_token"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            v["active"].as_bool(),
+            v["sub"].as_str(),
+            v["username"].as_str()
+        ),
+        (Some(true), Some("alice"), Some("alice"))
+    );
+    assert_eq!(v["realm"], "default");
+    for inactive in [
+        token("dave", "rs256.key.pem", "test-rs256"),
+        token("alice", "attacker-rs256.key.pem", "test-rs256"),
+        "not-a-token".to_owned(),
+    ] {
+        let (s, _, v) = introspect(&app, Some(SERVICE_SECRET), &format!("token={inactive}")).await;
+        assert_eq!((s, v), (StatusCode::OK, json!({"active": false})));
+    }
+    let (s, _, _) = introspect(&app, Some(SERVICE_SECRET), "token_type_hint=x").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn user_lookup_needs_a_service_credential() {
+    let app = service_app();
+    let get = |auth: Option<&'static str>, path: &'static str| {
+        let mut r = Request::get(path);
+        if let Some(a) = auth {
+            r = r.header("authorization", format!("Bearer {a}"));
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let (s, _, _) = raw(&app, get(None, "/v1/users/alice")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, v) = raw(&app, get(Some(SERVICE_SECRET), "/v1/users/dave")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["email"].as_str(),
+            v["realm"].as_str()
+        ),
+        (Some("Suspended"), Some("dave@example.com"), Some("default"))
+    );
+    assert_eq!(v["groups"], json!(["platform"]));
+    let (s, ct, _) = raw(&app, get(Some(SERVICE_SECRET), "/v1/users/nobody")).await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (StatusCode::NOT_FOUND, "application/problem+json")
+    );
+    let (s, _, _) = raw(
+        &app,
+        get(Some(SERVICE_SECRET), "/v1/users/alice?realm=elsewhere"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
