@@ -556,3 +556,166 @@ pub async fn user(
             .into_response(),
     }
 }
+
+fn avp_response(status: StatusCode, body: &Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    resp
+}
+
+fn avp_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    avp_response(status, &json!({"__type": kind, "message": message}))
+}
+
+/// `POST /` with `X-Amz-Target: VerifiedPermissions.<Operation>`: the AVP
+/// data-plane operations, for AWS SDK clients pointed here.
+pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    use crate::avp::{self as wire, AvpError};
+    let started = Instant::now();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(op) = target.strip_prefix("VerifiedPermissions.") else {
+        return avp_error(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "X-Amz-Target must name a VerifiedPermissions operation",
+        );
+    };
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return avp_error(
+                StatusCode::BAD_REQUEST,
+                "SerializationException",
+                &e.to_string(),
+            );
+        }
+    };
+    let store = v.get("policyStoreId").and_then(Value::as_str);
+    let realm = match s.realms.pick(store, None) {
+        Ok(r) => r,
+        Err(_) => {
+            return avp_error(
+                StatusCode::BAD_REQUEST,
+                "ResourceNotFoundException",
+                "no such policy store here",
+            );
+        }
+    };
+    let Some(snap) = realm.snapshot() else {
+        return avp_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailableException",
+            "no policy bundle is loaded",
+        );
+    };
+    let stale = s.realms.is_stale(&snap, now());
+    let decide = |req: &Request| -> Result<Answer, AvpError> {
+        if stale {
+            return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
+        }
+        snap.is_authorized(req)
+            .map_err(|e| AvpError::validation(e.to_string()))
+    };
+    let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
+        let principal = item
+            .get("principal")
+            .ok_or_else(|| AvpError::validation("principal is required"))?;
+        let mut entities = shared.to_vec();
+        entities.extend(wire::entities(item.get("entities"))?);
+        Ok(Request {
+            principal: wire::entity(principal)?,
+            action: wire::action(
+                item.get("action")
+                    .ok_or_else(|| AvpError::validation("action is required"))?,
+            )?,
+            resource: wire::entity(
+                item.get("resource")
+                    .ok_or_else(|| AvpError::validation("resource is required"))?,
+            )?,
+            context: wire::context(item.get("context"))?,
+            entities,
+        })
+    };
+    let result: Result<(Outcome, Value), AvpError> = match op {
+        "IsAuthorized" => one(&v, &[])
+            .and_then(|r| decide(&r))
+            .map(|a| (outcome(&a), wire::answer(&a))),
+        "IsAuthorizedWithToken" => (|| {
+            let token = v
+                .get("identityToken")
+                .or_else(|| v.get("accessToken"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| AvpError::validation("identityToken or accessToken is required"))?;
+            let req = TokenRequest {
+                token: token.to_owned(),
+                action: wire::action(
+                    v.get("action")
+                        .ok_or_else(|| AvpError::validation("action is required"))?,
+                )?,
+                resource: wire::entity(
+                    v.get("resource")
+                        .ok_or_else(|| AvpError::validation("resource is required"))?,
+                )?,
+                context: wire::context(v.get("context"))?,
+                entities: wire::entities(v.get("entities"))?,
+            };
+            let a = if stale {
+                Answer::deny(Reason::StaleBundle, snap.revision())
+            } else {
+                token_decision(&s.tokens, &snap, &req)
+                    .map_err(|p| AvpError::validation(p.detail.unwrap_or_default()))?
+            };
+            Ok((outcome(&a), wire::answer(&a)))
+        })(),
+        "BatchIsAuthorized" => (|| {
+            let shared = wire::entities(v.get("entities"))?;
+            let items = v
+                .get("requests")
+                .and_then(Value::as_array)
+                .ok_or_else(|| AvpError::validation("requests must be a list"))?;
+            if items.is_empty() || items.len() > 30 {
+                return Err(AvpError::validation("a batch holds 1 to 30 requests"));
+            }
+            let mut results = Vec::with_capacity(items.len());
+            let mut any_allow = false;
+            for item in items {
+                let a = decide(&one(item, &shared)?)?;
+                any_allow |= a.decision == Decision::Allow;
+                let mut r = wire::answer(&a);
+                r["request"] = item.clone();
+                results.push(r);
+            }
+            Ok((
+                if any_allow {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                },
+                json!({ "results": results }),
+            ))
+        })(),
+        _ => {
+            return avp_error(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                &format!("{op} is not served here"),
+            );
+        }
+    };
+    match result {
+        Ok((o, body)) => {
+            s.metrics.record(o, started.elapsed());
+            avp_response(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            s.metrics.record(Outcome::Failure, started.elapsed());
+            avp_error(StatusCode::BAD_REQUEST, e.kind, &e.message)
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod authzen;
+pub mod avp;
 pub mod config;
 mod embedded;
 pub mod metrics;
@@ -42,6 +43,7 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         )
         .route("/access/v1/evaluation", post(api::authzen_evaluation))
         .route("/access/v1/evaluations", post(api::authzen_evaluations))
+        .route("/", post(api::avp))
         .route("/v1/introspect", post(api::introspect))
         .route("/v1/users/{id}", get(api::user))
         .route("/healthz", get(api::healthz))

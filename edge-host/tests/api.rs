@@ -719,3 +719,112 @@ async fn user_lookup_needs_a_service_credential() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+async fn avp(app: &Router, op: &str, body: Value) -> (StatusCode, String, Value) {
+    let r = Request::post("/")
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("VerifiedPermissions.{op}"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    raw(app, r).await
+}
+
+#[tokio::test]
+async fn the_avp_wire_protocol_gives_the_same_decisions_as_v1() {
+    let app = default_app();
+    let (s, ct, v) = avp(
+        &app,
+        "IsAuthorized",
+        json!({
+            "policyStoreId": "default",
+            "principal": {"entityType": "User", "entityId": "alice"},
+            "action": {"actionType": "Action", "actionId": "readDocument"},
+            "resource": {"entityType": "Document", "entityId": "design-doc"}
+        }),
+    )
+    .await;
+    assert_eq!(
+        (s, ct.as_str()),
+        (StatusCode::OK, "application/x-amz-json-1.0")
+    );
+    assert_eq!(v["decision"], "ALLOW");
+    let ids: Vec<&str> = v["determiningPolicies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policyId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "department-colleagues-read",
+            "editors-edit-own-department",
+            "owners"
+        ]
+    );
+
+    // Typed context and entities: an ipaddr from outside the office, an entity with a record.
+    let (_, _, v) = avp(&app, "IsAuthorized", json!({
+        "policyStoreId": "default",
+        "principal": {"entityType": "User", "entityId": "carol"},
+        "action": {"actionType": "Action", "actionId": "editDocument"},
+        "resource": {"entityType": "Document", "entityId": "memo"},
+        "context": {"contextMap": {"source_ip": {"ipaddr": "192.168.0.9"}, "mfa": {"boolean": true}}},
+        "entities": {"entityList": [{
+            "identifier": {"entityType": "Document", "entityId": "memo"},
+            "attributes": {"owner": {"entityIdentifier": {"entityType": "User", "entityId": "carol"}},
+                           "department": {"string": "sales"}, "classification": {"string": "internal"}},
+            "parents": [{"entityType": "Folder", "entityId": "sales"}]
+        }]}
+    })).await;
+    assert_eq!(v["decision"], "DENY", "{v}");
+    assert_eq!(
+        v["determiningPolicies"][0]["policyId"],
+        "edits-from-office-network"
+    );
+
+    let (_, _, v) = avp(
+        &app,
+        "IsAuthorizedWithToken",
+        json!({
+            "policyStoreId": "default",
+            "identityToken": token("dave", "rs256.key.pem", "test-rs256"),
+            "action": {"actionType": "Action", "actionId": "readDocument"},
+            "resource": {"entityType": "Document", "entityId": "design-doc"}
+        }),
+    )
+    .await;
+    assert_eq!(v["decision"], "DENY");
+
+    let (_, _, v) = avp(&app, "BatchIsAuthorized", json!({
+        "policyStoreId": "default",
+        "requests": [
+            {"principal": {"entityType": "User", "entityId": "alice"}, "action": {"actionType": "Action", "actionId": "readDocument"}, "resource": {"entityType": "Document", "entityId": "design-doc"}},
+            {"principal": {"entityType": "User", "entityId": "bob"}, "action": {"actionType": "Action", "actionId": "readDocument"}, "resource": {"entityType": "Document", "entityId": "salaries"}}
+        ]
+    })).await;
+    let decisions: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(decisions, ["ALLOW", "DENY"]);
+    assert_eq!(v["results"][1]["request"]["principal"]["entityId"], "bob");
+
+    // Errors in AWS JSON form.
+    let (s, _, v) = avp(
+        &app,
+        "IsAuthorized",
+        json!({"policyStoreId": "default", "action": {"actionType": "Action", "actionId": "x"}}),
+    )
+    .await;
+    assert_eq!(
+        (s, v["__type"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ValidationException"))
+    );
+    let (_, _, v) = avp(&app, "IsAuthorized", json!({"policyStoreId": "nope"})).await;
+    assert_eq!(v["__type"], "ResourceNotFoundException");
+    let (_, _, v) = avp(&app, "CreatePolicy", json!({"policyStoreId": "default"})).await;
+    assert_eq!(v["__type"], "UnknownOperationException");
+}
