@@ -101,11 +101,7 @@ pub async fn is_authorized(State(s): Shared, body: Bytes) -> Response {
         let req: Request = shape(value)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        if s.realms.is_stale(&snap, now()) {
-            let a = Answer::deny(Reason::StaleBundle, snap.revision());
-            return Ok((Outcome::Deny, Tagged::Success(a)));
-        }
-        let a = snap.is_authorized(&req).map_err(|e| request_problem(&e))?;
+        let a = decide_fresh(&s.realms, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -177,11 +173,7 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
             (explicit, _) => s.realms.pick(explicit, None)?,
         };
         let snap = snapshot(realm)?;
-        if s.realms.is_stale(&snap, now()) {
-            let a = Answer::deny(Reason::StaleBundle, snap.revision());
-            return Ok((Outcome::Deny, Tagged::Success(a)));
-        }
-        let a = token_decision(&s.tokens, &snap, &req)?;
+        let a = token_decision(&s, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -190,11 +182,15 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
 /// A token decision through the verified-token cache. Only signature and
 /// claim checks are cached; `decide_verified` always re-checks the user.
 fn token_decision(
-    cache: &crate::token_cache::TokenCache,
+    state: &AppState,
     snap: &Snapshot,
     req: &TokenRequest,
 ) -> Result<Answer, Problem> {
     let t = now();
+    if state.realms.is_stale(snap, t) {
+        return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
+    }
+    let cache = &state.tokens;
     let Some(epoch) = snap.verifier_epoch() else {
         return snap
             .is_authorized_with_token(req, t)
@@ -614,14 +610,8 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
             "no policy bundle is loaded",
         );
     };
-    let stale = s.realms.is_stale(&snap, now());
-    let decide = |req: &Request| -> Result<Answer, AvpError> {
-        if stale {
-            return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
-        }
-        snap.is_authorized(req)
-            .map_err(|e| AvpError::validation(e.to_string()))
-    };
+    let problem = |p: Problem| AvpError::validation(p.detail.unwrap_or_default());
+    let decide = |req: &Request| decide_fresh(&s.realms, &snap, req).map_err(problem);
     let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
         let principal = item
             .get("principal")
@@ -665,12 +655,7 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
                 context: wire::context(v.get("context"))?,
                 entities: wire::entities(v.get("entities"))?,
             };
-            let a = if stale {
-                Answer::deny(Reason::StaleBundle, snap.revision())
-            } else {
-                token_decision(&s.tokens, &snap, &req)
-                    .map_err(|p| AvpError::validation(p.detail.unwrap_or_default()))?
-            };
+            let a = token_decision(&s, &snap, &req).map_err(problem)?;
             Ok((outcome(&a), wire::answer(&a)))
         })(),
         "BatchIsAuthorized" => (|| {

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::problem::Problem;
 use arc_swap::ArcSwapOption;
 use pdp_core::bundle::{BundleError, Limits, Trust};
-use pdp_core::source::{BuildOptions, build};
+use pdp_core::source::{BuildOptions, build_and_load};
 use pdp_core::{Keyring, LoadOptions, Snapshot, load};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,17 +167,11 @@ impl Realms {
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
         };
         if config.bundles.is_empty() {
-            let bytes =
-                build(&crate::embedded::files(), &build_options(), None).map_err(|source| {
-                    StartError::Bundle {
-                        origin: Source::Embedded.to_string(),
-                        source,
-                    }
+            let (_, snap) = build_and_load(&crate::embedded::files(), &build_options(), None)
+                .map_err(|source| StartError::Bundle {
+                    origin: Source::Embedded.to_string(),
+                    source,
                 })?;
-            let snap = load(&bytes, &dev_options(), None).map_err(|source| StartError::Bundle {
-                origin: Source::Embedded.to_string(),
-                source,
-            })?;
             realms.add(Source::Embedded, snap)?;
         }
         for path in &config.bundles {
@@ -196,12 +190,7 @@ impl Realms {
                 )));
             }
             let files = read_dir_files(path)?;
-            let bytes =
-                build(&files, &build_options(), None).map_err(|source| StartError::Bundle {
-                    origin: origin.clone(),
-                    source,
-                })?;
-            let snap = load(&bytes, &dev_options(), None)
+            let (_, snap) = build_and_load(&files, &build_options(), None)
                 .map_err(|source| StartError::Bundle { origin, source })?;
             return Ok((Source::Dir(path.to_owned()), snap));
         }
@@ -350,13 +339,6 @@ fn build_options() -> BuildOptions {
         revision: 1,
         created_at: now(),
         gzip: false,
-    }
-}
-
-fn dev_options() -> LoadOptions<'static> {
-    LoadOptions {
-        trust: Trust::Dev,
-        limits: Limits::default(),
     }
 }
 

@@ -222,7 +222,10 @@ impl LifecycleAction {
     }
 
     /// Whether the action sets `tokens_valid_after` to now, killing every
-    /// token issued before it.
+    /// token issued before it. These actions only take access away: the
+    /// control plane publishes them before touching an external identity
+    /// provider, and the others after, so a crash in between never leaves
+    /// extra access.
     pub const fn revokes_tokens(self) -> bool {
         matches!(
             self,
@@ -232,13 +235,6 @@ impl LifecycleAction {
                 | LifecycleAction::RequirePasswordReset
                 | LifecycleAction::SignOutEverywhere
         )
-    }
-
-    /// Whether the action can only take access away. The control plane
-    /// publishes these before touching an external identity provider, and the
-    /// others after, so a crash in between never leaves extra access.
-    pub const fn is_revoking(self) -> bool {
-        self.revokes_tokens()
     }
 }
 

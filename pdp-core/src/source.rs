@@ -36,6 +36,17 @@ pub fn build(
     options: &BuildOptions,
     signer: Option<&BundleSigner>,
 ) -> Result<Vec<u8>, BundleError> {
+    build_and_load(files, options, signer).map(|(archive, _)| archive)
+}
+
+/// [`build`], also returning the snapshot the build compiled to validate
+/// the archive — what a dev-mode loader would produce from it, so a caller
+/// that serves the result need not load it a second time.
+pub fn build_and_load(
+    files: &BTreeMap<String, Vec<u8>>,
+    options: &BuildOptions,
+    signer: Option<&BundleSigner>,
+) -> Result<(Vec<u8>, crate::Snapshot), BundleError> {
     let mut members = BTreeMap::new();
     let mut identity = None;
     for (name, bytes) in files {
@@ -80,7 +91,7 @@ pub fn build(
     let archive = bundle::write_archive(&header, &members, signer, options.gzip)?;
     // Compile what we wrote: the build fails exactly when a loader would.
     let limits = Limits::default();
-    crate::snapshot::load(
+    let snapshot = crate::snapshot::load(
         &archive,
         &crate::snapshot::LoadOptions {
             trust: Trust::Dev,
@@ -88,7 +99,7 @@ pub fn build(
         },
         None,
     )?;
-    Ok(archive)
+    Ok((archive, snapshot))
 }
 
 /// Validate every user against the schema's `User` type and rewrite its

@@ -8,7 +8,7 @@ use pdp_core::bundle::{Bundle, BundleError, Limits, Trust};
 use pdp_core::decision::{BatchRequest, Request, Tagged, TokenRequest};
 use pdp_core::manifest::member;
 use pdp_core::sign::{BundleSigner, Keyring};
-use pdp_core::source::{BuildOptions, build};
+use pdp_core::source::{BuildOptions, build, build_and_load};
 use pdp_core::{LoadOptions, Snapshot, load};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -343,8 +343,9 @@ fn decide(args: &DecideArgs) -> Result<()> {
             created_at: now(),
             gzip: false,
         };
-        let bytes = build(&files, &opts, None).map_err(|e| in_dir(&args.bundle, e))?;
-        load(&bytes, &options(Trust::Dev), None)?
+        build_and_load(&files, &opts, None)
+            .map_err(|e| in_dir(&args.bundle, e))?
+            .1
     } else {
         let bytes = read(&args.bundle)?;
         let ring = keyring(&args.trust_key)?;
