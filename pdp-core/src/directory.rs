@@ -339,7 +339,7 @@ impl<'a> UserRef<'a> {
         self.names(false)
     }
 
-    fn names(&self, groups: bool) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+    fn names(&self, groups: bool) -> Names<'a> {
         match self.inner {
             RefInner::Packed(p, r) => {
                 let start = r.parents as usize;
@@ -348,8 +348,7 @@ impl<'a> UserRef<'a> {
                 } else {
                     (start + usize::from(r.groups), usize::from(r.roles))
                 };
-                let ids = p.parents.get(from..from + n).unwrap_or(&[]);
-                Box::new(ids.iter().map(move |i| p.name(*i)))
+                Names::Packed(p, p.parents.get(from..from + n).unwrap_or(&[]).iter())
             }
             RefInner::Loose(l) => {
                 let v = if groups {
@@ -357,7 +356,7 @@ impl<'a> UserRef<'a> {
                 } else {
                     &l.record.roles
                 };
-                Box::new(v.iter().map(String::as_str))
+                Names::Loose(v.iter())
             }
         }
     }
@@ -374,6 +373,22 @@ impl<'a> UserRef<'a> {
             attrs: serde_json::from_str(self.attrs_json()).unwrap_or_default(),
             tokens_valid_after: self.tokens_valid_after(),
             updated_at: self.updated_at(),
+        }
+    }
+}
+
+/// Group or role names of one user, without allocating.
+enum Names<'a> {
+    Packed(&'a Packed, std::slice::Iter<'a, u32>),
+    Loose(std::slice::Iter<'a, String>),
+}
+
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Names::Packed(p, ids) => ids.next().map(|i| p.name(*i)),
+            Names::Loose(names) => names.next().map(String::as_str),
         }
     }
 }
