@@ -134,7 +134,7 @@ fn with_request(
 /// `{"type":"success","handle":N,"realm":..,"revision":..,"signed_by":..}`
 /// or a tagged failure.
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_load(
+pub extern "C" fn gatehouse_load(
     ptr: *const u8,
     len: usize,
     opts_ptr: *const u8,
@@ -160,7 +160,7 @@ pub extern "C" fn pdp_load(
 /// Apply a delta (or a newer snapshot) to `handle`. On failure the held
 /// snapshot keeps answering.
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_apply_delta(handle: u32, ptr: *const u8, len: usize) -> u64 {
+pub extern "C" fn gatehouse_apply_delta(handle: u32, ptr: *const u8, len: usize) -> u64 {
     let Some(bytes) = input(ptr, len) else {
         return bad_buffer("bundle pointer is null");
     };
@@ -175,14 +175,14 @@ pub extern "C" fn pdp_apply_delta(handle: u32, ptr: *const u8, len: usize) -> u6
 
 /// Decide one request (`Request` JSON).
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_is_authorized(handle: u32, ptr: *const u8, len: usize) -> u64 {
+pub extern "C" fn gatehouse_is_authorized(handle: u32, ptr: *const u8, len: usize) -> u64 {
     with_request(handle, ptr, len, Pdp::is_authorized)
 }
 
 /// Decide one token request (`TokenRequest` JSON, token inside) at unix
 /// time `now` (seconds, host-supplied: the module has no clock).
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_is_authorized_with_token(
+pub extern "C" fn gatehouse_is_authorized_with_token(
     handle: u32,
     ptr: *const u8,
     len: usize,
@@ -193,13 +193,13 @@ pub extern "C" fn pdp_is_authorized_with_token(
 
 /// Decide a batch (`BatchRequest` JSON).
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_batch_is_authorized(handle: u32, ptr: *const u8, len: usize) -> u64 {
+pub extern "C" fn gatehouse_batch_is_authorized(handle: u32, ptr: *const u8, len: usize) -> u64 {
     with_request(handle, ptr, len, Pdp::batch_is_authorized)
 }
 
 /// Look a user up by id (UTF-8 bytes).
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_user(handle: u32, ptr: *const u8, len: usize) -> u64 {
+pub extern "C" fn gatehouse_user(handle: u32, ptr: *const u8, len: usize) -> u64 {
     with_request(handle, ptr, len, |p, b| match std::str::from_utf8(b) {
         Ok(id) => p.user(id),
         Err(e) => Failure::new("invalid_request", format!("user id: {e}")).to_json(),
@@ -208,7 +208,7 @@ pub extern "C" fn pdp_user(handle: u32, ptr: *const u8, len: usize) -> u64 {
 
 /// The revision `handle` holds, or -1 for an unknown handle.
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_revision(handle: u32) -> i64 {
+pub extern "C" fn gatehouse_revision(handle: u32) -> i64 {
     table()
         .pdps
         .get(&handle)
@@ -217,6 +217,6 @@ pub extern "C" fn pdp_revision(handle: u32) -> i64 {
 
 /// Drop the decision point `handle`. Returns 1 if it existed, else 0.
 #[unsafe(no_mangle)]
-pub extern "C" fn pdp_free(handle: u32) -> i32 {
+pub extern "C" fn gatehouse_free(handle: u32) -> i32 {
     i32::from(table().pdps.remove(&handle).is_some())
 }

@@ -1,0 +1,439 @@
+//! The pdp-wasm module in wasmtime, through its C ABI only, against native
+//! pdp-core: every corpus case (single, batched, and as token requests)
+//! must give a byte-identical answer, and bad input must give tagged
+//! failures after which the module still answers correctly.
+//!
+//! The module is named by `PDP_WASM` (a path; scripts/test-wasm runs this
+//! for the cargo output and for the wasm-bindgen output the npm package
+//! ships).
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pdp_core::bundle::{BundleHeader, write_archive};
+use pdp_core::decision::{BatchRequest, Tagged, TokenRequest};
+use pdp_core::manifest::BundleKind;
+use pdp_core::source::{BuildOptions, build};
+use pdp_core::{BundleSigner, Keyring, Limits, LoadOptions, Snapshot, Trust, load};
+use pdp_wasm_host_test::{WasmPdp, compile};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+const NOW: i64 = 1_800_000_000;
+const ISS: &str = "https://gatehouse.local/realms/default";
+const AUD: &str = "gatehouse-demo-client";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn module() -> &'static (wasmtime::Engine, wasmtime::Module) {
+    static M: OnceLock<(wasmtime::Engine, wasmtime::Module)> = OnceLock::new();
+    M.get_or_init(|| {
+        let path = std::env::var_os("PDP_WASM")
+            .map(PathBuf::from)
+            .expect("PDP_WASM names the module to test (scripts/test-wasm sets it)");
+        compile(&path).unwrap()
+    })
+}
+
+fn instance() -> WasmPdp {
+    let (e, m) = module();
+    WasmPdp::new(e, m).unwrap()
+}
+
+fn files() -> BTreeMap<String, Vec<u8>> {
+    let dir = root().join("policies");
+    pdp_core::manifest::member::SOURCE
+        .iter()
+        .filter_map(|n| Some(((*n).to_owned(), std::fs::read(dir.join(n)).ok()?)))
+        .collect()
+}
+
+fn signer() -> BundleSigner {
+    BundleSigner::from_seed(&[11; 32])
+}
+
+fn bundle(revision: u64) -> Vec<u8> {
+    let o = BuildOptions {
+        realm: "default".into(),
+        revision,
+        created_at: 1_764_000_000,
+        gzip: true,
+    };
+    build(&files(), &o, Some(&signer())).unwrap()
+}
+
+fn options() -> Vec<u8> {
+    json!({ "trust_keys": [signer().public_pem().unwrap()] })
+        .to_string()
+        .into_bytes()
+}
+
+fn native(bytes: &[u8], held: Option<&Snapshot>) -> Snapshot {
+    let mut ring = Keyring::new();
+    ring.add(signer().verifying_key());
+    load(
+        bytes,
+        &LoadOptions {
+            trust: Trust::Keyring(&ring),
+            limits: Limits::default(),
+        },
+        held,
+    )
+    .unwrap()
+}
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// Load the reference bundle; the handle.
+fn loaded(w: &mut WasmPdp, bytes: &[u8]) -> u32 {
+    let a = json(&w.load(bytes, &options()).unwrap());
+    assert_eq!(a["type"], "success", "{a}");
+    u32::try_from(a["handle"].as_u64().unwrap()).unwrap()
+}
+
+/// Every corpus request, as the raw JSON of the file.
+fn corpus() -> Vec<(String, Value)> {
+    let mut paths: Vec<_> = std::fs::read_dir(root().join("policies/corpus"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let file = json(&std::fs::read_to_string(&p).unwrap());
+        for case in file["cases"].as_array().unwrap() {
+            let name = format!(
+                "{} / {}",
+                p.file_name().unwrap().to_string_lossy(),
+                case["name"]
+            );
+            out.push((name, case["request"].clone()));
+        }
+    }
+    assert!(out.len() >= 40, "only {} corpus cases", out.len());
+    out
+}
+
+fn native_batch(snap: &Snapshot, bytes: &[u8]) -> String {
+    let t: Tagged<_> = match serde_json::from_slice::<BatchRequest>(bytes) {
+        Ok(b) => snap.batch_is_authorized(&b).into(),
+        Err(e) => Tagged::failure("invalid_json", e.to_string()),
+    };
+    t.to_json()
+}
+
+fn native_token(snap: &Snapshot, bytes: &[u8], now: i64) -> String {
+    let t: Tagged<_> = match serde_json::from_slice::<TokenRequest>(bytes) {
+        Ok(r) => snap.is_authorized_with_token(&r, now).into(),
+        Err(e) => Tagged::failure("invalid_json", e.to_string()),
+    };
+    t.to_json()
+}
+
+/// The whole corpus, one request at a time.
+fn check_corpus(w: &mut WasmPdp, handle: u32, snap: &Snapshot) -> usize {
+    let mut n = 0;
+    for (name, req) in corpus() {
+        let bytes = serde_json::to_vec(&req).unwrap();
+        let got = w.is_authorized(handle, &bytes).unwrap();
+        let want = snap.is_authorized_json(&bytes).to_json();
+        assert_eq!(got, want, "{name}");
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn every_corpus_case_answers_byte_identically() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    assert_eq!(w.revision(h).unwrap(), 1);
+    let n = check_corpus(&mut w, h, &snap);
+    // Pretty-printed request bytes too: answers do not depend on layout.
+    for (name, req) in corpus() {
+        let pretty = serde_json::to_vec_pretty(&req).unwrap();
+        assert_eq!(
+            w.is_authorized(h, &pretty).unwrap(),
+            snap.is_authorized_json(&pretty).to_json(),
+            "{name} (pretty)"
+        );
+    }
+    println!("{n} corpus cases identical through the C ABI");
+}
+
+#[test]
+fn batches_of_corpus_cases_answer_byte_identically() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    // Group by principal (batches share one), then also by resource.
+    for key in ["principal", "resource"] {
+        let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for (_, req) in corpus() {
+            groups.entry(req[key].to_string()).or_default().push(req);
+        }
+        for (k, reqs) in groups {
+            let batch = serde_json::to_vec(&json!({ "requests": reqs })).unwrap();
+            let got = w.batch_is_authorized(h, &batch).unwrap();
+            assert_eq!(got, native_batch(&snap, &batch), "batch by {key} {k}");
+            assert!(got.starts_with(r#"{"type":"success","results":["#), "{got}");
+        }
+    }
+    // Neither shared: a tagged failure, the same as native.
+    let all: Vec<Value> = corpus().into_iter().map(|(_, r)| r).take(20).collect();
+    let mixed = serde_json::to_vec(&json!({ "requests": all })).unwrap();
+    let got = w.batch_is_authorized(h, &mixed).unwrap();
+    assert_eq!(got, native_batch(&snap, &mixed));
+    assert_eq!(json(&got)["type"], "failure");
+}
+
+fn key(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("pdp-core/tests/keys").join(name)).unwrap()
+}
+
+fn sign(alg: Algorithm, kid: &str, file: &str, claims: &Value) -> String {
+    let pem = key(file);
+    let k = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+        _ => EncodingKey::from_ed_pem(&pem).unwrap(),
+    };
+    let mut h = Header::new(alg);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, claims, &k).unwrap()
+}
+
+/// Tokens of every algorithm the realm trusts, and refused ones.
+fn tokens(sub: &str) -> Vec<String> {
+    let id = json!({"sub": sub, "iss": ISS, "aud": AUD, "token_use": "id", "iat": NOW - 60,
+                    "exp": NOW + 3600, "email": format!("{sub}@example.com"),
+                    "cognito:groups": ["platform"], "amr": ["pwd", "mfa"]});
+    let access = json!({"sub": sub, "iss": ISS, "client_id": AUD, "token_use": "access",
+                        "scope": "openid", "iat": NOW - 5, "exp": NOW + 300});
+    let expired = json!({"sub": sub, "iss": ISS, "aud": AUD, "token_use": "id",
+                         "iat": NOW - 7200, "exp": NOW - 3600});
+    vec![
+        sign(Algorithm::RS256, "test-rs256", "rs256.key.pem", &id),
+        sign(Algorithm::ES256, "test-es256", "es256.key.pem", &access),
+        sign(Algorithm::EdDSA, "test-eddsa", "eddsa.key.pem", &id),
+        format!(
+            "Bearer {}",
+            sign(Algorithm::RS256, "test-rs256", "rs256.key.pem", &access)
+        ),
+        sign(Algorithm::RS256, "test-rs256", "rs256.key.pem", &expired),
+        sign(Algorithm::RS256, "test-rs256", "attacker-rs256.key.pem", &id),
+        "not.a.token".into(),
+    ]
+}
+
+#[test]
+fn token_requests_answer_byte_identically() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    let mut n = 0;
+    let mut allowed = 0;
+    for (name, req) in corpus() {
+        if req["principal"]["type"] != "User" {
+            continue;
+        }
+        let sub = req["principal"]["id"].as_str().unwrap_or_default().to_owned();
+        for token in tokens(&sub) {
+            let mut body = req.clone();
+            let obj = body.as_object_mut().unwrap();
+            obj.remove("principal");
+            obj.insert("token".into(), Value::String(token));
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let got = w.is_authorized_with_token(h, &bytes, NOW).unwrap();
+            assert_eq!(got, native_token(&snap, &bytes, NOW), "{name} ({sub})");
+            allowed += usize::from(got.contains(r#""decision":"Allow""#));
+            n += 1;
+        }
+    }
+    assert!(
+        allowed > 0,
+        "no token request was allowed: the check proves little"
+    );
+    println!("{n} token requests identical ({allowed} allowed)");
+}
+
+#[test]
+fn deltas_and_users_match_native() {
+    let base = bundle(1);
+    let snap = native(&base, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &base);
+    let user = json(&w.user(h, "alice").unwrap());
+    assert_eq!(user["user"]["state"], "Active", "{user}");
+    assert_eq!(json(&w.user(h, "nobody").unwrap())["user"], Value::Null);
+    // A users-only delta suspends alice.
+    let mut record = user["user"].clone();
+    record["state"] = json!("Suspended");
+    let mut members = BTreeMap::new();
+    members.insert(
+        "users.jsonl".to_owned(),
+        format!("{record}\n").into_bytes(),
+    );
+    let header = BundleHeader {
+        realm: "default".into(),
+        revision: 2,
+        kind: BundleKind::Delta,
+        base_revision: Some(1),
+        created_at: 1_764_000_100,
+        identity: None,
+    };
+    let delta = write_archive(&header, &members, Some(&signer()), true).unwrap();
+    let a = json(&w.apply_delta(h, &delta).unwrap());
+    assert_eq!(a["type"], "success", "{a}");
+    assert_eq!(w.revision(h).unwrap(), 2);
+    let next = native(&delta, Some(&snap));
+    let n = check_corpus(&mut w, h, &next);
+    assert!(n > 0);
+    assert_eq!(
+        json(&w.user(h, "alice").unwrap())["user"]["state"],
+        "Suspended"
+    );
+    // The same delta again: refused, and revision 2 keeps answering.
+    let again = json(&w.apply_delta(h, &delta).unwrap());
+    assert_eq!(again["errors"][0]["kind"], "rollback", "{again}");
+    check_corpus(&mut w, h, &next);
+}
+
+fn failure_kind(s: &str) -> String {
+    let v = json(s);
+    assert_eq!(v["type"], "failure", "{s}");
+    v["errors"][0]["kind"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn bad_input_is_a_tagged_failure_and_the_module_keeps_answering() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    let shapes: [&[u8]; 12] = [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"[]",
+        b"null",
+        b"42",
+        b"{}",
+        br#"{"principal": "alice"}"#,
+        br#"{"principal": {"type": "User", "id": "alice"}, "action": 1, "resource": []}"#,
+        br#"{"principal": {"type": "User", "id": "alice"}, "action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}, "extra": 1}"#,
+        br#"{"principal": {"type": "User", "id": "alice"}, "action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}, "entities": [{"uid": 5}]}"#,
+        b"{\"principal\": {\"type\": \"User\", \"id\": \"alice\"",
+    ];
+    for bad in shapes {
+        let got = w.is_authorized(h, bad).unwrap();
+        assert_eq!(got, snap.is_authorized_json(bad).to_json());
+        failure_kind(&got);
+        failure_kind(&w.batch_is_authorized(h, bad).unwrap());
+        failure_kind(&w.is_authorized_with_token(h, bad, NOW).unwrap());
+    }
+    // A 100 MB request: refused by size, before it is read.
+    let huge = vec![b'x'; 100 << 20];
+    assert_eq!(
+        failure_kind(&w.is_authorized(h, &huge).unwrap()),
+        "request_too_large"
+    );
+    assert_eq!(
+        failure_kind(&w.batch_is_authorized(h, &huge).unwrap()),
+        "request_too_large"
+    );
+    // Unknown handles.
+    assert_eq!(
+        failure_kind(&w.is_authorized(h + 1000, b"{}").unwrap()),
+        "unknown_handle"
+    );
+    assert_eq!(w.revision(h + 1000).unwrap(), -1);
+    // Corrupt, truncated, unsigned and foreign bundles.
+    let mut corrupt = bytes.clone();
+    let mid = corrupt.len() / 2;
+    for b in corrupt.iter_mut().skip(mid).take(64) {
+        *b ^= 0x5a;
+    }
+    let unsigned = {
+        let o = BuildOptions {
+            realm: "default".into(),
+            revision: 1,
+            created_at: 0,
+            gzip: false,
+        };
+        build(&files(), &o, None).unwrap()
+    };
+    for (bundle, opts, kind) in [
+        (&corrupt[..], options(), None),
+        (&bytes[..bytes.len() / 3], options(), None),
+        (&b"\x1f\x8bgarbage"[..], options(), Some("not_an_archive")),
+        (&unsigned[..], options(), Some("unsigned")),
+        (&bytes[..], b"{\"dev\": tru".to_vec(), Some("invalid_options")),
+        (&bytes[..], Vec::new(), Some("invalid_options")),
+        (
+            &bytes[..],
+            br#"{"trust_keys": ["not a key"]}"#.to_vec(),
+            Some("invalid_options"),
+        ),
+        (&huge[..], options(), Some("not_an_archive")),
+    ] {
+        let got = failure_kind(&w.load(bundle, &opts).unwrap());
+        if let Some(k) = kind {
+            assert_eq!(got, k);
+        }
+    }
+    // A bad delta: the held snapshot stays.
+    assert_eq!(
+        failure_kind(&w.apply_delta(h, &corrupt).unwrap()),
+        failure_kind(&w.load(&corrupt, &options()).unwrap())
+    );
+    // The unsigned bundle loads in dev mode, as a second handle.
+    let dev = json(&w.load(&unsigned, br#"{"dev": true}"#).unwrap());
+    assert_eq!(dev["type"], "success", "{dev}");
+    assert_eq!(dev["signed_by"], Value::Null);
+    let h2 = u32::try_from(dev["handle"].as_u64().unwrap()).unwrap();
+    assert_ne!(h, h2);
+    // A raised limit lets 100 MB through to the JSON parser: still a failure.
+    let big = json(
+        &w.load(&bytes, br#"{"dev": true, "max_request_bytes": 209715200}"#)
+            .unwrap(),
+    );
+    let h3 = u32::try_from(big["handle"].as_u64().unwrap()).unwrap();
+    let got = w.is_authorized(h3, &huge).unwrap();
+    assert_eq!(got, snap.is_authorized_json(&huge).to_json());
+    assert_eq!(failure_kind(&got), "invalid_json");
+    let mut long_id = br#"{"principal": {"type": "User", "id": ""#.to_vec();
+    long_id.extend(std::iter::repeat_n(b'a', 100 << 20));
+    long_id.extend(br#""}, "action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}}"#);
+    let got = w.is_authorized(h3, &long_id).unwrap();
+    assert_eq!(got, snap.is_authorized_json(&long_id).to_json());
+    assert_eq!(w.free(h3).unwrap(), 1);
+    assert_eq!(w.free(h3).unwrap(), 0);
+    // After all that, every handle still answers the corpus exactly.
+    check_corpus(&mut w, h, &snap);
+    check_corpus(&mut w, h2, &native_dev(&unsigned));
+    println!(
+        "module memory after the bad inputs: {} MiB",
+        w.memory_bytes() >> 20
+    );
+}
+
+fn native_dev(bytes: &[u8]) -> Snapshot {
+    load(
+        bytes,
+        &LoadOptions {
+            trust: Trust::Dev,
+            limits: Limits::default(),
+        },
+        None,
+    )
+    .unwrap()
+}
