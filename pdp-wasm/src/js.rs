@@ -141,12 +141,11 @@ impl Pdp {
     #[wasm_bindgen(unchecked_return_type = "Tagged<Loaded & { pdp: Pdp }>")]
     pub fn load(
         bytes: &[u8],
-        #[wasm_bindgen(unchecked_param_type = "LoadOptions | string | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "LoadOptions | string")] options: Option<JsValue>,
     ) -> JsValue {
-        let options = if options.is_undefined() || options.is_null() {
-            Ok(Vec::new())
-        } else {
-            json_bytes(&options, None)
+        let options = match options {
+            Some(o) if !o.is_undefined() && !o.is_null() => json_bytes(&o, None),
+            _ => Ok(Vec::new()),
         };
         let result = options.and_then(|o| engine::Pdp::load(bytes, &o));
         match result {
@@ -197,7 +196,7 @@ impl Pdp {
     #[wasm_bindgen(js_name = isAuthorizedWithToken, unchecked_return_type = "Tagged<Answer>")]
     pub fn is_authorized_with_token(
         &self,
-        token: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
         #[wasm_bindgen(unchecked_param_type = "TokenRequestBody | string")] request: JsValue,
         #[wasm_bindgen(js_name = nowSeconds)] now_seconds: f64,
     ) -> JsValue {

@@ -1,0 +1,246 @@
+"""Gatehouse decisions in-process: the pdp-wasm module under wasmtime.
+
+Talks to the module through its plain C ABI (see pdp-wasm/README.md):
+JSON in, tagged JSON out — ``{"type": "success", ...}`` or
+``{"type": "failure", "errors": [{"kind": ..., "message": ...}]}`` —
+byte-identical to native pdp-core. Decisions never raise for bad input;
+only :meth:`Pdp.load` raises (:class:`LoadError`), since there is no
+decision point to return.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import wasmtime
+
+__all__ = ["Pdp", "LoadError", "default_module_path"]
+
+JsonInput = Union[str, bytes, Mapping[str, Any]]
+
+_MASK32 = 0xFFFFFFFF
+
+
+def default_module_path() -> Path:
+    """``GATEHOUSE_PDP_WASM`` if set, else the module shipped in this package."""
+    env = os.environ.get("GATEHOUSE_PDP_WASM")
+    return Path(env) if env else Path(__file__).with_name("pdp_wasm.wasm")
+
+
+class LoadError(Exception):
+    """A bundle (or the options) was refused; ``kind`` is the stable reason."""
+
+    def __init__(self, errors: list):
+        self.errors = errors
+        first = errors[0] if errors else {"kind": "internal", "message": "no detail"}
+        self.kind = first.get("kind", "internal")
+        super().__init__(f"{self.kind}: {first.get('message', '')}")
+
+
+_modules: dict = {}
+_modules_lock = threading.Lock()
+
+
+def _compiled(path: Path):
+    """One engine and compiled module per file, shared by every Pdp."""
+    key = str(path.resolve())
+    with _modules_lock:
+        if key not in _modules:
+            engine = wasmtime.Engine()
+            _modules[key] = (engine, wasmtime.Module.from_file(engine, key))
+        return _modules[key]
+
+
+def _bytes(value: JsonInput) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _failure(kind: str, message: str) -> str:
+    return json.dumps(
+        {"type": "failure", "errors": [{"kind": kind, "message": message}]},
+        separators=(",", ":"),
+    )
+
+
+class _Instance:
+    """One module instance and its C ABI; every import is a trap (the C ABI
+    never calls the JS face's imports)."""
+
+    def __init__(self, path: Path):
+        engine, module = _compiled(path)
+        self.store = wasmtime.Store(engine)
+        linker = wasmtime.Linker(engine)
+        linker.define_unknown_imports_as_traps(module)
+        instance = linker.instantiate(self.store, module)
+        exports = instance.exports(self.store)
+        self.memory = exports["memory"]
+        self.f = {
+            name: exports[name]
+            for name in (
+                "alloc",
+                "dealloc",
+                "gatehouse_load",
+                "gatehouse_apply_delta",
+                "gatehouse_is_authorized",
+                "gatehouse_is_authorized_with_token",
+                "gatehouse_batch_is_authorized",
+                "gatehouse_user",
+                "gatehouse_revision",
+                "gatehouse_free",
+            )
+        }
+
+    def put(self, data: bytes) -> tuple:
+        ptr = self.f["alloc"](self.store, len(data))
+        if ptr == 0 and data:
+            raise MemoryError(f"the module could not allocate {len(data)} bytes")
+        if data:
+            self.memory.write(self.store, data, ptr)
+        return ptr, len(data)
+
+    def free(self, buf: tuple) -> None:
+        self.f["dealloc"](self.store, buf[0], buf[1])
+
+    def take(self, packed: int) -> str:
+        packed &= 0xFFFFFFFFFFFFFFFF
+        ptr, length = packed >> 32, packed & _MASK32
+        data = self.memory.read(self.store, ptr, ptr + length)
+        self.free((ptr, length))
+        return bytes(data).decode("utf-8")
+
+    def call(self, name: str, *args) -> str:
+        """Call ``name`` with byte arguments in module memory (freed after)
+        and plain integers as they are; the answer as a string."""
+        bufs, flat = [], []
+        try:
+            for a in args:
+                if isinstance(a, bytes):
+                    buf = self.put(a)
+                    bufs.append(buf)
+                    flat.extend(buf)
+                else:
+                    flat.append(a)
+            return self.take(self.f[name](self.store, *flat))
+        finally:
+            for b in bufs:
+                self.free(b)
+
+
+class Pdp:
+    """A loaded decision point. Thread-safe (calls are serialised)."""
+
+    def __init__(self, instance: _Instance, handle: int, loaded: dict):
+        self._i = instance
+        self._handle = handle
+        self._lock = threading.Lock()
+        #: What the load answered: realm, revision, signed_by.
+        self.loaded = loaded
+
+    @classmethod
+    def load(
+        cls,
+        bundle: bytes,
+        options: Optional[JsonInput] = None,
+        *,
+        module: Optional[Union[str, Path]] = None,
+    ) -> "Pdp":
+        """Load a bundle. ``options``: ``trust_keys`` (Ed25519 SPKI PEMs),
+        ``jwks``, ``dev``, ``limits``, ``max_request_bytes`` (see
+        pdp-wasm/README.md). Raises :class:`LoadError` when refused."""
+        inst = _Instance(Path(module) if module else default_module_path())
+        answer = json.loads(
+            inst.call("gatehouse_load", bytes(bundle), _bytes(options or b""))
+        )
+        if answer.get("type") != "success":
+            raise LoadError(answer.get("errors", []))
+        return cls(inst, answer.pop("handle"), answer)
+
+    def _call(self, name: str, *args) -> str:
+        with self._lock:
+            return self._i.call(name, self._handle, *args)
+
+    def is_authorized_json(self, request: JsonInput) -> str:
+        """Decide one request; the tagged answer as JSON text."""
+        return self._call("gatehouse_is_authorized", _bytes(request))
+
+    def is_authorized(self, request: JsonInput) -> dict:
+        """Decide one request; the tagged answer."""
+        return json.loads(self.is_authorized_json(request))
+
+    def is_authorized_with_token_json(
+        self, token: str, request: JsonInput, now: Optional[float] = None
+    ) -> str:
+        """Decide for the subject of ``token`` verified at ``now`` (unix
+        seconds; default: this host's clock). ``request`` has no principal
+        and no token."""
+        try:
+            body = json.loads(request) if isinstance(request, (str, bytes)) else dict(request)
+        except ValueError as e:
+            return _failure("invalid_json", str(e))
+        if not isinstance(body, dict):
+            return _failure("invalid_json", "a request must be a JSON object")
+        if "token" in body:
+            return _failure(
+                "invalid_json", "the token is given as its own argument, not in the request"
+            )
+        if not isinstance(token, str):
+            return _failure("invalid_request", "token must be a string")
+        seconds = int(time.time() if now is None else now)
+        return self._call(
+            "gatehouse_is_authorized_with_token", _bytes({"token": token, **body}), seconds
+        )
+
+    def is_authorized_with_token(
+        self, token: str, request: JsonInput, now: Optional[float] = None
+    ) -> dict:
+        """:meth:`is_authorized_with_token_json`, parsed."""
+        return json.loads(self.is_authorized_with_token_json(token, request, now))
+
+    def token_request_json(self, request: JsonInput, now: int) -> str:
+        """A ``TokenRequest`` with the token inside (the C ABI's own form)."""
+        return self._call("gatehouse_is_authorized_with_token", _bytes(request), int(now))
+
+    def batch_is_authorized_json(self, batch: JsonInput) -> str:
+        """Decide a batch sharing a principal or a resource; JSON text."""
+        return self._call("gatehouse_batch_is_authorized", _bytes(batch))
+
+    def batch_is_authorized(self, batch: JsonInput) -> dict:
+        """:meth:`batch_is_authorized_json`, parsed."""
+        return json.loads(self.batch_is_authorized_json(batch))
+
+    def apply_delta(self, bundle: bytes) -> dict:
+        """Apply a delta (or newer snapshot); on failure the old one stays."""
+        answer = json.loads(self._call("gatehouse_apply_delta", bytes(bundle)))
+        answer.pop("handle", None)
+        return answer
+
+    def user(self, user_id: str) -> dict:
+        """``{"type": "success", "user": {...} | None}``."""
+        return json.loads(self._call("gatehouse_user", user_id.encode("utf-8")))
+
+    def revision(self) -> int:
+        """The bundle revision held."""
+        with self._lock:
+            return self._i.f["gatehouse_revision"](self._i.store, self._handle)
+
+    def close(self) -> None:
+        """Free the decision point's memory in the module."""
+        with self._lock:
+            if self._handle:
+                self._i.f["gatehouse_free"](self._i.store, self._handle)
+                self._handle = 0
+
+    def __enter__(self) -> "Pdp":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,187 @@
+"""The Python package (wasmtime-py over the C ABI) against native pdp-core:
+the expected answers come from the ``pdp decide`` CLI over the same signed
+bundle, and every answer must be byte-identical. Bad input gives tagged
+failures and leaves the module answering correctly.
+
+PDP_BIN names the pdp CLI and GATEHOUSE_PDP_WASM the module
+(scripts/test-wasm sets both).
+"""
+
+import base64
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from gatehouse_pdp import LoadError, Pdp
+
+ROOT = Path(__file__).resolve().parents[3]
+NOW = 1_800_000_000
+ISS = "https://gatehouse.local/realms/default"
+AUD = "gatehouse-demo-client"
+
+
+def pdp_bin() -> str:
+    b = os.environ.get("PDP_BIN")
+    if not b:
+        pytest.skip("PDP_BIN (the pdp CLI) is not set")
+    return b
+
+
+def corpus():
+    out = []
+    for f in sorted((ROOT / "policies/corpus").glob("*.json")):
+        for c in json.loads(f.read_text())["cases"]:
+            out.append((f"{f.name} / {c['name']}", c["request"]))
+    assert len(out) >= 40
+    return out
+
+
+def b64url(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def eddsa_token(claims: dict) -> str:
+    """An EdDSA JWT signed with pdp-core's test key (openssl: no Python
+    crypto package needed)."""
+    header = b64url(json.dumps({"alg": "EdDSA", "kid": "test-eddsa", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}".encode()
+    # OpenSSL 3.0 signs Ed25519 only from a file (one shot, not a stream).
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(signing_input)
+        f.flush()
+        sig = subprocess.run(
+            ["openssl", "pkeyutl", "-sign", "-rawin", "-in", f.name,
+             "-inkey", str(ROOT / "pdp-core/tests/keys/eddsa.key.pem")],
+            capture_output=True,
+            check=True,
+        ).stdout
+    return f"{header}.{payload}.{b64url(sig)}"
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    pdp = pdp_bin()
+    tmp = tmp_path_factory.mktemp("gatehouse-py")
+    subprocess.run([pdp, "keygen", "-o", str(tmp / "k")], check=True, capture_output=True)
+    for rev in (1, 2):
+        subprocess.run(
+            [pdp, "bundle", "build", "--dir", str(ROOT / "policies"), "--sign-key", str(tmp / "k.key.pem"),
+             "--revision", str(rev), "--created-at", "1764000000", "-o", str(tmp / f"bundle{rev}.tar.gz")],
+            check=True,
+            capture_output=True,
+        )
+    cases = []  # (kind, name, line for the CLI)
+    requests = corpus()
+    for name, r in requests:
+        cases.append(("single", name, json.dumps(r)))
+    for name, r in requests:
+        if r.get("principal", {}).get("type") != "User":
+            continue
+        body = {k: v for k, v in r.items() if k != "principal"}
+        sub = r["principal"]["id"]
+        for claims in (
+            {"sub": sub, "iss": ISS, "aud": AUD, "token_use": "id", "iat": NOW - 60, "exp": NOW + 3600},
+            {"sub": sub, "iss": ISS, "aud": AUD, "token_use": "id", "iat": NOW - 7200, "exp": NOW - 3600},
+        ):
+            cases.append(("token", name, json.dumps({"token": eddsa_token(claims), **body})))
+    groups = {}
+    for _, r in requests:
+        groups.setdefault(json.dumps(r["principal"]), []).append(r)
+    for k, rs in groups.items():
+        cases.append(("batch", k, json.dumps({"requests": rs})))
+    out = subprocess.run(
+        [pdp, "decide", "--bundle", str(tmp / "bundle1.tar.gz"), "--trust-key", str(tmp / "k.pub.pem"),
+         "--now", str(NOW)],
+        input="\n".join(c[2] for c in cases),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.rstrip("\n").split("\n")
+    assert len(out) == len(cases)
+    (tmp / "expected.json").write_text(json.dumps({"cases": cases, "expected": out}, indent=1))
+    return {
+        "bundle": (tmp / "bundle1.tar.gz").read_bytes(),
+        "bundle2": (tmp / "bundle2.tar.gz").read_bytes(),
+        "pub": (tmp / "k.pub.pem").read_text(),
+        "cases": cases,
+        "expected": out,
+    }
+
+
+def loaded(fx) -> Pdp:
+    return Pdp.load(fx["bundle"], {"trust_keys": [fx["pub"]]})
+
+
+def check_all(pdp: Pdp, fx) -> dict:
+    allowed = {"single": 0, "token": 0, "batch": 0}
+    for (kind, name, line), want in zip(fx["cases"], fx["expected"]):
+        if kind == "single":
+            got = pdp.is_authorized_json(line)
+            assert pdp.is_authorized_json(json.loads(line)) == got, name
+        elif kind == "token":
+            got = pdp.token_request_json(line, NOW)
+            req = json.loads(line)
+            token = req.pop("token")
+            assert pdp.is_authorized_with_token_json(token, req, NOW) == got, name
+        else:
+            got = pdp.batch_is_authorized_json(line)
+        assert got == want, f"{kind} {name}"
+        allowed[kind] += '"decision":"Allow"' in got
+    assert all(allowed.values()), allowed
+    return allowed
+
+
+def test_every_corpus_token_and_batch_answer_equals_native(fixtures):
+    pdp = loaded(fixtures)
+    assert pdp.loaded["revision"] == 1
+    assert pdp.revision() == 1
+    check_all(pdp, fixtures)
+
+
+def test_load_refusals_raise_with_a_kind(fixtures):
+    with pytest.raises(LoadError) as e:
+        Pdp.load(fixtures["bundle"])
+    assert e.value.kind == "invalid_options"
+    with pytest.raises(LoadError) as e:
+        Pdp.load(b"garbage", {"dev": True})
+    assert e.value.kind == "not_an_archive"
+    corrupt = bytearray(fixtures["bundle"])
+    mid = len(corrupt) // 2
+    corrupt[mid : mid + 64] = bytes(64)
+    with pytest.raises(LoadError):
+        Pdp.load(bytes(corrupt), {"trust_keys": [fixtures["pub"]]})
+
+
+def test_updates_and_users(fixtures):
+    with loaded(fixtures) as pdp:
+        assert pdp.user("alice")["user"]["id"] == "alice"
+        assert pdp.user("nobody") == {"type": "success", "user": None}
+        assert pdp.apply_delta(b"junk")["type"] == "failure"
+        assert pdp.revision() == 1
+        ok = pdp.apply_delta(fixtures["bundle2"])
+        assert ok["type"] == "success" and ok["revision"] == 2
+        assert pdp.apply_delta(fixtures["bundle"])["errors"][0]["kind"] == "rollback"
+        assert pdp.revision() == 2
+
+
+def test_bad_input_is_a_tagged_failure_and_the_module_keeps_answering(fixtures):
+    pdp = loaded(fixtures)
+    body = {"action": {"type": "Action", "id": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}}
+    for bad in ["", "not json", "[]", "null", "{}", b"\xff\xfe", '{"principal": "alice"}', {"x": 1}]:
+        for answer in (
+            pdp.is_authorized(bad),
+            pdp.batch_is_authorized(bad),
+            pdp.is_authorized_with_token("x.y.z", bad, NOW),
+        ):
+            assert answer["type"] == "failure", (bad, answer)
+            assert answer["errors"][0]["kind"]
+    assert pdp.is_authorized_with_token("a", {"token": "b", **body}, NOW)["type"] == "failure"
+    huge = b"x" * (100 << 20)
+    assert pdp.is_authorized(huge)["errors"][0]["kind"] == "request_too_large"
+    assert pdp.batch_is_authorized(huge)["errors"][0]["kind"] == "request_too_large"
+    check_all(pdp, fixtures)
