@@ -76,7 +76,7 @@ impl WasmPdp {
     }
 
     fn free_buf(&mut self, (ptr, len): (u32, u32)) -> Result<()> {
-        Ok(self.dealloc.call(&mut self.store, (ptr, len))?)
+        self.dealloc.call(&mut self.store, (ptr, len))
     }
 
     /// Read and free a packed answer.
@@ -113,14 +113,14 @@ impl WasmPdp {
     /// `gatehouse_apply_delta`.
     pub fn apply_delta(&mut self, handle: u32, bundle: &[u8]) -> Result<String> {
         self.with_buf(bundle, |s, p, l| {
-            Ok(s.apply_delta.call(&mut s.store, (handle, p, l))?)
+            s.apply_delta.call(&mut s.store, (handle, p, l))
         })
     }
 
     /// `gatehouse_is_authorized`.
     pub fn is_authorized(&mut self, handle: u32, request: &[u8]) -> Result<String> {
         self.with_buf(request, |s, p, l| {
-            Ok(s.is_authorized.call(&mut s.store, (handle, p, l))?)
+            s.is_authorized.call(&mut s.store, (handle, p, l))
         })
     }
 
@@ -132,30 +132,30 @@ impl WasmPdp {
         now: i64,
     ) -> Result<String> {
         self.with_buf(request, |s, p, l| {
-            Ok(s.with_token.call(&mut s.store, (handle, p, l, now))?)
+            s.with_token.call(&mut s.store, (handle, p, l, now))
         })
     }
 
     /// `gatehouse_batch_is_authorized`.
     pub fn batch_is_authorized(&mut self, handle: u32, batch: &[u8]) -> Result<String> {
-        self.with_buf(batch, |s, p, l| Ok(s.batch.call(&mut s.store, (handle, p, l))?))
+        self.with_buf(batch, |s, p, l| s.batch.call(&mut s.store, (handle, p, l)))
     }
 
     /// `gatehouse_user`.
     pub fn user(&mut self, handle: u32, id: &str) -> Result<String> {
         self.with_buf(id.as_bytes(), |s, p, l| {
-            Ok(s.user.call(&mut s.store, (handle, p, l))?)
+            s.user.call(&mut s.store, (handle, p, l))
         })
     }
 
     /// `gatehouse_revision`.
     pub fn revision(&mut self, handle: u32) -> Result<i64> {
-        Ok(self.revision.call(&mut self.store, handle)?)
+        self.revision.call(&mut self.store, handle)
     }
 
     /// `gatehouse_free`.
     pub fn free(&mut self, handle: u32) -> Result<i32> {
-        Ok(self.free.call(&mut self.store, handle)?)
+        self.free.call(&mut self.store, handle)
     }
 
     /// Linear memory size in bytes (it grows, never shrinks).

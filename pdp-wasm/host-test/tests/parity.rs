@@ -228,7 +228,12 @@ fn tokens(sub: &str) -> Vec<String> {
             sign(Algorithm::RS256, "test-rs256", "rs256.key.pem", &access)
         ),
         sign(Algorithm::RS256, "test-rs256", "rs256.key.pem", &expired),
-        sign(Algorithm::RS256, "test-rs256", "attacker-rs256.key.pem", &id),
+        sign(
+            Algorithm::RS256,
+            "test-rs256",
+            "attacker-rs256.key.pem",
+            &id,
+        ),
         "not.a.token".into(),
     ]
 }
@@ -245,7 +250,10 @@ fn token_requests_answer_byte_identically() {
         if req["principal"]["type"] != "User" {
             continue;
         }
-        let sub = req["principal"]["id"].as_str().unwrap_or_default().to_owned();
+        let sub = req["principal"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for token in tokens(&sub) {
             let mut body = req.clone();
             let obj = body.as_object_mut().unwrap();
@@ -278,10 +286,7 @@ fn deltas_and_users_match_native() {
     let mut record = user["user"].clone();
     record["state"] = json!("Suspended");
     let mut members = BTreeMap::new();
-    members.insert(
-        "users.jsonl".to_owned(),
-        format!("{record}\n").into_bytes(),
-    );
+    members.insert("users.jsonl".to_owned(), format!("{record}\n").into_bytes());
     let header = BundleHeader {
         realm: "default".into(),
         revision: 2,
@@ -376,7 +381,11 @@ fn bad_input_is_a_tagged_failure_and_the_module_keeps_answering() {
         (&bytes[..bytes.len() / 3], options(), None),
         (&b"\x1f\x8bgarbage"[..], options(), Some("not_an_archive")),
         (&unsigned[..], options(), Some("unsigned")),
-        (&bytes[..], b"{\"dev\": tru".to_vec(), Some("invalid_options")),
+        (
+            &bytes[..],
+            b"{\"dev\": tru".to_vec(),
+            Some("invalid_options"),
+        ),
         (&bytes[..], Vec::new(), Some("invalid_options")),
         (
             &bytes[..],
