@@ -141,7 +141,9 @@ impl Pdp {
     #[wasm_bindgen(unchecked_return_type = "Tagged<Loaded & { pdp: Pdp }>")]
     pub fn load(
         bytes: &[u8],
-        #[wasm_bindgen(unchecked_param_type = "LoadOptions | string")] options: Option<JsValue>,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions | string")] options: Option<
+            JsValue,
+        >,
     ) -> JsValue {
         let options = match options {
             Some(o) if !o.is_undefined() && !o.is_null() => json_bytes(&o, None),
