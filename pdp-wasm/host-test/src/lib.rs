@@ -158,6 +158,11 @@ impl WasmPdp {
         self.free.call(&mut self.store, handle)
     }
 
+    /// `alloc` itself: the pointer, 0 when the module cannot allocate.
+    pub fn alloc_raw(&mut self, len: u32) -> Result<u32> {
+        self.alloc.call(&mut self.store, len)
+    }
+
     /// Linear memory size in bytes (it grows, never shrinks).
     pub fn memory_bytes(&self) -> usize {
         self.memory.data_size(&self.store)

@@ -446,3 +446,86 @@ fn native_dev(bytes: &[u8]) -> Snapshot {
     )
     .unwrap()
 }
+
+/// A small deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Each corpus request mangled many ways (bytes flipped, dropped,
+/// duplicated, JSON punctuation inserted): the module must answer every
+/// one exactly as native does — never trap, never differ.
+#[test]
+fn mangled_requests_answer_byte_identically() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let punct = b"{}[]\":,0-e.\\ntfu\xff";
+    let mut n = 0;
+    let mut succeeded = 0;
+    for (name, req) in corpus() {
+        let base = serde_json::to_vec(&req).unwrap();
+        for _ in 0..40 {
+            let mut m = base.clone();
+            for _ in 0..=rng.below(3) {
+                let at = rng.below(m.len());
+                match rng.below(4) {
+                    0 => {
+                        m.remove(at);
+                    }
+                    1 => m.insert(at, punct[rng.below(punct.len())]),
+                    2 => {
+                        let b = m[at];
+                        m[at] = b ^ (1 << rng.below(8));
+                    }
+                    _ => {
+                        let end = (at + rng.below(16)).min(m.len());
+                        let piece = m[at..end].to_vec();
+                        m.splice(at..at, piece);
+                    }
+                }
+            }
+            let got = w.is_authorized(h, &m).unwrap();
+            assert_eq!(
+                got,
+                snap.is_authorized_json(&m).to_json(),
+                "{name}: {}",
+                String::from_utf8_lossy(&m)
+            );
+            let batch = [b"{\"requests\":[".as_slice(), &m, b"]}"].concat();
+            assert_eq!(
+                w.batch_is_authorized(h, &batch).unwrap(),
+                native_batch(&snap, &batch)
+            );
+            succeeded += usize::from(got.starts_with(r#"{"type":"success""#));
+            n += 1;
+        }
+    }
+    assert!(succeeded > 0 && succeeded < n, "{succeeded} of {n}");
+    check_corpus(&mut w, h, &snap);
+    println!("{n} mangled requests identical ({succeeded} still decided)");
+}
+
+#[test]
+fn alloc_beyond_memory_answers_zero_and_the_module_lives_on() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    assert_eq!(w.alloc_raw(u32::MAX).unwrap(), 0);
+    assert_eq!(w.alloc_raw(0xF000_0000).unwrap(), 0);
+    assert_ne!(w.alloc_raw(16).unwrap(), 0);
+    check_corpus(&mut w, h, &snap);
+}
