@@ -7,28 +7,17 @@ PDP_BIN names the pdp CLI and GATEHOUSE_PDP_WASM the module
 (scripts/test-wasm sets both).
 """
 
-import base64
 import json
-import os
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, eddsa_token, pdp_bin
 from gatehouse_pdp import LoadError, Pdp
 
-ROOT = Path(__file__).resolve().parents[3]
 NOW = 1_800_000_000
 ISS = "https://gatehouse.local/realms/default"
 AUD = "gatehouse-demo-client"
-
-
-def pdp_bin() -> str:
-    b = os.environ.get("PDP_BIN")
-    if not b:
-        pytest.skip("PDP_BIN (the pdp CLI) is not set")
-    return b
 
 
 def corpus():
@@ -38,29 +27,6 @@ def corpus():
             out.append((f"{f.name} / {c['name']}", c["request"]))
     assert len(out) >= 40
     return out
-
-
-def b64url(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-def eddsa_token(claims: dict) -> str:
-    """An EdDSA JWT signed with pdp-core's test key (openssl: no Python
-    crypto package needed)."""
-    header = b64url(json.dumps({"alg": "EdDSA", "kid": "test-eddsa", "typ": "JWT"}).encode())
-    payload = b64url(json.dumps(claims).encode())
-    signing_input = f"{header}.{payload}".encode()
-    # OpenSSL 3.0 signs Ed25519 only from a file (one shot, not a stream).
-    with tempfile.NamedTemporaryFile() as f:
-        f.write(signing_input)
-        f.flush()
-        sig = subprocess.run(
-            ["openssl", "pkeyutl", "-sign", "-rawin", "-in", f.name,
-             "-inkey", str(ROOT / "pdp-core/tests/keys/eddsa.key.pem")],
-            capture_output=True,
-            check=True,
-        ).stdout
-    return f"{header}.{payload}.{b64url(sig)}"
 
 
 @pytest.fixture(scope="module")
