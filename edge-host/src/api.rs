@@ -101,7 +101,7 @@ pub async fn is_authorized(State(s): Shared, body: Bytes) -> Response {
         let req: Request = shape(value)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let a = decide_fresh(&s.realms, &snap, &req)?;
+        let a = decide_fresh(&s.realms, realm, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -115,7 +115,7 @@ pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
         let batch: BatchRequest = shape(value)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        if s.realms.is_stale(&snap, now()) {
+        if s.realms.is_stale(realm, &snap, now()) {
             let results = batch
                 .requests
                 .iter()
@@ -173,7 +173,7 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
             (explicit, _) => s.realms.pick(explicit, None)?,
         };
         let snap = snapshot(realm)?;
-        let a = token_decision(&s, &snap, &req)?;
+        let a = token_decision(&s, realm, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -183,11 +183,12 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
 /// claim checks are cached; `decide_verified` always re-checks the user.
 fn token_decision(
     state: &AppState,
+    realm: &Realm,
     snap: &Snapshot,
     req: &TokenRequest,
 ) -> Result<Answer, Problem> {
     let t = now();
-    if state.realms.is_stale(snap, t) {
+    if state.realms.is_stale(realm, snap, t) {
         return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
     }
     let cache = &state.tokens;
@@ -223,7 +224,7 @@ pub async fn authzen_evaluation(State(s): Shared, body: Bytes) -> Response {
             .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let a = decide_fresh(&s.realms, &snap, &req)?;
+        let a = decide_fresh(&s.realms, realm, &snap, &req)?;
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
     finish(&s.metrics, started, r)
@@ -254,7 +255,7 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
                 .or(&batch.defaults)
                 .to_request()
                 .map_err(|m| Problem::bad_request("invalid_request", m))?;
-            let a = decide_fresh(&s.realms, &snap, &req)?;
+            let a = decide_fresh(&s.realms, realm, &snap, &req)?;
             let allowed = a.decision == Decision::Allow;
             any_allow |= allowed;
             out.push(authzen::Response::from(&a));
@@ -275,8 +276,13 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
     finish(&s.metrics, started, r)
 }
 
-fn decide_fresh(realms: &Realms, snap: &Snapshot, req: &Request) -> Result<Answer, Problem> {
-    if realms.is_stale(snap, now()) {
+fn decide_fresh(
+    realms: &Realms,
+    realm: &Realm,
+    snap: &Snapshot,
+    req: &Request,
+) -> Result<Answer, Problem> {
+    if realms.is_stale(realm, snap, now()) {
         return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
     }
     snap.is_authorized(req).map_err(|e| request_problem(&e))
@@ -293,7 +299,7 @@ pub async fn readyz(State(s): Shared) -> Response {
     for realm in s.realms.iter() {
         match realm.snapshot() {
             None => return Problem::no_bundle(realm.name()).into_response(),
-            Some(snap) if s.realms.is_stale(&snap, t) => {
+            Some(snap) if s.realms.is_stale(realm, &snap, t) => {
                 return Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "stale_bundle",
@@ -326,7 +332,9 @@ pub async fn status(State(s): Shared) -> Response {
                 "created_at": snap.manifest().created_at,
                 "loaded_at": r.loaded_at(),
                 "age_seconds": t.saturating_sub(snap.manifest().created_at),
-                "stale": s.realms.is_stale(&snap, t),
+                "fresh_at": r.fresh_at(&snap),
+                "stale": s.realms.is_stale(r, &snap, t),
+                "source_error": r.last_error(),
                 "signed_by": snap.signed_by(),
                 "issuer": snap.issuer(),
                 "policies": snap.policy_count(),
@@ -334,7 +342,7 @@ pub async fn status(State(s): Shared) -> Response {
                 "users": snap.directory().map(|d| d.len()),
                 "reload_failures": r.reload_failures(),
             }),
-            None => json!({"realm": r.name(), "source": r.source().to_string(), "revision": null}),
+            None => json!({"realm": r.name(), "source": r.source().to_string(), "revision": null, "source_error": r.last_error()}),
         })
         .collect();
     Json(json!({"dev_mode": s.realms.dev(), "max_staleness_seconds": s.realms.max_staleness(), "realms": realms}))
@@ -492,7 +500,7 @@ pub async fn introspect(State(s): Shared, headers: axum::http::HeaderMap, body: 
         return inactive();
     };
     let t = now();
-    if s.realms.is_stale(&snap, t) {
+    if s.realms.is_stale(realm, &snap, t) {
         return inactive();
     }
     let Ok(v) = snap.verify_token(&token, t) else {
@@ -611,7 +619,7 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         );
     };
     let problem = |p: Problem| AvpError::validation(p.detail.unwrap_or_default());
-    let decide = |req: &Request| decide_fresh(&s.realms, &snap, req).map_err(problem);
+    let decide = |req: &Request| decide_fresh(&s.realms, realm, &snap, req).map_err(problem);
     let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
         let principal = item
             .get("principal")
@@ -655,7 +663,7 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
                 context: wire::context(v.get("context"))?,
                 entities: wire::entities(v.get("entities"))?,
             };
-            let a = token_decision(&s, &snap, &req).map_err(problem)?;
+            let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
             Ok((outcome(&a), wire::answer(&a)))
         })(),
         "BatchIsAuthorized" => (|| {

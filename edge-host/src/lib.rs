@@ -5,9 +5,12 @@ pub mod authzen;
 pub mod avp;
 pub mod config;
 mod embedded;
+pub mod lkg;
 pub mod metrics;
 pub mod problem;
 pub mod realm;
+pub mod store;
+pub mod sync;
 pub mod token_cache;
 
 use axum::Router;
