@@ -206,8 +206,10 @@ impl Store {
                 }
             }
             LocationKind::Http { base } => Store::Http {
+                // Polls are seconds apart: no idle connections kept.
                 client: reqwest::Client::builder()
                     .timeout(connect.timeout)
+                    .pool_max_idle_per_host(0)
                     .build()
                     .map_err(|e| StoreError::Unreachable(e.to_string()))?,
                 base: base.clone(),

@@ -110,7 +110,8 @@ pub async fn sync_realm(state: &Arc<AppState>, realm: &Arc<Realm>) -> Result<Syn
     if let Ok(mut last) = remote.last_error.lock() {
         *last = result.as_ref().err().map(ToString::to_string);
     }
-    if result.is_err() {
+    // Refused bundles are counted where they are offered.
+    if matches!(&result, Err(e) if !matches!(e, SyncError::Bundle { .. })) {
         realm.count_failure();
     }
     result
