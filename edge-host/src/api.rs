@@ -68,7 +68,7 @@ fn snapshot(realm: &Realm) -> Result<Arc<Snapshot>, Problem> {
         .ok_or_else(|| Problem::no_bundle(realm.name()))
 }
 
-fn outcome(a: &Answer) -> Outcome {
+pub(crate) fn outcome(a: &Answer) -> Outcome {
     if a.decision == Decision::Allow {
         Outcome::Allow
     } else {
@@ -148,6 +148,12 @@ pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
 /// The unverified `iss` of a JWT, used only to route it to a realm (the
 /// realm then verifies everything).
 fn token_issuer(token: &str) -> Option<String> {
+    unverified_claim(token, "iss")
+}
+
+/// A string claim read WITHOUT verifying the token: only for routing (which
+/// realm's keys verify it) or for a token that has already been verified.
+pub(crate) fn unverified_claim(token: &str, name: &str) -> Option<String> {
     use base64::Engine as _;
     let token = token.trim().strip_prefix("Bearer ").unwrap_or(token.trim());
     let payload = token.split('.').nth(1)?;
@@ -155,7 +161,7 @@ fn token_issuer(token: &str) -> Option<String> {
         .decode(payload)
         .ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("iss")?.as_str().map(str::to_owned)
+    claims.get(name)?.as_str().map(str::to_owned)
 }
 
 /// `POST /v1/is_authorized_with_token`
@@ -181,7 +187,7 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
 
 /// A token decision through the verified-token cache. Only signature and
 /// claim checks are cached; `decide_verified` always re-checks the user.
-fn token_decision(
+pub(crate) fn token_decision(
     state: &AppState,
     realm: &Realm,
     snap: &Snapshot,

@@ -5,6 +5,7 @@ pub mod authzen;
 pub mod avp;
 pub mod config;
 mod embedded;
+pub mod forward_auth;
 pub mod lkg;
 pub mod metrics;
 pub mod problem;
@@ -14,7 +15,7 @@ pub mod sync;
 pub mod token_cache;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,11 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         .route("/access/v1/evaluation", post(api::authzen_evaluation))
         .route("/access/v1/evaluations", post(api::authzen_evaluations))
         .route("/", post(api::avp))
+        .route(forward_auth::PREFIX, any(forward_auth::forward_auth))
+        .route(
+            &format!("{}/{{*path}}", forward_auth::PREFIX),
+            any(forward_auth::forward_auth),
+        )
         .route("/v1/introspect", post(api::introspect))
         .route("/v1/users/{id}", get(api::user))
         .route("/healthz", get(api::healthz))

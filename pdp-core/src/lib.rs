@@ -24,6 +24,7 @@ pub mod layout;
 pub mod lifecycle;
 pub mod manifest;
 mod policies;
+pub mod routes;
 pub mod sign;
 mod slice;
 mod snapshot;
