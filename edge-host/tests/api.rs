@@ -864,7 +864,8 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
             ("x-forwarded-uri", uri.to_owned()),
         ]
     };
-    let cases: Vec<(Vec<(&str, String)>, &str, StatusCode, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             traefik(&alice, "GET", "/documents/design-doc?x=1"),
             "/v1/forward-auth",
