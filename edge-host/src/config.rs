@@ -44,6 +44,14 @@ pub struct Config {
     pub max_staleness_seconds: Option<u64>,
     /// Largest request body accepted, bytes (`GATEHOUSE_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), bytes; larger
+    /// heads get 431 (`GATEHOUSE_MAX_HEADER_BYTES`; at least 8192).
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more get 431 (`GATEHOUSE_MAX_HEADERS`).
+    pub max_headers: usize,
+    /// Time a client has to send its request head, milliseconds
+    /// (`GATEHOUSE_HEADER_READ_TIMEOUT_MS`); slow clients are disconnected.
+    pub header_read_timeout_ms: u64,
     /// Per-request time limit, milliseconds (`GATEHOUSE_REQUEST_TIMEOUT_MS`).
     pub request_timeout_ms: u64,
     /// Requests served at once; more wait (`GATEHOUSE_MAX_CONCURRENCY`).
@@ -75,6 +83,9 @@ impl Default for Config {
             dev: false,
             max_staleness_seconds: None,
             max_body_bytes: 1 << 20,
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            header_read_timeout_ms: 10_000,
             request_timeout_ms: 5_000,
             max_concurrency: 4_096,
             reload_interval_seconds: 5,
@@ -181,6 +192,15 @@ impl Config {
             }
             "GATEHOUSE_MAX_BODY_BYTES" => {
                 self.max_body_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
+            }
+            "GATEHOUSE_MAX_HEADER_BYTES" => {
+                self.max_header_bytes = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_MAX_HEADERS" => {
+                self.max_headers = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_HEADER_READ_TIMEOUT_MS" => {
+                self.header_read_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
             "GATEHOUSE_REQUEST_TIMEOUT_MS" => {
                 self.request_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;

@@ -72,3 +72,46 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
             config.max_concurrency,
         ))
 }
+
+/// Serve `app` on `listener` until `shutdown` completes, then stop
+/// accepting and let in-flight requests finish. HTTP/1.1 with keep-alive;
+/// request heads limited in size, field count and time to arrive (the
+/// body, time and concurrency limits are layers of [`router`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .max_headers(config.max_headers);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}

@@ -62,6 +62,17 @@ struct Args {
     /// Largest request body, bytes [env GATEHOUSE_MAX_BODY_BYTES; default 1048576].
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// Largest request head (request line + headers), bytes; more gets 431
+    /// [env GATEHOUSE_MAX_HEADER_BYTES; default 16384, at least 8192].
+    #[arg(long)]
+    max_header_bytes: Option<usize>,
+    /// Most header fields in a request; more gets 431 [env GATEHOUSE_MAX_HEADERS; default 64].
+    #[arg(long)]
+    max_headers: Option<usize>,
+    /// Time a client has to send its request head, ms; slower clients are
+    /// disconnected [env GATEHOUSE_HEADER_READ_TIMEOUT_MS; default 10000].
+    #[arg(long)]
+    header_read_timeout_ms: Option<u64>,
     /// Per-request time limit, ms [env GATEHOUSE_REQUEST_TIMEOUT_MS; default 5000].
     #[arg(long)]
     request_timeout_ms: Option<u64>,
@@ -108,6 +119,11 @@ fn config(args: Args) -> anyhow::Result<Config> {
     c.max_staleness_seconds = args.max_staleness_seconds.or(c.max_staleness_seconds);
     c.max_body_bytes = args.max_body_bytes.unwrap_or(c.max_body_bytes);
     c.request_timeout_ms = args.request_timeout_ms.unwrap_or(c.request_timeout_ms);
+    c.max_header_bytes = args.max_header_bytes.unwrap_or(c.max_header_bytes);
+    c.max_headers = args.max_headers.unwrap_or(c.max_headers);
+    c.header_read_timeout_ms = args
+        .header_read_timeout_ms
+        .unwrap_or(c.header_read_timeout_ms);
     c.max_concurrency = args.max_concurrency.unwrap_or(c.max_concurrency);
     c.reload_interval_seconds = args
         .reload_interval_seconds
@@ -199,9 +215,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     println!("gatehouse edge-host listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    edge_host::serve(listener, app, &config, shutdown()).await;
     Ok(())
 }
 

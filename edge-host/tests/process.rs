@@ -25,6 +25,29 @@ fn the_binary_serves_the_embedded_default_and_shuts_down_gracefully() {
         "{line}"
     );
 
+    // Request heads are bounded: a 20 KiB header, or 100 header fields, get 431.
+    let raw = |head: String| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20 << 10)
+    );
+    let resp = raw(big);
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw(format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n"
+    ));
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let resp = raw("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
     let body = r#"{"principal":{"type":"User","id":"alice"},"action":{"type":"Action","id":"readDocument"},"resource":{"type":"Document","id":"design-doc"}}"#;
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -58,4 +81,39 @@ fn the_binary_serves_the_embedded_default_and_shuts_down_gracefully() {
         waited += 1;
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "127.0.0.1:0", "--header-read-timeout-ms", "300"])
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let waited = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        waited < Duration::from_secs(5),
+        "connection held for {waited:?}"
+    );
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 408"),
+        "{resp}"
+    );
 }
