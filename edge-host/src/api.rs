@@ -670,7 +670,15 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
                 entities: wire::entities(v.get("entities"))?,
             };
             let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
-            Ok((outcome(&a), wire::answer(&a)))
+            let mut body = wire::answer(&a);
+            // As AVP does: the principal the token stands for, once the
+            // token itself has been accepted.
+            if !matches!(a.reason, Reason::Token(_)) {
+                if let Some(sub) = unverified_claim(token, "sub") {
+                    body["principal"] = json!({"entityType": "User", "entityId": sub});
+                }
+            }
+            Ok((outcome(&a), body))
         })(),
         "BatchIsAuthorized" => (|| {
             let shared = wire::entities(v.get("entities"))?;
