@@ -982,3 +982,55 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
+    let dir = tmp("swap-load");
+    let (file, key) = signed_bundle(&dir, 1, now());
+    let config = Config {
+        bundles: vec![file],
+        trust_keys: vec![key],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    let bundles: Vec<Vec<u8>> = (2..=9)
+        .map(|rev| std::fs::read(signed_bundle(&dir, rev, now()).0).unwrap())
+        .collect();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for _ in 0..150 {
+                    let (s, _, v) = alice_reads(&app).await;
+                    assert_eq!(
+                        (s, v["decision"].as_str()),
+                        (StatusCode::OK, Some("Allow")),
+                        "{v}"
+                    );
+                    revisions.push(v["revision"].as_u64().unwrap());
+                    tokio::task::yield_now().await;
+                }
+                revisions
+            })
+        })
+        .collect();
+    let swapper = {
+        let state = std::sync::Arc::clone(&state);
+        tokio::task::spawn_blocking(move || {
+            let realm = state.realms.get("demo").unwrap();
+            for b in &bundles {
+                realm.offer(b, &state.realms.load_options()).unwrap();
+            }
+        })
+    };
+    swapper.await.unwrap();
+    for c in clients {
+        let revs = c.await.unwrap();
+        // Each client sees revisions only move forward.
+        assert!(revs.windows(2).all(|w| w[0] <= w[1]), "{revs:?}");
+        assert!(revs.iter().all(|r| (1..=9).contains(r)));
+    }
+    let (_, _, v) = alice_reads(&app).await;
+    assert_eq!(v["revision"], 9);
+}

@@ -117,3 +117,77 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
         "{resp}"
     );
 }
+
+#[test]
+fn tokens_never_reach_the_logs() {
+    let pem = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../pdp-core/tests/keys/rs256.key.pem"),
+    )
+    .unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some("test-rs256".into());
+    let t = edge_host::realm::now();
+    let claims = serde_json::json!({"sub": "alice", "iss": "https://gatehouse.local/realms/default",
+        "aud": "gatehouse-demo-client", "token_use": "id", "iat": t - 5, "exp": t + 300});
+    let token = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+    let log = std::env::temp_dir().join(format!("gh-log-{}.txt", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let send = |req: String| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    for tok in [&token, &tampered] {
+        let body = format!(
+            r#"{{"token":"{tok}","action":{{"type":"Action","id":"readDocument"}},"resource":{{"type":"Document","id":"design-doc"}}}}"#
+        );
+        let resp = send(format!(
+            "POST /v1/is_authorized_with_token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        let resp = send(format!(
+            "GET /v1/forward-auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: /documents/design-doc\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(resp.starts_with("HTTP/1.1 "), "{resp}");
+    }
+    let resp = send(format!(
+        "POST /v1/introspect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-service-secret\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\ntoken={token}",
+        token.len() + 6
+    ));
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.is_empty(), "trace logging produced nothing");
+    assert!(
+        !logged.contains(&signature),
+        "a token signature reached the log"
+    );
+    assert!(
+        !logged.contains("not-the-service-secret"),
+        "a service secret reached the log"
+    );
+}
