@@ -673,10 +673,9 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
             let mut body = wire::answer(&a);
             // As AVP does: the principal the token stands for, once the
             // token itself has been accepted.
-            if !matches!(a.reason, Reason::Token(_)) {
-                if let Some(sub) = unverified_claim(token, "sub") {
-                    body["principal"] = json!({"entityType": "User", "entityId": sub});
-                }
+            let accepted = !matches!(a.reason, Reason::Token(_));
+            if let Some(sub) = unverified_claim(token, "sub").filter(|_| accepted) {
+                body["principal"] = json!({"entityType": "User", "entityId": sub});
             }
             Ok((outcome(&a), body))
         })(),
