@@ -53,6 +53,19 @@ fn parse_body(body: &[u8]) -> Result<(Option<String>, Value), Problem> {
     Ok((realm, value))
 }
 
+/// The body as `T`, and the `realm` it names. Fast path: the body is
+/// exactly a `T`, read straight from the bytes — only for the pdp-core wire
+/// types, which refuse unknown fields, so a body with `realm` never takes
+/// it. Otherwise through a JSON value, which takes
+/// `realm` out and gives the error for anything else.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(Option<String>, T), Problem> {
+    if let Ok(t) = serde_json::from_slice::<T>(body) {
+        return Ok((None, t));
+    }
+    let (realm, value) = parse_body(body)?;
+    Ok((realm, shape(value)?))
+}
+
 fn shape<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Problem> {
     serde_json::from_value(value).map_err(|e| Problem::bad_request("invalid_json", e.to_string()))
 }
@@ -68,7 +81,7 @@ fn snapshot(realm: &Realm) -> Result<Arc<Snapshot>, Problem> {
         .ok_or_else(|| Problem::no_bundle(realm.name()))
 }
 
-fn outcome(a: &Answer) -> Outcome {
+pub(crate) fn outcome(a: &Answer) -> Outcome {
     if a.decision == Decision::Allow {
         Outcome::Allow
     } else {
@@ -97,11 +110,10 @@ fn finish<T: serde::Serialize>(
 pub async fn is_authorized(State(s): Shared, body: Bytes) -> Response {
     let started = Instant::now();
     let r = (|| {
-        let (realm, value) = parse_body(&body)?;
-        let req: Request = shape(value)?;
+        let (realm, req): (_, Request) = parse(&body)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let a = decide_fresh(&s.realms, &snap, &req)?;
+        let a = decide_fresh(&s.realms, realm, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -111,11 +123,10 @@ pub async fn is_authorized(State(s): Shared, body: Bytes) -> Response {
 pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
     let started = Instant::now();
     let r = (|| {
-        let (realm, value) = parse_body(&body)?;
-        let batch: BatchRequest = shape(value)?;
+        let (realm, batch): (_, BatchRequest) = parse(&body)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        if s.realms.is_stale(&snap, now()) {
+        if s.realms.is_stale(realm, &snap, now()) {
             let results = batch
                 .requests
                 .iter()
@@ -148,6 +159,12 @@ pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
 /// The unverified `iss` of a JWT, used only to route it to a realm (the
 /// realm then verifies everything).
 fn token_issuer(token: &str) -> Option<String> {
+    unverified_claim(token, "iss")
+}
+
+/// A string claim read WITHOUT verifying the token: only for routing (which
+/// realm's keys verify it) or for a token that has already been verified.
+pub(crate) fn unverified_claim(token: &str, name: &str) -> Option<String> {
     use base64::Engine as _;
     let token = token.trim().strip_prefix("Bearer ").unwrap_or(token.trim());
     let payload = token.split('.').nth(1)?;
@@ -155,15 +172,14 @@ fn token_issuer(token: &str) -> Option<String> {
         .decode(payload)
         .ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("iss")?.as_str().map(str::to_owned)
+    claims.get(name)?.as_str().map(str::to_owned)
 }
 
 /// `POST /v1/is_authorized_with_token`
 pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response {
     let started = Instant::now();
     let r = (|| {
-        let (realm, value) = parse_body(&body)?;
-        let req: TokenRequest = shape(value)?;
+        let (realm, req): (_, TokenRequest) = parse(&body)?;
         let issuer = token_issuer(&req.token);
         let realm = match (realm.as_deref(), issuer.as_deref()) {
             (None, Some(iss)) => s
@@ -173,7 +189,7 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
             (explicit, _) => s.realms.pick(explicit, None)?,
         };
         let snap = snapshot(realm)?;
-        let a = token_decision(&s, &snap, &req)?;
+        let a = token_decision(&s, realm, &snap, &req)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -181,13 +197,14 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
 
 /// A token decision through the verified-token cache. Only signature and
 /// claim checks are cached; `decide_verified` always re-checks the user.
-fn token_decision(
+pub(crate) fn token_decision(
     state: &AppState,
+    realm: &Realm,
     snap: &Snapshot,
     req: &TokenRequest,
 ) -> Result<Answer, Problem> {
     let t = now();
-    if state.realms.is_stale(snap, t) {
+    if state.realms.is_stale(realm, snap, t) {
         return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
     }
     let cache = &state.tokens;
@@ -223,7 +240,7 @@ pub async fn authzen_evaluation(State(s): Shared, body: Bytes) -> Response {
             .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let a = decide_fresh(&s.realms, &snap, &req)?;
+        let a = decide_fresh(&s.realms, realm, &snap, &req)?;
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
     finish(&s.metrics, started, r)
@@ -254,7 +271,7 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
                 .or(&batch.defaults)
                 .to_request()
                 .map_err(|m| Problem::bad_request("invalid_request", m))?;
-            let a = decide_fresh(&s.realms, &snap, &req)?;
+            let a = decide_fresh(&s.realms, realm, &snap, &req)?;
             let allowed = a.decision == Decision::Allow;
             any_allow |= allowed;
             out.push(authzen::Response::from(&a));
@@ -275,8 +292,13 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
     finish(&s.metrics, started, r)
 }
 
-fn decide_fresh(realms: &Realms, snap: &Snapshot, req: &Request) -> Result<Answer, Problem> {
-    if realms.is_stale(snap, now()) {
+fn decide_fresh(
+    realms: &Realms,
+    realm: &Realm,
+    snap: &Snapshot,
+    req: &Request,
+) -> Result<Answer, Problem> {
+    if realms.is_stale(realm, snap, now()) {
         return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
     }
     snap.is_authorized(req).map_err(|e| request_problem(&e))
@@ -293,7 +315,7 @@ pub async fn readyz(State(s): Shared) -> Response {
     for realm in s.realms.iter() {
         match realm.snapshot() {
             None => return Problem::no_bundle(realm.name()).into_response(),
-            Some(snap) if s.realms.is_stale(&snap, t) => {
+            Some(snap) if s.realms.is_stale(realm, &snap, t) => {
                 return Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "stale_bundle",
@@ -326,7 +348,9 @@ pub async fn status(State(s): Shared) -> Response {
                 "created_at": snap.manifest().created_at,
                 "loaded_at": r.loaded_at(),
                 "age_seconds": t.saturating_sub(snap.manifest().created_at),
-                "stale": s.realms.is_stale(&snap, t),
+                "fresh_at": r.fresh_at(&snap),
+                "stale": s.realms.is_stale(r, &snap, t),
+                "source_error": r.last_error(),
                 "signed_by": snap.signed_by(),
                 "issuer": snap.issuer(),
                 "policies": snap.policy_count(),
@@ -334,7 +358,7 @@ pub async fn status(State(s): Shared) -> Response {
                 "users": snap.directory().map(|d| d.len()),
                 "reload_failures": r.reload_failures(),
             }),
-            None => json!({"realm": r.name(), "source": r.source().to_string(), "revision": null}),
+            None => json!({"realm": r.name(), "source": r.source().to_string(), "revision": null, "source_error": r.last_error()}),
         })
         .collect();
     Json(json!({"dev_mode": s.realms.dev(), "max_staleness_seconds": s.realms.max_staleness(), "realms": realms}))
@@ -492,7 +516,7 @@ pub async fn introspect(State(s): Shared, headers: axum::http::HeaderMap, body: 
         return inactive();
     };
     let t = now();
-    if s.realms.is_stale(&snap, t) {
+    if s.realms.is_stale(realm, &snap, t) {
         return inactive();
     }
     let Ok(v) = snap.verify_token(&token, t) else {
@@ -611,7 +635,7 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         );
     };
     let problem = |p: Problem| AvpError::validation(p.detail.unwrap_or_default());
-    let decide = |req: &Request| decide_fresh(&s.realms, &snap, req).map_err(problem);
+    let decide = |req: &Request| decide_fresh(&s.realms, realm, &snap, req).map_err(problem);
     let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
         let principal = item
             .get("principal")
@@ -655,8 +679,15 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
                 context: wire::context(v.get("context"))?,
                 entities: wire::entities(v.get("entities"))?,
             };
-            let a = token_decision(&s, &snap, &req).map_err(problem)?;
-            Ok((outcome(&a), wire::answer(&a)))
+            let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
+            let mut body = wire::answer(&a);
+            // As AVP does: the principal the token stands for, once the
+            // token itself has been accepted.
+            let accepted = !matches!(a.reason, Reason::Token(_));
+            if let Some(sub) = unverified_claim(token, "sub").filter(|_| accepted) {
+                body["principal"] = json!({"entityType": "User", "entityId": sub});
+            }
+            Ok((outcome(&a), body))
         })(),
         "BatchIsAuthorized" => (|| {
             let shared = wire::entities(v.get("entities"))?;

@@ -15,6 +15,24 @@ pub struct Config {
     /// each (`GATEHOUSE_BUNDLES`, comma-separated). Empty: the embedded
     /// default built from `policies/`.
     pub bundles: Vec<PathBuf>,
+    /// Stores polled for bundles, one realm each (`GATEHOUSE_SOURCES`,
+    /// comma-separated): `s3://bucket/prefix/realm`, `https://host/path/realm`,
+    /// or a local store directory `/path/realm` (holding `HEAD`). The last
+    /// path segment names the realm.
+    pub sources: Vec<String>,
+    /// Where the last known good bundles of store-sourced realms are kept,
+    /// to serve at boot while the store is down (`GATEHOUSE_STATE_DIR`).
+    /// Unset: nothing is kept.
+    pub state_dir: Option<PathBuf>,
+    /// Path-style S3 addressing, for S3-compatible services
+    /// (`GATEHOUSE_S3_FORCE_PATH_STYLE`). Region, endpoint and credentials
+    /// come from the standard AWS settings (`AWS_REGION`, `AWS_ENDPOINT_URL`,
+    /// profiles, instance roles).
+    pub s3_force_path_style: bool,
+    /// Time limit of one request to a store, milliseconds (`GATEHOUSE_SOURCE_TIMEOUT_MS`).
+    pub source_timeout_ms: u64,
+    /// Largest bundle archive fetched or loaded, bytes (`GATEHOUSE_MAX_BUNDLE_BYTES`).
+    pub max_bundle_bytes: u64,
     /// Trusted bundle-signing public keys, SPKI PEM (`GATEHOUSE_TRUST_KEYS`).
     pub trust_keys: Vec<PathBuf>,
     /// Accept unsigned bundles and source directories (`GATEHOUSE_DEV`).
@@ -26,6 +44,14 @@ pub struct Config {
     pub max_staleness_seconds: Option<u64>,
     /// Largest request body accepted, bytes (`GATEHOUSE_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), bytes; larger
+    /// heads get 431 (`GATEHOUSE_MAX_HEADER_BYTES`; at least 8192).
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more get 431 (`GATEHOUSE_MAX_HEADERS`).
+    pub max_headers: usize,
+    /// Time a client has to send its request head, milliseconds
+    /// (`GATEHOUSE_HEADER_READ_TIMEOUT_MS`); slow clients are disconnected.
+    pub header_read_timeout_ms: u64,
     /// Per-request time limit, milliseconds (`GATEHOUSE_REQUEST_TIMEOUT_MS`).
     pub request_timeout_ms: u64,
     /// Requests served at once; more wait (`GATEHOUSE_MAX_CONCURRENCY`).
@@ -48,10 +74,18 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8180)),
             bundles: Vec::new(),
+            sources: Vec::new(),
+            state_dir: None,
+            s3_force_path_style: false,
+            source_timeout_ms: 10_000,
+            max_bundle_bytes: 1 << 30,
             trust_keys: Vec::new(),
             dev: false,
             max_staleness_seconds: None,
             max_body_bytes: 1 << 20,
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            header_read_timeout_ms: 10_000,
             request_timeout_ms: 5_000,
             max_concurrency: 4_096,
             reload_interval_seconds: 5,
@@ -127,22 +161,46 @@ impl Config {
                 .map(PathBuf::from)
                 .collect()
         };
+        let boolean = |v: &str| match v {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" | "" => Ok(false),
+            other => Err(bad(format!("{other:?} is not a boolean"))),
+        };
         match name {
             "GATEHOUSE_LISTEN" => self.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
             "GATEHOUSE_BUNDLES" => self.bundles = list(value),
             "GATEHOUSE_TRUST_KEYS" => self.trust_keys = list(value),
-            "GATEHOUSE_DEV" => {
-                self.dev = match value {
-                    "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" | "" => false,
-                    other => return Err(bad(format!("{other:?} is not a boolean"))),
-                }
+            "GATEHOUSE_DEV" => self.dev = boolean(value)?,
+            "GATEHOUSE_SOURCES" => {
+                self.sources = list(value)
+                    .into_iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+            }
+            "GATEHOUSE_STATE_DIR" => {
+                self.state_dir = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty());
+            }
+            "GATEHOUSE_S3_FORCE_PATH_STYLE" => self.s3_force_path_style = boolean(value)?,
+            "GATEHOUSE_SOURCE_TIMEOUT_MS" => {
+                self.source_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_MAX_BUNDLE_BYTES" => {
+                self.max_bundle_bytes = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
             "GATEHOUSE_MAX_STALENESS_SECONDS" => {
                 self.max_staleness_seconds = Some(value.parse().map_err(|e| bad(format!("{e}")))?);
             }
             "GATEHOUSE_MAX_BODY_BYTES" => {
                 self.max_body_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
+            }
+            "GATEHOUSE_MAX_HEADER_BYTES" => {
+                self.max_header_bytes = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_MAX_HEADERS" => {
+                self.max_headers = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_HEADER_READ_TIMEOUT_MS" => {
+                self.header_read_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
             "GATEHOUSE_REQUEST_TIMEOUT_MS" => {
                 self.request_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;

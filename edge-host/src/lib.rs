@@ -5,13 +5,17 @@ pub mod authzen;
 pub mod avp;
 pub mod config;
 mod embedded;
+pub mod forward_auth;
+pub mod lkg;
 pub mod metrics;
 pub mod problem;
 pub mod realm;
+pub mod store;
+pub mod sync;
 pub mod token_cache;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +48,11 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         .route("/access/v1/evaluation", post(api::authzen_evaluation))
         .route("/access/v1/evaluations", post(api::authzen_evaluations))
         .route("/", post(api::avp))
+        .route(forward_auth::PREFIX, any(forward_auth::forward_auth))
+        .route(
+            &format!("{}/{{*path}}", forward_auth::PREFIX),
+            any(forward_auth::forward_auth),
+        )
         .route("/v1/introspect", post(api::introspect))
         .route("/v1/users/{id}", get(api::user))
         .route("/healthz", get(api::healthz))
@@ -62,4 +71,47 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.max_concurrency,
         ))
+}
+
+/// Serve `app` on `listener` until `shutdown` completes, then stop
+/// accepting and let in-flight requests finish. HTTP/1.1 with keep-alive;
+/// request heads limited in size, field count and time to arrive (the
+/// body, time and concurrency limits are layers of [`router`]).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .max_headers(config.max_headers);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

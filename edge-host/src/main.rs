@@ -26,6 +26,27 @@ struct Args {
     /// realm each; repeatable [env GATEHOUSE_BUNDLES, comma-separated].
     #[arg(long = "bundle")]
     bundles: Vec<PathBuf>,
+    /// Store to poll for a realm's bundles: s3://bucket/prefix/REALM,
+    /// https://host/path/REALM, or a local store directory /path/REALM
+    /// (holding HEAD); repeatable [env GATEHOUSE_SOURCES, comma-separated].
+    /// S3 region, endpoint and credentials come from the standard AWS
+    /// settings (AWS_REGION, AWS_ENDPOINT_URL, profiles, roles).
+    #[arg(long = "source")]
+    sources: Vec<String>,
+    /// Keep the last known good bundles of store-sourced realms here, and
+    /// serve them at boot while the store is down [env GATEHOUSE_STATE_DIR].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Path-style S3 addressing, for S3-compatible services
+    /// [env GATEHOUSE_S3_FORCE_PATH_STYLE].
+    #[arg(long)]
+    s3_force_path_style: bool,
+    /// Time limit of one request to a store, ms [env GATEHOUSE_SOURCE_TIMEOUT_MS; default 10000].
+    #[arg(long)]
+    source_timeout_ms: Option<u64>,
+    /// Largest bundle archive fetched or loaded, bytes [env GATEHOUSE_MAX_BUNDLE_BYTES; default 1073741824].
+    #[arg(long)]
+    max_bundle_bytes: Option<u64>,
     /// Trusted bundle-signing public key (SPKI PEM); repeatable for key
     /// rotation [env GATEHOUSE_TRUST_KEYS, comma-separated].
     #[arg(long = "trust-key")]
@@ -41,13 +62,24 @@ struct Args {
     /// Largest request body, bytes [env GATEHOUSE_MAX_BODY_BYTES; default 1048576].
     #[arg(long)]
     max_body_bytes: Option<usize>,
+    /// Largest request head (request line + headers), bytes; more gets 431
+    /// [env GATEHOUSE_MAX_HEADER_BYTES; default 16384, at least 8192].
+    #[arg(long)]
+    max_header_bytes: Option<usize>,
+    /// Most header fields in a request; more gets 431 [env GATEHOUSE_MAX_HEADERS; default 64].
+    #[arg(long)]
+    max_headers: Option<usize>,
+    /// Time a client has to send its request head, ms; slower clients are
+    /// disconnected [env GATEHOUSE_HEADER_READ_TIMEOUT_MS; default 10000].
+    #[arg(long)]
+    header_read_timeout_ms: Option<u64>,
     /// Per-request time limit, ms [env GATEHOUSE_REQUEST_TIMEOUT_MS; default 5000].
     #[arg(long)]
     request_timeout_ms: Option<u64>,
     /// Requests served at once (more wait) [env GATEHOUSE_MAX_CONCURRENCY; default 4096].
     #[arg(long)]
     max_concurrency: Option<usize>,
-    /// Check bundle files for a new version every this many seconds; 0: never
+    /// Check bundle files and stores for a new version every this many seconds; 0: never
     /// [env GATEHOUSE_RELOAD_INTERVAL_SECONDS; default 5].
     #[arg(long)]
     reload_interval_seconds: Option<u64>,
@@ -71,6 +103,15 @@ fn config(args: Args) -> anyhow::Result<Config> {
     if !args.bundles.is_empty() {
         c.bundles = args.bundles;
     }
+    if !args.sources.is_empty() {
+        c.sources = args.sources;
+    }
+    if args.state_dir.is_some() {
+        c.state_dir = args.state_dir;
+    }
+    c.s3_force_path_style |= args.s3_force_path_style;
+    c.source_timeout_ms = args.source_timeout_ms.unwrap_or(c.source_timeout_ms);
+    c.max_bundle_bytes = args.max_bundle_bytes.unwrap_or(c.max_bundle_bytes);
     if !args.trust_keys.is_empty() {
         c.trust_keys = args.trust_keys;
     }
@@ -78,6 +119,11 @@ fn config(args: Args) -> anyhow::Result<Config> {
     c.max_staleness_seconds = args.max_staleness_seconds.or(c.max_staleness_seconds);
     c.max_body_bytes = args.max_body_bytes.unwrap_or(c.max_body_bytes);
     c.request_timeout_ms = args.request_timeout_ms.unwrap_or(c.request_timeout_ms);
+    c.max_header_bytes = args.max_header_bytes.unwrap_or(c.max_header_bytes);
+    c.max_headers = args.max_headers.unwrap_or(c.max_headers);
+    c.header_read_timeout_ms = args
+        .header_read_timeout_ms
+        .unwrap_or(c.header_read_timeout_ms);
     c.max_concurrency = args.max_concurrency.unwrap_or(c.max_concurrency);
     c.reload_interval_seconds = args
         .reload_interval_seconds
@@ -136,35 +182,62 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     }
+    // Store-sourced realms: one poll before saying we listen, so a host
+    // whose store answers starts ready (one whose store is down serves its
+    // last known good bundle, or denies, and keeps trying).
+    log_syncs(edge_host::sync::sync_all(&state).await);
     if config.reload_interval_seconds > 0 {
         let state = std::sync::Arc::clone(&state);
         let every = std::time::Duration::from_secs(config.reload_interval_seconds);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
             loop {
                 tick.tick().await;
                 let s = std::sync::Arc::clone(&state);
-                let Ok(results) =
+                if let Ok(results) =
                     tokio::task::spawn_blocking(move || s.realms.reload_files()).await
-                else {
-                    continue;
-                };
-                for (realm, r) in results {
-                    match r {
-                        Ok(rev) => tracing::info!(realm, revision = rev, "bundle file reloaded"),
-                        Err(e) => {
-                            tracing::warn!(realm, error = %e, "new bundle file refused; keeping the current one")
+                {
+                    for (realm, r) in results {
+                        match r {
+                            Ok(rev) => {
+                                tracing::info!(realm, revision = rev, "bundle file reloaded")
+                            }
+                            Err(e) => {
+                                tracing::warn!(realm, error = %e, "new bundle file refused; keeping the current one")
+                            }
                         }
                     }
                 }
+                log_syncs(edge_host::sync::sync_all(&state).await);
             }
         });
     }
     println!("gatehouse edge-host listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    edge_host::serve(listener, app, &config, shutdown()).await;
     Ok(())
+}
+
+fn log_syncs(
+    results: Vec<(
+        String,
+        Result<edge_host::sync::Synced, edge_host::sync::SyncError>,
+    )>,
+) {
+    for (realm, r) in results {
+        match r {
+            Ok(s) if s.installed.is_empty() => {
+                tracing::debug!(realm, revision = s.revision, "store: up to date")
+            }
+            Ok(s) => {
+                tracing::info!(realm, revision = s.revision, installed = ?s.installed, "store: new bundles installed")
+            }
+            Err(e) => {
+                tracing::warn!(realm, kind = e.kind(), error = %e, "store poll failed; keeping the current bundle")
+            }
+        }
+    }
 }
 
 fn main() -> ExitCode {

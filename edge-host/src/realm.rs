@@ -3,7 +3,9 @@
 //! keep the snapshot they started with).
 
 use crate::config::Config;
+use crate::lkg::StateDir;
 use crate::problem::Problem;
+use crate::store::{Connect, Location, Store};
 use arc_swap::ArcSwapOption;
 use pdp_core::bundle::{BundleError, Limits, Trust};
 use pdp_core::source::{BuildOptions, build_and_load};
@@ -21,6 +23,8 @@ pub enum Source {
     File(PathBuf),
     /// A bundle source directory on disk (dev mode only).
     Dir(PathBuf),
+    /// Polled from an object store (S3, HTTP(S), a local store directory).
+    Store(Location),
 }
 
 impl std::fmt::Display for Source {
@@ -29,6 +33,7 @@ impl std::fmt::Display for Source {
             Source::Embedded => f.write_str("embedded default (policies/)"),
             Source::File(p) => write!(f, "file {}", p.display()),
             Source::Dir(p) => write!(f, "directory {}", p.display()),
+            Source::Store(l) => write!(f, "store {}", l.url),
         }
     }
 }
@@ -43,6 +48,23 @@ pub struct Realm {
     reload_failures: AtomicU64,
     /// (modified time, length) of the bundle file last read.
     seen: std::sync::Mutex<Option<(std::time::SystemTime, u64)>>,
+    /// Polling state of a store-sourced realm.
+    pub(crate) remote: Option<Remote>,
+}
+
+/// Polling state of a realm whose bundles come from a store.
+#[derive(Debug, Default)]
+pub(crate) struct Remote {
+    /// Connected on first use (S3 credentials are resolved asynchronously).
+    pub(crate) store: tokio::sync::OnceCell<Store>,
+    /// `ETag` of the `HEAD` last applied in full.
+    pub(crate) etag: std::sync::Mutex<Option<String>>,
+    /// When the store last confirmed that the revision held is the newest.
+    pub(crate) confirmed_at: AtomicI64,
+    /// One sync at a time.
+    pub(crate) lock: tokio::sync::Mutex<()>,
+    /// Why the last sync failed (cleared by a successful one).
+    pub(crate) last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Why the host could not start with its bundles.
@@ -104,9 +126,31 @@ impl Realm {
     pub fn loaded_at(&self) -> i64 {
         self.loaded_at.load(Relaxed)
     }
-    /// Bundles refused since start.
+    /// Bundles refused (or sources failed) since start.
     pub fn reload_failures(&self) -> u64 {
         self.reload_failures.load(Relaxed)
+    }
+
+    pub(crate) fn count_failure(&self) {
+        self.reload_failures.fetch_add(1, Relaxed);
+    }
+
+    /// When the realm's source last confirmed the revision held is its
+    /// newest: the later of the bundle's build time and, for a store, the
+    /// last successful poll.
+    pub fn fresh_at(&self, snap: &Snapshot) -> i64 {
+        let confirmed = self
+            .remote
+            .as_ref()
+            .map_or(0, |r| r.confirmed_at.load(Relaxed));
+        snap.manifest().created_at.max(confirmed)
+    }
+
+    /// Why the last poll of the store failed, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        self.remote
+            .as_ref()
+            .and_then(|r| r.last_error.lock().ok().and_then(|e| e.clone()))
     }
 
     /// Offer a new bundle (snapshot or delta). It replaces the current
@@ -116,6 +160,13 @@ impl Realm {
     pub fn offer(&self, bytes: &[u8], options: &LoadOptions<'_>) -> Result<u64, BundleError> {
         let held = self.snapshot();
         match load(bytes, options, held.as_deref()) {
+            Ok(s) if s.realm() != self.name => {
+                self.reload_failures.fetch_add(1, Relaxed);
+                Err(BundleError::RealmMismatch {
+                    held: self.name.clone(),
+                    offered: s.realm().to_owned(),
+                })
+            }
             Ok(s) => {
                 let rev = s.revision();
                 self.install(s);
@@ -142,6 +193,9 @@ pub struct Realms {
     keyring: Keyring,
     dev: bool,
     max_staleness: Option<i64>,
+    pub(crate) connect: Connect,
+    pub(crate) state_dir: Option<StateDir>,
+    pub(crate) limits: Limits,
 }
 
 impl Realms {
@@ -165,8 +219,17 @@ impl Realms {
             max_staleness: config
                 .max_staleness_seconds
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            connect: Connect {
+                s3_force_path_style: config.s3_force_path_style,
+                timeout: std::time::Duration::from_millis(config.source_timeout_ms),
+            },
+            state_dir: config.state_dir.as_ref().map(StateDir::new),
+            limits: Limits {
+                archive: config.max_bundle_bytes,
+                ..Limits::default()
+            },
         };
-        if config.bundles.is_empty() {
+        if config.bundles.is_empty() && config.sources.is_empty() {
             let (_, snap) = build_and_load(&crate::embedded::files(), &build_options(), None)
                 .map_err(|source| StartError::Bundle {
                     origin: Source::Embedded.to_string(),
@@ -178,7 +241,67 @@ impl Realms {
             let (source, snap) = realms.load_path(path)?;
             realms.add(source, snap)?;
         }
+        for url in &config.sources {
+            let location = Location::parse(url).map_err(StartError::Policy)?;
+            if !realms.dev && realms.keyring.is_empty() {
+                return Err(StartError::Policy(format!(
+                    "{url}: no trust key configured (--trust-key) and not in dev mode"
+                )));
+            }
+            realms.add_remote(location)?;
+        }
         Ok(realms)
+    }
+
+    /// A store-sourced realm starts with its last known good chain from the
+    /// state directory, if there is one and it still verifies; else with
+    /// nothing (decisions fail closed until the first poll succeeds).
+    fn add_remote(&mut self, location: Location) -> Result<(), StartError> {
+        let name = location.realm.clone();
+        if self.list.iter().any(|r| r.name == name) {
+            return Err(StartError::DuplicateRealm(name));
+        }
+        let realm = Realm {
+            name,
+            source: Source::Store(location),
+            current: ArcSwapOption::empty(),
+            loaded_at: AtomicI64::new(0),
+            reload_failures: AtomicU64::new(0),
+            seen: std::sync::Mutex::new(None),
+            remote: Some(Remote::default()),
+        };
+        self.restore(&realm);
+        self.list.push(Arc::new(realm));
+        Ok(())
+    }
+
+    fn restore(&self, realm: &Realm) {
+        let Some(dir) = &self.state_dir else { return };
+        let chain = match dir.restore(&realm.name) {
+            Ok(Some(chain)) => chain,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(realm = realm.name, error = %e, "last known good bundle unreadable");
+                return;
+            }
+        };
+        let options = self.load_options();
+        for bytes in &chain {
+            if let Err(e) = realm.offer(bytes, &options) {
+                tracing::warn!(realm = realm.name, error = %e, "last known good bundle refused; stopping at the revision before");
+                break;
+            }
+        }
+        if let (Some(s), Some(remote)) = (realm.snapshot(), &realm.remote) {
+            remote
+                .confirmed_at
+                .store(dir.confirmed_at(&realm.name), Relaxed);
+            tracing::info!(
+                realm = realm.name,
+                revision = s.revision(),
+                "serving the last known good bundle until the store answers"
+            );
+        }
     }
 
     fn load_path(&self, path: &Path) -> Result<(Source, Snapshot), StartError> {
@@ -220,6 +343,7 @@ impl Realms {
             loaded_at: AtomicI64::new(0),
             reload_failures: AtomicU64::new(0),
             seen: std::sync::Mutex::new(None),
+            remote: None,
         };
         if let Source::File(p) = &realm.source {
             *realm
@@ -273,7 +397,7 @@ impl Realms {
         };
         LoadOptions {
             trust,
-            limits: Limits::default(),
+            limits: self.limits,
         }
     }
 
@@ -326,10 +450,11 @@ impl Realms {
         self.max_staleness
     }
 
-    /// Whether `snap` is older than allowed at `now`.
-    pub fn is_stale(&self, snap: &Snapshot, now: i64) -> bool {
+    /// Whether `snap`, served by `realm`, is older than allowed at `now`
+    /// (see [`Realm::fresh_at`]).
+    pub fn is_stale(&self, realm: &Realm, snap: &Snapshot, now: i64) -> bool {
         self.max_staleness
-            .is_some_and(|max| now.saturating_sub(snap.manifest().created_at) > max)
+            .is_some_and(|max| now.saturating_sub(realm.fresh_at(snap)) > max)
     }
 }
 

@@ -828,3 +828,209 @@ async fn the_avp_wire_protocol_gives_the_same_decisions_as_v1() {
     let (_, _, v) = avp(&app, "CreatePolicy", json!({"policyStoreId": "default"})).await;
     assert_eq!(v["__type"], "UnknownOperationException");
 }
+
+async fn forward(
+    app: &Router,
+    headers: &[(&str, &str)],
+    path: &str,
+) -> (StatusCode, axum::http::HeaderMap) {
+    let mut b = Request::builder().method("GET").uri(path);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    (resp.status(), resp.headers().clone())
+}
+
+#[tokio::test]
+async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
+    let app = default_app();
+    let alice = format!("Bearer {}", token("alice", "rs256.key.pem", "test-rs256"));
+    let judy = format!("Bearer {}", token("judy", "rs256.key.pem", "test-rs256"));
+    let dave = format!("Bearer {}", token("dave", "rs256.key.pem", "test-rs256"));
+    let forged = format!(
+        "Bearer {}",
+        token("alice", "attacker-rs256.key.pem", "test-rs256")
+    );
+    let ghost = format!("Bearer {}", token("nobody", "rs256.key.pem", "test-rs256"));
+    let traefik = |auth: &str, method: &'static str, uri: &'static str| {
+        vec![
+            ("authorization", auth.to_owned()),
+            ("x-forwarded-method", method.to_owned()),
+            ("x-forwarded-uri", uri.to_owned()),
+        ]
+    };
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, StatusCode, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            traefik(&alice, "GET", "/documents/design-doc?x=1"),
+            "/v1/forward-auth",
+            StatusCode::OK,
+            "permit",
+        ),
+        (
+            traefik(&judy, "GET", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "no_permit",
+        ),
+        (
+            traefik(&dave, "GET", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "user_state:Suspended",
+        ),
+        (
+            traefik(&forged, "GET", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::UNAUTHORIZED,
+            "token:bad_signature",
+        ),
+        (
+            traefik(&ghost, "GET", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::UNAUTHORIZED,
+            "token:unknown_user",
+        ),
+        (
+            traefik("Bearer garbage", "GET", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::UNAUTHORIZED,
+            "token:malformed",
+        ),
+        (
+            vec![("x-forwarded-uri", "/documents/design-doc".into())],
+            "/v1/forward-auth",
+            StatusCode::UNAUTHORIZED,
+            "no_token",
+        ),
+        (
+            vec![("authorization", "Basic YWxpY2U6eA==".into())],
+            "/v1/forward-auth",
+            StatusCode::UNAUTHORIZED,
+            "no_token",
+        ),
+        (
+            traefik(&alice, "GET", "/nowhere"),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "no_route",
+        ),
+        (
+            traefik(&alice, "POST", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "no_route",
+        ),
+        (
+            traefik(&alice, "GET", "/documents/../admin"),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "no_route",
+        ),
+        (
+            traefik(&alice, "GET", "/users/alice/profile"),
+            "/v1/forward-auth",
+            StatusCode::OK,
+            "permit",
+        ),
+        // nginx convention.
+        (
+            vec![
+                ("authorization", alice.clone()),
+                ("x-original-method", "GET".into()),
+                ("x-original-uri", "/documents/design-doc".into()),
+            ],
+            "/v1/forward-auth",
+            StatusCode::OK,
+            "permit",
+        ),
+        // Envoy: the original path is appended to the endpoint's.
+        (
+            vec![("authorization", alice.clone())],
+            "/v1/forward-auth/documents/design-doc",
+            StatusCode::OK,
+            "permit",
+        ),
+        (
+            vec![("authorization", judy.clone())],
+            "/v1/forward-auth/documents/design-doc",
+            StatusCode::FORBIDDEN,
+            "no_permit",
+        ),
+    ];
+    for (headers, path, want_status, want_reason) in cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, got) = forward(&app, &h, path).await;
+        let reason = got.get("x-gatehouse-reason").and_then(|v| v.to_str().ok());
+        assert_eq!(
+            (status, reason),
+            (want_status, Some(want_reason)),
+            "{headers:?} {path}"
+        );
+        match status {
+            StatusCode::OK => assert_eq!(got["x-gatehouse-user"], "alice"),
+            _ => assert!(got.get("x-gatehouse-user").is_none()),
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = got[axum::http::header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(challenge.starts_with("Bearer "), "{challenge}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
+    let dir = tmp("swap-load");
+    let (file, key) = signed_bundle(&dir, 1, now());
+    let config = Config {
+        bundles: vec![file],
+        trust_keys: vec![key],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    let bundles: Vec<Vec<u8>> = (2..=9)
+        .map(|rev| std::fs::read(signed_bundle(&dir, rev, now()).0).unwrap())
+        .collect();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for _ in 0..150 {
+                    let (s, _, v) = alice_reads(&app).await;
+                    assert_eq!(
+                        (s, v["decision"].as_str()),
+                        (StatusCode::OK, Some("Allow")),
+                        "{v}"
+                    );
+                    revisions.push(v["revision"].as_u64().unwrap());
+                    tokio::task::yield_now().await;
+                }
+                revisions
+            })
+        })
+        .collect();
+    let swapper = {
+        let state = std::sync::Arc::clone(&state);
+        tokio::task::spawn_blocking(move || {
+            let realm = state.realms.get("demo").unwrap();
+            for b in &bundles {
+                realm.offer(b, &state.realms.load_options()).unwrap();
+            }
+        })
+    };
+    swapper.await.unwrap();
+    for c in clients {
+        let revs = c.await.unwrap();
+        // Each client sees revisions only move forward.
+        assert!(revs.windows(2).all(|w| w[0] <= w[1]), "{revs:?}");
+        assert!(revs.iter().all(|r| (1..=9).contains(r)));
+    }
+    let (_, _, v) = alice_reads(&app).await;
+    assert_eq!(v["revision"], 9);
+}

@@ -25,6 +25,29 @@ fn the_binary_serves_the_embedded_default_and_shuts_down_gracefully() {
         "{line}"
     );
 
+    // Request heads are bounded: a 20 KiB header, or 100 header fields, get 431.
+    let raw = |head: String| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let big = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(20 << 10)
+    );
+    let resp = raw(big);
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw(format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n"
+    ));
+    assert!(resp.starts_with("HTTP/1.1 431"), "{resp}");
+    let resp = raw("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
     let body = r#"{"principal":{"type":"User","id":"alice"},"action":{"type":"Action","id":"readDocument"},"resource":{"type":"Document","id":"design-doc"}}"#;
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -58,4 +81,113 @@ fn the_binary_serves_the_embedded_default_and_shuts_down_gracefully() {
         waited += 1;
     };
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "127.0.0.1:0", "--header-read-timeout-ms", "300"])
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let waited = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        waited < Duration::from_secs(5),
+        "connection held for {waited:?}"
+    );
+    let resp = String::from_utf8_lossy(&resp);
+    assert!(
+        resp.is_empty() || resp.starts_with("HTTP/1.1 408"),
+        "{resp}"
+    );
+}
+
+#[test]
+fn tokens_never_reach_the_logs() {
+    let pem = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../pdp-core/tests/keys/rs256.key.pem"),
+    )
+    .unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some("test-rs256".into());
+    let t = edge_host::realm::now();
+    let claims = serde_json::json!({"sub": "alice", "iss": "https://gatehouse.local/realms/default",
+        "aud": "gatehouse-demo-client", "token_use": "id", "iat": t - 5, "exp": t + 300});
+    let token = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
+    )
+    .unwrap();
+    let signature = token.rsplit('.').next().unwrap().to_owned();
+    let log = std::env::temp_dir().join(format!("gh-log-{}.txt", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let send = |req: String| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let tampered = format!("{}x", &token[..token.len() - 1]);
+    for tok in [&token, &tampered] {
+        let body = format!(
+            r#"{{"token":"{tok}","action":{{"type":"Action","id":"readDocument"}},"resource":{{"type":"Document","id":"design-doc"}}}}"#
+        );
+        let resp = send(format!(
+            "POST /v1/is_authorized_with_token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        let resp = send(format!(
+            "GET /v1/forward-auth HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Uri: /documents/design-doc\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(resp.starts_with("HTTP/1.1 "), "{resp}");
+    }
+    let resp = send(format!(
+        "POST /v1/introspect HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer not-the-service-secret\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\ntoken={token}",
+        token.len() + 6
+    ));
+    assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.is_empty(), "trace logging produced nothing");
+    assert!(
+        !logged.contains(&signature),
+        "a token signature reached the log"
+    );
+    assert!(
+        !logged.contains("not-the-service-secret"),
+        "a service secret reached the log"
+    );
 }

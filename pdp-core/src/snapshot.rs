@@ -13,6 +13,7 @@ use crate::decision::{
 use crate::directory::{Directory, UserRef};
 use crate::manifest::{BundleKind, Manifest, member};
 use crate::policies::{self, CompiledPolicies};
+use crate::routes::RouteTable;
 use crate::slice::{self, SliceInput, Statics, Supplied};
 use crate::token::{TokenFailure, TokenUse, VerifiedToken, Verifier};
 use crate::values::TypeNames;
@@ -58,7 +59,7 @@ pub struct Snapshot {
     statics: Arc<Statics>,
     directory: Option<Directory>,
     verifier: Option<Arc<Verifier>>,
-    routes: Option<Arc<Value>>,
+    routes: Option<Arc<RouteTable>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -240,7 +241,7 @@ impl Snapshot {
         signed_by: Option<String>,
         sources: Sources,
         directory: Option<Directory>,
-        routes: Option<Arc<Value>>,
+        routes: Option<Arc<RouteTable>>,
     ) -> Result<Snapshot, BundleError> {
         let (schema, context_shapes) = match &sources.schema {
             Some(t) => {
@@ -445,8 +446,21 @@ impl Snapshot {
         self.directory.as_ref()?.get(id)
     }
     /// The forward-auth route table, if any.
-    pub fn routes(&self) -> Option<&Value> {
+    pub fn routes(&self) -> Option<&RouteTable> {
         self.routes.as_deref()
+    }
+
+    /// Whether `action`'s context may carry `name` (always, without a
+    /// schema): hosts add facts they know (`now`, `source_ip`) only where
+    /// the schema declares them, so strict validation never refuses them.
+    pub fn accepts_context(&self, action: &crate::decision::EntityRef, name: &str) -> bool {
+        if self.schema.is_none() {
+            return true;
+        }
+        entity_uid(&self.statics.types, action)
+            .ok()
+            .and_then(|uid| self.context_shapes.get(&uid))
+            .is_some_and(|names| names.contains(name))
     }
     /// Number of policies (static and linked).
     pub fn policy_count(&self) -> usize {
@@ -821,10 +835,8 @@ fn entity_position(text: &str, message: &str) -> Option<(usize, usize)> {
     Some(policies::line_col(text, at))
 }
 
-fn parse_routes(bytes: &[u8]) -> Result<Value, BundleError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        BundleError::invalid(member::ROUTES, Some((e.line(), e.column())), e.to_string())
-    })
+fn parse_routes(bytes: &[u8]) -> Result<RouteTable, BundleError> {
+    RouteTable::parse(bytes).map_err(|e| BundleError::invalid(member::ROUTES, None, e.to_string()))
 }
 
 fn parse_supplied(entities: &[Value]) -> Result<Vec<Supplied>, RequestError> {

@@ -122,3 +122,48 @@ def test_unknown_policy_store_is_a_client_error():
             action={"actionType": "Action", "actionId": "readDocument"},
             resource={"entityType": "Document", "entityId": "design-doc"},
         )
+
+
+def token(sub, key_file="rs256.key.pem", **claims):
+    """An ID token of the default realm, signed with a test key."""
+    import time
+
+    import jwt
+
+    with open(os.path.join(ROOT, "pdp-core", "tests", "keys", key_file), "rb") as f:
+        key = f.read()
+    now = int(time.time())
+    body = {"sub": sub, "iss": "https://gatehouse.local/realms/default", "aud": "gatehouse-demo-client",
+            "token_use": "id", "iat": now - 5, "exp": now + 300}
+    body.update(claims)
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "test-rs256"})
+
+
+@pytest.mark.parametrize("sub,key_file,decision,principal", [
+    ("alice", "rs256.key.pem", "ALLOW", "alice"),
+    ("judy", "rs256.key.pem", "DENY", "judy"),
+    ("dave", "rs256.key.pem", "DENY", "dave"),  # suspended: the token no longer works
+    ("alice", "attacker-rs256.key.pem", "DENY", None),  # forged
+])
+def test_is_authorized_with_token(sub, key_file, decision, principal):
+    got = client().is_authorized_with_token(
+        policyStoreId="default",
+        identityToken=token(sub, key_file),
+        action={"actionType": "Action", "actionId": "readDocument"},
+        resource={"entityType": "Document", "entityId": "design-doc"},
+    )
+    assert got["decision"] == decision
+    if principal is None:
+        assert "principal" not in got
+    else:
+        assert got["principal"] == {"entityType": "User", "entityId": principal}
+
+
+def test_an_expired_token_is_denied():
+    got = client().is_authorized_with_token(
+        policyStoreId="default",
+        identityToken=token("alice", exp=1_000_000_000, iat=999_999_000),
+        action={"actionType": "Action", "actionId": "readDocument"},
+        resource={"entityType": "Document", "entityId": "design-doc"},
+    )
+    assert got["decision"] == "DENY"

@@ -1,0 +1,313 @@
+//! Store-sourced realms in-process: a local store directory and the same
+//! store served over HTTP (with entity tags), polled with
+//! `edge_host::sync::sync_all`. The S3 source against moto is in `s3.rs`.
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use edge_host::Config;
+use edge_host::sync::{SyncError, sync_all};
+use pdp_core::bundle::{BundleHeader, write_archive};
+use pdp_core::layout::{HEAD_FORMAT, Head, RealmKeys};
+use pdp_core::source::{BuildOptions, build};
+use pdp_core::{BundleKind, BundleSigner};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const REALM: &str = "acme";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gh-src-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn signer() -> BundleSigner {
+    BundleSigner::from_seed(&[5; 32])
+}
+
+fn trust_key(dir: &Path) -> PathBuf {
+    let key = dir.join("trust.pub.pem");
+    std::fs::write(&key, signer().public_pem().unwrap()).unwrap();
+    key
+}
+
+fn users() -> Vec<Value> {
+    std::fs::read_to_string(root().join("policies/users.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn with_state(user: &str, state: &str) -> Value {
+    let mut u = users().into_iter().find(|u| u["id"] == user).unwrap();
+    u["state"] = json!(state);
+    u
+}
+
+fn jsonl(lines: &[Value]) -> Vec<u8> {
+    lines
+        .iter()
+        .map(|v| format!("{v}\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// A store directory laid out as the control plane writes it.
+struct Store {
+    dir: PathBuf,
+    keys: RealmKeys,
+}
+
+impl Store {
+    fn new(dir: &Path) -> Store {
+        Store {
+            dir: dir.to_owned(),
+            keys: RealmKeys::new("", REALM),
+        }
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) {
+        let path = self.dir.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(tmp, path).unwrap();
+    }
+
+    fn snapshot(&self, revision: u64, realm: &str, signer: Option<&BundleSigner>) {
+        let mut files = BTreeMap::new();
+        for n in pdp_core::manifest::member::SOURCE {
+            if let Ok(b) = std::fs::read(root().join("policies").join(n)) {
+                files.insert(n.to_owned(), b);
+            }
+        }
+        let opts = BuildOptions {
+            realm: realm.into(),
+            revision,
+            created_at: 1_764_000_000,
+            gzip: true,
+        };
+        self.put(
+            &self.keys.snapshot(revision),
+            &build(&files, &opts, signer).unwrap(),
+        );
+    }
+
+    fn delta(&self, revision: u64, changes: &[Value]) {
+        let header = BundleHeader {
+            realm: REALM.into(),
+            revision,
+            kind: BundleKind::Delta,
+            base_revision: Some(revision - 1),
+            created_at: 1_764_000_100,
+            identity: None,
+        };
+        let members = BTreeMap::from([("users.jsonl".to_owned(), jsonl(changes))]);
+        let bytes = write_archive(&header, &members, Some(&signer()), true).unwrap();
+        self.put(&self.keys.delta(revision), &bytes);
+    }
+
+    fn head(&self, realm: &str, snapshot: u64, revision: u64) {
+        let head = Head {
+            format: HEAD_FORMAT.into(),
+            realm: realm.into(),
+            revision,
+            snapshot,
+            updated_at: 1_764_000_200,
+        };
+        self.put(&self.keys.head(), &head.to_json());
+    }
+}
+
+fn state_of(state: &edge_host::api::AppState, user: &str) -> Option<String> {
+    let snap = state.realms.get(REALM)?.snapshot()?;
+    Some(snap.user(user)?.state().to_string())
+}
+
+fn revision(state: &edge_host::api::AppState) -> Option<u64> {
+    Some(state.realms.get(REALM)?.snapshot()?.revision())
+}
+
+async fn sync_one(state: &Arc<edge_host::api::AppState>) -> Result<Vec<u64>, SyncError> {
+    let mut all = sync_all(state).await;
+    assert_eq!(all.len(), 1);
+    all.remove(0).1.map(|s| s.installed)
+}
+
+#[tokio::test]
+async fn a_local_store_directory_is_followed_revision_by_revision() {
+    let dir = tmp("dir");
+    let store = Store::new(&dir.join("store"));
+    let config = Config {
+        sources: vec![dir.join("store").join(REALM).display().to_string()],
+        trust_keys: vec![trust_key(&dir)],
+        state_dir: Some(dir.join("state")),
+        ..Config::default()
+    };
+    let (_, state) = edge_host::app(&config).unwrap();
+    assert_eq!(revision(&state), None, "nothing held: fail closed");
+    let e = sync_one(&state).await.unwrap_err();
+    assert_eq!(e.kind(), "no_head", "{e}");
+
+    store.snapshot(1, REALM, Some(&signer()));
+    store.delta(2, &[with_state("alice", "Suspended")]);
+    store.head(REALM, 1, 2);
+    assert_eq!(sync_one(&state).await.unwrap(), [1, 2]);
+    assert_eq!(state_of(&state, "alice").as_deref(), Some("Suspended"));
+    assert_eq!(
+        sync_one(&state).await.unwrap(),
+        Vec::<u64>::new(),
+        "unchanged HEAD"
+    );
+
+    // HEAD of another realm: refused, revision 2 stays.
+    store.head("other", 1, 3);
+    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "bad_head");
+    // Garbage HEAD.
+    store.put(&store.keys.head(), b"{\"format\":");
+    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "bad_head");
+    assert_eq!(revision(&state), Some(2));
+
+    // A new host with the same state directory starts from the recorded chain.
+    let (_, again) = edge_host::app(&config).unwrap();
+    assert_eq!(revision(&again), Some(2));
+    assert_eq!(state_of(&again, "alice").as_deref(), Some("Suspended"));
+}
+
+#[tokio::test]
+async fn unsigned_foreign_and_oversized_bundles_are_refused() {
+    let dir = tmp("refuse");
+    let store = Store::new(&dir.join("store"));
+    let source = dir.join("store").join(REALM).display().to_string();
+    let config = Config {
+        sources: vec![source.clone()],
+        trust_keys: vec![trust_key(&dir)],
+        ..Config::default()
+    };
+    let (_, state) = edge_host::app(&config).unwrap();
+
+    store.snapshot(1, REALM, None);
+    store.head(REALM, 1, 1);
+    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "unsigned");
+
+    // Signed, but for another realm than the source names.
+    store.snapshot(1, "other", Some(&signer()));
+    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "realm_mismatch");
+    assert_eq!(revision(&state), None);
+
+    store.snapshot(1, REALM, Some(&signer()));
+    let small = Config {
+        max_bundle_bytes: 1000,
+        ..config.clone()
+    };
+    let (_, tiny) = edge_host::app(&small).unwrap();
+    assert_eq!(
+        sync_one(&tiny).await.unwrap_err().kind(),
+        "bundle_too_large"
+    );
+    assert_eq!(sync_one(&state).await.unwrap(), [1]);
+    let failures = state.realms.get(REALM).unwrap().reload_failures();
+    assert_eq!(failures, 2);
+
+    // No trust key and not in dev mode: a store source does not start.
+    let e = edge_host::app(&Config {
+        sources: vec![source],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("no trust key"), "{e}");
+    // A URL with credentials in it is refused.
+    let e = edge_host::app(&Config {
+        sources: vec!["https://user:secret@example.invalid/acme".into()],
+        trust_keys: vec![trust_key(&dir)],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(
+        !e.to_string().contains("secret") || e.to_string().contains("credentials"),
+        "{e}"
+    );
+}
+
+#[derive(Clone)]
+struct Served {
+    dir: PathBuf,
+    not_modified: Arc<AtomicUsize>,
+}
+
+/// A static file server with strong entity tags, like a CDN in front of the store.
+async fn serve_file(
+    State(s): State<Served>,
+    UrlPath(key): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(bytes) = std::fs::read(s.dir.join(&key)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag = format!("\"{}\"", pdp_core::manifest::sha256_hex(&bytes));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        s.not_modified.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    ([(header::ETAG, etag)], bytes).into_response()
+}
+
+#[tokio::test]
+async fn an_http_source_polls_with_entity_tags() {
+    let dir = tmp("http");
+    let store = Store::new(&dir.join("store"));
+    let served = Served {
+        dir: dir.join("store"),
+        not_modified: Arc::new(AtomicUsize::new(0)),
+    };
+    let app = axum::Router::new()
+        .route("/bundles/{*key}", axum::routing::get(serve_file))
+        .with_state(served.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let config = Config {
+        sources: vec![format!("http://{addr}/bundles/{REALM}")],
+        trust_keys: vec![trust_key(&dir)],
+        ..Config::default()
+    };
+    let (_, state) = edge_host::app(&config).unwrap();
+    store.snapshot(1, REALM, Some(&signer()));
+    store.head(REALM, 1, 1);
+    assert_eq!(sync_one(&state).await.unwrap(), [1]);
+    assert_eq!(sync_one(&state).await.unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        served.not_modified.load(Ordering::SeqCst),
+        1,
+        "second poll was conditional"
+    );
+
+    store.delta(2, &[with_state("bob", "Deactivated")]);
+    store.delta(3, &[with_state("bob", "Deleted")]);
+    store.head(REALM, 1, 3);
+    assert_eq!(sync_one(&state).await.unwrap(), [2, 3]);
+    assert_eq!(state_of(&state, "bob").as_deref(), Some("Deleted"));
+
+    // The server goes away: the realm keeps revision 3 and says why.
+    server.abort();
+    let _ = server.await;
+    let e = sync_one(&state).await.unwrap_err();
+    assert_eq!(e.kind(), "store_unreachable", "{e}");
+    assert_eq!(revision(&state), Some(3));
+    let status = state.realms.get(REALM).unwrap().last_error().unwrap();
+    assert!(status.contains("unreachable"), "{status}");
+}
