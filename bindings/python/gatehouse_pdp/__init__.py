@@ -10,6 +10,7 @@ decision point to return.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
@@ -18,6 +19,11 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import wasmtime
+
+try:  # wasmtime-py's own ctypes bindings: only for the checked fast path below
+    from wasmtime import _ffi as _wffi
+except ImportError:  # pragma: no cover - another wasmtime-py layout
+    _wffi = None
 
 __all__ = ["Pdp", "LoadError", "default_module_path"]
 
@@ -71,6 +77,58 @@ def _failure(kind: str, message: str) -> str:
     )
 
 
+class _Export:
+    """An exported function of integer parameters and results.
+
+    wasmtime-py's ``Func.__call__`` reflects on the function's type (several
+    FFI calls and objects) on every call, which costs more than a decision.
+    Here the type is checked once; then each call fills a reused array of
+    raw values and goes through ``wasmtime_func_call_unchecked`` — sound
+    because the types were checked. Any other signature, or a wasmtime-py
+    without those bindings, takes the ordinary checked call.
+    """
+
+    def __init__(self, store: wasmtime.Store, func: wasmtime.Func):
+        self.func = func
+        ty = func.type(store)
+        self.params = [str(t) for t in ty.params]
+        self.results = [str(t) for t in ty.results]
+        kinds = self.params + self.results
+        self.fast = (
+            _wffi is not None
+            and hasattr(_wffi, "wasmtime_func_call_unchecked")
+            and hasattr(_wffi, "wasmtime_val_raw")
+            and hasattr(func, "_func")
+            and len(self.results) <= 1
+            and all(k in ("i32", "i64") for k in kinds)
+        )
+        if self.fast:
+            self.raw = (_wffi.wasmtime_val_raw * max(1, len(self.params), len(self.results)))()
+
+    def __call__(self, store: wasmtime.Store, *args: int) -> Any:
+        if not self.fast:
+            return self.func(store, *args)
+        if len(args) != len(self.params):
+            raise wasmtime.WasmtimeError(f"expected {len(self.params)} arguments, got {len(args)}")
+        raw = self.raw
+        for i, (kind, value) in enumerate(zip(self.params, args)):
+            if kind == "i32":
+                raw[i].i32 = value
+            else:
+                raw[i].i64 = value
+        trap = ctypes.POINTER(_wffi.wasm_trap_t)()
+        error = _wffi.wasmtime_func_call_unchecked(
+            store._context(), ctypes.byref(self.func._func), raw, len(raw), ctypes.byref(trap)
+        )
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        if trap:
+            raise wasmtime.Trap._from_ptr(trap)
+        if not self.results:
+            return None
+        return raw[0].i32 if self.results[0] == "i32" else raw[0].i64
+
+
 class _Instance:
     """One module instance and its C ABI; every import is a trap (the C ABI
     never calls the JS face's imports)."""
@@ -84,7 +142,7 @@ class _Instance:
         exports = instance.exports(self.store)
         self.memory = exports["memory"]
         self.f = {
-            name: exports[name]
+            name: _Export(self.store, exports[name])
             for name in (
                 "alloc",
                 "dealloc",
@@ -98,6 +156,24 @@ class _Instance:
                 "gatehouse_free",
             )
         }
+
+        # One request buffer, reused and grown as needed (a host-owned
+        # buffer from `alloc`, per the ABI), instead of alloc+dealloc per call.
+        self.scratch = (0, 0)
+
+    def put_scratch(self, data: bytes) -> tuple:
+        if len(data) > self.scratch[1]:
+            if self.scratch[1]:
+                self.free(self.scratch)
+                self.scratch = (0, 0)
+            size = max(len(data), 4096)
+            ptr = self.f["alloc"](self.store, size)
+            if ptr == 0:
+                raise MemoryError(f"the module could not allocate {size} bytes")
+            self.scratch = (ptr, size)
+        if data:
+            self.memory.write(self.store, data, self.scratch[0])
+        return self.scratch[0], len(data)
 
     def put(self, data: bytes) -> tuple:
         ptr = self.f["alloc"](self.store, len(data))
@@ -121,9 +197,12 @@ class _Instance:
         """Call ``name`` with byte arguments in module memory (freed after)
         and plain integers as they are; the answer as a string."""
         bufs, flat = [], []
+        single = sum(isinstance(a, bytes) for a in args) == 1
         try:
             for a in args:
-                if isinstance(a, bytes):
+                if isinstance(a, bytes) and single and len(a) <= 1 << 20:
+                    flat.extend(self.put_scratch(a))
+                elif isinstance(a, bytes):
                     buf = self.put(a)
                     bufs.append(buf)
                     flat.extend(buf)
