@@ -165,14 +165,21 @@ fn token_issuer(token: &str) -> Option<String> {
 /// A string claim read WITHOUT verifying the token: only for routing (which
 /// realm's keys verify it) or for a token that has already been verified.
 pub(crate) fn unverified_claim(token: &str, name: &str) -> Option<String> {
+    unverified_claims(token)?
+        .get(name)?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Every claim of `token`, read WITHOUT verifying it (see [`unverified_claim`]).
+pub(crate) fn unverified_claims(token: &str) -> Option<Value> {
     use base64::Engine as _;
     let token = token.trim().strip_prefix("Bearer ").unwrap_or(token.trim());
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get(name)?.as_str().map(str::to_owned)
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// `POST /v1/is_authorized_with_token`

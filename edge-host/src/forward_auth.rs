@@ -17,7 +17,7 @@
 //!
 //! Every answer carries `X-Gatehouse-Reason`; nothing else is ever allowed.
 
-use crate::api::{AppState, outcome, token_decision, unverified_claim};
+use crate::api::{AppState, outcome, token_decision, unverified_claims};
 use crate::metrics::Outcome;
 use crate::realm::now;
 use axum::extract::State;
@@ -129,7 +129,17 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
     let Some(token) = bearer(headers) else {
         return deny(StatusCode::UNAUTHORIZED, "no_token", None);
     };
-    let issuer = unverified_claim(token, "iss");
+    // Decoded once: the issuer picks the realm; `sub` is reported only
+    // after the token has been verified.
+    let claims = unverified_claims(token);
+    let claim = |name: &str| {
+        claims
+            .as_ref()
+            .and_then(|c| c.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let issuer = claim("iss");
     let Ok(realm) = s
         .realms
         .pick(None, issuer.as_deref())
@@ -189,8 +199,6 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
         (_, Reason::StaleBundle) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::FORBIDDEN,
     };
-    let user = (status == StatusCode::OK)
-        .then(|| unverified_claim(token, "sub"))
-        .flatten();
+    let user = (status == StatusCode::OK).then(|| claim("sub")).flatten();
     (outcome(&a), answer(status, &reason, rev, user.as_deref()))
 }

@@ -61,6 +61,8 @@ pub(crate) struct Remote {
     pub(crate) etag: std::sync::Mutex<Option<String>>,
     /// When the store last confirmed that the revision held is the newest.
     pub(crate) confirmed_at: AtomicI64,
+    /// The last confirmation written to the state directory.
+    pub(crate) persisted_confirmation: AtomicI64,
     /// One sync at a time.
     pub(crate) lock: tokio::sync::Mutex<()>,
     /// Why the last sync failed (cleared by a successful one).

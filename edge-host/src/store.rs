@@ -103,8 +103,9 @@ impl Location {
             let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
             let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
             if host.is_empty() || host.contains('@') {
+                // Never echo this URL: it may carry a password.
                 return Err(format!(
-                    "{url}: give a host without credentials (bundles are signed; the server needs no secret in the URL)"
+                    "{scheme}:// source: give a host without credentials (bundles are signed; the server needs no secret in the URL)"
                 ));
             }
             let (prefix, realm) = split(path)?;
@@ -135,12 +136,6 @@ impl Location {
             kind,
             prefix,
         })
-    }
-
-    /// Whether a local path looks like a store (holds `HEAD`) rather than a
-    /// bundle file or source directory.
-    pub fn is_local_store(path: &Path) -> bool {
-        path.join(pdp_core::layout::HEAD).is_file()
     }
 
     /// The object keys of this realm.

@@ -191,16 +191,28 @@ async fn poll(
     })
 }
 
+/// How often, at most, a store's confirmation is written to the state
+/// directory (memory has it from every poll): a quarter of the staleness
+/// limit, at most this often. A restarted host then takes its chain as up to
+/// that much older than it is — stale sooner, never later. Without a limit
+/// the confirmation is never read, so never written.
+const CONFIRM_PERSIST_SECONDS: i64 = 30;
+
 fn confirm(state: &AppState, realm: &Realm, remote: &Remote) {
     let t = now();
     remote.confirmed_at.store(t, Relaxed);
-    if let Some(Err(e)) = state
-        .realms
-        .state_dir
-        .as_ref()
-        .map(|d| d.confirm(realm.name(), t))
-    {
-        tracing::warn!(realm = realm.name(), error = %e, "could not record the store's confirmation");
+    let (Some(dir), Some(max)) = (&state.realms.state_dir, state.realms.max_staleness()) else {
+        return;
+    };
+    let every = (max / 4).clamp(1, CONFIRM_PERSIST_SECONDS);
+    if t.saturating_sub(remote.persisted_confirmation.load(Relaxed)) < every {
+        return;
+    }
+    match dir.confirm(realm.name(), t) {
+        Ok(()) => remote.persisted_confirmation.store(t, Relaxed),
+        Err(e) => {
+            tracing::warn!(realm = realm.name(), error = %e, "could not record the store's confirmation")
+        }
     }
 }
 
