@@ -1,0 +1,3 @@
+//! `control-plane`: admin API server and CLI.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Publishing realm changes as signed bundles.
