@@ -1,5 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+pub mod db;
+pub mod error;
+pub mod group;
 pub mod identity;
 pub mod objstore;
+pub mod policy;
 pub mod publish;
+pub mod realm;
+pub mod user;
+
+pub use db::Db;
+pub use error::{Diagnostic, Error, Result};

@@ -114,50 +114,59 @@ fn canonical_users(users: &[u8], schema: &Schema, realm: &str) -> Result<Vec<u8>
         }
         let bad =
             |col: usize, m: String| BundleError::invalid(member::USERS, Some((i + 1, col)), m);
-        let mut u: UserRecord =
+        let u: UserRecord =
             serde_json::from_str(line).map_err(|e| bad(e.column(), e.to_string()))?;
-        for reserved in ["state", "email", "realm"] {
-            if u.attrs.contains_key(reserved) {
-                return Err(bad(
-                    1,
-                    format!("attribute {reserved:?} is reserved (set from the record)"),
-                ));
-            }
-        }
-        let mut attrs = u.attrs.clone();
-        attrs.insert("state".into(), Value::String(u.state.as_str().into()));
-        attrs.insert("email".into(), Value::String(u.email.clone()));
-        attrs.insert("realm".into(), Value::String(realm.into()));
-        let parents: Vec<Value> = u
-            .groups
-            .iter()
-            .map(|g| json!({"type": crate::directory::GROUP_TYPE, "id": g}))
-            .chain(
-                u.roles
-                    .iter()
-                    .map(|r| json!({"type": crate::directory::ROLE_TYPE, "id": r})),
-            )
-            .collect();
-        let entity_json =
-            json!({"uid": {"type": USER_TYPE, "id": u.id}, "attrs": attrs, "parents": parents});
-        let entity = Entity::from_json_value(entity_json, Some(schema)).map_err(|e| {
-            bad(
-                1,
-                format!("user {:?}: {}", u.id, crate::policies::diag_message(&e)),
-            )
-        })?;
-        let canonical = entity.to_json_value().map_err(|e| bad(1, e.to_string()))?;
-        let mut attrs = canonical
-            .get("attrs")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        for reserved in ["state", "email", "realm"] {
-            attrs.remove(reserved);
-        }
-        u.attrs = attrs;
+        let u = canonical_user(u, schema, realm).map_err(|m| bad(1, m))?;
         out.push_str(&serde_json::to_string(&u).map_err(|e| bad(1, e.to_string()))?);
         out.push('\n');
     }
     Ok(out.into_bytes())
+}
+
+/// Validate one user record against the schema's `User` type and return it
+/// with its attributes in explicit Cedar JSON form (`__entity`, `__extn`),
+/// the form a bundle carries. The reserved attributes (`state`, `email`,
+/// `realm`) come from the record and may not appear among `attrs`. The
+/// error is a one-line message naming the user.
+pub fn canonical_user(
+    mut u: UserRecord,
+    schema: &Schema,
+    realm: &str,
+) -> Result<UserRecord, String> {
+    for reserved in ["state", "email", "realm"] {
+        if u.attrs.contains_key(reserved) {
+            return Err(format!(
+                "attribute {reserved:?} is reserved (set from the record)"
+            ));
+        }
+    }
+    let mut attrs = u.attrs.clone();
+    attrs.insert("state".into(), Value::String(u.state.as_str().into()));
+    attrs.insert("email".into(), Value::String(u.email.clone()));
+    attrs.insert("realm".into(), Value::String(realm.into()));
+    let parents: Vec<Value> = u
+        .groups
+        .iter()
+        .map(|g| json!({"type": crate::directory::GROUP_TYPE, "id": g}))
+        .chain(
+            u.roles
+                .iter()
+                .map(|r| json!({"type": crate::directory::ROLE_TYPE, "id": r})),
+        )
+        .collect();
+    let entity_json =
+        json!({"uid": {"type": USER_TYPE, "id": u.id}, "attrs": attrs, "parents": parents});
+    let entity = Entity::from_json_value(entity_json, Some(schema))
+        .map_err(|e| format!("user {:?}: {}", u.id, crate::policies::diag_message(&e)))?;
+    let canonical = entity.to_json_value().map_err(|e| e.to_string())?;
+    let mut attrs = canonical
+        .get("attrs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    for reserved in ["state", "email", "realm"] {
+        attrs.remove(reserved);
+    }
+    u.attrs = attrs;
+    Ok(u)
 }

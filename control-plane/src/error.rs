@@ -1,0 +1,124 @@
+//! The control plane's one error type. Every variant carries what a caller
+//! needs to act on it; `api::problem` is the one place it becomes HTTP.
+
+use pdp_core::LifecycleError;
+
+/// One finding of a validation (Cedar's diagnostics, a schema check, an
+/// attribute check), positioned where possible.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Diagnostic {
+    /// What was checked: a policy id, `schema`, an attribute name, a user id.
+    pub subject: String,
+    /// The finding, on one line.
+    pub message: String,
+    /// 1-based line in the submitted text, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column in the submitted text, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+impl Diagnostic {
+    /// A finding without a position.
+    pub fn new(subject: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            subject: subject.into(),
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+/// Why a control-plane operation was refused or failed. Refusals change
+/// nothing: every write is one SQLite transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named thing does not exist (or belongs to another realm, or to a
+    /// deleted realm: realms never see each other).
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// `realm`, `user`, `group`, `role`, `policy`, ...
+        kind: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// A thing with this identity already exists.
+    #[error("{kind} {id:?} already exists")]
+    AlreadyExists {
+        /// What kind of thing.
+        kind: &'static str,
+        /// The conflicting id (or email, username).
+        id: String,
+    },
+    /// The lifecycle table refuses the action.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// The change would break an invariant (a group cycle, a template that
+    /// still has links, ...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The submitted content does not validate (Cedar policy or schema,
+    /// attributes against the schema).
+    #[error("{what} does not validate: {}", first(.diagnostics))]
+    Invalid {
+        /// What was submitted.
+        what: String,
+        /// Every finding.
+        diagnostics: Vec<Diagnostic>,
+    },
+    /// The request itself is malformed (a bad name, email, cursor, ...).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or unacceptable credentials.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// Authenticated, but the admin realm's policies do not permit it.
+    #[error("not permitted: {0}")]
+    Forbidden(String),
+    /// Too many failed attempts; try again later.
+    #[error("too many attempts; retry after {retry_after} s")]
+    Throttled {
+        /// Seconds until the next attempt is considered.
+        retry_after: u64,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// Publishing failed (the change itself is committed and will be
+    /// published by the next successful run).
+    #[error("publish: {0}")]
+    Publish(String),
+    /// Anything else that should not happen.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+fn first(d: &[Diagnostic]) -> String {
+    match d.first() {
+        Some(d) => format!("{}: {}", d.subject, d.message),
+        None => "no details".into(),
+    }
+}
+
+impl Error {
+    /// `NotFound` for `kind`/`id`.
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Error {
+        Error::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// `Invalid` with one finding.
+    pub fn invalid(what: impl Into<String>, d: Diagnostic) -> Error {
+        Error::Invalid {
+            what: what.into(),
+            diagnostics: vec![d],
+        }
+    }
+}
+
+/// The control plane's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
