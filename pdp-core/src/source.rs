@@ -156,8 +156,17 @@ pub fn canonical_user(
         .collect();
     let entity_json =
         json!({"uid": {"type": USER_TYPE, "id": u.id}, "attrs": attrs, "parents": parents});
-    let entity = Entity::from_json_value(entity_json, Some(schema))
-        .map_err(|e| format!("user {:?}: {}", u.id, crate::policies::diag_message(&e)))?;
+    let entity = Entity::from_json_value(entity_json, Some(schema)).map_err(|e| {
+        let mut msg = format!("user {:?}: {}", u.id, crate::policies::diag_message(&e));
+        // The detail (which attribute, which type) is in the source chain.
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            msg.push_str(": ");
+            msg.push_str(&c.to_string());
+            cause = c.source();
+        }
+        msg
+    })?;
     let canonical = entity.to_json_value().map_err(|e| e.to_string())?;
     let mut attrs = canonical
         .get("attrs")
