@@ -122,7 +122,7 @@ CREATE TABLE resources (
 CREATE TABLE changes (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     realm          TEXT NOT NULL,
-    user_id        TEXT,                 -- NULL: non-user content (policies, groups, ...)
+    user_id        TEXT,                 -- NULL: non-user content (policies, groups, ...); '*': every user
     at             INTEGER NOT NULL,
     published_rev  INTEGER
 );
@@ -130,9 +130,16 @@ CREATE INDEX changes_pending ON changes (realm, published_rev, seq);
 CREATE TABLE signing_keys (
     realm       TEXT NOT NULL REFERENCES realms(name),
     kid         TEXT NOT NULL,
-    key         TEXT NOT NULL,           -- JSON of identity::keys::SigningKey
+    key         TEXT NOT NULL,           -- JSON of identity::keys::SigningKey (private part included)
+    public_jwk  TEXT NOT NULL,           -- JSON, served in the JWKS while not retired
+    retired     INTEGER NOT NULL DEFAULT 0,
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (realm, kid)
+);
+CREATE TABLE published (
+    realm       TEXT PRIMARY KEY,
+    revision    INTEGER NOT NULL,        -- the newest revision this database's changes reached
+    at          INTEGER NOT NULL
 );
 CREATE TABLE credentials (
     realm             TEXT NOT NULL,

@@ -1,5 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+pub mod changes;
+pub mod cli;
+pub mod config;
 pub mod db;
 pub mod error;
 pub mod group;

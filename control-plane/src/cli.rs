@@ -1,0 +1,650 @@
+//! The command line: every admin operation as a subcommand, so a shell
+//! script can run a realm's whole lifecycle. Results are JSON on stdout;
+//! a refusal is one line on stderr and exit code 2, a failure exit code 1.
+
+use crate::config::Config;
+use crate::group::{Kind, NewNode};
+use crate::policy::{Link, PolicyInput};
+use crate::realm::NewRealm;
+use crate::user::{NewUser, UserQuery};
+use crate::{Db, Error};
+use clap::{Args, Parser, Subcommand};
+use pdp_core::LifecycleAction;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// Gatehouse control plane: realms, users and their lifecycle, groups,
+/// roles, Cedar policies, and signed bundles for decision points.
+#[derive(Debug, Parser)]
+#[command(name = "control-plane", version)]
+pub struct Cli {
+    /// TOML configuration file (settings: see `config.rs`; every one also
+    /// as a `GATEHOUSE_CP_*` variable).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// SQLite database file (overrides the configuration).
+    #[arg(long, global = true)]
+    pub db: Option<PathBuf>,
+    /// Local object-store directory bundles are published to (overrides the
+    /// configuration).
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Realms (tenants).
+    #[command(subcommand)]
+    Realm(RealmCmd),
+    /// Users and their lifecycle.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Groups and their nesting and roles.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Roles.
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Cedar policies and templates.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// The realm's Cedar schema (versioned).
+    #[command(subcommand)]
+    Schema(SchemaCmd),
+    /// Replace the realm's resource entities (Cedar JSON entity list file).
+    Entities {
+        /// Realm.
+        realm: String,
+        /// JSON file.
+        file: PathBuf,
+    },
+}
+
+/// Realm subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RealmCmd {
+    /// Create a realm (reference schema unless `--schema`).
+    Create {
+        /// Name: a-z 0-9 - _.
+        name: String,
+        /// Human-readable name.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Cedar schema file.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+    /// List realms.
+    List {
+        /// Include soft-deleted realms.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show a realm.
+    Get {
+        /// Name.
+        name: String,
+    },
+    /// Soft-delete a realm.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Print the public key (SPKI PEM) that signs the realm's bundles, for
+    /// decision points' `--trust-key`.
+    BundleKey {
+        /// Name.
+        name: String,
+    },
+}
+
+/// User subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user (state Created).
+    Create {
+        /// Realm.
+        realm: String,
+        /// Email.
+        #[arg(long)]
+        email: String,
+        /// Username (default: the email).
+        #[arg(long)]
+        username: Option<String>,
+        /// Attributes, a JSON object.
+        #[arg(long)]
+        attrs: Option<String>,
+    },
+    /// Show a user.
+    Get {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+    },
+    /// Search users.
+    List {
+        /// Realm.
+        realm: String,
+        /// Search filters.
+        #[command(flatten)]
+        query: ListArgs,
+    },
+    /// Merge attributes (JSON object; null removes one).
+    Update {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Attributes patch.
+        #[arg(long)]
+        attrs: String,
+    },
+    /// Apply a lifecycle action: invite, verify, require-password-reset,
+    /// complete-password-reset, suspend, resume, deactivate, delete,
+    /// restore, sign-out-everywhere.
+    Lifecycle {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Action.
+        action: String,
+    },
+    /// Add the user to a group.
+    AddGroup {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Group id.
+        group: String,
+    },
+    /// Remove the user from a group.
+    RemoveGroup {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Group id.
+        group: String,
+    },
+    /// Assign a role to the user.
+    AddRole {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Role id.
+        role: String,
+    },
+    /// Take a role from the user.
+    RemoveRole {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Role id.
+        role: String,
+    },
+}
+
+/// Search filters.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Emails starting with this.
+    #[arg(long)]
+    email_prefix: Option<String>,
+    /// Usernames starting with this.
+    #[arg(long)]
+    username_prefix: Option<String>,
+    /// Only this state.
+    #[arg(long)]
+    state: Option<String>,
+    /// Page size.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Cursor from a previous page.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+/// Group subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a group.
+    Create {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List groups.
+    List {
+        /// Realm.
+        realm: String,
+    },
+    /// Show a group.
+    Get {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+    },
+    /// Delete a group (and its memberships).
+    Delete {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+    },
+    /// Nest a group inside another.
+    AddParent {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+        /// Parent group id.
+        parent: String,
+    },
+    /// Take a group out of another.
+    RemoveParent {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+        /// Parent group id.
+        parent: String,
+    },
+    /// Assign a role to a group.
+    AddRole {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+        /// Role id.
+        role: String,
+    },
+    /// Take a role from a group.
+    RemoveRole {
+        /// Realm.
+        realm: String,
+        /// Group id.
+        id: String,
+        /// Role id.
+        role: String,
+    },
+}
+
+/// Role subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// Create a role.
+    Create {
+        /// Realm.
+        realm: String,
+        /// Role id.
+        id: String,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List roles.
+    List {
+        /// Realm.
+        realm: String,
+    },
+    /// Delete a role (and its assignments).
+    Delete {
+        /// Realm.
+        realm: String,
+        /// Role id.
+        id: String,
+    },
+}
+
+/// Policy subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Create or replace a policy or template from a file (one policy, no
+    /// `@id`).
+    Put {
+        /// Realm.
+        realm: String,
+        /// Policy id.
+        id: String,
+        /// Cedar file.
+        file: PathBuf,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Show a policy.
+    Get {
+        /// Realm.
+        realm: String,
+        /// Policy id.
+        id: String,
+    },
+    /// List policies.
+    List {
+        /// Realm.
+        realm: String,
+    },
+    /// Delete a policy.
+    Delete {
+        /// Realm.
+        realm: String,
+        /// Policy id.
+        id: String,
+    },
+    /// Link a template: `--principal Type::id`, `--resource Type::id`.
+    Link {
+        /// Realm.
+        realm: String,
+        /// New policy id.
+        id: String,
+        /// Template id.
+        #[arg(long)]
+        template: String,
+        /// `?principal` value, `Type::"id"` or `Type::id`.
+        #[arg(long)]
+        principal: Option<String>,
+        /// `?resource` value.
+        #[arg(long)]
+        resource: Option<String>,
+    },
+    /// Remove a template link.
+    Unlink {
+        /// Realm.
+        realm: String,
+        /// Link id.
+        id: String,
+    },
+}
+
+/// Schema subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Submit a new schema version from a file.
+    Put {
+        /// Realm.
+        realm: String,
+        /// Cedar schema file.
+        file: PathBuf,
+    },
+    /// Show a schema version (default: current).
+    Get {
+        /// Realm.
+        realm: String,
+        /// Version.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+}
+
+/// What a subcommand produced: JSON for stdout, or an error.
+pub type Outcome = Result<Value, CliError>;
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The control plane refused or failed.
+    #[error(transparent)]
+    Domain(#[from] Error),
+    /// A file or argument problem.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    /// 2 for refusals (the input was wrong), 1 for failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Domain(Error::Db(_) | Error::Internal(_) | Error::Publish(_)) => 1,
+            _ => 2,
+        }
+    }
+}
+
+fn json_of<T: serde::Serialize>(v: &T) -> Outcome {
+    serde_json::to_value(v).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn read(path: &PathBuf) -> Result<String, CliError> {
+    std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn object(text: &str, what: &str) -> Result<Map<String, Value>, CliError> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(CliError::Usage(format!("{what} must be a JSON object"))),
+        Err(e) => Err(CliError::Usage(format!("{what}: {e}"))),
+    }
+}
+
+/// `Type::"id"` or `Type::id` as a Cedar JSON entity reference.
+fn entity_ref(text: &str) -> Result<Value, CliError> {
+    let (ty, id) = text
+        .rsplit_once("::")
+        .ok_or_else(|| CliError::Usage(format!("{text:?} is not Type::id")))?;
+    let id = id.trim_matches('"');
+    Ok(serde_json::json!({"type": ty, "id": id}))
+}
+
+/// The current unix time.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Run a domain subcommand against the database.
+pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
+    let now = now();
+    match command {
+        Command::Realm(c) => match c {
+            RealmCmd::Create {
+                name,
+                display_name,
+                schema,
+            } => {
+                let schema = schema.as_ref().map(read).transpose()?;
+                json_of(&db.create_realm(
+                    &NewRealm {
+                        name,
+                        display_name,
+                        schema,
+                    },
+                    &config.issuer_base,
+                    now,
+                )?)
+            }
+            RealmCmd::List { all } => json_of(&db.realms(all)?),
+            RealmCmd::Get { name } => json_of(&db.realm(&name)?),
+            RealmCmd::Delete { name } => json_of(&db.delete_realm(&name, now)?),
+            RealmCmd::BundleKey { name } => {
+                let pem = db
+                    .bundle_signer(&name)?
+                    .public_pem()
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                Ok(Value::String(pem))
+            }
+        },
+        Command::User(c) => match c {
+            UserCmd::Create {
+                realm,
+                email,
+                username,
+                attrs,
+            } => {
+                let attrs = attrs
+                    .as_deref()
+                    .map(|a| object(a, "--attrs"))
+                    .transpose()?
+                    .unwrap_or_default();
+                json_of(&db.create_user(
+                    &realm,
+                    &NewUser {
+                        username,
+                        email,
+                        attrs,
+                        id: None,
+                    },
+                    now,
+                )?)
+            }
+            UserCmd::Get { realm, id } => json_of(&db.user(&realm, &id)?),
+            UserCmd::List { realm, query } => json_of(&db.search_users(
+                &realm,
+                &UserQuery {
+                    email_prefix: query.email_prefix,
+                    username_prefix: query.username_prefix,
+                    state: query.state,
+                    limit: query.limit,
+                    cursor: query.cursor,
+                },
+            )?),
+            UserCmd::Update { realm, id, attrs } => {
+                json_of(&db.update_user_attrs(&realm, &id, &object(&attrs, "--attrs")?, now)?)
+            }
+            UserCmd::Lifecycle { realm, id, action } => {
+                let action: LifecycleAction = action.parse().map_err(Error::from)?;
+                json_of(&db.lifecycle(&realm, &id, action, now)?)
+            }
+            UserCmd::AddGroup { realm, id, group } => {
+                db.add_user_to_group(&realm, &id, &group, now)?;
+                json_of(&db.user(&realm, &id)?)
+            }
+            UserCmd::RemoveGroup { realm, id, group } => {
+                db.remove_user_from_group(&realm, &id, &group, now)?;
+                json_of(&db.user(&realm, &id)?)
+            }
+            UserCmd::AddRole { realm, id, role } => {
+                db.assign_user_role(&realm, &id, &role, now)?;
+                json_of(&db.user(&realm, &id)?)
+            }
+            UserCmd::RemoveRole { realm, id, role } => {
+                db.unassign_user_role(&realm, &id, &role, now)?;
+                json_of(&db.user(&realm, &id)?)
+            }
+        },
+        Command::Group(c) => match c {
+            GroupCmd::Create {
+                realm,
+                id,
+                description,
+            } => {
+                json_of(&db.create_node(&realm, Kind::Group, &NewNode { id, description }, now)?)
+            }
+            GroupCmd::List { realm } => json_of(&db.nodes(&realm, Kind::Group)?),
+            GroupCmd::Get { realm, id } => json_of(&db.node(&realm, Kind::Group, &id)?),
+            GroupCmd::Delete { realm, id } => {
+                db.delete_node(&realm, Kind::Group, &id, now)?;
+                Ok(Value::Null)
+            }
+            GroupCmd::AddParent { realm, id, parent } => {
+                db.add_group_parent(&realm, &id, &parent, now)?;
+                json_of(&db.node(&realm, Kind::Group, &id)?)
+            }
+            GroupCmd::RemoveParent { realm, id, parent } => {
+                db.remove_group_parent(&realm, &id, &parent, now)?;
+                json_of(&db.node(&realm, Kind::Group, &id)?)
+            }
+            GroupCmd::AddRole { realm, id, role } => {
+                db.set_group_role(&realm, &id, &role, true, now)?;
+                json_of(&db.node(&realm, Kind::Group, &id)?)
+            }
+            GroupCmd::RemoveRole { realm, id, role } => {
+                db.set_group_role(&realm, &id, &role, false, now)?;
+                json_of(&db.node(&realm, Kind::Group, &id)?)
+            }
+        },
+        Command::Role(c) => match c {
+            RoleCmd::Create {
+                realm,
+                id,
+                description,
+            } => json_of(&db.create_node(&realm, Kind::Role, &NewNode { id, description }, now)?),
+            RoleCmd::List { realm } => json_of(&db.nodes(&realm, Kind::Role)?),
+            RoleCmd::Delete { realm, id } => {
+                db.delete_node(&realm, Kind::Role, &id, now)?;
+                Ok(Value::Null)
+            }
+        },
+        Command::Policy(c) => match c {
+            PolicyCmd::Put {
+                realm,
+                id,
+                file,
+                description,
+            } => {
+                let input = PolicyInput {
+                    body: read(&file)?,
+                    description,
+                };
+                let stored = match db.policy(&realm, &id) {
+                    Ok(_) => db.update_policy(&realm, &id, &input, now)?,
+                    Err(Error::NotFound { kind: "policy", .. }) => {
+                        db.create_policy(&realm, &id, &input, now)?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                json_of(&stored)
+            }
+            PolicyCmd::Get { realm, id } => json_of(&db.policy(&realm, &id)?),
+            PolicyCmd::List { realm } => json_of(&db.policies(&realm)?),
+            PolicyCmd::Delete { realm, id } => {
+                db.delete_policy(&realm, &id, now)?;
+                Ok(Value::Null)
+            }
+            PolicyCmd::Link {
+                realm,
+                id,
+                template,
+                principal,
+                resource,
+            } => {
+                let mut values = std::collections::BTreeMap::new();
+                if let Some(p) = principal {
+                    values.insert("?principal".to_owned(), entity_ref(&p)?);
+                }
+                if let Some(r) = resource {
+                    values.insert("?resource".to_owned(), entity_ref(&r)?);
+                }
+                json_of(&db.create_link(
+                    &realm,
+                    &Link {
+                        id,
+                        template_id: template,
+                        values,
+                    },
+                    now,
+                )?)
+            }
+            PolicyCmd::Unlink { realm, id } => {
+                db.delete_link(&realm, &id, now)?;
+                Ok(Value::Null)
+            }
+        },
+        Command::Schema(c) => match c {
+            SchemaCmd::Put { realm, file } => {
+                json_of(&db.put_schema(&realm, &read(&file)?, now)?)
+            }
+            SchemaCmd::Get { realm, version } => json_of(&db.schema(&realm, version)?),
+        },
+        Command::Entities { realm, file } => {
+            let v: Value = serde_json::from_str(&read(&file)?)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+            db.put_resources(&realm, &v, now)?;
+            Ok(Value::Null)
+        }
+    }
+}
