@@ -55,6 +55,16 @@ pub enum Command {
     /// The realm's Cedar schema (versioned).
     #[command(subcommand)]
     Schema(SchemaCmd),
+    /// Import users from a JSON Lines or CSV file (all or nothing).
+    Import {
+        /// Realm.
+        realm: String,
+        /// File (`-` for stdin).
+        file: PathBuf,
+        /// `jsonl` or `csv` (default: from the file name, else jsonl).
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Replace the realm's resource entities (Cedar JSON entity list file).
     Entities {
         /// Realm.
@@ -640,6 +650,28 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             }
             SchemaCmd::Get { realm, version } => json_of(&db.schema(&realm, version)?),
         },
+        Command::Import {
+            realm,
+            file,
+            format,
+        } => {
+            use crate::import::Format;
+            let format = match format.as_deref() {
+                Some("csv") => Format::Csv,
+                Some("jsonl") => Format::JsonLines,
+                Some(other) => return Err(CliError::Usage(format!("unknown format {other:?}"))),
+                None if file.extension().is_some_and(|e| e == "csv") => Format::Csv,
+                None => Format::JsonLines,
+            };
+            let imported = if file.as_os_str() == "-" {
+                db.import_users(&realm, std::io::stdin().lock(), format, now)?
+            } else {
+                let f = std::fs::File::open(&file)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+                db.import_users(&realm, std::io::BufReader::new(f), format, now)?
+            };
+            json_of(&imported)
+        }
         Command::Entities { realm, file } => {
             let v: Value = serde_json::from_str(&read(&file)?)
                 .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
