@@ -19,6 +19,7 @@ CREATE TABLE realms (
     issuer        TEXT NOT NULL,
     clients       TEXT NOT NULL,          -- JSON array of app client ids
     bundle_key    BLOB NOT NULL,          -- Ed25519 seed signing this realm's bundles
+    version       INTEGER NOT NULL DEFAULT 0,  -- bumped by every change of the realm
     created_at    INTEGER NOT NULL,
     deleted_at    INTEGER
 );
@@ -245,7 +246,22 @@ pub(crate) fn record_change(
         "INSERT INTO changes (realm, user_id, at) VALUES (?1, ?2, ?3)",
         params![realm, user_id, now],
     )?;
+    tx.execute(
+        "UPDATE realms SET version = version + 1 WHERE name = ?1",
+        [realm],
+    )?;
     Ok(())
+}
+
+/// The realm's change counter: different after any committed change.
+pub(crate) fn realm_version(tx: &Transaction<'_>, realm: &str) -> Result<i64> {
+    tx.query_row(
+        "SELECT version FROM realms WHERE name = ?1 AND deleted_at IS NULL",
+        [realm],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("realm", realm))
 }
 
 /// Fail with `NotFound` unless `realm` exists and is not deleted.
