@@ -97,7 +97,9 @@ enum BundleCmd {
 
 #[derive(Args)]
 struct DecideArgs {
-    /// Bundle file, or a source directory (served unsigned, as in dev mode).
+    /// Bundle file; a realm's directory in a published store (holding
+    /// `HEAD`: the snapshot and deltas it names are loaded, each verified);
+    /// or a source directory (served unsigned, as in dev mode).
     #[arg(long)]
     bundle: PathBuf,
     /// Trusted public key(s) for a bundle file.
@@ -335,7 +337,19 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn decide(args: &DecideArgs) -> Result<()> {
-    let snap = if args.bundle.is_dir() {
+    let trust_of = |ring| match (args.dev, ring) {
+        (_, Some(ring)) => Ok(Trust::Keyring(ring)),
+        (true, None) => Ok(Trust::Dev),
+        (false, None) => Err(anyhow::anyhow!(
+            "{}: give --trust-key, or --dev for an unsigned bundle",
+            args.bundle.display()
+        )),
+    };
+    let ring = keyring(&args.trust_key)?;
+    let ring = (!ring.is_empty()).then_some(&ring);
+    let snap = if args.bundle.join(pdp_core::layout::HEAD).is_file() {
+        load_published(&args.bundle, &options(trust_of(ring)?))?
+    } else if args.bundle.is_dir() {
         let files = read_source(&args.bundle)?;
         let opts = BuildOptions {
             realm: "default".into(),
@@ -348,16 +362,8 @@ fn decide(args: &DecideArgs) -> Result<()> {
             .1
     } else {
         let bytes = read(&args.bundle)?;
-        let ring = keyring(&args.trust_key)?;
-        let trust = match (args.dev, ring.is_empty()) {
-            (_, false) => Trust::Keyring(&ring),
-            (true, true) => Trust::Dev,
-            (false, true) => bail!(
-                "{}: give --trust-key, or --dev for an unsigned bundle",
-                args.bundle.display()
-            ),
-        };
-        load(&bytes, &options(trust), None).with_context(|| args.bundle.display().to_string())?
+        load(&bytes, &options(trust_of(ring)?), None)
+            .with_context(|| args.bundle.display().to_string())?
     };
     let now = args.now.unwrap_or_else(now);
     let stdin = std::io::stdin();
@@ -372,6 +378,25 @@ fn decide(args: &DecideArgs) -> Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// A realm as published to a local store directory: `HEAD`, then the
+/// snapshot it names and every delta after it, each verified and applied
+/// in order.
+fn load_published(dir: &Path, opts: &pdp_core::LoadOptions<'_>) -> Result<Snapshot> {
+    let head_path = dir.join(pdp_core::layout::HEAD);
+    let head = pdp_core::layout::Head::parse(&read(&head_path)?)
+        .with_context(|| head_path.display().to_string())?;
+    let keys = pdp_core::layout::RealmKeys::new("", &head.realm);
+    let file = |key: String| dir.join(key.split_once('/').map_or(key.as_str(), |(_, k)| k));
+    let first = file(keys.snapshot(head.snapshot));
+    let mut snap = load(&read(&first)?, opts, None).with_context(|| first.display().to_string())?;
+    for rev in head.snapshot + 1..=head.revision {
+        let delta = file(keys.delta(rev));
+        snap = load(&read(&delta)?, opts, Some(&snap))
+            .with_context(|| delta.display().to_string())?;
+    }
+    Ok(snap)
 }
 
 /// One JSON Lines request to one tagged answer line.
