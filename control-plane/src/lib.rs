@@ -7,11 +7,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod group;
-pub mod identity;
 pub mod import;
-pub mod objstore;
 pub mod policy;
-pub mod publish;
 pub mod realm;
 pub mod user;
 

@@ -393,8 +393,8 @@ fn load_published(dir: &Path, opts: &pdp_core::LoadOptions<'_>) -> Result<Snapsh
     let mut snap = load(&read(&first)?, opts, None).with_context(|| first.display().to_string())?;
     for rev in head.snapshot + 1..=head.revision {
         let delta = file(keys.delta(rev));
-        snap = load(&read(&delta)?, opts, Some(&snap))
-            .with_context(|| delta.display().to_string())?;
+        snap =
+            load(&read(&delta)?, opts, Some(&snap)).with_context(|| delta.display().to_string())?;
     }
     Ok(snap)
 }

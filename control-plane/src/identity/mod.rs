@@ -1,2 +1,0 @@
-//! The embedded identity provider (local backend): password hashing and
-//! rules, TOTP, signing keys, token minting, throttling.

@@ -1,1 +1,0 @@
-//! Object stores holding published bundles.

@@ -1,1 +1,0 @@
-//! Publishing realm changes as signed bundles.
