@@ -397,7 +397,10 @@ fn groups_nest_without_cycles_and_feed_memberships() {
         (u.groups.as_slice(), u.roles.as_slice()),
         (&["sre".to_owned()][..], &["editor".to_owned()][..])
     );
-    assert_eq!(db.group_members("acme", "sre").unwrap(), std::slice::from_ref(&alice));
+    assert_eq!(
+        db.group_members("acme", "sre").unwrap(),
+        std::slice::from_ref(&alice)
+    );
     assert!(matches!(
         db.add_user_to_group("acme", &alice, "nope", NOW),
         Err(Error::NotFound { kind: "group", .. })
