@@ -38,20 +38,33 @@ pub struct PendingChanges {
 impl Db {
     /// The realm's whole content, users streamed in id order.
     pub fn realm_content(&self, realm: &str) -> Result<RealmContent> {
+        self.read(|tx| realm_content_in(tx, realm))
+    }
+
+    /// The realm's whole content and the newest change it covers (`None`:
+    /// no change pending), read in one transaction.
+    pub fn snapshot_content(&self, realm: &str) -> Result<(Option<i64>, RealmContent)> {
         self.read(|tx| {
-            let mut members = crate::policy::cedar_members(tx, realm)?;
-            let mut users = Vec::new();
-            for_each_record(tx, realm, |r| {
-                serde_json::to_writer(&mut users, &r)
-                    .map_err(|e| Error::Internal(format!("user {:?}: {e}", r.id)))?;
-                users.push(b'\n');
-                Ok(())
-            })?;
-            members.insert(member::USERS.to_owned(), users);
-            Ok(RealmContent {
-                members,
-                identity: identity_settings(tx, realm)?,
-            })
+            live_realm(tx, realm)?;
+            let upto: Option<i64> = tx.query_row(
+                "SELECT MAX(seq) FROM changes WHERE realm = ?1 AND published_rev IS NULL",
+                [realm],
+                |r| r.get(0),
+            )?;
+            Ok((upto, realm_content_in(tx, realm)?))
+        })
+    }
+
+    /// How many changes wait to be published.
+    pub fn pending_count(&self, realm: &str) -> Result<u64> {
+        self.read(|tx| {
+            live_realm(tx, realm)?;
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM changes WHERE realm = ?1 AND published_rev IS NULL",
+                [realm],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
     }
 
@@ -134,6 +147,22 @@ impl Db {
             Ok(row.map(|(r, at)| (u64::try_from(r).unwrap_or(0), at)))
         })
     }
+}
+
+fn realm_content_in(tx: &Transaction<'_>, realm: &str) -> Result<RealmContent> {
+    let mut members = crate::policy::cedar_members(tx, realm)?;
+    let mut users = Vec::new();
+    for_each_record(tx, realm, |r| {
+        serde_json::to_writer(&mut users, &r)
+            .map_err(|e| Error::Internal(format!("user {:?}: {e}", r.id)))?;
+        users.push(b'\n');
+        Ok(())
+    })?;
+    members.insert(member::USERS.to_owned(), users);
+    Ok(RealmContent {
+        members,
+        identity: identity_settings(tx, realm)?,
+    })
 }
 
 /// Every user record of the realm in id order, built with three ordered

@@ -72,6 +72,23 @@ pub enum Command {
         /// JSON file.
         file: PathBuf,
     },
+    /// Publish the realm's pending changes to the store (a signed delta; a
+    /// snapshot the first time or after a bulk import).
+    Publish {
+        /// Realm.
+        realm: String,
+    },
+    /// Fold the realm's newest snapshot and the deltas after it into a new
+    /// snapshot.
+    Compact {
+        /// Realm.
+        realm: String,
+    },
+    /// What is published for the realm and what waits.
+    Status {
+        /// Realm.
+        realm: String,
+    },
 }
 
 /// Realm subcommands.
@@ -456,6 +473,18 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+fn open_store(config: &Config) -> Result<crate::objstore::LocalDirStore, CliError> {
+    Ok(crate::objstore::LocalDirStore::open(&config.store)?)
+}
+
+fn publisher<'a>(
+    db: &'a Db,
+    store: &'a crate::objstore::LocalDirStore,
+    config: &Config,
+) -> crate::publish::Publisher<'a> {
+    crate::publish::Publisher::new(db, store, &config.store_prefix, config.compact_after_deltas)
+}
+
 /// Run a domain subcommand against the database.
 pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
     let now = now();
@@ -677,6 +706,18 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
             db.put_resources(&realm, &v, now)?;
             Ok(Value::Null)
+        }
+        Command::Publish { realm } => {
+            let store = open_store(config)?;
+            json_of(&publisher(db, &store, config).publish(&realm, now)?)
+        }
+        Command::Compact { realm } => {
+            let store = open_store(config)?;
+            json_of(&publisher(db, &store, config).compact(&realm, now)?)
+        }
+        Command::Status { realm } => {
+            let store = open_store(config)?;
+            json_of(&publisher(db, &store, config).status(&realm)?)
         }
     }
 }

@@ -8,7 +8,9 @@ pub mod db;
 pub mod error;
 pub mod group;
 pub mod import;
+pub mod objstore;
 pub mod policy;
+pub mod publish;
 pub mod realm;
 pub mod user;
 
