@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod group;
+pub mod identity;
 pub mod import;
 pub mod objstore;
 pub mod policy;

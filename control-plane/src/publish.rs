@@ -428,7 +428,11 @@ impl<'a> Publisher<'a> {
                     users: 0,
                 });
             }
-            let (members, identity, users) = self.fold(realm, &head, &signer)?;
+            let Folded {
+                members,
+                identity,
+                users,
+            } = self.fold(realm, &head, &signer)?;
             let bytes = write_archive(
                 &BundleHeader {
                     realm: realm.into(),
@@ -467,16 +471,7 @@ impl<'a> Publisher<'a> {
 
     /// The content at `head.revision`: its snapshot's members with every
     /// delta's applied in order (members replaced, users merged).
-    fn fold(
-        &self,
-        realm: &str,
-        head: &Head,
-        signer: &BundleSigner,
-    ) -> Result<(
-        BTreeMap<String, Vec<u8>>,
-        Option<pdp_core::IdentitySettings>,
-        usize,
-    )> {
+    fn fold(&self, realm: &str, head: &Head, signer: &BundleSigner) -> Result<Folded> {
         let keys = self.keys(realm);
         let base = self.open(realm, &keys.snapshot(head.snapshot), signer)?;
         let mut identity = base.manifest.identity.clone();
@@ -522,7 +517,11 @@ impl<'a> Publisher<'a> {
         }
         let users = directory.len();
         members.insert(member::USERS.into(), directory.to_jsonl().into_bytes());
-        Ok((members, identity, users))
+        Ok(Folded {
+            members,
+            identity,
+            users,
+        })
     }
 
     /// What is published and what is waiting.
@@ -543,6 +542,13 @@ impl<'a> Publisher<'a> {
     }
 }
 
+/// A realm's content at one revision, folded from the store.
+struct Folded {
+    members: BTreeMap<String, Vec<u8>>,
+    identity: Option<pdp_core::IdentitySettings>,
+    users: usize,
+}
+
 /// The keyring of a realm's own bundle key.
 struct OwnRing(Keyring);
 
@@ -550,4 +556,39 @@ impl OwnRing {
     fn as_trust(&self) -> Trust<'_> {
         Trust::Keyring(&self.0)
     }
+}
+
+/// What a decision point builds from the store: `HEAD`'s snapshot and
+/// every delta after it, each verified with `keyring` and applied in
+/// order. Used by tests and tools; edge hosts have their own poller.
+pub fn load_published(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    realm: &str,
+    keyring: &Keyring,
+) -> Result<pdp_core::Snapshot> {
+    let keys = RealmKeys::new(prefix, realm);
+    let head = store
+        .get(&keys.head())?
+        .ok_or_else(|| Error::not_found("published realm", realm))?;
+    let head = Head::parse(&head.bytes).map_err(|e| Error::Publish(e.to_string()))?;
+    let opts = pdp_core::LoadOptions {
+        trust: Trust::Keyring(keyring),
+        limits: Limits::default(),
+    };
+    let get = |key: String| {
+        store
+            .get(&key)?
+            .map(|o| o.bytes)
+            .ok_or_else(|| Error::Publish(format!("{key} is missing")))
+    };
+    let load = |key: String, held: Option<&pdp_core::Snapshot>| {
+        let bytes = get(key.clone())?;
+        pdp_core::load(&bytes, &opts, held).map_err(|e| Error::Publish(format!("{key}: {e}")))
+    };
+    let mut snap = load(keys.snapshot(head.snapshot), None)?;
+    for rev in head.snapshot + 1..=head.revision {
+        snap = load(keys.delta(rev), Some(&snap))?;
+    }
+    Ok(snap)
 }

@@ -137,6 +137,7 @@ impl Db {
                  VALUES (?1, 'active-users-only', 0, ?2, 'Only Active users are permitted anything', ?3, ?3)",
                 params![new.name, ACTIVE_USERS_ONLY, now],
             )?;
+            crate::identity::keys::rotate_in(tx, &new.name, crate::identity::keys::Alg::EdDSA, now)?;
             record_change(tx, &new.name, None, now)?;
             realm_in(tx, &new.name)
         })
