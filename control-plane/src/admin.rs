@@ -216,3 +216,87 @@ impl CedarAdmin {
         }
     }
 }
+
+impl Db {
+    /// Create the admin realm (its schema, the `admin` and `realm-admin`
+    /// roles and the starting policies) if it is missing, and its first
+    /// administrator: an Active user with the `admin` role and this
+    /// password. Refused once the realm has an administrator, so it cannot
+    /// serve as a way around the admin API.
+    pub fn bootstrap(
+        &self,
+        admin_realm: &str,
+        issuer_base: &str,
+        username: &str,
+        email: &str,
+        password: &str,
+        now: i64,
+    ) -> Result<crate::user::User> {
+        crate::identity::password::check(password, &[username, email])?;
+        match self.realm(admin_realm) {
+            Ok(_) => {}
+            Err(Error::NotFound { .. }) => {
+                self.create_realm(
+                    &crate::realm::NewRealm {
+                        name: admin_realm.into(),
+                        display_name: Some("Gatehouse administration".into()),
+                        schema: Some(admin_schema()),
+                    },
+                    issuer_base,
+                    now,
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+        for role in ["admin", "realm-admin"] {
+            let new = crate::group::NewNode {
+                id: role.into(),
+                description: String::new(),
+            };
+            match self.create_node(admin_realm, crate::group::Kind::Role, &new, now) {
+                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (id, body) in ADMIN_POLICIES {
+            let input = crate::policy::PolicyInput {
+                body: (*body).into(),
+                description: "created by bootstrap".into(),
+            };
+            match self.create_policy(admin_realm, id, &input, now) {
+                Ok(_) | Err(Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let has_admin: bool = self.read(|tx| {
+            Ok(tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM user_roles WHERE realm = ?1 AND role_id = 'admin')",
+                [admin_realm],
+                |r| r.get(0),
+            )?)
+        })?;
+        if has_admin {
+            return Err(Error::Conflict(format!(
+                "realm {admin_realm:?} already has an administrator; use the admin API"
+            )));
+        }
+        let user = self.create_user(
+            admin_realm,
+            &crate::user::NewUser {
+                username: Some(username.into()),
+                email: email.into(),
+                ..crate::user::NewUser::default()
+            },
+            now,
+        )?;
+        self.set_password(admin_realm, &user.id, password, false, now)?;
+        self.lifecycle(
+            admin_realm,
+            &user.id,
+            pdp_core::LifecycleAction::Verify,
+            now,
+        )?;
+        self.assign_user_role(admin_realm, &user.id, "admin", now)?;
+        self.user(admin_realm, &user.id)
+    }
+}

@@ -72,6 +72,53 @@ pub enum Command {
         /// JSON file.
         file: PathBuf,
     },
+    /// Log in as a user of a realm (password from stdin); prints tokens or
+    /// the challenge to answer with `respond`.
+    Login {
+        /// Realm.
+        realm: String,
+        /// Username or email.
+        #[arg(long)]
+        username: String,
+        /// Read the password from stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// App client id (default: the realm's first).
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Answer a login challenge: a new password (stdin) or a TOTP code.
+    Respond {
+        /// Realm.
+        realm: String,
+        /// The session from the challenge.
+        #[arg(long)]
+        session: String,
+        /// Read the new password from stdin.
+        #[arg(long, conflicts_with = "code")]
+        new_password_stdin: bool,
+        /// The TOTP code.
+        #[arg(long)]
+        code: Option<String>,
+        /// App client id.
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Create the admin realm and its first administrator (password from
+    /// stdin). Refused once an administrator exists.
+    Bootstrap {
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// Email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from stdin.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Serve the admin API (and each realm's JWKS, discovery and login).
+    Serve,
     /// Publish the realm's pending changes to the store (a signed delta; a
     /// snapshot the first time or after a bulk import).
     Publish {
@@ -124,6 +171,25 @@ pub enum RealmCmd {
     /// Print the public key (SPKI PEM) that signs the realm's bundles, for
     /// decision points' `--trust-key`.
     BundleKey {
+        /// Name.
+        name: String,
+    },
+    /// Rotate the realm's token signing key (the previous one stays in the
+    /// JWKS until the next rotation).
+    RotateKey {
+        /// Name.
+        name: String,
+        /// EdDSA or ES256.
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
+    },
+    /// List the realm's token signing keys.
+    Keys {
+        /// Name.
+        name: String,
+    },
+    /// Print the realm's JWKS.
+    Jwks {
         /// Name.
         name: String,
     },
@@ -217,6 +283,42 @@ pub enum UserCmd {
         id: String,
         /// Role id.
         role: String,
+    },
+    /// Set a user's password, read from stdin (first line).
+    SetPassword {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// Read the password from stdin (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The user must choose a new one at the next login.
+        #[arg(long)]
+        temporary: bool,
+    },
+    /// Start TOTP enrolment; prints the secret and the otpauth URI.
+    TotpEnroll {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+    },
+    /// Confirm TOTP enrolment with a current code.
+    TotpConfirm {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+        /// The code.
+        code: String,
+    },
+    /// Remove a user's TOTP.
+    TotpRemove {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
     },
 }
 
@@ -466,6 +568,16 @@ fn entity_ref(text: &str) -> Result<Value, CliError> {
     Ok(serde_json::json!({"type": ty, "id": id}))
 }
 
+/// The first line of stdin, without its line ending (a secret: never
+/// echoed, never logged).
+fn stdin_line() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("stdin: {e}")))?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 /// The current unix time.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -509,6 +621,11 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             RealmCmd::List { all } => json_of(&db.realms(all)?),
             RealmCmd::Get { name } => json_of(&db.realm(&name)?),
             RealmCmd::Delete { name } => json_of(&db.delete_realm(&name, now)?),
+            RealmCmd::RotateKey { name, alg } => {
+                json_of(&db.rotate_signing_key(&name, alg.parse()?, now)?)
+            }
+            RealmCmd::Keys { name } => json_of(&db.signing_keys(&name)?),
+            RealmCmd::Jwks { name } => Ok(db.jwks(&name)?),
             RealmCmd::BundleKey { name } => {
                 let pem = db
                     .bundle_signer(&name)?
@@ -553,6 +670,24 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             )?),
             UserCmd::Update { realm, id, attrs } => {
                 json_of(&db.update_user_attrs(&realm, &id, &object(&attrs, "--attrs")?, now)?)
+            }
+            UserCmd::SetPassword {
+                realm,
+                id,
+                temporary,
+                ..
+            } => {
+                db.set_password(&realm, &id, &stdin_line()?, temporary, now)?;
+                json_of(&db.user(&realm, &id)?)
+            }
+            UserCmd::TotpEnroll { realm, id } => json_of(&db.totp_enroll(&realm, &id)?),
+            UserCmd::TotpConfirm { realm, id, code } => {
+                db.totp_confirm(&realm, &id, &code, now)?;
+                Ok(Value::Null)
+            }
+            UserCmd::TotpRemove { realm, id } => {
+                db.totp_remove(&realm, &id)?;
+                Ok(Value::Null)
             }
             UserCmd::Lifecycle { realm, id, action } => {
                 let action: LifecycleAction = action.parse().map_err(Error::from)?;
@@ -707,6 +842,56 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             db.put_resources(&realm, &v, now)?;
             Ok(Value::Null)
         }
+        Command::Login {
+            realm,
+            username,
+            client_id,
+            ..
+        } => json_of(&db.login(
+            &realm,
+            &username,
+            &stdin_line()?,
+            client_id.as_deref(),
+            config.token_ttl_seconds,
+            now,
+        )?),
+        Command::Respond {
+            realm,
+            session,
+            new_password_stdin,
+            code,
+            client_id,
+        } => {
+            let answer = crate::identity::ChallengeAnswer {
+                session,
+                new_password: if new_password_stdin {
+                    Some(stdin_line()?)
+                } else {
+                    None
+                },
+                code,
+            };
+            json_of(&db.respond_to_challenge(
+                &realm,
+                &answer,
+                client_id.as_deref(),
+                config.token_ttl_seconds,
+                now,
+            )?)
+        }
+        Command::Bootstrap {
+            username, email, ..
+        } => json_of(&db.bootstrap(
+            &config.admin_realm,
+            &config.issuer_base,
+            &username,
+            &email,
+            &stdin_line()?,
+            now,
+        )?),
+        Command::Serve => Err(CliError::Usage(
+            "serve runs from the binary's main, not run_domain".into(),
+        )),
         Command::Publish { realm } => {
             let store = open_store(config)?;
             json_of(&publisher(db, &store, config).publish(&realm, now)?)
