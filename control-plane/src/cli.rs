@@ -119,6 +119,8 @@ pub enum Command {
     },
     /// Serve the admin API (and each realm's JWKS, discovery and login).
     Serve,
+    /// Print the admin API's OpenAPI 3.1 document.
+    Openapi,
     /// Publish the realm's pending changes to the store (a signed delta; a
     /// snapshot the first time or after a bulk import).
     Publish {
@@ -889,6 +891,12 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             &stdin_line()?,
             now,
         )?),
+        Command::Openapi => Ok(Value::String(
+            crate::api::openapi()
+                .to_pretty_json()
+                .map_err(|e| CliError::Usage(e.to_string()))?
+                + "\n",
+        )),
         Command::Serve => Err(CliError::Usage(
             "serve runs from the binary's main, not run_domain".into(),
         )),

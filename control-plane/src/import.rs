@@ -64,7 +64,7 @@ pub enum Format {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Imported {
     /// Users created.
     pub users: u64,

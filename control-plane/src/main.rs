@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use control_plane::Db;
-use control_plane::cli::{Cli, run_domain};
+use control_plane::cli::{Cli, Command, run_domain};
 use control_plane::config::Config;
 use std::process::ExitCode;
 
@@ -29,6 +29,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if matches!(cli.command, Command::Serve) {
+        return match serve(db, config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     match run_domain(&db, &config, cli.command) {
         Ok(v) => {
             match v {
@@ -43,4 +52,37 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Serve the admin API until interrupted.
+fn serve(db: Db, config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let store = control_plane::objstore::LocalDirStore::open(&config.store)?;
+    let db = std::sync::Arc::new(db);
+    let api = std::sync::Arc::new(control_plane::api::Api {
+        admin: control_plane::admin::CedarAdmin::new(db.clone(), &config.admin_realm),
+        db,
+        store: std::sync::Arc::new(store),
+        config: config.clone(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");
+        tracing::info!(%addr, store = %config.store.display(), "serving");
+        axum::serve(listener, control_plane::api::app(api))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
 }
