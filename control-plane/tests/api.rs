@@ -1,0 +1,1306 @@
+//! The admin API in process (no socket): every resource, its refusals as
+//! problem documents, authentication and Cedar authorization of every
+//! call, and isolation between realms — through HTTP requests as a client
+//! sends them.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use control_plane::Db;
+use control_plane::admin::CedarAdmin;
+use control_plane::api::{Api, app};
+use control_plane::config::Config;
+use control_plane::objstore::LocalDirStore;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const ROOT_PW: &str = "root passphrase for tests";
+
+struct Harness {
+    app: Router,
+    db: Arc<Db>,
+    store: Arc<LocalDirStore>,
+    root: String,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("cp.db")).unwrap());
+        let config = Config {
+            issuer_base: "https://cp.test".into(),
+            ..Config::default()
+        };
+        db.bootstrap(
+            "admin",
+            &config.issuer_base,
+            "root",
+            "root@example.com",
+            ROOT_PW,
+            control_plane::cli::now(),
+        )
+        .unwrap();
+        let store = Arc::new(LocalDirStore::open(dir.path().join("store")).unwrap());
+        let api = Arc::new(Api {
+            admin: CedarAdmin::new(db.clone(), "admin"),
+            db: db.clone(),
+            store: store.clone(),
+            config,
+        });
+        let mut h = Harness {
+            app: app(api),
+            db,
+            store,
+            root: String::new(),
+            _dir: dir,
+        };
+        h.root = h.token("admin", "root", ROOT_PW);
+        h
+    }
+
+    fn token(&self, realm: &str, username: &str, password: &str) -> String {
+        let r = self.call(
+            "POST",
+            &format!("/realms/{realm}/login"),
+            None,
+            Some(json!({"username": username, "password": password})),
+        );
+        assert_eq!(r.status, StatusCode::OK, "login {username}: {}", r.json);
+        r.json["access_token"].as_str().unwrap().to_owned()
+    }
+
+    fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Body, ctype: &str) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.header(header::CONTENT_TYPE, ctype).body(body).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let resp = self.app.clone().oneshot(req).await.unwrap();
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let json = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+            Reply {
+                status,
+                content_type,
+                headers,
+                json,
+            }
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.raw(method, path, token, body, "application/json")
+    }
+
+    /// A call as the root administrator.
+    fn root(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        self.call(method, path, Some(&self.root.clone()), body)
+    }
+}
+
+/// The reply must be a problem document with this status.
+fn problem(r: &Reply, status: StatusCode) -> &Value {
+    assert_eq!(r.status, status, "{}", r.json);
+    assert_eq!(r.content_type, "application/problem+json", "{}", r.json);
+    assert_eq!(r.json["status"], status.as_u16());
+    assert!(
+        r.json["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:gatehouse:problem:")
+    );
+    assert!(!r.json["detail"].as_str().unwrap().is_empty());
+    &r.json
+}
+
+fn ok(r: &Reply, status: StatusCode) -> &Value {
+    assert_eq!(r.status, status, "{}", r.json);
+    &r.json
+}
+
+#[test]
+fn every_call_is_authenticated_and_authorized() {
+    let h = Harness::new();
+    // No token, a malformed one, a forged one.
+    let r = h.call("GET", "/v1/realms", None, None);
+    problem(&r, StatusCode::UNAUTHORIZED);
+    assert!(r.headers.contains_key(header::WWW_AUTHENTICATE));
+    problem(
+        &h.call("GET", "/v1/realms", Some("nonsense"), None),
+        StatusCode::UNAUTHORIZED,
+    );
+    let mut forged = h.root.clone();
+    forged.pop();
+    forged.push('A');
+    problem(
+        &h.call("GET", "/v1/realms", Some(&forged), None),
+        StatusCode::UNAUTHORIZED,
+    );
+
+    // An admin-realm user without a role: authenticated, not permitted.
+    let u = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/admin/users",
+            Some(json!({"email": "clerk@example.com", "username": "clerk"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/admin/users/{u}/lifecycle/verify"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    ok(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/admin/users/{u}/password"),
+            Some(json!({"password": "clerk passphrase 1"})),
+        ),
+        StatusCode::NO_CONTENT,
+    );
+    let clerk = h.token("admin", "clerk", "clerk passphrase 1");
+    let r = h.call(
+        "POST",
+        "/v1/realms",
+        Some(&clerk),
+        Some(json!({"name": "nope"})),
+    );
+    problem(&r, StatusCode::FORBIDDEN);
+    problem(
+        &h.call("GET", "/v1/realms", Some(&clerk), None),
+        StatusCode::FORBIDDEN,
+    );
+    // Nothing was created.
+    problem(
+        &h.root("GET", "/v1/realms/nope", None),
+        StatusCode::NOT_FOUND,
+    );
+
+    // A realm administrator manages exactly the realms listed on them.
+    for name in ["acme", "globex"] {
+        ok(
+            &h.root("POST", "/v1/realms", Some(json!({"name": name}))),
+            StatusCode::CREATED,
+        );
+    }
+    ok(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/admin/users/{u}/roles/realm-admin"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    // The realms they manage are an attribute of the admin schema's User.
+    let r = h.root(
+        "PATCH",
+        &format!("/v1/realms/admin/users/{u}"),
+        Some(json!({"managed_realms": ["acme"]})),
+    );
+    ok(&r, StatusCode::OK);
+    let clerk = h.token("admin", "clerk", "clerk passphrase 1");
+    ok(
+        &h.call("GET", "/v1/realms/acme/users", Some(&clerk), None),
+        StatusCode::OK,
+    );
+    ok(
+        &h.call(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(&clerk),
+            Some(json!({"email": "x@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    );
+    problem(
+        &h.call("GET", "/v1/realms/globex/users", Some(&clerk), None),
+        StatusCode::FORBIDDEN,
+    );
+    problem(
+        &h.call(
+            "POST",
+            "/v1/realms/globex/users",
+            Some(&clerk),
+            Some(json!({"email": "x@globex.io"})),
+        ),
+        StatusCode::FORBIDDEN,
+    );
+    problem(
+        &h.call(
+            "POST",
+            "/v1/realms",
+            Some(&clerk),
+            Some(json!({"name": "new"})),
+        ),
+        StatusCode::FORBIDDEN,
+    );
+
+    // Suspending the clerk revokes their token at once.
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/admin/users/{u}/lifecycle/suspend"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    problem(
+        &h.call("GET", "/v1/realms/acme/users", Some(&clerk), None),
+        StatusCode::UNAUTHORIZED,
+    );
+}
+
+#[test]
+fn realms_are_isolated() {
+    let h = Harness::new();
+    for name in ["acme", "globex"] {
+        ok(
+            &h.root("POST", "/v1/realms", Some(json!({"name": name}))),
+            StatusCode::CREATED,
+        );
+    }
+    let alice = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "alice@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        &h.root("POST", "/v1/realms/acme/groups", Some(json!({"id": "eng"}))),
+        StatusCode::CREATED,
+    );
+    // The same email is free in the other realm: nothing is shared.
+    ok(
+        &h.root(
+            "POST",
+            "/v1/realms/globex/users",
+            Some(json!({"email": "alice@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    );
+    // acme's user, group and policies cannot be reached through globex.
+    problem(
+        &h.root("GET", &format!("/v1/realms/globex/users/{alice}"), None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/globex/users/{alice}/lifecycle/suspend"),
+            None,
+        ),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root("GET", "/v1/realms/globex/groups/eng", None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/globex/users/{alice}/groups/eng"),
+            None,
+        ),
+        StatusCode::NOT_FOUND,
+    );
+    let page = ok(
+        &h.root("GET", "/v1/realms/globex/users", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert!(
+        page["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["id"] != alice.as_str())
+    );
+    // Keys and bundles are per realm too.
+    let ka = ok(&h.root("GET", "/v1/realms/acme/keys", None), StatusCode::OK)[0]["kid"].clone();
+    let kg = ok(
+        &h.root("GET", "/v1/realms/globex/keys", None),
+        StatusCode::OK,
+    )[0]["kid"]
+        .clone();
+    assert_ne!(ka, kg);
+    let sa = ok(
+        &h.root("GET", "/v1/realms/acme/bundle", None),
+        StatusCode::OK,
+    )
+    .clone();
+    let sg = ok(
+        &h.root("GET", "/v1/realms/globex/bundle", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_ne!(sa["bundle_kid"], sg["bundle_kid"]);
+    // A token of one realm is no admin token, and not one of another realm.
+    let id = alice.clone();
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/lifecycle/verify"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    ok(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/acme/users/{id}/password"),
+            Some(json!({"password": "alice passphrase 1"})),
+        ),
+        StatusCode::NO_CONTENT,
+    );
+    let alice_token = h.token("acme", "alice@acme.io", "alice passphrase 1");
+    problem(
+        &h.call("GET", "/v1/realms/acme/users", Some(&alice_token), None),
+        StatusCode::UNAUTHORIZED,
+    );
+    // alice does not exist in globex's login.
+    problem(
+        &h.call(
+            "POST",
+            "/realms/globex/login",
+            None,
+            Some(json!({"username": "alice@acme.io", "password": "alice passphrase 1"})),
+        ),
+        StatusCode::UNAUTHORIZED,
+    );
+    // A deleted realm is gone from every endpoint.
+    ok(&h.root("DELETE", "/v1/realms/globex", None), StatusCode::OK);
+    problem(
+        &h.root("GET", "/v1/realms/globex", None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root("GET", "/v1/realms/globex/users", None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.call("GET", "/realms/globex/.well-known/jwks.json", None, None),
+        StatusCode::NOT_FOUND,
+    );
+    let listed = ok(&h.root("GET", "/v1/realms", None), StatusCode::OK).clone();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["name"] != "globex")
+    );
+    let all = ok(
+        &h.root("GET", "/v1/realms?include_deleted=true", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "globex")
+    );
+}
+
+#[test]
+fn realms_resource() {
+    let h = Harness::new();
+    let r = ok(
+        &h.root(
+            "POST",
+            "/v1/realms",
+            Some(json!({"name": "acme", "display_name": "Acme"})),
+        ),
+        StatusCode::CREATED,
+    )
+    .clone();
+    assert_eq!(r["issuer"], "https://cp.test/realms/acme");
+    problem(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CONFLICT,
+    );
+    problem(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "Bad Name"}))),
+        StatusCode::BAD_REQUEST,
+    );
+    problem(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "x", "bogus": 1}))),
+        StatusCode::BAD_REQUEST,
+    );
+    let bad_schema = h.root(
+        "POST",
+        "/v1/realms",
+        Some(json!({"name": "y", "schema": "entity User {"})),
+    );
+    assert!(bad_schema.status.is_client_error(), "{}", bad_schema.json);
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "y"}))),
+        StatusCode::CREATED,
+    );
+    let r = h.raw(
+        "POST",
+        "/v1/realms",
+        Some(&h.root),
+        Body::from("{\"name\":"),
+        "application/json",
+    );
+    let p = problem(&r, StatusCode::BAD_REQUEST);
+    assert!(p["detail"].as_str().unwrap().contains("line 1"), "{p}");
+    ok(&h.root("GET", "/v1/realms/acme", None), StatusCode::OK);
+    problem(
+        &h.root("GET", "/v1/realms/missing", None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root("DELETE", "/v1/realms/missing", None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root("GET", "/v1/no/such/route", None),
+        StatusCode::NOT_FOUND,
+    );
+}
+
+#[test]
+fn users_resource_lifecycle_search_and_credentials() {
+    let h = Harness::new();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let u = ok(
+        &h.root("POST", "/v1/realms/acme/users", Some(json!({"email": "Alice@Acme.io", "username": "alice", "attrs": {"department": "eng"}}))),
+        StatusCode::CREATED,
+    )
+    .clone();
+    let id = u["id"].as_str().unwrap().to_owned();
+    assert_eq!(u["state"], "Created");
+    // Email unique per realm, case-insensitive; bad email; bad attrs.
+    problem(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "alice@ACME.io"})),
+        ),
+        StatusCode::CONFLICT,
+    );
+    problem(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "not-an-email"})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    let p = problem(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "b@acme.io", "attrs": {"level": "high"}})),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .clone();
+    assert!(!p["diagnostics"].as_array().unwrap().is_empty(), "{p}");
+    // Get, update attributes (validated), remove one with null.
+    assert_eq!(
+        ok(
+            &h.root("GET", &format!("/v1/realms/acme/users/{id}"), None),
+            StatusCode::OK
+        )["email"],
+        "Alice@Acme.io"
+    );
+    let u = ok(
+        &h.root(
+            "PATCH",
+            &format!("/v1/realms/acme/users/{id}"),
+            Some(json!({"level": 3})),
+        ),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(u["attrs"], json!({"department": "eng", "level": 3}));
+    problem(
+        &h.root(
+            "PATCH",
+            &format!("/v1/realms/acme/users/{id}"),
+            Some(json!({"level": "x"})),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    problem(
+        &h.root(
+            "PATCH",
+            &format!("/v1/realms/acme/users/{id}"),
+            Some(json!({"state": "Active"})),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let u = ok(
+        &h.root(
+            "PATCH",
+            &format!("/v1/realms/acme/users/{id}"),
+            Some(json!({"level": null})),
+        ),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(u["attrs"], json!({"department": "eng"}));
+    problem(
+        &h.root("GET", "/v1/realms/acme/users/nobody", None),
+        StatusCode::NOT_FOUND,
+    );
+
+    // Lifecycle: legal moves, illegal ones refused with nothing changed.
+    let life = |action: &str| {
+        h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/lifecycle/{action}"),
+            None,
+        )
+    };
+    problem(&life("resume"), StatusCode::CONFLICT);
+    problem(&life("teleport"), StatusCode::NOT_FOUND);
+    assert_eq!(ok(&life("verify"), StatusCode::OK)["state"], "Active");
+    problem(&life("verify"), StatusCode::CONFLICT);
+    assert_eq!(
+        h.db.user("acme", &id).unwrap().state,
+        pdp_core::UserState::Active
+    );
+    let s = ok(&life("suspend"), StatusCode::OK).clone();
+    assert_eq!(s["state"], "Suspended");
+    assert!(s["tokens_valid_after"].as_i64().unwrap() > 0);
+    assert_eq!(ok(&life("resume"), StatusCode::OK)["state"], "Active");
+    ok(&life("sign_out_everywhere"), StatusCode::OK);
+    assert_eq!(ok(&life("delete"), StatusCode::OK)["state"], "Deleted");
+    assert_eq!(ok(&life("restore"), StatusCode::OK)["state"], "Active");
+
+    // Passwords: rules enforced; a set password logs in; TOTP enrolment.
+    let pw = |p: &str| {
+        h.root(
+            "PUT",
+            &format!("/v1/realms/acme/users/{id}/password"),
+            Some(json!({"password": p})),
+        )
+    };
+    problem(&pw("short"), StatusCode::UNPROCESSABLE_ENTITY);
+    problem(&pw("password123"), StatusCode::UNPROCESSABLE_ENTITY);
+    ok(&pw("alice passphrase 1"), StatusCode::NO_CONTENT);
+    let t = h.call(
+        "POST",
+        "/realms/acme/login",
+        None,
+        Some(json!({"username": "alice", "password": "alice passphrase 1"})),
+    );
+    assert!(ok(&t, StatusCode::OK)["id_token"].is_string());
+    let e = ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/mfa/totp"),
+            None,
+        ),
+        StatusCode::CREATED,
+    )
+    .clone();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(e["secret"].as_str().unwrap().as_bytes())
+        .unwrap();
+    problem(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/mfa/totp/confirm"),
+            Some(json!({"code": "abc"})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    let code = control_plane::identity::totp::code_at(&secret, control_plane::cli::now());
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/mfa/totp/confirm"),
+            Some(json!({"code": code})),
+        ),
+        StatusCode::NO_CONTENT,
+    );
+    let c = h.call(
+        "POST",
+        "/realms/acme/login",
+        None,
+        Some(json!({"username": "alice", "password": "alice passphrase 1"})),
+    );
+    let c = ok(&c, StatusCode::OK).clone();
+    assert_eq!(c["challenge"], "SOFTWARE_TOKEN_MFA");
+    let r = h.call(
+        "POST",
+        "/realms/acme/login/challenge",
+        None,
+        Some(json!({"session": c["session"], "code": "000000"})),
+    );
+    assert!(matches!(r.status, StatusCode::UNAUTHORIZED), "{}", r.json);
+    ok(
+        &h.root(
+            "DELETE",
+            &format!("/v1/realms/acme/users/{id}/mfa/totp"),
+            None,
+        ),
+        StatusCode::NO_CONTENT,
+    );
+
+    // Search: prefixes, state, and pages that follow `next`.
+    for i in 0..7 {
+        ok(
+            &h.root(
+                "POST",
+                "/v1/realms/acme/users",
+                Some(json!({"email": format!("p{i}@acme.io")})),
+            ),
+            StatusCode::CREATED,
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/realms/acme/users?email_prefix=p&limit=3".to_owned();
+    loop {
+        let page = ok(&h.root("GET", &path, None), StatusCode::OK).clone();
+        for u in page["users"].as_array().unwrap() {
+            seen.push(u["email"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => {
+                path = format!("/v1/realms/acme/users?email_prefix=p&limit=3&cursor={next}")
+            }
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..7).map(|i| format!("p{i}@acme.io")).collect::<Vec<_>>()
+    );
+    let active = ok(
+        &h.root("GET", "/v1/realms/acme/users?state=Active", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(active["users"].as_array().unwrap().len(), 1);
+    problem(
+        &h.root("GET", "/v1/realms/acme/users?limit=lots", None),
+        StatusCode::BAD_REQUEST,
+    );
+    problem(
+        &h.root("GET", "/v1/realms/acme/users?state=Sleeping", None),
+        StatusCode::BAD_REQUEST,
+    );
+    problem(
+        &h.root("GET", "/v1/realms/acme/users?cursor=garbage", None),
+        StatusCode::BAD_REQUEST,
+    );
+
+    // Bulk import, all or nothing, with line numbers.
+    let lines = "{\"email\":\"i1@acme.io\",\"state\":\"Active\"}\n{\"email\":\"i2@acme.io\",\"state\":\"Nope\"}\n";
+    let r = h.raw(
+        "POST",
+        "/v1/realms/acme/users/import",
+        Some(&h.root),
+        Body::from(lines),
+        "application/x-ndjson",
+    );
+    let p = problem(&r, StatusCode::UNPROCESSABLE_ENTITY).clone();
+    assert_eq!(p["diagnostics"][0]["line"], 2, "{p}");
+    let none = ok(
+        &h.root("GET", "/v1/realms/acme/users?email_prefix=i1", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert!(
+        none["users"].as_array().unwrap().is_empty(),
+        "import was not all-or-nothing: {none}"
+    );
+    let csv = "email,state,attr:department\ni1@acme.io,Active,eng\n";
+    let r = h.raw(
+        "POST",
+        "/v1/realms/acme/users/import",
+        Some(&h.root),
+        Body::from(csv),
+        "text/csv",
+    );
+    assert_eq!(ok(&r, StatusCode::OK)["users"], 1);
+}
+
+#[test]
+fn groups_roles_and_memberships() {
+    let h = Harness::new();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let id = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "a@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for g in ["eng", "staff", "all"] {
+        ok(
+            &h.root("POST", "/v1/realms/acme/groups", Some(json!({"id": g}))),
+            StatusCode::CREATED,
+        );
+    }
+    problem(
+        &h.root("POST", "/v1/realms/acme/groups", Some(json!({"id": "eng"}))),
+        StatusCode::CONFLICT,
+    );
+    problem(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/groups",
+            Some(json!({"id": "bad id!"})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/roles",
+            Some(json!({"id": "reader", "description": "reads"})),
+        ),
+        StatusCode::CREATED,
+    );
+    problem(
+        &h.root("POST", "/v1/realms/acme/teams", Some(json!({"id": "x"}))),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/groups", None),
+            StatusCode::OK
+        )
+        .as_array()
+        .unwrap()
+        .len(),
+        3
+    );
+    assert_eq!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/roles/reader", None),
+            StatusCode::OK
+        )["description"],
+        "reads"
+    );
+    // Nesting, and cycles refused.
+    ok(
+        &h.root("PUT", "/v1/realms/acme/groups/eng/parents/staff", None),
+        StatusCode::NO_CONTENT,
+    );
+    ok(
+        &h.root("PUT", "/v1/realms/acme/groups/staff/parents/all", None),
+        StatusCode::NO_CONTENT,
+    );
+    problem(
+        &h.root("PUT", "/v1/realms/acme/groups/all/parents/eng", None),
+        StatusCode::CONFLICT,
+    );
+    problem(
+        &h.root("PUT", "/v1/realms/acme/groups/eng/parents/eng", None),
+        StatusCode::CONFLICT,
+    );
+    problem(
+        &h.root("PUT", "/v1/realms/acme/groups/eng/parents/ghost", None),
+        StatusCode::NOT_FOUND,
+    );
+    ok(
+        &h.root("PUT", "/v1/realms/acme/groups/staff/roles/reader", None),
+        StatusCode::NO_CONTENT,
+    );
+    // Memberships and assignments.
+    let u = ok(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/acme/users/{id}/groups/eng"),
+            None,
+        ),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(u["groups"], json!(["eng"]));
+    let u = ok(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/acme/users/{id}/roles/reader"),
+            None,
+        ),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(u["roles"], json!(["reader"]));
+    problem(
+        &h.root(
+            "PUT",
+            &format!("/v1/realms/acme/users/{id}/groups/ghost"),
+            None,
+        ),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/groups/eng/members", None),
+            StatusCode::OK
+        ),
+        &json!([id])
+    );
+    ok(
+        &h.root(
+            "DELETE",
+            &format!("/v1/realms/acme/users/{id}/roles/reader"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    ok(
+        &h.root("DELETE", "/v1/realms/acme/groups/staff/roles/reader", None),
+        StatusCode::NO_CONTENT,
+    );
+    ok(
+        &h.root("DELETE", "/v1/realms/acme/groups/eng/parents/staff", None),
+        StatusCode::NO_CONTENT,
+    );
+    // Deleting a group drops its memberships.
+    ok(
+        &h.root("DELETE", "/v1/realms/acme/groups/eng", None),
+        StatusCode::NO_CONTENT,
+    );
+    assert_eq!(h.db.user("acme", &id).unwrap().groups, Vec::<String>::new());
+    problem(
+        &h.root("DELETE", "/v1/realms/acme/groups/eng", None),
+        StatusCode::NOT_FOUND,
+    );
+    ok(
+        &h.root("DELETE", "/v1/realms/acme/roles/reader", None),
+        StatusCode::NO_CONTENT,
+    );
+}
+
+#[test]
+fn policies_schema_entities_keys_and_bundles() {
+    let h = Harness::new();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let good = "permit (principal, action == Action::\"viewProfile\", resource) when { principal == resource };";
+    ok(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/policies/self-view",
+            Some(json!({"body": good})),
+        ),
+        StatusCode::OK,
+    );
+    // Invalid against the schema: 422 with Cedar's diagnostics, nothing stored.
+    let bad = "permit (principal, action == Action::\"viewProfile\", resource) when { principal.nickname == \"x\" };";
+    let p = problem(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/policies/bad",
+            Some(json!({"body": bad})),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .clone();
+    assert!(!p["diagnostics"].as_array().unwrap().is_empty(), "{p}");
+    problem(
+        &h.root("GET", "/v1/realms/acme/policies/bad", None),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/policies/bad",
+            Some(json!({"body": "permit (principal"})),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    // Update in place; list; get.
+    ok(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/policies/self-view",
+            Some(json!({"body": good, "description": "own profile"})),
+        ),
+        StatusCode::OK,
+    );
+    assert_eq!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/policies/self-view", None),
+            StatusCode::OK
+        )["description"],
+        "own profile"
+    );
+    assert!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/policies", None),
+            StatusCode::OK
+        )
+        .as_array()
+        .unwrap()
+        .len()
+            >= 2
+    );
+    // Templates and links.
+    let tpl = "permit (principal == ?principal, action == Action::\"readDocument\", resource in ?resource);";
+    ok(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/policies/reader-of",
+            Some(json!({"body": tpl})),
+        ),
+        StatusCode::OK,
+    );
+    ok(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/entities",
+            Some(json!([
+                {"uid": {"type": "Folder", "id": "specs"}, "attrs": {}, "parents": []}
+            ])),
+        ),
+        StatusCode::NO_CONTENT,
+    );
+    problem(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/entities",
+            Some(json!([{"uid": {"type": "Planet", "id": "x"}, "attrs": {}, "parents": []}])),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let uid = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "a@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .clone();
+    ok(&h.root("POST", "/v1/realms/acme/links", Some(json!({
+        "id": "a-reads-specs", "template_id": "reader-of",
+        "values": {"?principal": {"type": "User", "id": uid}, "?resource": {"type": "Folder", "id": "specs"}}
+    }))), StatusCode::CREATED);
+    problem(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/links",
+            Some(json!({
+                "id": "l2", "template_id": "self-view", "values": {}
+            })),
+        ),
+        StatusCode::NOT_FOUND,
+    );
+    assert_eq!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/links", None),
+            StatusCode::OK
+        )
+        .as_array()
+        .unwrap()
+        .len(),
+        1
+    );
+    problem(
+        &h.root("DELETE", "/v1/realms/acme/policies/reader-of", None),
+        StatusCode::CONFLICT,
+    );
+    ok(
+        &h.root("DELETE", "/v1/realms/acme/links/a-reads-specs", None),
+        StatusCode::NO_CONTENT,
+    );
+    ok(
+        &h.root("DELETE", "/v1/realms/acme/policies/reader-of", None),
+        StatusCode::NO_CONTENT,
+    );
+    problem(
+        &h.root("DELETE", "/v1/realms/acme/policies/reader-of", None),
+        StatusCode::NOT_FOUND,
+    );
+
+    // Schema: versioned; a change that breaks a policy is refused.
+    let v1 = ok(
+        &h.root("GET", "/v1/realms/acme/schema", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(v1["version"], 1);
+    let text = v1["text"].as_str().unwrap();
+    let no_profile = text.replace("action viewProfile, editProfile", "action editProfile");
+    problem(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/schema",
+            Some(json!({"text": no_profile})),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    );
+    let more = format!("{text}\nentity Printer;\n");
+    assert_eq!(
+        ok(
+            &h.root("PUT", "/v1/realms/acme/schema", Some(json!({"text": more}))),
+            StatusCode::OK
+        )["version"],
+        2
+    );
+    assert_eq!(
+        ok(
+            &h.root("GET", "/v1/realms/acme/schema?version=1", None),
+            StatusCode::OK
+        )["text"],
+        v1["text"]
+    );
+    problem(
+        &h.root("GET", "/v1/realms/acme/schema?version=9", None),
+        StatusCode::NOT_FOUND,
+    );
+
+    // Keys: rotate (ES256), the JWKS carries both.
+    let k = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/keys",
+            Some(json!({"alg": "ES256"})),
+        ),
+        StatusCode::CREATED,
+    )
+    .clone();
+    assert_eq!(k["status"], "active");
+    problem(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/keys",
+            Some(json!({"alg": "HS256"})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    let jwks = ok(
+        &h.call("GET", "/realms/acme/.well-known/jwks.json", None, None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let oidc = ok(
+        &h.call(
+            "GET",
+            "/realms/acme/.well-known/openid-configuration",
+            None,
+            None,
+        ),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(oidc["issuer"], "https://cp.test/realms/acme");
+
+    // Bundles: every change above was auto-published; status says so.
+    let s = ok(
+        &h.root("GET", "/v1/realms/acme/bundle", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(s["pending_changes"], 0);
+    let head = s["head_revision"].as_u64().unwrap();
+    assert!(head > 5, "{s}");
+    let p = ok(
+        &h.root("POST", "/v1/realms/acme/bundle/publish", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(p["kind"], "none");
+    let c = ok(
+        &h.root("POST", "/v1/realms/acme/bundle/compact", None),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(
+        (c["kind"].as_str(), c["revision"].as_u64()),
+        (Some("snapshot"), Some(head))
+    );
+    let mut ring = pdp_core::Keyring::new();
+    ring.add(h.db.bundle_signer("acme").unwrap().verifying_key());
+    let snap = control_plane::publish::load_published(h.store.as_ref(), "", "acme", &ring).unwrap();
+    assert_eq!(snap.revision(), head);
+    assert!(
+        snap.policy_set()
+            .policies()
+            .any(|p| p.id().to_string() == "self-view")
+    );
+}
+
+#[test]
+fn login_endpoint_refusals_and_throttling() {
+    let h = Harness::new();
+    let login = |pw: &str| {
+        h.call(
+            "POST",
+            "/realms/admin/login",
+            None,
+            Some(json!({"username": "root", "password": pw})),
+        )
+    };
+    problem(&login("wrong"), StatusCode::UNAUTHORIZED);
+    problem(
+        &h.call(
+            "POST",
+            "/realms/admin/login",
+            None,
+            Some(json!({"username": "root"})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    problem(
+        &h.call(
+            "POST",
+            "/realms/nowhere/login",
+            None,
+            Some(json!({"username": "root", "password": "x"})),
+        ),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.call(
+            "POST",
+            "/realms/admin/login/challenge",
+            None,
+            Some(json!({"session": "forged", "code": "123456"})),
+        ),
+        StatusCode::UNAUTHORIZED,
+    );
+    for _ in 0..5 {
+        let _ = login("wrong");
+    }
+    let r = login(ROOT_PW);
+    let p = problem(&r, StatusCode::TOO_MANY_REQUESTS);
+    assert!(p["retry_after"].as_u64().unwrap() >= 1);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+}
+
+#[test]
+fn a_suspension_through_the_api_is_published_and_enforced() {
+    let h = Harness::new();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let id = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "a@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/lifecycle/verify"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    let good = "permit (principal, action == Action::\"viewProfile\", resource) when { principal == resource };";
+    ok(
+        &h.root(
+            "PUT",
+            "/v1/realms/acme/policies/self-view",
+            Some(json!({"body": good})),
+        ),
+        StatusCode::OK,
+    );
+    let mut ring = pdp_core::Keyring::new();
+    ring.add(h.db.bundle_signer("acme").unwrap().verifying_key());
+    let req = pdp_core::Request {
+        principal: pdp_core::EntityRef::new("User", &id),
+        action: pdp_core::EntityRef::new("Action", "viewProfile"),
+        resource: pdp_core::EntityRef::new("User", &id),
+        context: json!({}),
+        entities: vec![],
+    };
+    let snap = control_plane::publish::load_published(h.store.as_ref(), "", "acme", &ring).unwrap();
+    assert_eq!(
+        snap.is_authorized(&req).unwrap().decision,
+        pdp_core::Decision::Allow
+    );
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/lifecycle/suspend"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    let snap = control_plane::publish::load_published(h.store.as_ref(), "", "acme", &ring).unwrap();
+    let a = snap.is_authorized(&req).unwrap();
+    assert_eq!(a.decision, pdp_core::Decision::Deny);
+    assert_eq!(
+        a.reason,
+        pdp_core::decision::Reason::UserState(pdp_core::UserState::Suspended)
+    );
+}
+
+#[test]
+fn openapi_and_docs_are_served() {
+    let h = Harness::new();
+    let r = h.call("GET", "/openapi.json", None, None);
+    let doc = ok(&r, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every operation the router serves is in the document.
+    for path in [
+        "/v1/realms/{realm}/users/{id}/lifecycle/{action}",
+        "/v1/realms/{realm}/bundle/publish",
+        "/realms/{realm}/login",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    let r = h.call("GET", "/docs", None, None);
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type.starts_with("text/html"));
+    assert!(r.json.as_str().unwrap().contains("openapi.json"));
+}
