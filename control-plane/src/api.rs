@@ -210,15 +210,15 @@ async fn admin<T: Send + 'static>(
         api.admin
             .authorize(token.as_deref(), action, realm.as_deref(), now)?;
         let out = f(&api, now)?;
+        // The change is committed; if publishing fails, the next publish
+        // carries it.
         if !is_read(action)
             && api.config.auto_publish
             && let Some(realm) = &realm
             && action != "realm:delete"
+            && let Err(e) = api.publisher().publish(realm, now)
         {
-            if let Err(e) = api.publisher().publish(realm, now) {
-                // The change is committed; the next publish carries it.
-                tracing::warn!(realm, error = %e, "auto-publish failed");
-            }
+            tracing::warn!(realm, error = %e, "auto-publish failed");
         }
         Ok(out)
     })
