@@ -6,7 +6,9 @@
 //!
 //! The whole file is one transaction: it imports completely or not at all,
 //! and a bad line is reported by its number. Imported users keep their ids,
-//! may arrive in any lifecycle state (they come from a live system), and may
+//! may arrive in any lifecycle state (they come from a live system; one
+//! imported Suspended or Deleted returns to Active on resume or restore,
+//! the state before is not known), and may
 //! bring a bcrypt or Argon2 password hash, verified and upgraded to
 //! Argon2id at their next login. The realm is then published as a snapshot.
 
@@ -148,8 +150,11 @@ impl Db {
             let schema = crate::policy::current_schema(tx, realm)?;
             let mut insert = tx.prepare(
                 "INSERT INTO users (realm, id, username, username_lc, email, email_lc, state, attrs,
-                                    tokens_valid_after, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?9, ?9)",
+                                    tokens_valid_after, created_at, updated_at,
+                                    suspended_from, deleted_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?9, ?9,
+                         CASE WHEN ?7 = 'Suspended' THEN 'Active' END,
+                         CASE WHEN ?7 = 'Deleted' THEN 'Active' END)",
             )?;
             let mut member = tx.prepare(
                 "INSERT INTO user_groups (realm, user_id, group_id) VALUES (?1, ?2, ?3)",
@@ -170,13 +175,18 @@ impl Db {
                     }
                     None => crate::db::uuid_v4()?,
                 };
+                let (mut groups, mut roles) = (rec.groups, rec.roles);
+                groups.sort();
+                groups.dedup();
+                roles.sort();
+                roles.dedup();
                 let user = crate::user::User {
                     username: rec.username.unwrap_or_else(|| rec.email.clone()),
                     email: rec.email,
                     state: rec.state.unwrap_or(UserState::Created),
                     attrs: rec.attrs,
-                    groups: rec.groups,
-                    roles: rec.roles,
+                    groups,
+                    roles,
                     tokens_valid_after: rec.tokens_valid_after,
                     created_at: now,
                     updated_at: now,

@@ -135,3 +135,34 @@ fn csv_import_reads_attribute_columns_as_json_literals() {
     let bad = db.import_users("acme", "name\nz\n".as_bytes(), Format::Csv, NOW);
     assert!(matches!(bad, Err(Error::Invalid { .. })));
 }
+
+#[test]
+fn imported_suspended_and_deleted_users_can_be_resumed_and_restored() {
+    let db = control_plane::Db::open_in_memory().unwrap();
+    db.create_realm(
+        &control_plane::realm::NewRealm {
+            name: "acme".into(),
+            ..Default::default()
+        },
+        "https://cp.example",
+        1,
+    )
+    .unwrap();
+    let lines = "{\"id\":\"s\",\"email\":\"s@acme.io\",\"state\":\"Suspended\",\"groups\":[]}\n\
+                 {\"id\":\"d\",\"email\":\"d@acme.io\",\"state\":\"Deleted\"}\n";
+    db.import_users(
+        "acme",
+        lines.as_bytes(),
+        control_plane::import::Format::JsonLines,
+        1,
+    )
+    .unwrap();
+    let s = db
+        .lifecycle("acme", "s", pdp_core::LifecycleAction::Resume, 2)
+        .unwrap();
+    assert_eq!(s.state, pdp_core::UserState::Active);
+    let d = db
+        .lifecycle("acme", "d", pdp_core::LifecycleAction::Restore, 2)
+        .unwrap();
+    assert_eq!(d.state, pdp_core::UserState::Active);
+}
