@@ -158,6 +158,9 @@ impl Keyring {
     /// Trust an SPKI PEM public key (or the public half of a PKCS#8 private
     /// key); returns its key id.
     pub fn add_pem(&mut self, pem: &str) -> Result<String, SignatureError> {
+        // Blank lines around the armour (files written by `echo`, JSON
+        // tools) are not part of the key.
+        let pem = pem.trim();
         let key = match VerifyingKey::from_public_key_pem(pem) {
             Ok(k) => k,
             Err(_) => SigningKey::from_pkcs8_pem(pem)
@@ -255,6 +258,8 @@ mod tests {
         let mut ring = Keyring::new();
         assert_eq!(ring.add_pem(&a.public_pem().unwrap()).unwrap(), a.kid());
         assert!(ring.add_pem("not a key").is_err());
+        let padded = format!("\n{}\n\n", a.public_pem().unwrap());
+        assert_eq!(ring.add_pem(&padded).unwrap(), a.kid());
     }
 
     #[test]
