@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::error::{Diagnostic, Error};
 use crate::group::{Kind, NewNode, Node};
 use crate::identity::keys::{Alg, KeyInfo};
-use crate::identity::{ChallengeAnswer, LoginResult, TotpEnrollment};
+use crate::identity::{ChallengeAnswer, LoginResult, TotpEnrollment, VerificationCode};
 use crate::import::{Format, Imported};
 use crate::objstore::ObjectStore;
 use crate::policy::{Link, PolicyInput, SchemaVersion, StoredPolicy};
@@ -508,6 +508,26 @@ async fn totp_enroll(
     })
     .await
     .map(|e| (StatusCode::CREATED, Json(e)))
+}
+
+/// Send a Created or Unverified user a new email verification code (a
+/// Created user becomes Unverified). The control plane sends no mail: the
+/// caller delivers the code; the user answers `EMAIL_VERIFICATION` with it
+/// at their next login.
+#[utoipa::path(post, path = "/v1/realms/{realm}/users/{id}/verification", tag = "users",
+    params(("realm" = String, Path), ("id" = String, Path)),
+    responses((status = 201, body = VerificationCode), (status = "4XX", body = Problem)))]
+async fn start_verification(
+    State(api): St,
+    headers: HeaderMap,
+    Path((realm, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<VerificationCode>)> {
+    let r = realm.clone();
+    admin(&api, &headers, "user:invite", Some(realm), move |a, now| {
+        a.db.start_verification(&r, &id, now)
+    })
+    .await
+    .map(|c| (StatusCode::CREATED, Json(c)))
 }
 
 /// A TOTP code.
@@ -1359,6 +1379,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_user, update_user))
         .routes(routes!(lifecycle))
         .routes(routes!(set_password))
+        .routes(routes!(start_verification))
         .routes(routes!(totp_enroll, totp_remove))
         .routes(routes!(totp_confirm))
         .routes(routes!(add_user_group, remove_user_group))

@@ -299,6 +299,14 @@ pub enum UserCmd {
         #[arg(long)]
         temporary: bool,
     },
+    /// Send a verification code (prints it for delivery; a Created user
+    /// becomes Unverified).
+    Invite {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+    },
     /// Start TOTP enrolment; prints the secret and the otpauth URI.
     TotpEnroll {
         /// Realm.
@@ -682,6 +690,7 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 db.set_password(&realm, &id, &stdin_line()?, temporary, now)?;
                 json_of(&db.user(&realm, &id)?)
             }
+            UserCmd::Invite { realm, id } => json_of(&db.start_verification(&realm, &id, now)?),
             UserCmd::TotpEnroll { realm, id } => json_of(&db.totp_enroll(&realm, &id)?),
             UserCmd::TotpConfirm { realm, id, code } => {
                 db.totp_confirm(&realm, &id, &code, now)?;

@@ -12,7 +12,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE realms (
     name          TEXT PRIMARY KEY,
     display_name  TEXT NOT NULL,
@@ -166,7 +167,13 @@ CREATE TABLE login_sessions (
     challenge   TEXT NOT NULL,
     expires_at  INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Email verification: the code an Unverified user answers EMAIL_VERIFICATION with.
+ALTER TABLE credentials ADD COLUMN verify_code_hash TEXT;
+ALTER TABLE credentials ADD COLUMN verify_expires INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 /// The database handle. Cheap operations run under one connection mutex;
 /// callers on an async runtime use `spawn_blocking`.

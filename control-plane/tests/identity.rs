@@ -163,11 +163,9 @@ fn wrong_passwords_unknown_users_and_refused_states() {
     // The same answer whether or not the user exists.
     assert_eq!(wrong.to_string(), unknown.to_string());
     assert!(matches!(wrong, Error::Unauthenticated(_)));
-    // Unverified: the email must be verified first, no tokens.
+    // Created without a temporary password or a verification code: refused.
     let carol = r.user("carol", false);
     r.db.set_password("acme", &carol, PW, false, NOW).unwrap();
-    r.db.lifecycle("acme", &carol, LifecycleAction::Invite, NOW)
-        .unwrap();
     assert!(matches!(
         r.login("carol", PW, NOW),
         Err(Error::Forbidden(_))
@@ -419,4 +417,59 @@ fn key_rotation_keeps_the_previous_key_in_the_jwks() {
         oidc["jwks_uri"],
         "https://cp.example/realms/acme/.well-known/jwks.json"
     );
+}
+
+#[test]
+fn unverified_users_complete_only_the_email_verification() {
+    let r = Realm::new();
+    let lee = r.user("lee", false);
+    r.db.set_password("acme", &lee, PW, false, NOW).unwrap();
+    let code = r.db.start_verification("acme", &lee, NOW).unwrap();
+    assert_eq!(code.code.len(), 8);
+    assert_eq!(
+        r.db.user("acme", &lee).unwrap().state,
+        pdp_core::UserState::Unverified
+    );
+    let answer = |session: String, code: &str| ChallengeAnswer {
+        session,
+        new_password: None,
+        code: Some(code.into()),
+    };
+    // The password opens only the verification challenge.
+    let (name, session) = challenge(r.login("lee", PW, NOW));
+    assert_eq!(name, ChallengeName::EmailVerification);
+    let wrong = if code.code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    assert!(matches!(
+        r.db.respond_to_challenge("acme", &answer(session, wrong), None, TTL, NOW),
+        Err(Error::Unauthenticated(_))
+    ));
+    // An expired code is refused.
+    let (_, session) = challenge(r.login("lee", PW, NOW));
+    assert!(matches!(
+        r.db.respond_to_challenge(
+            "acme",
+            &answer(session, &code.code),
+            None,
+            TTL,
+            NOW + control_plane::identity::VERIFICATION_TTL + 1
+        ),
+        Err(Error::Unauthenticated(_))
+    ));
+    // The right code: Active, tokens.
+    let (_, session) = challenge(r.login("lee", PW, NOW));
+    tokens(r.db.respond_to_challenge("acme", &answer(session, &code.code), None, TTL, NOW));
+    assert_eq!(
+        r.db.user("acme", &lee).unwrap().state,
+        pdp_core::UserState::Active
+    );
+    // An Active user gets no new code; the old one is spent.
+    assert!(matches!(
+        r.db.start_verification("acme", &lee, NOW),
+        Err(Error::Lifecycle(_))
+    ));
+    tokens(r.login("lee", PW, NOW));
 }

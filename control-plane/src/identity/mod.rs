@@ -7,8 +7,11 @@
 //! (set by an administrator) or who must reset it gets the
 //! `NEW_PASSWORD_REQUIRED` challenge and nothing else; answering it makes
 //! them Active (complete-password-reset, or verify for a Created user).
-//! An Unverified user must verify their email first; Suspended,
-//! Deactivated and Deleted users are refused.
+//! An Unverified user (one sent a verification code, see
+//! [`Db::start_verification`]) gets the `EMAIL_VERIFICATION` challenge and
+//! nothing else; the right code makes them Active. Created users without a
+//! temporary password, and Suspended, Deactivated and Deleted users, are
+//! refused.
 
 pub mod keys;
 pub mod password;
@@ -50,6 +53,8 @@ pub enum ChallengeName {
     NewPasswordRequired,
     /// Give the current TOTP code.
     SoftwareTokenMfa,
+    /// Give the code sent to the user's email.
+    EmailVerification,
 }
 
 /// What a login step produced.
@@ -79,6 +84,24 @@ pub struct ChallengeAnswer {
     /// For `SOFTWARE_TOKEN_MFA`.
     #[serde(default)]
     pub code: Option<String>,
+}
+
+/// How long a verification code is good for, seconds.
+pub const VERIFICATION_TTL: i64 = 24 * 3600;
+
+/// A verification code to deliver to the user's email (the embedded
+/// backend sends no mail: the caller does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct VerificationCode {
+    /// Eight digits.
+    pub code: String,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+}
+
+fn code_hash(code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    data_encoding::HEXLOWER.encode(&Sha256::digest(code.trim().as_bytes()))
 }
 
 /// A TOTP enrolment to show the user (as a QR code of `otpauth_uri`).
@@ -249,12 +272,15 @@ fn next_step(
         UserState::Created if creds.new_password_required => {
             return new_session(tx, realm, &user.id, ChallengeName::NewPasswordRequired, now);
         }
+        UserState::Unverified => {
+            return new_session(tx, realm, &user.id, ChallengeName::EmailVerification, now);
+        }
         UserState::Active => {}
-        UserState::Created | UserState::Unverified => {
-            return Err(Error::Forbidden(format!(
-                "user is {}: the email must be verified first",
-                user.state
-            )));
+        UserState::Created => {
+            return Err(Error::Forbidden(
+                "user is Created: send a verification code or set a temporary password first"
+                    .into(),
+            ));
         }
         other => return Err(Error::Forbidden(format!("user is {other}"))),
     }
@@ -522,8 +548,94 @@ impl Db {
                     }
                 }
             }
+            "EMAIL_VERIFICATION" => {
+                let code = answer.code.as_deref().ok_or_else(|| {
+                    Error::BadRequest("EMAIL_VERIFICATION is answered with code".into())
+                })?;
+                let result = self.write(|tx| {
+                    let (hash, expires): (Option<String>, i64) = tx.query_row(
+                        "SELECT verify_code_hash, verify_expires FROM credentials
+                         WHERE realm = ?1 AND user_id = ?2",
+                        params![realm, user.id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    // Hashes are compared, so timing says nothing about the code.
+                    let good = hash.is_some_and(|h| h == code_hash(code)) && now <= expires;
+                    if !good {
+                        return Ok(None);
+                    }
+                    tx.execute(
+                        "UPDATE credentials SET verify_code_hash = NULL, verify_expires = 0
+                         WHERE realm = ?1 AND user_id = ?2",
+                        params![realm, user.id],
+                    )?;
+                    let user = lifecycle_in(tx, realm, &user.id, LifecycleAction::Verify, now)?;
+                    let creds = credentials_in(tx, realm, &user.id)?;
+                    next_step(
+                        tx,
+                        realm,
+                        &user,
+                        &creds,
+                        false,
+                        Grant {
+                            client_id,
+                            ttl,
+                            now,
+                        },
+                    )
+                    .map(Some)
+                })?;
+                match result {
+                    Some(r) => Ok(r),
+                    None => {
+                        record_failure(self, realm, &login_lc, now)?;
+                        Err(Error::Unauthenticated(
+                            "wrong or expired verification code; log in again".into(),
+                        ))
+                    }
+                }
+            }
             other => Err(Error::Internal(format!("unknown challenge {other:?}"))),
         }
+    }
+
+    /// Send a user (Created or Unverified) a new email verification code:
+    /// a Created user becomes Unverified (invite). Their next login with
+    /// their password asks for it; the right code makes them Active.
+    pub fn start_verification(
+        &self,
+        realm: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<VerificationCode> {
+        let n = u32::from_be_bytes(crate::db::random::<4>()?) % 100_000_000;
+        let code = format!("{n:08}");
+        self.write(|tx| {
+            live_realm(tx, realm)?;
+            let user = user_in(tx, realm, user_id)?;
+            match user.state {
+                UserState::Created => {
+                    lifecycle_in(tx, realm, user_id, LifecycleAction::Invite, now)?;
+                }
+                UserState::Unverified => {}
+                other => {
+                    return Err(Error::Lifecycle(pdp_core::LifecycleError::Refused {
+                        from: other,
+                        action: LifecycleAction::Invite,
+                    }));
+                }
+            }
+            ensure_credentials_row(tx, realm, user_id)?;
+            tx.execute(
+                "UPDATE credentials SET verify_code_hash = ?3, verify_expires = ?4
+                 WHERE realm = ?1 AND user_id = ?2",
+                params![realm, user_id, code_hash(&code), now + VERIFICATION_TTL],
+            )?;
+            Ok(VerificationCode {
+                code,
+                expires_at: now + VERIFICATION_TTL,
+            })
+        })
     }
 
     /// Start TOTP enrolment: a new secret, not used until confirmed. An
