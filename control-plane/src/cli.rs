@@ -16,7 +16,7 @@ use std::path::PathBuf;
 /// Gatehouse control plane: realms, users and their lifecycle, groups,
 /// roles, Cedar policies, and signed bundles for decision points.
 #[derive(Debug, Parser)]
-#[command(name = "control-plane", version)]
+#[command(name = "control-plane", version, after_help = SETTINGS_HELP)]
 pub struct Cli {
     /// TOML configuration file (settings: see `config.rs`; every one also
     /// as a `GATEHOUSE_CP_*` variable).
@@ -33,6 +33,20 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Every setting, for `--help`.
+const SETTINGS_HELP: &str = "\
+Settings (TOML file given with --config, then environment, then flags):
+  db                    GATEHOUSE_CP_DB                    SQLite file [gatehouse.db]; holds the realms' private keys
+  store                 GATEHOUSE_CP_STORE                 local object-store directory bundles go to [gatehouse-store]
+  store_prefix          GATEHOUSE_CP_STORE_PREFIX          key prefix inside the store [empty]
+  listen                GATEHOUSE_CP_LISTEN                admin API address for `serve` [127.0.0.1:8900]
+  issuer_base           GATEHOUSE_CP_ISSUER_BASE           public base URL; realm issuers are <issuer_base>/realms/<realm>
+  admin_realm           GATEHOUSE_CP_ADMIN_REALM           realm whose users and Cedar policies guard the admin API [admin]
+  auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change made through the API [true]
+  compact_after_deltas  GATEHOUSE_CP_COMPACT_AFTER_DELTAS  deltas after a snapshot that trigger a compaction; 0 never [100]
+  token_ttl_seconds     GATEHOUSE_CP_TOKEN_TTL_SECONDS     lifetime of minted ID and access tokens [3600]
+Log level of `serve`: GATEHOUSE_LOG (tracing filter syntax) [info].";
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]

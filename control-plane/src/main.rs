@@ -78,9 +78,29 @@ fn serve(db: Db, config: Config) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");
         tracing::info!(%addr, store = %config.store.display(), "serving");
-        axum::serve(listener, control_plane::api::app(api))
+        // A bound on each request (an import of a million users takes
+        // about a minute) and on how many run at once (the database
+        // serialises writes anyway).
+        let app = control_plane::api::app(api)
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                std::time::Duration::from_secs(300),
+            ))
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(256));
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async {
+                        match term.as_mut() {
+                            Some(t) => { t.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
+                }
+                tracing::info!("shutting down");
             })
             .await?;
         Ok(())
