@@ -50,7 +50,7 @@ fn lifecycle_to_delta(c: &mut Criterion) {
     let mut n = 0_usize;
     let mut step = || {
         let user = format!("u{}", (n / 2) % USERS);
-        let action = if n % 2 == 0 {
+        let action = if n.is_multiple_of(2) {
             LifecycleAction::Suspend
         } else {
             LifecycleAction::Resume

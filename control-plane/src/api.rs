@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::{Diagnostic, Error};
 use crate::group::{Kind, NewNode, Node};
 use crate::identity::keys::{Alg, KeyInfo};
+use crate::identity::provider::IdentityProvider;
 use crate::identity::{ChallengeAnswer, LoginResult, TotpEnrollment, VerificationCode};
 use crate::import::{Format, Imported};
 use crate::objstore::ObjectStore;
@@ -54,6 +55,8 @@ pub struct Api {
     pub store: Arc<dyn ObjectStore>,
     /// The admin realm's policies.
     pub admin: CedarAdmin,
+    /// Credentials, logins, tokens and keys.
+    pub identity: Arc<dyn IdentityProvider>,
 }
 
 type St = State<Arc<Api>>;
@@ -435,12 +438,40 @@ async fn lifecycle(
         })
     })?;
     let cedar_action = admin_action_of(parsed);
+    let revokes = matches!(
+        parsed,
+        LifecycleAction::Suspend
+            | LifecycleAction::Deactivate
+            | LifecycleAction::Delete
+            | LifecycleAction::RequirePasswordReset
+            | LifecycleAction::SignOutEverywhere
+    );
+    // Revoking actions are published before the identity provider follows,
+    // enabling ones after it did: a crash in between never leaves more
+    // access than intended. (`admin` publishes after the closure returns.)
     let r = realm.clone();
-    admin(&api, &headers, cedar_action, Some(realm), move |a, now| {
-        a.db.lifecycle(&r, &id, parsed, now)
-    })
-    .await
-    .map(Json)
+    let user = admin(
+        &api,
+        &headers,
+        cedar_action,
+        Some(realm.clone()),
+        move |a, now| {
+            let user = a.db.lifecycle(&r, &id, parsed, now)?;
+            if !revokes {
+                a.identity.lifecycle_applied(&r, &user, parsed)?;
+            }
+            Ok(user)
+        },
+    )
+    .await?;
+    if revokes {
+        let u = user.clone();
+        public(&api, move |a, _| {
+            a.identity.lifecycle_applied(&realm, &u, parsed)
+        })
+        .await?;
+    }
+    Ok(Json(user))
 }
 
 fn admin_action_of(a: LifecycleAction) -> &'static str {
@@ -487,7 +518,10 @@ async fn set_password(
         &headers,
         "user:set_password",
         Some(realm),
-        move |a, now| a.db.set_password(&r, &id, &p.password, p.temporary, now),
+        move |a, now| {
+            a.identity
+                .set_password(&r, &id, &p.password, p.temporary, now)
+        },
     )
     .await
     .map(|()| StatusCode::NO_CONTENT)
@@ -504,7 +538,7 @@ async fn totp_enroll(
 ) -> ApiResult<(StatusCode, Json<TotpEnrollment>)> {
     let r = realm.clone();
     admin(&api, &headers, "user:update", Some(realm), move |a, _| {
-        a.db.totp_enroll(&r, &id)
+        a.identity.totp_enroll(&r, &id)
     })
     .await
     .map(|e| (StatusCode::CREATED, Json(e)))
@@ -524,7 +558,7 @@ async fn start_verification(
 ) -> ApiResult<(StatusCode, Json<VerificationCode>)> {
     let r = realm.clone();
     admin(&api, &headers, "user:invite", Some(realm), move |a, now| {
-        a.db.start_verification(&r, &id, now)
+        a.identity.start_verification(&r, &id, now)
     })
     .await
     .map(|c| (StatusCode::CREATED, Json(c)))
@@ -551,7 +585,7 @@ async fn totp_confirm(
     let c: TotpCode = body(&bytes)?;
     let r = realm.clone();
     admin(&api, &headers, "user:update", Some(realm), move |a, now| {
-        a.db.totp_confirm(&r, &id, &c.code, now)
+        a.identity.totp_confirm(&r, &id, &c.code, now)
     })
     .await
     .map(|()| StatusCode::NO_CONTENT)
@@ -568,7 +602,7 @@ async fn totp_remove(
 ) -> ApiResult<StatusCode> {
     let r = realm.clone();
     admin(&api, &headers, "user:update", Some(realm), move |a, _| {
-        a.db.totp_remove(&r, &id)
+        a.identity.totp_remove(&r, &id)
     })
     .await
     .map(|()| StatusCode::NO_CONTENT)
@@ -1135,7 +1169,7 @@ async fn list_keys(
 ) -> ApiResult<Json<Vec<KeyInfo>>> {
     let r = realm.clone();
     admin(&api, &headers, "realm:read", Some(realm), move |a, _| {
-        a.db.signing_keys(&r)
+        a.identity.signing_keys(&r)
     })
     .await
     .map(Json)
@@ -1167,7 +1201,8 @@ async fn rotate_key(
     };
     let r = realm.clone();
     admin(&api, &headers, "key:rotate", Some(realm), move |a, now| {
-        a.db.rotate_signing_key(&r, k.alg.unwrap_or(Alg::EdDSA), now)
+        a.identity
+            .rotate_signing_key(&r, k.alg.unwrap_or(Alg::EdDSA), now)
     })
     .await
     .map(|k| (StatusCode::CREATED, Json(k)))
@@ -1239,7 +1274,7 @@ async fn bundle_status(
     security(()), params(("realm" = String, Path)),
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 async fn openid_configuration(State(api): St, Path(realm): Path<String>) -> ApiResult<Json<Value>> {
-    public(&api, move |a, _| a.db.openid_configuration(&realm))
+    public(&api, move |a, _| a.identity.openid_configuration(&realm))
         .await
         .map(Json)
 }
@@ -1249,7 +1284,9 @@ async fn openid_configuration(State(api): St, Path(realm): Path<String>) -> ApiR
     security(()), params(("realm" = String, Path)),
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 async fn jwks(State(api): St, Path(realm): Path<String>) -> ApiResult<Json<Value>> {
-    public(&api, move |a, _| a.db.jwks(&realm)).await.map(Json)
+    public(&api, move |a, _| a.identity.jwks(&realm))
+        .await
+        .map(Json)
 }
 
 /// A login with username (or email) and password.
@@ -1276,12 +1313,11 @@ async fn login(
 ) -> ApiResult<Json<LoginResult>> {
     let l: LoginRequest = body(&bytes)?;
     public(&api, move |a, now| {
-        a.db.login(
+        a.identity.login(
             &realm,
             &l.username,
             &l.password,
             l.client_id.as_deref(),
-            a.config.token_ttl_seconds,
             now,
         )
     })
@@ -1311,13 +1347,8 @@ async fn login_challenge(
 ) -> ApiResult<Json<LoginResult>> {
     let c: ChallengeRequest = body(&bytes)?;
     public(&api, move |a, now| {
-        a.db.respond_to_challenge(
-            &realm,
-            &c.answer,
-            c.client_id.as_deref(),
-            a.config.token_ttl_seconds,
-            now,
-        )
+        a.identity
+            .respond(&realm, &c.answer, c.client_id.as_deref(), now)
     })
     .await
     .map(Json)

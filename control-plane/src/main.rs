@@ -66,6 +66,10 @@ fn serve(db: Db, config: Config) -> anyhow::Result<()> {
     let db = std::sync::Arc::new(db);
     let api = std::sync::Arc::new(control_plane::api::Api {
         admin: control_plane::admin::CedarAdmin::new(db.clone(), &config.admin_realm),
+        identity: std::sync::Arc::new(control_plane::identity::provider::LocalIdentity::new(
+            db.clone(),
+            config.token_ttl_seconds,
+        )),
         db,
         store: std::sync::Arc::new(store),
         config: config.clone(),

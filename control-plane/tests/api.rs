@@ -35,6 +35,20 @@ struct Reply {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_identity(|db, ttl, _| {
+            Arc::new(control_plane::identity::provider::LocalIdentity::new(
+                db, ttl,
+            ))
+        })
+    }
+
+    fn with_identity(
+        identity: impl FnOnce(
+            Arc<Db>,
+            i64,
+            Arc<LocalDirStore>,
+        ) -> Arc<dyn control_plane::identity::provider::IdentityProvider>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(&dir.path().join("cp.db")).unwrap());
         let config = Config {
@@ -53,6 +67,7 @@ impl Harness {
         let store = Arc::new(LocalDirStore::open(dir.path().join("store")).unwrap());
         let api = Arc::new(Api {
             admin: CedarAdmin::new(db.clone(), "admin"),
+            identity: identity(db.clone(), config.token_ttl_seconds, store.clone()),
             db: db.clone(),
             store: store.clone(),
             config,
@@ -151,9 +166,15 @@ fn every_call_is_authenticated_and_authorized() {
         &h.call("GET", "/v1/realms", Some("nonsense"), None),
         StatusCode::UNAUTHORIZED,
     );
+    // The signature's first character changed: a different signature.
+    let sig_at = h.root.rfind('.').unwrap() + 1;
     let mut forged = h.root.clone();
-    forged.pop();
-    forged.push('A');
+    let flipped = if &forged[sig_at..=sig_at] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    forged.replace_range(sig_at..=sig_at, flipped);
     problem(
         &h.call("GET", "/v1/realms", Some(&forged), None),
         StatusCode::UNAUTHORIZED,
@@ -1303,4 +1324,155 @@ fn openapi_and_docs_are_served() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.content_type.starts_with("text/html"));
     assert!(r.json.as_str().unwrap().contains("openapi.json"));
+}
+
+/// An identity provider that notes, when told of a lifecycle action, the
+/// user's state in the store at that moment.
+struct Recording {
+    inner: control_plane::identity::provider::LocalIdentity,
+    db: Arc<Db>,
+    store: Arc<LocalDirStore>,
+    seen: std::sync::Mutex<Vec<(LifecycleAction, Option<pdp_core::UserState>)>>,
+}
+
+use control_plane::identity::provider::IdentityProvider;
+use pdp_core::LifecycleAction;
+
+impl IdentityProvider for Recording {
+    fn set_password(
+        &self,
+        r: &str,
+        u: &str,
+        p: &str,
+        t: bool,
+        n: i64,
+    ) -> control_plane::Result<()> {
+        self.inner.set_password(r, u, p, t, n)
+    }
+    fn login(
+        &self,
+        r: &str,
+        u: &str,
+        p: &str,
+        c: Option<&str>,
+        n: i64,
+    ) -> control_plane::Result<control_plane::identity::LoginResult> {
+        self.inner.login(r, u, p, c, n)
+    }
+    fn respond(
+        &self,
+        r: &str,
+        a: &control_plane::identity::ChallengeAnswer,
+        c: Option<&str>,
+        n: i64,
+    ) -> control_plane::Result<control_plane::identity::LoginResult> {
+        self.inner.respond(r, a, c, n)
+    }
+    fn start_verification(
+        &self,
+        r: &str,
+        u: &str,
+        n: i64,
+    ) -> control_plane::Result<control_plane::identity::VerificationCode> {
+        self.inner.start_verification(r, u, n)
+    }
+    fn totp_enroll(
+        &self,
+        r: &str,
+        u: &str,
+    ) -> control_plane::Result<control_plane::identity::TotpEnrollment> {
+        self.inner.totp_enroll(r, u)
+    }
+    fn totp_confirm(&self, r: &str, u: &str, c: &str, n: i64) -> control_plane::Result<()> {
+        self.inner.totp_confirm(r, u, c, n)
+    }
+    fn totp_remove(&self, r: &str, u: &str) -> control_plane::Result<()> {
+        self.inner.totp_remove(r, u)
+    }
+    fn signing_keys(
+        &self,
+        r: &str,
+    ) -> control_plane::Result<Vec<control_plane::identity::keys::KeyInfo>> {
+        self.inner.signing_keys(r)
+    }
+    fn rotate_signing_key(
+        &self,
+        r: &str,
+        a: control_plane::identity::keys::Alg,
+        n: i64,
+    ) -> control_plane::Result<control_plane::identity::keys::KeyInfo> {
+        self.inner.rotate_signing_key(r, a, n)
+    }
+    fn jwks(&self, r: &str) -> control_plane::Result<Value> {
+        self.inner.jwks(r)
+    }
+    fn openid_configuration(&self, r: &str) -> control_plane::Result<Value> {
+        self.inner.openid_configuration(r)
+    }
+    fn lifecycle_applied(
+        &self,
+        realm: &str,
+        user: &control_plane::user::User,
+        action: LifecycleAction,
+    ) -> control_plane::Result<()> {
+        let mut ring = pdp_core::Keyring::new();
+        ring.add(self.db.bundle_signer(realm)?.verifying_key());
+        let snap = control_plane::publish::load_published(self.store.as_ref(), "", realm, &ring)?;
+        let published = snap.user(&user.id).map(|u| u.state());
+        self.seen.lock().unwrap().push((action, published));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_identity_provider_follows_revocations_after_publishing_and_enablings_before() {
+    let recorder: std::sync::Mutex<Option<Arc<Recording>>> = std::sync::Mutex::new(None);
+    let h = Harness::with_identity(|db, ttl, store| {
+        let r = Arc::new(Recording {
+            inner: control_plane::identity::provider::LocalIdentity::new(db.clone(), ttl),
+            db,
+            store,
+            seen: std::sync::Mutex::new(Vec::new()),
+        });
+        *recorder.lock().unwrap() = Some(r.clone());
+        r
+    });
+    let rec = recorder.lock().unwrap().clone().unwrap();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let id = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "a@acme.io"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for action in ["verify", "suspend", "resume", "deactivate"] {
+        ok(
+            &h.root(
+                "POST",
+                &format!("/v1/realms/acme/users/{id}/lifecycle/{action}"),
+                None,
+            ),
+            StatusCode::OK,
+        );
+    }
+    use pdp_core::UserState::*;
+    assert_eq!(
+        *rec.seen.lock().unwrap(),
+        vec![
+            // Enabling: the provider is told while the store still has the old state.
+            (LifecycleAction::Verify, Some(Created)),
+            // Revoking: the store already denies when the provider is told.
+            (LifecycleAction::Suspend, Some(Suspended)),
+            (LifecycleAction::Resume, Some(Suspended)),
+            (LifecycleAction::Deactivate, Some(Deactivated)),
+        ]
+    );
 }

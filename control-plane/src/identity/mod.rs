@@ -15,6 +15,7 @@
 
 pub mod keys;
 pub mod password;
+pub mod provider;
 pub mod throttle;
 pub mod totp;
 
