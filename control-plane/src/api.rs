@@ -810,6 +810,40 @@ async fn get_node(
     .map(Json)
 }
 
+/// A new description.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePatch {
+    /// Free text.
+    pub description: String,
+}
+
+/// Change a group's or role's description.
+#[utoipa::path(patch, path = "/v1/realms/{realm}/{kind}/{id}", tag = "groups and roles",
+    params(("realm" = String, Path), ("kind" = String, Path, description = "groups or roles"),
+        ("id" = String, Path)),
+    request_body = NodePatch,
+    responses((status = 200, body = Node), (status = "4XX", body = Problem)))]
+async fn update_node(
+    State(api): St,
+    headers: HeaderMap,
+    Path((realm, kind, id)): Path<(String, String, String)>,
+    bytes: Bytes,
+) -> ApiResult<Json<Node>> {
+    let (kind, noun) = kind_of(&kind)?;
+    let patch: NodePatch = body(&bytes)?;
+    let r = realm.clone();
+    admin(
+        &api,
+        &headers,
+        node_action(noun, "update"),
+        Some(realm),
+        move |a, _| a.db.describe_node(&r, kind, &id, &patch.description),
+    )
+    .await
+    .map(Json)
+}
+
 /// Delete a group or role, with every membership and assignment naming it.
 #[utoipa::path(delete, path = "/v1/realms/{realm}/{kind}/{id}", tag = "groups and roles",
     params(("realm" = String, Path), ("kind" = String, Path, description = "groups or roles"),
@@ -1416,7 +1450,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(add_user_group, remove_user_group))
         .routes(routes!(add_user_role, remove_user_role))
         .routes(routes!(list_nodes, create_node))
-        .routes(routes!(get_node, delete_node))
+        .routes(routes!(get_node, update_node, delete_node))
         .routes(routes!(group_members))
         .routes(routes!(add_group_parent, remove_group_parent))
         .routes(routes!(add_group_role, remove_group_role))

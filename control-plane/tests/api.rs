@@ -846,6 +846,32 @@ fn groups_roles_and_memberships() {
         )["description"],
         "reads"
     );
+    let n = ok(
+        &h.root(
+            "PATCH",
+            "/v1/realms/acme/roles/reader",
+            Some(json!({"description": "reads documents"})),
+        ),
+        StatusCode::OK,
+    )
+    .clone();
+    assert_eq!(n["description"], "reads documents");
+    problem(
+        &h.root(
+            "PATCH",
+            "/v1/realms/acme/groups/ghost",
+            Some(json!({"description": "x"})),
+        ),
+        StatusCode::NOT_FOUND,
+    );
+    problem(
+        &h.root(
+            "PATCH",
+            "/v1/realms/acme/groups/eng",
+            Some(json!({"name": "x"})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
     // Nesting, and cycles refused.
     ok(
         &h.root("PUT", "/v1/realms/acme/groups/eng/parents/staff", None),
