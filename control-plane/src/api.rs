@@ -319,7 +319,8 @@ async fn get_realm(
     .map(Json)
 }
 
-/// Soft-delete a realm: its users, policies and keys stay, invisible.
+/// Soft-delete a realm: its users, policies and keys stay, invisible; a
+/// last delta forbidding everything is published so decision points deny.
 #[utoipa::path(delete, path = "/v1/realms/{realm}", tag = "realms",
     params(("realm" = String, Path)),
     responses((status = 200, body = Realm), (status = "4XX", body = Problem)))]
@@ -334,7 +335,14 @@ async fn delete_realm(
         &headers,
         "realm:delete",
         Some(realm),
-        move |a, now| a.db.delete_realm(&r, now),
+        move |a, now| {
+            let deleted = a.db.delete_realm(&r, now)?;
+            // Decision points stop authorizing in the realm.
+            if let Err(e) = a.publisher().withdraw(&r, now) {
+                tracing::warn!(realm = %r, error = %e, "withdrawing the deleted realm's bundles failed");
+            }
+            Ok(deleted)
+        },
     )
     .await
     .map(Json)

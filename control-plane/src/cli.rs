@@ -179,7 +179,8 @@ pub enum RealmCmd {
         /// Name.
         name: String,
     },
-    /// Soft-delete a realm.
+    /// Soft-delete a realm (and publish a last delta that forbids
+    /// everything, so decision points deny in it).
     Delete {
         /// Name.
         name: String,
@@ -644,7 +645,16 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             }
             RealmCmd::List { all } => json_of(&db.realms(all)?),
             RealmCmd::Get { name } => json_of(&db.realm(&name)?),
-            RealmCmd::Delete { name } => json_of(&db.delete_realm(&name, now)?),
+            RealmCmd::Delete { name } => {
+                let deleted = db.delete_realm(&name, now)?;
+                // If the realm was published here, decision points must stop
+                // authorizing in it: a last delta forbids everything.
+                if config.store.is_dir() {
+                    let store = open_store(config)?;
+                    publisher(db, &store, config).withdraw(&name, now)?;
+                }
+                json_of(&deleted)
+            }
             RealmCmd::RotateKey { name, alg } => {
                 json_of(&db.rotate_signing_key(&name, alg.parse()?, now)?)
             }

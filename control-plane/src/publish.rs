@@ -28,6 +28,10 @@ use std::collections::BTreeMap;
 /// it gives up (each loss means another publisher made progress).
 const MAX_ATTEMPTS: usize = 64;
 
+/// The policy set of a deleted realm.
+pub const WITHDRAWN_POLICIES: &str =
+    "@id(\"realm-deleted\")\nforbid (principal, action, resource);\n";
+
 /// What one publish or compaction wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Published {
@@ -403,6 +407,46 @@ impl<'a> Publisher<'a> {
                 .put(&self.keys(realm).head(), &head.to_json(), cond)?,
             Put::Written(_)
         ))
+    }
+
+    /// After a realm is deleted: publish a delta whose only policy forbids
+    /// everything, so decision points holding the realm deny from then on
+    /// (reason: the `realm-deleted` forbid) instead of serving its last
+    /// policies until they go stale. Nothing is removed from the store;
+    /// with nothing published it does nothing.
+    pub fn withdraw(&self, realm: &str, now: i64) -> Result<Published> {
+        let signer = self.db.bundle_signer(realm)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((head, etag)) = self.head(realm)? else {
+                return Ok(Published {
+                    realm: realm.into(),
+                    revision: 0,
+                    kind: "none".into(),
+                    key: None,
+                    bytes: 0,
+                    users: 0,
+                });
+            };
+            let mut members = BTreeMap::new();
+            members.insert(
+                member::POLICIES.to_owned(),
+                WITHDRAWN_POLICIES.as_bytes().to_vec(),
+            );
+            members.insert(member::LINKS.to_owned(), b"[]\n".to_vec());
+            let pending = PendingChanges {
+                upto: 0,
+                users: Vec::new(),
+                all_users: false,
+                members,
+                identity: None,
+            };
+            if let Some(done) = self.publish_delta(realm, &head, &etag, pending, &signer, now)? {
+                return Ok(done);
+            }
+        }
+        Err(Error::Publish(format!(
+            "realm {realm:?}: HEAD kept moving; withdrawal gave up after {MAX_ATTEMPTS} attempts"
+        )))
     }
 
     /// Fold the newest snapshot and the deltas after it into a snapshot at

@@ -382,3 +382,53 @@ fn a_foreign_or_tampered_bundle_in_the_way_is_refused() {
     assert_eq!(head(&store, "acme").revision, 1);
     assert_eq!(p.status("acme").unwrap().pending_changes, 1);
 }
+
+#[test]
+fn a_deleted_realm_is_withdrawn_from_decision_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = new_db(&dir.path().join("cp.db"), "acme");
+    let store = LocalDirStore::open(dir.path().join("store")).unwrap();
+    let p = Publisher::new(&db, &store, "", 0);
+    let alice = add_user(&db, "acme", "alice@acme.io");
+    db.lifecycle("acme", &alice, LifecycleAction::Verify, NOW)
+        .unwrap();
+    db.create_policy(
+        "acme",
+        "self-view",
+        &control_plane::policy::PolicyInput {
+            body: "permit (principal, action == Action::\"viewProfile\", resource) when { principal == resource };".into(),
+            description: String::new(),
+        },
+        NOW,
+    )
+    .unwrap();
+    p.publish("acme", NOW).unwrap();
+    let req = Request {
+        principal: EntityRef::new("User", &alice),
+        action: EntityRef::new("Action", "viewProfile"),
+        resource: EntityRef::new("User", &alice),
+        context: serde_json::json!({}),
+        entities: Vec::new(),
+    };
+    let before = load(&db, &store, "acme").is_authorized(&req).unwrap();
+    assert_eq!(before.decision, pdp_core::Decision::Allow);
+    db.delete_realm("acme", NOW + 1).unwrap();
+    let w = p.withdraw("acme", NOW + 1).unwrap();
+    assert_eq!((w.kind.as_str(), w.revision), ("delta", 2));
+    let after = load(&db, &store, "acme").is_authorized(&req).unwrap();
+    assert_eq!(after.decision, pdp_core::Decision::Deny);
+    assert_eq!(
+        after.reason,
+        pdp_core::decision::Reason::Forbid("realm-deleted".into())
+    );
+    // Never published: nothing to withdraw.
+    let db2 = new_db(&dir.path().join("cp2.db"), "other");
+    let store2 = LocalDirStore::open(dir.path().join("store2")).unwrap();
+    assert_eq!(
+        Publisher::new(&db2, &store2, "", 0)
+            .withdraw("other", NOW)
+            .unwrap()
+            .kind,
+        "none"
+    );
+}
