@@ -669,6 +669,15 @@ fn users_resource_lifecycle_search_and_credentials() {
         StatusCode::BAD_REQUEST,
     );
     let code = control_plane::identity::totp::code_at(&secret, control_plane::cli::now());
+    let now = control_plane::cli::now();
+    let valid: Vec<String> = [-30, 0, 30]
+        .iter()
+        .map(|d| control_plane::identity::totp::code_at(&secret, now + d))
+        .collect();
+    let wrong_code = ["000000", "111111", "222222", "333333"]
+        .into_iter()
+        .find(|c| !valid.iter().any(|v| v == c))
+        .unwrap();
     ok(
         &h.root(
             "POST",
@@ -689,7 +698,7 @@ fn users_resource_lifecycle_search_and_credentials() {
         "POST",
         "/realms/acme/login/challenge",
         None,
-        Some(json!({"session": c["session"], "code": "000000"})),
+        Some(json!({"session": c["session"], "code": wrong_code})),
     );
     assert!(matches!(r.status, StatusCode::UNAUTHORIZED), "{}", r.json);
     ok(

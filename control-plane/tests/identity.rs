@@ -277,8 +277,8 @@ fn totp_enrolment_and_login_with_replay_refused() {
     // Not active until confirmed.
     tokens(r.login("gina", PW, NOW));
     assert!(matches!(
-        r.db.totp_confirm("acme", &gina, "000000", NOW),
-        Err(Error::BadRequest(_)) | Ok(())
+        r.db.totp_confirm("acme", &gina, &not_a_code(&secret, NOW), NOW),
+        Err(Error::BadRequest(_))
     ));
     r.db.totp_remove("acme", &gina).unwrap();
     let e = r.db.totp_enroll("acme", &gina).unwrap();
@@ -310,7 +310,7 @@ fn totp_enrolment_and_login_with_replay_refused() {
     let (name, session) = challenge(r.login("gina", PW, later));
     assert_eq!(name, ChallengeName::SoftwareTokenMfa);
     assert!(matches!(
-        mfa(&session, "123456", later),
+        mfa(&session, &not_a_code(&secret2, later), later),
         Err(Error::Unauthenticated(_))
     ));
     let (_, session) = challenge(r.login("gina", PW, later));
@@ -472,4 +472,16 @@ fn unverified_users_complete_only_the_email_verification() {
         Err(Error::Lifecycle(_))
     ));
     tokens(r.login("lee", PW, NOW));
+}
+
+/// A six-digit code that is valid in none of the steps around `now`.
+fn not_a_code(secret: &[u8], now: i64) -> String {
+    let valid: Vec<String> = [-30, 0, 30]
+        .iter()
+        .map(|d| totp::code_at(secret, now + d))
+        .collect();
+    (0..4)
+        .map(|i| format!("{i}{i}{i}{i}{i}{i}"))
+        .find(|c| !valid.contains(c))
+        .unwrap()
 }
