@@ -498,7 +498,7 @@ fn admin_action_of(a: LifecycleAction) -> &'static str {
 }
 
 /// A new password for a user.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetPassword {
     /// The password (ASVS rules: 8 to 128 characters, not common, not the
@@ -573,7 +573,7 @@ async fn start_verification(
 }
 
 /// A TOTP code.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TotpCode {
     /// Six digits.
@@ -1332,7 +1332,7 @@ async fn jwks(State(api): St, Path(realm): Path<String>) -> ApiResult<Json<Value
 }
 
 /// A login with username (or email) and password.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Username or email.
@@ -1486,6 +1486,10 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
 }
+
+crate::identity::redacted_debug!(SetPassword { temporary ; password });
+crate::identity::redacted_debug!(TotpCode { ; code });
+crate::identity::redacted_debug!(LoginRequest { username, client_id ; password });
 
 /// The whole HTTP application.
 pub fn app(api: Arc<Api>) -> Router {

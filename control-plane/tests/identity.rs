@@ -485,3 +485,29 @@ fn not_a_code(secret: &[u8], now: i64) -> String {
         .find(|c| !valid.contains(c))
         .unwrap()
 }
+
+#[test]
+fn secrets_do_not_show_in_debug_output() {
+    let t = Tokens {
+        id_token: "eyJ.secret-id.sig".into(),
+        access_token: "eyJ.secret-access.sig".into(),
+        token_type: "Bearer".into(),
+        expires_in: 60,
+    };
+    let a = ChallengeAnswer {
+        session: "session-secret".into(),
+        new_password: Some("password-secret".into()),
+        code: Some("123456".into()),
+    };
+    let shown = format!("{t:?} {a:?}");
+    for secret in [
+        "secret-id",
+        "secret-access",
+        "session-secret",
+        "password-secret",
+        "123456",
+    ] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("Bearer") && shown.contains("<redacted>"));
+}

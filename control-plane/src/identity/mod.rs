@@ -30,11 +30,32 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use throttle::Throttle;
 
+/// `Debug` that names the secret fields without showing them, so a
+/// stray `{:?}` in a log line leaks nothing.
+macro_rules! redacted_debug {
+    ($t:ty { $($shown:ident),* ; $($hidden:ident),* }) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    $(.field(stringify!($shown), &self.$shown))*
+                    $(.field(stringify!($hidden), &"<redacted>"))*
+                    .finish()
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
+redacted_debug!(Tokens { token_type, expires_in ; id_token, access_token });
+redacted_debug!(ChallengeAnswer { ; session, new_password, code });
+redacted_debug!(VerificationCode { expires_at ; code });
+redacted_debug!(TotpEnrollment { ; secret, otpauth_uri });
+
 /// How long a challenge session lives, seconds.
 pub const SESSION_TTL: i64 = 180;
 
 /// Tokens for an authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tokens {
     /// ID token (`token_use: id`): who the user is.
     pub id_token: String,
@@ -74,7 +95,7 @@ pub enum LoginResult {
 }
 
 /// An answer to a challenge.
-#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeAnswer {
     /// The session the challenge came with.
@@ -92,7 +113,7 @@ pub const VERIFICATION_TTL: i64 = 24 * 3600;
 
 /// A verification code to deliver to the user's email (the embedded
 /// backend sends no mail: the caller does).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerificationCode {
     /// Eight digits.
     pub code: String,
@@ -106,7 +127,7 @@ fn code_hash(code: &str) -> String {
 }
 
 /// A TOTP enrolment to show the user (as a QR code of `otpauth_uri`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TotpEnrollment {
     /// The shared secret, base32.
     pub secret: String,
