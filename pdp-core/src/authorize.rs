@@ -36,6 +36,21 @@ impl std::fmt::Debug for PreparedSet {
     }
 }
 
+/// The part of a principal or resource scope constraint that is not a
+/// type test: `== e` or `in e` (`None` for none or a bare `is`).
+fn scope_test(
+    c: &ast::PrincipalOrResourceConstraint,
+    var: ast::Var,
+    slot: ast::SlotId,
+) -> Option<Expr> {
+    use ast::PrincipalOrResourceConstraint as C;
+    match c {
+        C::Any | C::Is(_) => None,
+        C::Eq(r) => Some(Expr::is_eq(Expr::var(var), r.into_expr(slot))),
+        C::In(r) | C::IsIn(_, r) => Some(Expr::is_in(Expr::var(var), r.into_expr(slot))),
+    }
+}
+
 /// What Cedar decided.
 pub(crate) struct Outcome {
     pub allow: bool,
@@ -46,6 +61,40 @@ pub(crate) struct Outcome {
 
 impl PreparedSet {
     pub fn new(set: &PolicySet) -> PreparedSet {
+        PreparedSet::build(set, ast::Policy::condition)
+    }
+
+    /// For a subset the policy index chose for one (action, principal
+    /// type, resource type): every policy's action constraint and its
+    /// `is` type tests are known to hold for every request it is used for
+    /// (that is how the index chose it), so they are left out of the
+    /// condition; `==` and `in` tests on principal and resource stay.
+    /// Dropping conjuncts that are true changes no result and no error
+    /// (scope tests never error), only the time spent.
+    pub fn new_scoped(set: &PolicySet) -> PreparedSet {
+        PreparedSet::build(set, |p| {
+            let parts = [
+                scope_test(
+                    p.principal_constraint().as_inner(),
+                    ast::Var::Principal,
+                    ast::SlotId::principal(),
+                ),
+                scope_test(
+                    p.resource_constraint().as_inner(),
+                    ast::Var::Resource,
+                    ast::SlotId::resource(),
+                ),
+                p.non_scope_constraints().cloned(),
+            ];
+            parts
+                .into_iter()
+                .flatten()
+                .reduce(Expr::and)
+                .unwrap_or_else(|| Expr::val(true))
+        })
+    }
+
+    fn build(set: &PolicySet, condition: impl Fn(&ast::Policy) -> Expr) -> PreparedSet {
         let core: &ast::PolicySet = set.as_ref();
         let mut policies: Vec<Prepared> = core
             .policies()
@@ -53,7 +102,7 @@ impl PreparedSet {
                 policy: p.clone(),
                 id: p.id().to_string(),
                 effect: p.effect(),
-                condition: p.condition(),
+                condition: condition(p),
                 env: p.env().clone(),
             })
             .collect();

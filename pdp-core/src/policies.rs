@@ -551,7 +551,7 @@ impl PolicyIndex {
             for p in principals {
                 for r in &resources {
                     if let Some(subset) = subset(set, action, &groups, p, r) {
-                        let prepared = crate::authorize::PreparedSet::new(&subset);
+                        let prepared = crate::authorize::PreparedSet::new_scoped(&subset);
                         per_types.insert(
                             (p.clone(), r.clone()),
                             Scoped {

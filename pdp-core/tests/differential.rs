@@ -49,6 +49,35 @@ const ASYMMETRIC: &str = r#"
 @id("a-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
 "#;
 
+/// Every scope form with a schema, so decisions go through the policy
+/// index, whose prepared conditions leave out the scope tests the index
+/// already settled (action constraints, `is` types). One policy errors
+/// (overflow) for most users, to compare erroring policies too.
+const SCOPES: &str = r#"
+@id("sc-eq") permit(principal == User::"u1", action, resource);
+@id("sc-is-in") permit(principal is User in Group::"g2", action == Action::"read", resource is Doc in Folder::"f1");
+@id("sc-in-list") permit(principal in Role::"r1", action in [Action::"read", Action::"edit"], resource in Folder::"f2");
+@id("sc-group") forbid(principal in Group::"g3", action in Action::"all", resource) when { resource.owner == principal };
+@id("sc-res-eq") permit(principal, action == Action::"edit", resource == Doc::"d0") when { principal.level > 2 };
+@id("sc-owner") permit(principal is User, action, resource is Doc) when { resource.owner == principal };
+@id("sc-wrong-type") permit(principal is User, action, resource is Folder);
+@id("sc-overflow") permit(principal, action == Action::"read", resource) when { principal.level * 9223372036854775807 > 0 };
+@id("sc-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
+"#;
+
+const SCOPES_SCHEMA: &str = r#"
+entity Role;
+entity Group in [Group, Role] { level: Long };
+entity User in [Group, Role] {
+  state: String, email: String, realm: String, level: Long,
+  manager?: User, team?: Group,
+};
+entity Folder in [Folder];
+entity Doc in [Folder] { owner: User };
+action all;
+action read, edit in [Action::"all"] appliesTo { principal: User, resource: Doc };
+"#;
+
 struct Realm {
     snap: Snapshot,
     users: usize,
@@ -60,6 +89,17 @@ fn realm(seed: u64, groups: usize, users: usize, docs: usize) -> Realm {
 }
 
 fn realm_with(policies: &str, seed: u64, groups: usize, users: usize, docs: usize) -> Realm {
+    realm_full(policies, None, seed, groups, users, docs)
+}
+
+fn realm_full(
+    policies: &str,
+    schema: Option<&str>,
+    seed: u64,
+    groups: usize,
+    users: usize,
+    docs: usize,
+) -> Realm {
     let mut rng = Rng::new(seed);
     let mut ents = Vec::new();
     for r in 0..3 {
@@ -130,7 +170,7 @@ fn realm_with(policies: &str, seed: u64, groups: usize, users: usize, docs: usiz
         );
         lines.push('\n');
     }
-    let files = BTreeMap::from([
+    let mut files = BTreeMap::from([
         ("policies.cedar".to_owned(), policies.as_bytes().to_vec()),
         (
             "entities.json".to_owned(),
@@ -138,6 +178,9 @@ fn realm_with(policies: &str, seed: u64, groups: usize, users: usize, docs: usiz
         ),
         ("users.jsonl".to_owned(), lines.into_bytes()),
     ]);
+    if let Some(schema) = schema {
+        files.insert("schema.cedarschema".to_owned(), schema.as_bytes().to_vec());
+    }
     let snap = common::build_dev(&files);
     Realm { snap, users, docs }
 }
@@ -213,6 +256,12 @@ proptest! {
     #[test]
     fn asymmetric_depths_agree_too(seed in any::<u64>(), groups in 2usize..24, users in 2usize..12, docs in 1usize..20) {
         let r = realm_with(ASYMMETRIC, seed, groups, users, docs);
+        check(&r, seed, 80)?;
+    }
+
+    #[test]
+    fn every_scope_form_agrees_through_the_policy_index(seed in any::<u64>(), groups in 4usize..24, users in 2usize..40, docs in 1usize..20) {
+        let r = realm_full(SCOPES, Some(SCOPES_SCHEMA), seed, groups, users, docs);
         check(&r, seed, 80)?;
     }
 
