@@ -21,6 +21,13 @@ use std::hint::black_box;
 use std::str::FromStr;
 use std::time::Instant;
 
+/// mimalloc: with a million users most decisions build entities from
+/// cold memory, and glibc's allocator spent a fifth of the time in
+/// `malloc`/`free` bookkeeping there (perf, 2026-12-01). Every program in a
+/// side-by-side run uses the same allocator.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn request(users: usize, i: usize) -> Request {
     // Active users only (every 50th synthetic user is suspended).
     let mut u = (i * 7919) % users;

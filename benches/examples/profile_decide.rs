@@ -7,6 +7,10 @@ use pdp_core::synth::user_id;
 use std::hint::black_box;
 use std::time::Instant;
 
+/// The allocator the edge host and the benches use.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let users: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
