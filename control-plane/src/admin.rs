@@ -197,13 +197,15 @@ impl CedarAdmin {
             },
             entities: vec![],
         };
-        let answer = snapshot
-            .is_authorized_with_token(&request, now)
-            .map_err(|e| Error::Internal(format!("admin decision: {e}")))?;
-        let sub = snapshot
+        // Verified once: the subject comes from the same verification the
+        // decision uses.
+        let verified = snapshot
             .verify_token(token, now)
-            .map(|t| t.sub)
-            .unwrap_or_default();
+            .map_err(|why| Error::Unauthenticated(format!("token refused: {why}")))?;
+        let answer = snapshot
+            .decide_verified(&verified, &request)
+            .map_err(|e| Error::Internal(format!("admin decision: {e}")))?;
+        let sub = verified.sub;
         match (answer.decision, &answer.reason) {
             (Decision::Allow, _) => Ok(Principal {
                 realm: self.realm.clone(),

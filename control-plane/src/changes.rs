@@ -46,11 +46,7 @@ impl Db {
     pub fn snapshot_content(&self, realm: &str) -> Result<(Option<i64>, RealmContent)> {
         self.read(|tx| {
             live_realm(tx, realm)?;
-            let upto: Option<i64> = tx.query_row(
-                "SELECT MAX(seq) FROM changes WHERE realm = ?1 AND published_rev IS NULL",
-                [realm],
-                |r| r.get(0),
-            )?;
+            let upto = newest_pending(tx, realm)?;
             Ok((upto, realm_content_in(tx, realm)?))
         })
     }
@@ -72,11 +68,7 @@ impl Db {
     pub fn pending_changes(&self, realm: &str) -> Result<Option<PendingChanges>> {
         self.read(|tx| {
             live_realm(tx, realm)?;
-            let upto: Option<i64> = tx.query_row(
-                "SELECT MAX(seq) FROM changes WHERE realm = ?1 AND published_rev IS NULL",
-                [realm],
-                |r| r.get(0),
-            )?;
+            let upto = newest_pending(tx, realm)?;
             let Some(upto) = upto else {
                 return Ok(None);
             };
@@ -147,6 +139,15 @@ impl Db {
             Ok(row.map(|(r, at)| (u64::try_from(r).unwrap_or(0), at)))
         })
     }
+}
+
+/// The newest change not yet published, if any.
+fn newest_pending(tx: &Transaction<'_>, realm: &str) -> Result<Option<i64>> {
+    Ok(tx.query_row(
+        "SELECT MAX(seq) FROM changes WHERE realm = ?1 AND published_rev IS NULL",
+        [realm],
+        |r| r.get(0),
+    )?)
 }
 
 fn realm_content_in(tx: &Transaction<'_>, realm: &str) -> Result<RealmContent> {

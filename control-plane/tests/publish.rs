@@ -9,7 +9,7 @@ use control_plane::realm::NewRealm;
 use control_plane::user::NewUser;
 use pdp_core::decision::{EntityRef, Request};
 use pdp_core::layout::{Head, RealmKeys};
-use pdp_core::{Keyring, LifecycleAction, LoadOptions, Snapshot, Trust, UserState};
+use pdp_core::{Keyring, LifecycleAction, Snapshot, UserState};
 use std::path::Path;
 
 const NOW: i64 = 1_800_000_000;
@@ -49,30 +49,13 @@ fn head(store: &dyn ObjectStore, realm: &str) -> Head {
     Head::parse(&obj.bytes).unwrap()
 }
 
-/// What a decision point gets from the store: `HEAD`'s snapshot and every
-/// delta after it, each verified with the realm's bundle key and applied
-/// in order (a gap or a wrong base fails here).
+/// What a decision point gets from the store, verified with the realm's
+/// bundle key (a gap or a wrong base fails here).
 fn load(db: &Db, store: &dyn ObjectStore, realm: &str) -> Snapshot {
     let mut ring = Keyring::new();
     ring.add(db.bundle_signer(realm).unwrap().verifying_key());
-    let opts = LoadOptions {
-        trust: Trust::Keyring(&ring),
-        limits: pdp_core::Limits::default(),
-    };
-    let keys = RealmKeys::new("", realm);
-    let h = head(store, realm);
-    let get = |k: String| {
-        store
-            .get(&k)
-            .unwrap()
-            .unwrap_or_else(|| panic!("{k}"))
-            .bytes
-    };
-    let mut snap = pdp_core::load(&get(keys.snapshot(h.snapshot)), &opts, None).unwrap();
-    for rev in h.snapshot + 1..=h.revision {
-        snap = pdp_core::load(&get(keys.delta(rev)), &opts, Some(&snap)).unwrap();
-    }
-    assert_eq!(snap.revision(), h.revision);
+    let snap = control_plane::publish::load_published(store, "", realm, &ring).unwrap();
+    assert_eq!(snap.revision(), head(store, realm).revision);
     snap
 }
 

@@ -337,7 +337,6 @@ fn mint(tx: &Transaction<'_>, realm: &str, user: &User, grant: Grant<'_>) -> Res
             .ok_or_else(|| Error::Conflict(format!("realm {realm:?} has no app client")))?,
     };
     let key = keys::active_in(tx, realm)?;
-    let jti = |_: ()| crate::db::uuid_v4();
     let id_claims = json!({
         "sub": user.id,
         "iss": r.issuer,
@@ -346,7 +345,7 @@ fn mint(tx: &Transaction<'_>, realm: &str, user: &User, grant: Grant<'_>) -> Res
         "auth_time": now,
         "iat": now,
         "exp": now + ttl,
-        "jti": jti(())?,
+        "jti": crate::db::uuid_v4()?,
         "email": user.email,
         "email_verified": true,
         "cognito:username": user.username,
@@ -361,7 +360,7 @@ fn mint(tx: &Transaction<'_>, realm: &str, user: &User, grant: Grant<'_>) -> Res
         "auth_time": now,
         "iat": now,
         "exp": now + ttl,
-        "jti": jti(())?,
+        "jti": crate::db::uuid_v4()?,
         "username": user.username,
         "cognito:groups": user.groups,
     });
