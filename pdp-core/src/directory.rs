@@ -8,9 +8,11 @@
 //! copy-on-write overlay on top of the packed table, so applying one costs
 //! the size of the overlay, never the size of the directory.
 
+use crate::encoded::{self, Names, Reader};
 use crate::lifecycle::UserState;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use smol_str::SmolStr;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -141,103 +143,108 @@ fn parse_line(line: &str, n: usize) -> Result<Parsed<'_>, DirectoryError> {
     Ok(Parsed::Upsert(l))
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    start: u32,
-    len: u32,
-}
-
-/// One user: 40 bytes. Its id, username, email and attributes are stored
-/// back to back in the arena from `start`, so one offset and four lengths
-/// locate them all.
-struct Row {
-    tokens_valid_after: i64,
-    updated_at: i64,
-    start: u32,
-    attrs_len: u32,
-    parents: u32,
-    id_len: u16,
-    username_len: u16,
-    email_len: u16,
-    groups: u16,
-    roles: u16,
-    state: UserState,
-}
-
-impl Row {
-    fn span(&self, skip: u32, len: u32) -> Span {
-        Span {
-            start: self.start.saturating_add(skip),
-            len,
-        }
-    }
-    fn id(&self) -> Span {
-        self.span(0, u32::from(self.id_len))
-    }
-    fn username(&self) -> Span {
-        self.span(u32::from(self.id_len), u32::from(self.username_len))
-    }
-    fn email(&self) -> Span {
-        self.span(
-            u32::from(self.id_len) + u32::from(self.username_len),
-            u32::from(self.email_len),
-        )
-    }
-    fn attrs(&self) -> Span {
-        let skip =
-            u32::from(self.id_len) + u32::from(self.username_len) + u32::from(self.email_len);
-        self.span(skip, self.attrs_len)
-    }
+/// Where one user's record starts in the blob, and 32 bits of its id's hash
+/// (so a probe compares ids only on a likely match). 8 bytes a user.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    tag: u32,
+    at: u32,
 }
 
 /// The packed, immutable table of a snapshot's users.
+///
+/// Every user is one record in `blob`, in file order:
+/// `id`, state, `tokens_valid_after`, `updated_at`, `username`, `email`,
+/// group and role name ids, and the encoded attributes (see
+/// [`crate::encoded`]); strings are length-prefixed, numbers varints. The
+/// slots are sorted by the hash of the id and `buckets` maps the hash's top
+/// bits to a run of slots, so a lookup reads the bucket bounds, one or two
+/// slots, and the record itself: two or three cache lines a user, all of
+/// them needed anyway.
 #[derive(Default)]
 struct Packed {
-    text: String,
-    rows: Vec<Row>,
-    parents: Vec<u32>,
-    names: Vec<Box<str>>,
-    name_ids: HashMap<Box<str>, u32>,
-    index: hashbrown::HashTable<u32>,
+    blob: Vec<u8>,
+    slots: Vec<Slot>,
+    buckets: Vec<u32>,
+    bits: u32,
+    names: Vec<SmolStr>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
+/// One decoded record header: what a lookup hands out.
+#[derive(Clone, Copy)]
+struct Rec<'a> {
+    id: &'a str,
+    state: UserState,
+    tokens_valid_after: i64,
+    updated_at: i64,
+    username: &'a str,
+    email: &'a str,
+    groups: (usize, Reader<'a>),
+    roles: (usize, Reader<'a>),
+    attrs: &'a [u8],
+    /// Offset of the next record.
+    end: usize,
+}
+
+fn count(r: &mut Reader<'_>) -> Option<usize> {
+    usize::try_from(r.varint()?).ok()
+}
+
+/// Skip `n` varints, returning a reader over them.
+fn ids<'a>(r: &mut Reader<'a>, n: usize) -> Option<(usize, Reader<'a>)> {
+    let start = *r;
+    for _ in 0..n {
+        r.varint()?;
+    }
+    Some((n, start))
+}
+
 impl Packed {
-    fn str(&self, s: Span) -> &str {
-        let start = s.start as usize;
-        self.text.get(start..start + s.len as usize).unwrap_or("")
+    fn record(&self, at: usize) -> Option<Rec<'_>> {
+        let whole = self.blob.get(at..)?;
+        let mut r = Reader::new(whole);
+        let id = r.str()?;
+        let state = UserState::from_u8(r.u8()?)?;
+        let tokens_valid_after = r.signed()?;
+        let updated_at = r.signed()?;
+        let username = r.str()?;
+        let email = r.str()?;
+        let n = count(&mut r)?;
+        let groups = ids(&mut r, n)?;
+        let n = count(&mut r)?;
+        let roles = ids(&mut r, n)?;
+        let n = count(&mut r)?;
+        let attrs = r.bytes(n)?;
+        Some(Rec {
+            id,
+            state,
+            tokens_valid_after,
+            updated_at,
+            username,
+            email,
+            groups,
+            roles,
+            attrs,
+            end: at + (whole.len() - r.rest().len()),
+        })
     }
 
-    fn push_str(&mut self, s: &str) -> Option<Span> {
-        let start = u32::try_from(self.text.len()).ok()?;
-        let len = u32::try_from(s.len()).ok()?;
-        start.checked_add(len)?;
-        self.text.push_str(s);
-        Some(Span { start, len })
+    fn bucket(&self, hash: u64) -> usize {
+        (hash >> (64 - self.bits)) as usize
     }
 
-    fn intern(&mut self, name: &str) -> Option<u32> {
-        if let Some(id) = self.name_ids.get(name) {
-            return Some(*id);
-        }
-        let id = u32::try_from(self.names.len()).ok()?;
-        self.names.push(name.into());
-        self.name_ids.insert(name.into(), id);
-        Some(id)
-    }
-
-    fn find(&self, id: &str) -> Option<&Row> {
+    fn find(&self, id: &str) -> Option<Rec<'_>> {
         let hash = self.hasher.hash_one(id);
-        let i = self.index.find(hash, |&i| {
-            self.rows
-                .get(i as usize)
-                .is_some_and(|r| self.str(r.id()) == id)
-        })?;
-        self.rows.get(*i as usize)
-    }
-
-    fn name(&self, i: u32) -> &str {
-        self.names.get(i as usize).map_or("", |n| n)
+        let b = self.bucket(hash);
+        let lo = *self.buckets.get(b)? as usize;
+        let hi = *self.buckets.get(b + 1)? as usize;
+        self.slots
+            .get(lo..hi)?
+            .iter()
+            .filter(|s| s.tag == hash as u32)
+            .filter_map(|s| self.record(s.at as usize))
+            .find(|r| r.id == id)
     }
 }
 
@@ -245,7 +252,27 @@ impl Packed {
 #[derive(Debug, Clone)]
 struct Loose {
     record: UserRecord,
-    attrs_text: Box<str>,
+    attrs: Box<[u8]>,
+    names: Vec<SmolStr>,
+}
+
+impl Loose {
+    fn new(record: UserRecord) -> Loose {
+        let mut names = Names::default();
+        let mut attrs = Vec::new();
+        // Interning fails only past u32::MAX names; the attributes are then
+        // kept as JSON text, which means the same.
+        if encoded::encode_map(&record.attrs, &mut attrs, &mut names).is_err() {
+            attrs.clear();
+            names = Names::default();
+            encoded::encode_as_json(&record.attrs, &mut attrs);
+        }
+        Loose {
+            record,
+            attrs: attrs.into(),
+            names: names.freeze(),
+        }
+    }
 }
 
 /// The user directory of one snapshot. Cloning is cheap (shared).
@@ -273,7 +300,7 @@ pub struct UserRef<'a> {
 
 #[derive(Clone, Copy)]
 enum RefInner<'a> {
-    Packed(&'a Packed, &'a Row),
+    Packed(&'a Packed, Rec<'a>),
     Loose(&'a Loose),
 }
 
@@ -281,21 +308,21 @@ impl<'a> UserRef<'a> {
     /// The user id (token `sub`).
     pub fn id(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => p.str(r.id()),
+            RefInner::Packed(_, r) => r.id,
             RefInner::Loose(l) => &l.record.id,
         }
     }
     /// Login name.
     pub fn username(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => p.str(r.username()),
+            RefInner::Packed(_, r) => r.username,
             RefInner::Loose(l) => &l.record.username,
         }
     }
     /// Email.
     pub fn email(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(p, r) => p.str(r.email()),
+            RefInner::Packed(_, r) => r.email,
             RefInner::Loose(l) => &l.record.email,
         }
     }
@@ -320,14 +347,18 @@ impl<'a> UserRef<'a> {
             RefInner::Loose(l) => l.record.updated_at,
         }
     }
-    /// Custom attributes as JSON object text.
-    pub fn attrs_json(&self) -> &'a str {
+    /// Custom attributes (Cedar JSON values).
+    pub fn attrs(&self) -> serde_json::Map<String, serde_json::Value> {
         match self.inner {
-            RefInner::Packed(p, r) => match p.str(r.attrs()) {
-                "" => "{}",
-                s => s,
-            },
-            RefInner::Loose(l) => &l.attrs_text,
+            RefInner::Packed(p, r) => encoded::to_json(r.attrs, &p.names).unwrap_or_default(),
+            RefInner::Loose(l) => l.record.attrs.clone(),
+        }
+    }
+    /// The encoded attributes and the names they refer to.
+    pub(crate) fn encoded_attrs(&self) -> (&'a [u8], &'a [SmolStr]) {
+        match self.inner {
+            RefInner::Packed(p, r) => (r.attrs, &p.names),
+            RefInner::Loose(l) => (&l.attrs, &l.names),
         }
     }
     /// Group ids.
@@ -339,16 +370,15 @@ impl<'a> UserRef<'a> {
         self.names(false)
     }
 
-    fn names(&self, groups: bool) -> Names<'a> {
+    fn names(&self, groups: bool) -> NameIter<'a> {
         match self.inner {
             RefInner::Packed(p, r) => {
-                let start = r.parents as usize;
-                let (from, n) = if groups {
-                    (start, usize::from(r.groups))
-                } else {
-                    (start + usize::from(r.groups), usize::from(r.roles))
-                };
-                Names::Packed(p, p.parents.get(from..from + n).unwrap_or(&[]).iter())
+                let (left, ids) = if groups { r.groups } else { r.roles };
+                NameIter::Packed {
+                    names: &p.names,
+                    ids,
+                    left,
+                }
             }
             RefInner::Loose(l) => {
                 let v = if groups {
@@ -356,7 +386,7 @@ impl<'a> UserRef<'a> {
                 } else {
                     &l.record.roles
                 };
-                Names::Loose(v.iter())
+                NameIter::Loose(v.iter())
             }
         }
     }
@@ -370,7 +400,7 @@ impl<'a> UserRef<'a> {
             state: self.state(),
             groups: self.groups().map(str::to_owned).collect(),
             roles: self.roles().map(str::to_owned).collect(),
-            attrs: serde_json::from_str(self.attrs_json()).unwrap_or_default(),
+            attrs: self.attrs(),
             tokens_valid_after: self.tokens_valid_after(),
             updated_at: self.updated_at(),
         }
@@ -378,18 +408,33 @@ impl<'a> UserRef<'a> {
 }
 
 /// Group or role names of one user, without allocating.
-enum Names<'a> {
-    Packed(&'a Packed, std::slice::Iter<'a, u32>),
+enum NameIter<'a> {
+    Packed {
+        names: &'a [SmolStr],
+        ids: Reader<'a>,
+        left: usize,
+    },
     Loose(std::slice::Iter<'a, String>),
 }
 
-impl<'a> Iterator for Names<'a> {
+impl<'a> Iterator for NameIter<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
         match self {
-            Names::Packed(p, ids) => ids.next().map(|i| p.name(*i)),
-            Names::Loose(names) => names.next().map(String::as_str),
+            NameIter::Packed { names, ids, left } => {
+                *left = left.checked_sub(1)?;
+                ids.name(names).map(SmolStr::as_str)
+            }
+            NameIter::Loose(names) => names.next().map(String::as_str),
         }
+    }
+}
+
+fn too_big(n: usize) -> DirectoryError {
+    DirectoryError {
+        line: n,
+        column: 1,
+        message: "directory too large".into(),
     }
 }
 
@@ -398,17 +443,12 @@ impl Directory {
     /// are refused in a snapshot; a repeated id is refused.
     pub fn parse(text: &str) -> Result<Directory, DirectoryError> {
         let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
-        let mut p = Packed {
-            text: String::with_capacity(text.len() / 2),
-            rows: Vec::with_capacity(lines),
-            index: hashbrown::HashTable::with_capacity(lines),
-            ..Packed::default()
-        };
-        let too_big = |n| DirectoryError {
-            line: n,
-            column: 1,
-            message: "directory too large".into(),
-        };
+        let mut blob: Vec<u8> = Vec::with_capacity(text.len() / 4 * 3);
+        let mut names = Names::default();
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        // (hash of the id, record offset, line)
+        let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(lines);
+        let mut attrs = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let n = i + 1;
             if raw.trim().is_empty() {
@@ -424,68 +464,78 @@ impl Directory {
                     });
                 }
             };
-            let hash = p.hasher.hash_one(&*l.id);
-            if p.find(&l.id).is_some() {
-                return Err(DirectoryError {
+            let at = u32::try_from(blob.len()).map_err(|_| too_big(n))?;
+            let line = u32::try_from(n).map_err(|_| too_big(n))?;
+            order.push((hasher.hash_one(&*l.id), at, line));
+            attrs.clear();
+            encoded::encode_text(l.attrs.map_or("{}", |a| a.get()), &mut attrs, &mut names)
+                .map_err(|message| DirectoryError {
                     line: n,
                     column: 1,
-                    message: format!("user id {:?} appears twice", l.id),
-                });
+                    message: format!("attrs: {message}"),
+                })?;
+            encoded::put_str(&mut blob, &l.id);
+            blob.push(l.state.unwrap_or(UserState::Created) as u8);
+            encoded::put_signed(&mut blob, l.tokens_valid_after);
+            encoded::put_signed(&mut blob, l.updated_at);
+            encoded::put_str(&mut blob, l.username.as_deref().unwrap_or(""));
+            encoded::put_str(&mut blob, l.email.as_deref().unwrap_or(""));
+            for list in [&l.groups, &l.roles] {
+                encoded::put_varint(&mut blob, list.len() as u64);
+                for name in list {
+                    let id = names.intern(name).ok_or_else(|| too_big(n))?;
+                    encoded::put_varint(&mut blob, u64::from(id));
+                }
             }
-            let parents = u32::try_from(p.parents.len()).map_err(|_| too_big(n))?;
-            let groups = u16::try_from(l.groups.len()).map_err(|_| too_big(n))?;
-            let roles = u16::try_from(l.roles.len()).map_err(|_| too_big(n))?;
-            for name in l.groups.iter().chain(&l.roles) {
-                let id = p.intern(name).ok_or_else(|| too_big(n))?;
-                p.parents.push(id);
-            }
-            let username = l.username.as_deref().unwrap_or("");
-            let email = l.email.as_deref().unwrap_or("");
-            let attrs = l.attrs.map_or("", |a| a.get());
-            let short = |s: &str| {
-                u16::try_from(s.len()).map_err(|_| DirectoryError {
-                    line: n,
-                    column: 1,
-                    message: "id, username and email are limited to 65535 bytes".into(),
-                })
-            };
-            let (id_len, username_len, email_len) =
-                (short(&l.id)?, short(username)?, short(email)?);
-            let start = p.push_str(&l.id).ok_or_else(|| too_big(n))?.start;
-            p.push_str(username).ok_or_else(|| too_big(n))?;
-            p.push_str(email).ok_or_else(|| too_big(n))?;
-            let attrs_len = p.push_str(attrs).ok_or_else(|| too_big(n))?.len;
-            let row = Row {
-                tokens_valid_after: l.tokens_valid_after,
-                updated_at: l.updated_at,
-                start,
-                attrs_len,
-                parents,
-                id_len,
-                username_len,
-                email_len,
-                groups,
-                roles,
-                state: l.state.unwrap_or(UserState::Created),
-            };
-            let idx = u32::try_from(p.rows.len()).map_err(|_| too_big(n))?;
-            p.rows.push(row);
-            let Packed {
-                index,
-                rows,
-                text,
-                hasher,
-                ..
-            } = &mut p;
-            index.insert_unique(hash, idx, |&j| {
-                let r = rows.get(j as usize).map_or(Span::default(), |r| r.id());
-                let start = r.start as usize;
-                hasher.hash_one(text.get(start..start + r.len as usize).unwrap_or(""))
-            });
+            encoded::put_varint(&mut blob, attrs.len() as u64);
+            blob.extend_from_slice(&attrs);
         }
-        p.text.shrink_to_fit();
-        p.parents.shrink_to_fit();
-        let len = p.rows.len();
+        u32::try_from(blob.len()).map_err(|_| too_big(lines))?;
+        blob.shrink_to_fit();
+        order.sort_unstable_by_key(|o| o.0);
+        let mut p = Packed {
+            blob,
+            names: names.freeze(),
+            hasher,
+            bits: (usize::BITS - order.len().leading_zeros()).max(1),
+            ..Packed::default()
+        };
+        // A repeated id hashes alike: compare ids within runs of one hash.
+        for run in order.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+            for (k, a) in run.iter().enumerate() {
+                for b in run.iter().skip(k + 1) {
+                    let id_of = |at: u32| p.record(at as usize).map(|r| r.id);
+                    if id_of(a.1) == id_of(b.1) {
+                        return Err(DirectoryError {
+                            line: a.2.max(b.2) as usize,
+                            column: 1,
+                            message: format!(
+                                "user id {:?} appears twice",
+                                id_of(a.1).unwrap_or_default()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let buckets = 1usize << p.bits;
+        p.buckets = Vec::with_capacity(buckets + 1);
+        let mut next = 0usize;
+        for b in 0..=buckets {
+            while order.get(next).is_some_and(|o| p.bucket(o.0) < b) {
+                next += 1;
+            }
+            p.buckets
+                .push(u32::try_from(next).map_err(|_| too_big(lines))?);
+        }
+        p.slots = order
+            .iter()
+            .map(|&(hash, at, _)| Slot {
+                tag: hash as u32,
+                at,
+            })
+            .collect();
+        let len = p.slots.len();
         Ok(Directory {
             packed: Arc::new(p),
             overlay: Arc::default(),
@@ -535,10 +585,7 @@ impl Directory {
                     if !existed {
                         len += 1;
                     }
-                    let attrs_text = serde_json::Value::Object(record.attrs.clone())
-                        .to_string()
-                        .into();
-                    overlay.insert(id, Some(Arc::new(Loose { record, attrs_text })));
+                    overlay.insert(id, Some(Arc::new(Loose::new(record))));
                 }
                 UserChange::Remove(_) => {
                     if existed {
@@ -561,7 +608,9 @@ impl Directory {
 
     /// Look a user up by id.
     pub fn get(&self, id: &str) -> Option<UserRef<'_>> {
-        if let Some(slot) = self.overlay.get(id) {
+        if !self.overlay.is_empty()
+            && let Some(slot) = self.overlay.get(id)
+        {
             return slot.as_deref().map(|l| UserRef {
                 inner: RefInner::Loose(l),
             });
@@ -583,14 +632,17 @@ impl Directory {
 
     /// Every user, packed ones first (in file order), then delta upserts.
     pub fn iter(&self) -> impl Iterator<Item = UserRef<'_>> + '_ {
-        let packed = self
-            .packed
-            .rows
-            .iter()
-            .filter(|r| !self.overlay.contains_key(self.packed.str(r.id())))
-            .map(|r| UserRef {
-                inner: RefInner::Packed(&self.packed, r),
-            });
+        let p = &*self.packed;
+        let mut at = 0usize;
+        let packed = std::iter::from_fn(move || {
+            let r = p.record(at)?;
+            at = r.end;
+            Some(r)
+        })
+        .filter(|r| !self.overlay.contains_key(r.id))
+        .map(move |r| UserRef {
+            inner: RefInner::Packed(p, r),
+        });
         let loose = self
             .overlay
             .values()
@@ -604,11 +656,10 @@ impl Directory {
     /// Approximate heap bytes held (for status pages and benchmarks).
     pub fn heap_bytes(&self) -> usize {
         let p = &self.packed;
-        p.text.capacity()
-            + p.rows.capacity() * std::mem::size_of::<Row>()
-            + p.parents.capacity() * 4
-            + p.index.capacity() * 5
-            + p.names.iter().map(|n| n.len() * 2 + 48).sum::<usize>()
+        p.blob.capacity()
+            + p.slots.capacity() * std::mem::size_of::<Slot>()
+            + p.buckets.capacity() * 4
+            + p.names.iter().map(|n| n.len() + 24).sum::<usize>()
             + self.overlay.len() * 256
     }
 
@@ -632,9 +683,9 @@ mod tests {
 "#;
 
     #[test]
-    fn a_packed_row_stays_small() {
-        // 1M users x this, plus their strings, is the directory's footprint.
-        assert_eq!(std::mem::size_of::<Row>(), 40);
+    fn a_packed_slot_stays_small() {
+        // 1M users x this, plus their records, is the directory's footprint.
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
     }
 
     #[test]
@@ -648,9 +699,15 @@ mod tests {
         );
         assert_eq!(a.groups().collect::<Vec<_>>(), ["eng", "staff"]);
         assert_eq!(a.roles().collect::<Vec<_>>(), ["admin"]);
-        assert_eq!(a.attrs_json(), r#"{"level":3}"#);
+        assert_eq!(
+            a.attrs(),
+            serde_json::json!({"level": 3})
+                .as_object()
+                .cloned()
+                .unwrap()
+        );
         assert_eq!((a.tokens_valid_after(), a.updated_at()), (10, 20));
-        assert_eq!(d.get("u2").unwrap().attrs_json(), "{}");
+        assert!(d.get("u2").unwrap().attrs().is_empty());
         assert!(d.get("u3").is_none());
     }
 

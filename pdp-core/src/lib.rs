@@ -20,6 +20,7 @@ mod authorize;
 pub mod bundle;
 pub mod decision;
 pub mod directory;
+mod encoded;
 pub mod layout;
 pub mod lifecycle;
 pub mod manifest;

@@ -11,7 +11,7 @@
 //! tests in `tests/differential.rs` check exactly that).
 
 use crate::directory::{Directory, UserRef};
-use crate::values::{self, TypeNames};
+use crate::values::TypeNames;
 use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use cedar_policy_core::ast::{
     Entity as CoreEntity, EntityUID as CoreUid, PartialValue, Value as CoreValue,
@@ -126,7 +126,7 @@ impl Statics {
 
 /// Convert one Cedar JSON value (explicit `__entity` / `__extn` forms; any
 /// other object is a record) into a restricted expression, noting entity
-/// references in `refs`. The slow path, for values [`values::to_value`]
+/// references in `refs`. The slow path, for values [`crate::values::to_value`]
 /// does not take.
 pub(crate) fn restricted(
     v: &Value,
@@ -189,8 +189,6 @@ pub(crate) fn user_entity(
     user: UserRef<'_>,
     refs: &mut Vec<EntityUid>,
 ) -> Result<CoreEntity, String> {
-    let attrs: serde_json::Map<String, Value> =
-        serde_json::from_str(user.attrs_json()).map_err(|e| e.to_string())?;
     let mut parents: Option<HashSet<CoreUid>> = None;
     let direct = user
         .groups()
@@ -212,24 +210,18 @@ pub(crate) fn user_entity(
         ("email", user.email()),
         ("realm", realm),
     ];
-    // Fast path: plain values straight into Cedar's core types.
+    // Fast path: plain values straight from their encoded form into Cedar's
+    // core types.
+    let (encoded, names) = user.encoded_attrs();
     let mark = refs.len();
-    let fast: Option<Vec<(SmolStr, PartialValue)>> = attrs
-        .iter()
-        .map(|(k, v)| {
-            Some((
-                SmolStr::new(k),
-                values::to_value(v, &statics.types, refs)?.into(),
-            ))
-        })
-        .collect();
-    if let Some(mut pairs) = fast {
+    if let Some(mut pairs) = crate::encoded::to_core(encoded, names, &statics.types, refs) {
+        pairs.reserve(fixed.len());
         for (k, v) in fixed {
-            pairs.push((SmolStr::new(k), CoreValue::from(SmolStr::new(v)).into()));
+            pairs.push((SmolStr::new_static(k), CoreValue::from(SmolStr::new(v))));
         }
         return Ok(CoreEntity::new_with_attr_partial_value(
             uid,
-            pairs,
+            pairs.into_iter().map(|(k, v)| (k, PartialValue::from(v))),
             HashSet::new(),
             parents,
             [],
@@ -237,6 +229,7 @@ pub(crate) fn user_entity(
     }
     // Slow path (extension values): Cedar's public constructor.
     refs.truncate(mark);
+    let attrs = crate::encoded::to_json(encoded, names).ok_or("malformed user attributes")?;
     let mut out: HashMap<String, RestrictedExpression> = HashMap::with_capacity(attrs.len() + 3);
     for (k, v) in &attrs {
         out.insert(k.clone(), restricted(v, &statics.types, refs)?);

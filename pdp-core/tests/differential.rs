@@ -78,6 +78,18 @@ action all;
 action read, edit in [Action::"all"] appliesTo { principal: User, resource: Doc };
 "#;
 
+/// Policies reading user attributes of every kind the directory stores:
+/// sets, records holding entity references, extension values (the
+/// directory's slow road), next to the plain ones.
+const KINDS: &str = r#"
+@id("k-tags") permit(principal, action == Action::"read", resource) when { principal has tags && principal.tags.contains("a") && resource.owner has office && resource.owner.office.floor > 2 };
+@id("k-mentor") permit(principal, action == Action::"edit", resource) when { resource.owner has office && resource.owner.office.mentor == principal };
+@id("k-mentor-level") permit(principal, action, resource) when { principal has office && principal.office.mentor.level > 5 };
+@id("k-net") forbid(principal, action == Action::"edit", resource) when { principal has net && principal.net.isInRange(ip("10.0.0.0/30")) };
+@id("k-owner-net") permit(principal, action == Action::"read", resource) when { resource.owner has net && resource.owner.net.isLoopback() == false && principal.level > 3 };
+@id("k-state") forbid(principal is User, action, resource) unless { principal.state == "Active" };
+"#;
+
 struct Realm {
     snap: Snapshot,
     users: usize,
@@ -146,6 +158,26 @@ fn realm_full(
                 "team".into(),
                 json!({"__entity": {"type": "Group", "id": format!("g{}", rng.below(groups))}}),
             );
+        }
+        // Values of every other kind, where no schema constrains them.
+        if schema.is_none() {
+            let tags: Vec<&str> = ["a", "b", "c"]
+                .into_iter()
+                .filter(|_| rng.below(2) == 0)
+                .collect();
+            attrs.insert("tags".into(), json!(tags));
+            if rng.below(2) == 0 {
+                attrs.insert(
+                    "office".into(),
+                    json!({"floor": rng.below(5), "mentor": {"__entity": {"type": "User", "id": format!("u{}", rng.below(users))}}}),
+                );
+            }
+            if rng.below(4) == 0 {
+                attrs.insert(
+                    "net".into(),
+                    json!({"__extn": {"fn": "ip", "arg": format!("10.0.0.{}", rng.below(8))}}),
+                );
+            }
         }
         let gs: Vec<String> = (0..rng.below(3))
             .map(|_| format!("g{}", rng.below(groups)))
@@ -263,6 +295,12 @@ proptest! {
     fn every_scope_form_agrees_through_the_policy_index(seed in any::<u64>(), groups in 4usize..24, users in 2usize..40, docs in 1usize..20) {
         let r = realm_full(SCOPES, Some(SCOPES_SCHEMA), seed, groups, users, docs);
         check(&r, seed, 80)?;
+    }
+
+    #[test]
+    fn user_attribute_values_of_every_kind_agree(seed in any::<u64>(), groups in 2usize..24, users in 2usize..40, docs in 1usize..20) {
+        let realm = realm_with(KINDS, seed, groups, users, docs);
+        check(&realm, seed, 60)?;
     }
 
     #[test]
