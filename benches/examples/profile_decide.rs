@@ -15,7 +15,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let users: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
-    let snap = load_dev(&bundle(&realm_files(users))).unwrap_or_else(|| std::process::exit(1));
+    let bytes = bundle(&realm_files(users));
+    let t = Instant::now();
+    let snap = load_dev(&bytes).unwrap_or_else(|| std::process::exit(1));
+    println!("load {:.3} s", t.elapsed().as_secs_f64());
+    drop(bytes);
     let t = Instant::now();
     for i in 0..n {
         let mut u = (i * 7919) % users;

@@ -379,7 +379,7 @@ impl<'a> Publisher<'a> {
     }
 
     /// Read and verify one bundle of the realm.
-    fn open(&self, realm: &str, key: &str, signer: &BundleSigner) -> Result<Bundle> {
+    fn open(&self, realm: &str, key: &str, signer: &BundleSigner) -> Result<Bundle<'static>> {
         let obj = self
             .store
             .get(key)?
@@ -393,7 +393,7 @@ impl<'a> Publisher<'a> {
                 bundle.manifest.realm
             )));
         }
-        Ok(bundle)
+        Ok(bundle.into_owned())
     }
 
     /// Compare-and-swap `HEAD` from `etag` (`None`: create it) to `head`.

@@ -8,6 +8,7 @@
 
 use crate::manifest::{self, BundleKind, FORMAT, Manifest, member};
 use crate::sign::{BundleSigner, Keyring, SignatureError};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -192,17 +193,22 @@ impl BundleError {
 /// A bundle whose archive has been read and whose signature and hashes have
 /// been checked; its members are still raw bytes.
 #[derive(Debug, Clone)]
-pub struct Bundle {
+pub struct Bundle<'a> {
     /// The parsed manifest.
     pub manifest: Manifest,
     /// The key id that signed it (`None` for an unsigned dev bundle).
     pub signed_by: Option<String>,
-    members: BTreeMap<String, Vec<u8>>,
+    /// Member bytes: borrowed from a plain archive, owned from a gzip'd one.
+    members: BTreeMap<String, Cow<'a, [u8]>>,
 }
 
-impl Bundle {
+impl<'a> Bundle<'a> {
     /// Read and verify a bundle archive.
-    pub fn open(bytes: &[u8], trust: Trust<'_>, limits: &Limits) -> Result<Bundle, BundleError> {
+    pub fn open(
+        bytes: &'a [u8],
+        trust: Trust<'_>,
+        limits: &Limits,
+    ) -> Result<Bundle<'a>, BundleError> {
         if bytes.len() as u64 > limits.archive {
             return Err(BundleError::ArchiveTooLarge {
                 limit: limits.archive,
@@ -242,9 +248,23 @@ impl Bundle {
         })
     }
 
+    /// The same bundle owning its members (copied out of the archive if
+    /// they were borrowed), to outlive the archive's bytes.
+    pub fn into_owned(self) -> Bundle<'static> {
+        Bundle {
+            manifest: self.manifest,
+            signed_by: self.signed_by,
+            members: self
+                .members
+                .into_iter()
+                .map(|(name, bytes)| (name, Cow::Owned(bytes.into_owned())))
+                .collect(),
+        }
+    }
+
     /// A member's bytes, if present.
     pub fn member(&self, name: &str) -> Option<&[u8]> {
-        self.members.get(name).map(Vec::as_slice)
+        self.members.get(name).map(|b| &**b)
     }
 
     /// Names of the content members present.
@@ -290,19 +310,37 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
 }
 
 /// Read every member of a tar (or gzip'd tar) archive, enforcing limits.
-fn read_archive(bytes: &[u8], limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+fn read_archive<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<BTreeMap<String, Cow<'a, [u8]>>, BundleError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        read_tar(flate2::read::GzDecoder::new(bytes), limits)
+        read_tar(
+            tar::Archive::new(flate2::read::GzDecoder::new(bytes)).entries(),
+            None,
+            limits,
+        )
     } else {
-        read_tar(bytes, limits)
+        // A plain archive is in memory already: members are borrowed from it
+        // (no copy, no growing buffer), and skipped members seek.
+        read_tar(
+            tar::Archive::new(std::io::Cursor::new(bytes)).entries_with_seek(),
+            Some(bytes),
+            limits,
+        )
     }
 }
 
-fn read_tar<R: Read>(reader: R, limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+/// The members of an archive. `plain` is the whole archive when its bytes
+/// are the reader's, so member data is sliced out rather than read.
+fn read_tar<'a, 'r, R: Read + 'r>(
+    entries: std::io::Result<tar::Entries<'r, R>>,
+    plain: Option<&'a [u8]>,
+    limits: &Limits,
+) -> Result<BTreeMap<String, Cow<'a, [u8]>>, BundleError> {
     let not_archive = |e: std::io::Error| BundleError::NotAnArchive(e.to_string());
-    let mut archive = tar::Archive::new(reader);
     let mut out = BTreeMap::new();
-    for entry in archive.entries().map_err(not_archive)? {
+    for entry in entries.map_err(not_archive)? {
         let entry = entry.map_err(not_archive)?;
         let path = entry.path().map_err(not_archive)?;
         let name = path.to_string_lossy().trim_start_matches("./").to_owned();
@@ -317,17 +355,39 @@ fn read_tar<R: Read>(reader: R, limits: &Limits) -> Result<BTreeMap<String, Vec<
             return Err(BundleError::UnexpectedMember(name));
         }
         let limit = limits.for_member(&name);
-        if entry.header().size().map_err(not_archive)? > limit {
+        let size = entry.header().size().map_err(not_archive)?;
+        if size > limit {
             return Err(BundleError::MemberTooLarge { name, limit });
         }
-        let mut buf = Vec::new();
-        entry
-            .take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(not_archive)?;
-        if buf.len() as u64 > limit {
-            return Err(BundleError::MemberTooLarge { name, limit });
-        }
+        let size = usize::try_from(size).map_err(|_| BundleError::MemberTooLarge {
+            name: name.clone(),
+            limit,
+        })?;
+        let buf = match plain {
+            Some(all) => usize::try_from(entry.raw_file_position())
+                .ok()
+                .and_then(|at| all.get(at..at.checked_add(size)?))
+                .map(Cow::Borrowed)
+                .ok_or_else(|| {
+                    BundleError::NotAnArchive(format!("{name} runs past the end of the archive"))
+                })?,
+            None => {
+                let mut buf = Vec::new();
+                buf.try_reserve_exact(size)
+                    .map_err(|_| BundleError::MemberTooLarge {
+                        name: name.clone(),
+                        limit,
+                    })?;
+                entry
+                    .take(limit + 1)
+                    .read_to_end(&mut buf)
+                    .map_err(not_archive)?;
+                if buf.len() as u64 > limit {
+                    return Err(BundleError::MemberTooLarge { name, limit });
+                }
+                Cow::Owned(buf)
+            }
+        };
         if out.insert(name.clone(), buf).is_some() {
             return Err(BundleError::DuplicateMember(name));
         }

@@ -438,58 +438,213 @@ fn too_big(n: usize) -> DirectoryError {
     }
 }
 
+/// Below this size a `users.jsonl` is parsed on one thread.
+const PARALLEL_FROM: usize = 4 << 20;
+/// At most this many parser threads.
+const MAX_THREADS: usize = 4;
+
+/// One part of a snapshot's users, parsed: records in file order, the names
+/// they use (ids local to the part), and per record (hash of its id, offset,
+/// line).
+#[derive(Default)]
+struct Chunk {
+    blob: Vec<u8>,
+    names: Names,
+    order: Vec<(u64, u32, u32)>,
+}
+
+/// Split `text` into at most `parts` runs of whole lines, each with the
+/// number of its first line.
+fn split_lines(text: &str, parts: usize) -> Vec<(usize, &str)> {
+    let mut out = Vec::with_capacity(parts);
+    let mut rest = text;
+    let mut line = 1;
+    let target = text.len() / parts.max(1) + 1;
+    while !rest.is_empty() {
+        let cut = if out.len() + 1 >= parts || rest.len() <= target {
+            rest.len()
+        } else {
+            rest.as_bytes()
+                .iter()
+                .skip(target)
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |p| target + p + 1)
+        };
+        let (piece, tail) = rest.split_at(cut);
+        out.push((line, piece));
+        line += piece.bytes().filter(|&b| b == b'\n').count();
+        rest = tail;
+    }
+    out
+}
+
+/// Parse one part of a snapshot's `users.jsonl` whose first line is
+/// `first_line`.
+fn parse_chunk(
+    text: &str,
+    first_line: usize,
+    hasher: &hashbrown::DefaultHashBuilder,
+) -> Result<Chunk, DirectoryError> {
+    // An upper bound on the records, for capacity (one byte scan).
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut blob: Vec<u8> = Vec::with_capacity(text.len() / 4 * 3);
+    let mut names = Names::default();
+    let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(lines);
+    let mut attrs = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let n = first_line + i;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let l = match parse_line(raw, n)? {
+            Parsed::Upsert(l) => l,
+            Parsed::Remove(_) => {
+                return Err(DirectoryError {
+                    line: n,
+                    column: 1,
+                    message: "a snapshot cannot remove users".into(),
+                });
+            }
+        };
+        let at = u32::try_from(blob.len()).map_err(|_| too_big(n))?;
+        let line = u32::try_from(n).map_err(|_| too_big(n))?;
+        order.push((hasher.hash_one(&*l.id), at, line));
+        attrs.clear();
+        encoded::encode_text(l.attrs.map_or("{}", |a| a.get()), &mut attrs, &mut names).map_err(
+            |message| DirectoryError {
+                line: n,
+                column: 1,
+                message: format!("attrs: {message}"),
+            },
+        )?;
+        encoded::put_str(&mut blob, &l.id);
+        blob.push(l.state.unwrap_or(UserState::Created) as u8);
+        encoded::put_signed(&mut blob, l.tokens_valid_after);
+        encoded::put_signed(&mut blob, l.updated_at);
+        encoded::put_str(&mut blob, l.username.as_deref().unwrap_or(""));
+        encoded::put_str(&mut blob, l.email.as_deref().unwrap_or(""));
+        for list in [&l.groups, &l.roles] {
+            encoded::put_varint(&mut blob, list.len() as u64);
+            for name in list {
+                let id = names.intern(name).ok_or_else(|| too_big(n))?;
+                encoded::put_varint(&mut blob, u64::from(id));
+            }
+        }
+        encoded::put_varint(&mut blob, attrs.len() as u64);
+        blob.extend_from_slice(&attrs);
+    }
+    Ok(Chunk { blob, names, order })
+}
+
+/// Append the record at the start of `rec` to `out` with its names
+/// renumbered (`map[old] = new`). `None` if it is malformed.
+fn remap_record(rec: &[u8], map: &[u32], out: &mut Vec<u8>) -> Option<()> {
+    let mut r = Reader::new(rec);
+    // id, state, tokens_valid_after, updated_at, username, email: verbatim.
+    r.str()?;
+    r.u8()?;
+    r.signed()?;
+    r.signed()?;
+    r.str()?;
+    r.str()?;
+    out.extend_from_slice(rec.get(..rec.len() - r.rest().len())?);
+    for _ in 0..2 {
+        let n = r.varint()?;
+        encoded::put_varint(out, n);
+        for _ in 0..n {
+            let id = map.get(usize::try_from(r.varint()?).ok()?)?;
+            encoded::put_varint(out, u64::from(*id));
+        }
+    }
+    let n = usize::try_from(r.varint()?).ok()?;
+    let mut attrs = Reader::new(r.bytes(n)?);
+    let mut buf = Vec::with_capacity(n + 4);
+    encoded::remap(&mut attrs, map, &mut buf)?;
+    encoded::put_varint(out, buf.len() as u64);
+    out.extend_from_slice(&buf);
+    Some(())
+}
+
 impl Directory {
     /// Parse a snapshot's `users.jsonl` into a packed directory. Removal lines
     /// are refused in a snapshot; a repeated id is refused.
+    ///
+    /// A large file is parsed in parts on several threads where the platform
+    /// has them (JSON parsing is most of a bundle load); the result is the
+    /// same, byte for byte, as one pass.
     pub fn parse(text: &str) -> Result<Directory, DirectoryError> {
-        let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
-        let mut blob: Vec<u8> = Vec::with_capacity(text.len() / 4 * 3);
-        let mut names = Names::default();
+        let threads = if text.len() >= PARALLEL_FROM {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        } else {
+            1
+        };
+        Directory::parse_in(text, threads)
+    }
+
+    /// [`Directory::parse`] in `parts` parts, each on its own thread if one
+    /// can be started.
+    fn parse_in(text: &str, parts: usize) -> Result<Directory, DirectoryError> {
         let hasher = hashbrown::DefaultHashBuilder::default();
-        // (hash of the id, record offset, line)
-        let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(lines);
-        let mut attrs = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let n = i + 1;
-            if raw.trim().is_empty() {
-                continue;
+        let pieces = split_lines(text, parts);
+        let mut chunks = std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .skip(1)
+                .map(|&(first_line, piece)| {
+                    let hasher = &hasher;
+                    std::thread::Builder::new()
+                        .name("gatehouse-directory".into())
+                        .spawn_scoped(scope, move || parse_chunk(piece, first_line, hasher))
+                })
+                .collect();
+            let mut out = Vec::with_capacity(pieces.len());
+            if let Some(&(first_line, piece)) = pieces.first() {
+                out.push(parse_chunk(piece, first_line, &hasher));
             }
-            let l = match parse_line(raw, n)? {
-                Parsed::Upsert(l) => l,
-                Parsed::Remove(_) => {
-                    return Err(DirectoryError {
-                        line: n,
-                        column: 1,
-                        message: "a snapshot cannot remove users".into(),
-                    });
-                }
-            };
-            let at = u32::try_from(blob.len()).map_err(|_| too_big(n))?;
-            let line = u32::try_from(n).map_err(|_| too_big(n))?;
-            order.push((hasher.hash_one(&*l.id), at, line));
-            attrs.clear();
-            encoded::encode_text(l.attrs.map_or("{}", |a| a.get()), &mut attrs, &mut names)
-                .map_err(|message| DirectoryError {
-                    line: n,
-                    column: 1,
-                    message: format!("attrs: {message}"),
-                })?;
-            encoded::put_str(&mut blob, &l.id);
-            blob.push(l.state.unwrap_or(UserState::Created) as u8);
-            encoded::put_signed(&mut blob, l.tokens_valid_after);
-            encoded::put_signed(&mut blob, l.updated_at);
-            encoded::put_str(&mut blob, l.username.as_deref().unwrap_or(""));
-            encoded::put_str(&mut blob, l.email.as_deref().unwrap_or(""));
-            for list in [&l.groups, &l.roles] {
-                encoded::put_varint(&mut blob, list.len() as u64);
-                for name in list {
-                    let id = names.intern(name).ok_or_else(|| too_big(n))?;
-                    encoded::put_varint(&mut blob, u64::from(id));
-                }
+            for (handle, &(first_line, piece)) in handles.into_iter().zip(pieces.iter().skip(1)) {
+                out.push(match handle {
+                    Ok(h) => h.join().unwrap_or_else(|_| {
+                        Err(DirectoryError {
+                            line: first_line,
+                            column: 1,
+                            message: "the parser thread failed".into(),
+                        })
+                    }),
+                    // No threads here (WebAssembly): parse it on this one.
+                    Err(_) => parse_chunk(piece, first_line, &hasher),
+                });
             }
-            encoded::put_varint(&mut blob, attrs.len() as u64);
-            blob.extend_from_slice(&attrs);
+            out
+        })
+        .into_iter();
+        // The first error in file order is the one a single pass reports.
+        let Chunk {
+            mut blob,
+            mut names,
+            mut order,
+        } = chunks.next().unwrap_or_else(|| Ok(Chunk::default()))?;
+        let rest: Vec<Chunk> = chunks.collect::<Result<_, _>>()?;
+        blob.reserve(rest.iter().map(|c| c.blob.len()).sum());
+        order.reserve(rest.iter().map(|c| c.order.len()).sum());
+        for c in rest {
+            let line = c.order.first().map_or(0, |o| o.2 as usize);
+            let map = c
+                .names
+                .list
+                .iter()
+                .map(|n| names.intern(n))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| too_big(line))?;
+            for &(hash, at, line) in &c.order {
+                let new_at = u32::try_from(blob.len()).map_err(|_| too_big(line as usize))?;
+                c.blob
+                    .get(at as usize..)
+                    .and_then(|rec| remap_record(rec, &map, &mut blob))
+                    .ok_or_else(|| too_big(line as usize))?;
+                order.push((hash, new_at, line));
+            }
         }
+        let lines = order.len();
         u32::try_from(blob.len()).map_err(|_| too_big(lines))?;
         blob.shrink_to_fit();
         order.sort_unstable_by_key(|o| o.0);
@@ -686,6 +841,88 @@ mod tests {
     fn a_packed_slot_stays_small() {
         // 1M users x this, plus their records, is the directory's footprint.
         assert_eq!(std::mem::size_of::<Slot>(), 8);
+    }
+
+    /// A file of `n` users with names (keys, groups, roles, entity types)
+    /// that first appear in different parts, some values on the slow road,
+    /// and blank lines.
+    fn varied(n: usize) -> String {
+        let mut out = String::new();
+        for i in 0..n {
+            let attrs = match i % 5 {
+                0 => format!(r#"{{"k{}":{i},"tags":["a","b"]}}"#, i % 7),
+                1 => format!(
+                    r#"{{"boss":{{"__entity":{{"type":"T{}","id":"x"}}}},"rec":{{"deep{}":true}}}}"#,
+                    i % 3,
+                    i % 11
+                ),
+                2 => r#"{"ip":{"__extn":{"fn":"ip","arg":"10.0.0.1"}},"n":1.5}"#.to_owned(),
+                3 => "{}".to_owned(),
+                _ => format!(r#"{{"s":"caf\u00e9 {i}","neg":-{i}}}"#),
+            };
+            out.push_str(&format!(
+                r#"{{"id":"user-{i}","username":"u{i}","email":"u{i}@x","state":"Active","groups":["g{}","g{}"],"roles":["r{}"],"attrs":{attrs},"updated_at":{i}}}"#,
+                i % 13,
+                (i * 7) % 17,
+                i % 4
+            ));
+            out.push('\n');
+            if i % 9 == 0 {
+                out.push_str("  \n");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_directory_parsed_in_parts_is_the_one_parsed_in_one_pass() {
+        let text = varied(400);
+        let one = Directory::parse_in(&text, 1).unwrap();
+        for parts in [2, 3, 7] {
+            let many = Directory::parse_in(&text, parts).unwrap();
+            assert_eq!(many.packed.blob, one.packed.blob, "{parts} parts");
+            assert_eq!(many.packed.names, one.packed.names);
+            // Each parse hashes with its own random seed: the slots point at
+            // the same records in another order.
+            let slots = |d: &Directory| -> Vec<u32> {
+                let mut at: Vec<u32> = d.packed.slots.iter().map(|s| s.at).collect();
+                at.sort_unstable();
+                at
+            };
+            assert_eq!(slots(&many), slots(&one));
+            for i in [0, 1, 2, 3, 4, 199, 399] {
+                let id = format!("user-{i}");
+                assert_eq!(
+                    many.get(&id).unwrap().to_record(),
+                    one.get(&id).unwrap().to_record()
+                );
+            }
+        }
+        // More parts than lines, and nothing at all.
+        assert_eq!(Directory::parse_in(&varied(2), 8).unwrap().len(), 2);
+        assert_eq!(Directory::parse_in("", 4).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_directory_parsed_in_parts_reports_the_first_error_in_the_file() {
+        let mut lines: Vec<String> = varied(300).lines().map(str::to_owned).collect();
+        let bad = lines.len() * 2 / 3;
+        lines[bad] = "{oops".into();
+        lines[bad + 20] = "{\"id\":\"z\",\"deleted\":true}".into();
+        let text = lines.join("\n");
+        let one = Directory::parse_in(&text, 1).unwrap_err();
+        assert_eq!(one.line, bad + 1);
+        for parts in [2, 3, 5] {
+            let many = Directory::parse_in(&text, parts).unwrap_err();
+            assert_eq!((many.line, &many.message), (one.line, &one.message));
+        }
+        // A repeated id across parts.
+        let mut text = varied(300);
+        text.push_str(varied(1).lines().next().unwrap());
+        for parts in [1, 2, 4] {
+            let e = Directory::parse_in(&text, parts).unwrap_err();
+            assert!(e.message.contains("\"user-0\" appears twice"), "{e}");
+        }
     }
 
     #[test]

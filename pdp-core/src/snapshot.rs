@@ -196,7 +196,7 @@ fn context_shapes(json: &Value) -> ContextShapes {
 
 impl Snapshot {
     /// Compile a verified snapshot bundle.
-    pub fn compile(bundle: &Bundle) -> Result<Snapshot, BundleError> {
+    pub fn compile(bundle: &Bundle<'_>) -> Result<Snapshot, BundleError> {
         let m = &bundle.manifest;
         if m.kind != BundleKind::Snapshot {
             return Err(BundleError::DeltaWithoutBase {
@@ -324,7 +324,7 @@ impl Snapshot {
     }
 
     /// Apply a verified delta bundle, producing a new snapshot.
-    pub fn apply_delta(&self, bundle: &Bundle) -> Result<Snapshot, BundleError> {
+    pub fn apply_delta(&self, bundle: &Bundle<'_>) -> Result<Snapshot, BundleError> {
         let m = &bundle.manifest;
         let base = m.base_revision.ok_or(BundleError::DeltaWithoutBase {
             revision: m.revision,
