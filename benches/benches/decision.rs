@@ -13,7 +13,7 @@
 
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, Request as CedarRequest};
 use criterion::{Criterion, criterion_group};
-use gatehouse_benches::{bundle, load_dev, percentiles, realm_files, rss_bytes};
+use gatehouse_benches::{bundle, load_dev, load_report, percentiles, realm_files, rss_bytes};
 use pdp_core::decision::{BatchRequest, EntityRef, Request, TokenRequest};
 use pdp_core::synth::user_id;
 use pdp_core::{Decision, Snapshot};
@@ -295,30 +295,15 @@ fn fresh_process_load(bytes: &[u8]) {
     }
 }
 
-/// The child side of [`fresh_process_load`]: read the bundle, load it, and
-/// report the growth of the resident set beyond the bundle's own bytes
-/// (which a server drops once loaded).
+/// The child side of [`fresh_process_load`] (see [`load_report`]).
 fn probe(path: &str) {
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("cannot read {path}");
-        std::process::exit(1);
-    };
-    let before = rss_bytes();
-    let t = Instant::now();
-    let Some(snap) = load_dev(&bytes) else {
-        eprintln!("the bundle does not load");
-        std::process::exit(1);
-    };
-    let load_s = t.elapsed().as_secs_f64();
-    let after = rss_bytes();
-    println!(
-        "load {load_s:.2} s; resident growth {} MB beyond the {} MB bundle already read (RSS {} -> {} MB); directory heap ~{} MB",
-        after.saturating_sub(before) >> 20,
-        bytes.len() >> 20,
-        before >> 20,
-        after >> 20,
-        snap.directory().map_or(0, |d| d.heap_bytes()) >> 20
-    );
+    match load_report(path) {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 criterion_group!(benches, token, decisions);

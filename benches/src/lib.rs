@@ -51,6 +51,38 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// Load the bundle file at `path` in this process and describe what it
+/// cost: load time, growth of the resident set beyond the bundle's own
+/// bytes (which a server drops once loaded), and what the process holds
+/// once the bundle is dropped and the allocator has returned the load's
+/// transient buffers (mimalloc does so a second after they are freed, on
+/// later allocator activity: a serving process gets there by itself). Run
+/// it in a fresh process: pages freed earlier would hide part of the cost.
+pub fn load_report(path: &str) -> Result<String, String> {
+    let start = rss_bytes();
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let before = rss_bytes();
+    let t = Instant::now();
+    let snap = load_dev(&bytes).ok_or_else(|| format!("{path}: the bundle does not load"))?;
+    let load_s = t.elapsed().as_secs_f64();
+    let after = rss_bytes();
+    let bundle_mb = bytes.len() >> 20;
+    drop(bytes);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for i in 0..10_000 {
+        std::hint::black_box(vec![0u8; 64 + i % 4096]);
+    }
+    let settled = rss_bytes();
+    Ok(format!(
+        "load {load_s:.2} s; resident growth {} MB beyond the {bundle_mb} MB bundle already read (RSS {} -> {} MB); settled with the bundle dropped: {} MB beyond the process at start; directory heap ~{} MB",
+        after.saturating_sub(before) >> 20,
+        before >> 20,
+        after >> 20,
+        settled.saturating_sub(start) >> 20,
+        snap.directory().map_or(0, |d| d.heap_bytes()) >> 20
+    ))
+}
+
 /// Run `f` `n` times timing each call; return (p50, p99) in nanoseconds.
 pub fn percentiles(n: usize, mut f: impl FnMut(usize)) -> (u64, u64) {
     let mut t = Vec::with_capacity(n);

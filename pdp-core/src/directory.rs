@@ -151,23 +151,34 @@ struct Slot {
     at: u32,
 }
 
+/// One part of a snapshot's users as it was parsed: its records in file
+/// order and the names (keys, entity types, groups, roles) they refer to.
+/// Parts are parsed on separate threads and kept as they are, so a load
+/// never copies or renumbers a record.
+#[derive(Default)]
+struct Section {
+    /// Offset of this section's first record among all records.
+    start: usize,
+    blob: Vec<u8>,
+    names: Vec<SmolStr>,
+}
+
 /// The packed, immutable table of a snapshot's users.
 ///
-/// Every user is one record in `blob`, in file order:
+/// Every user is one record in a section's blob, in file order:
 /// `id`, state, `tokens_valid_after`, `updated_at`, `username`, `email`,
 /// group and role name ids, and the encoded attributes (see
-/// [`crate::encoded`]); strings are length-prefixed, numbers varints. The
-/// slots are sorted by the hash of the id and `buckets` maps the hash's top
-/// bits to a run of slots, so a lookup reads the bucket bounds, one or two
-/// slots, and the record itself: two or three cache lines a user, all of
-/// them needed anyway.
+/// [`crate::encoded`]); strings are length-prefixed, numbers varints. Record
+/// offsets run on across sections. The slots are sorted by the hash of the
+/// id and `buckets` maps the hash's top bits to a run of slots, so a lookup
+/// reads the bucket bounds, one or two slots, and the record itself: two or
+/// three cache lines a user, all of them needed anyway.
 #[derive(Default)]
 struct Packed {
-    blob: Vec<u8>,
+    sections: Vec<Section>,
     slots: Vec<Slot>,
     buckets: Vec<u32>,
     bits: u32,
-    names: Vec<SmolStr>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
@@ -183,6 +194,8 @@ struct Rec<'a> {
     groups: (usize, Reader<'a>),
     roles: (usize, Reader<'a>),
     attrs: &'a [u8],
+    /// The names the ids in this record refer to.
+    names: &'a [SmolStr],
     /// Offset of the next record.
     end: usize,
 }
@@ -200,9 +213,10 @@ fn ids<'a>(r: &mut Reader<'a>, n: usize) -> Option<(usize, Reader<'a>)> {
     Some((n, start))
 }
 
-impl Packed {
+impl Section {
+    /// The record at `at` (an offset among all records).
     fn record(&self, at: usize) -> Option<Rec<'_>> {
-        let whole = self.blob.get(at..)?;
+        let whole = self.blob.get(at.checked_sub(self.start)?..)?;
         let mut r = Reader::new(whole);
         let id = r.str()?;
         let state = UserState::from_u8(r.u8()?)?;
@@ -226,8 +240,30 @@ impl Packed {
             groups,
             roles,
             attrs,
+            names: &self.names,
             end: at + (whole.len() - r.rest().len()),
         })
+    }
+
+    /// Every record, in file order.
+    fn records(&self) -> impl Iterator<Item = Rec<'_>> + '_ {
+        let mut at = self.start;
+        std::iter::from_fn(move || {
+            let r = self.record(at)?;
+            at = r.end;
+            Some(r)
+        })
+    }
+}
+
+impl Packed {
+    fn record(&self, at: usize) -> Option<Rec<'_>> {
+        // A handful of sections (one per parser thread): a short scan.
+        self.sections
+            .iter()
+            .rev()
+            .find(|s| s.start <= at)?
+            .record(at)
     }
 
     fn bucket(&self, hash: u64) -> usize {
@@ -245,6 +281,11 @@ impl Packed {
             .filter(|s| s.tag == hash as u32)
             .filter_map(|s| self.record(s.at as usize))
             .find(|r| r.id == id)
+    }
+
+    /// Every record, in file order.
+    fn records(&self) -> impl Iterator<Item = Rec<'_>> + '_ {
+        self.sections.iter().flat_map(Section::records)
     }
 }
 
@@ -300,7 +341,7 @@ pub struct UserRef<'a> {
 
 #[derive(Clone, Copy)]
 enum RefInner<'a> {
-    Packed(&'a Packed, Rec<'a>),
+    Packed(Rec<'a>),
     Loose(&'a Loose),
 }
 
@@ -308,56 +349,56 @@ impl<'a> UserRef<'a> {
     /// The user id (token `sub`).
     pub fn id(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(_, r) => r.id,
+            RefInner::Packed(r) => r.id,
             RefInner::Loose(l) => &l.record.id,
         }
     }
     /// Login name.
     pub fn username(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(_, r) => r.username,
+            RefInner::Packed(r) => r.username,
             RefInner::Loose(l) => &l.record.username,
         }
     }
     /// Email.
     pub fn email(&self) -> &'a str {
         match self.inner {
-            RefInner::Packed(_, r) => r.email,
+            RefInner::Packed(r) => r.email,
             RefInner::Loose(l) => &l.record.email,
         }
     }
     /// Lifecycle state.
     pub fn state(&self) -> UserState {
         match self.inner {
-            RefInner::Packed(_, r) => r.state,
+            RefInner::Packed(r) => r.state,
             RefInner::Loose(l) => l.record.state,
         }
     }
     /// Tokens issued before this unix second are refused.
     pub fn tokens_valid_after(&self) -> i64 {
         match self.inner {
-            RefInner::Packed(_, r) => r.tokens_valid_after,
+            RefInner::Packed(r) => r.tokens_valid_after,
             RefInner::Loose(l) => l.record.tokens_valid_after,
         }
     }
     /// Last change, unix seconds.
     pub fn updated_at(&self) -> i64 {
         match self.inner {
-            RefInner::Packed(_, r) => r.updated_at,
+            RefInner::Packed(r) => r.updated_at,
             RefInner::Loose(l) => l.record.updated_at,
         }
     }
     /// Custom attributes (Cedar JSON values).
     pub fn attrs(&self) -> serde_json::Map<String, serde_json::Value> {
         match self.inner {
-            RefInner::Packed(p, r) => encoded::to_json(r.attrs, &p.names).unwrap_or_default(),
+            RefInner::Packed(r) => encoded::to_json(r.attrs, r.names).unwrap_or_default(),
             RefInner::Loose(l) => l.record.attrs.clone(),
         }
     }
     /// The encoded attributes and the names they refer to.
     pub(crate) fn encoded_attrs(&self) -> (&'a [u8], &'a [SmolStr]) {
         match self.inner {
-            RefInner::Packed(p, r) => (r.attrs, &p.names),
+            RefInner::Packed(r) => (r.attrs, r.names),
             RefInner::Loose(l) => (&l.attrs, &l.names),
         }
     }
@@ -372,10 +413,10 @@ impl<'a> UserRef<'a> {
 
     fn names(&self, groups: bool) -> NameIter<'a> {
         match self.inner {
-            RefInner::Packed(p, r) => {
+            RefInner::Packed(r) => {
                 let (left, ids) = if groups { r.groups } else { r.roles };
                 NameIter::Packed {
-                    names: &p.names,
+                    names: r.names,
                     ids,
                     left,
                 }
@@ -443,24 +484,23 @@ const PARALLEL_FROM: usize = 4 << 20;
 /// At most this many parser threads.
 const MAX_THREADS: usize = 4;
 
-/// One part of a snapshot's users, parsed: records in file order, the names
-/// they use (ids local to the part), and per record (hash of its id, offset,
-/// line).
+/// One part of a snapshot's users, parsed: its records and names, and per
+/// record (in file order) the hash of its id and its offset in the blob.
 #[derive(Default)]
 struct Chunk {
     blob: Vec<u8>,
     names: Names,
-    order: Vec<(u64, u32, u32)>,
+    hashes: Vec<u64>,
+    offsets: Vec<u32>,
 }
 
-/// Split `text` into at most `parts` runs of whole lines, each with the
-/// number of its first line.
+/// Split `text` into at most `parts` runs of whole lines, each with its
+/// byte offset in `text`.
 fn split_lines(text: &str, parts: usize) -> Vec<(usize, &str)> {
     let mut out = Vec::with_capacity(parts);
-    let mut rest = text;
-    let mut line = 1;
+    let mut at = 0;
     let target = text.len() / parts.max(1) + 1;
-    while !rest.is_empty() {
+    while let Some(rest) = text.get(at..).filter(|r| !r.is_empty()) {
         let cut = if out.len() + 1 >= parts || rest.len() <= target {
             rest.len()
         } else {
@@ -470,29 +510,32 @@ fn split_lines(text: &str, parts: usize) -> Vec<(usize, &str)> {
                 .position(|&b| b == b'\n')
                 .map_or(rest.len(), |p| target + p + 1)
         };
-        let (piece, tail) = rest.split_at(cut);
-        out.push((line, piece));
-        line += piece.bytes().filter(|&b| b == b'\n').count();
-        rest = tail;
+        out.push((at, rest.get(..cut).unwrap_or(rest)));
+        at += cut;
     }
     out
 }
 
-/// Parse one part of a snapshot's `users.jsonl` whose first line is
-/// `first_line`.
+/// The shortest line that holds a user (`{"id":"x","username":"",...}`):
+/// a file has at most one record per this many bytes.
+const SHORTEST_RECORD: usize = 50;
+
+/// Parse one part of a snapshot's `users.jsonl`; line numbers in errors
+/// count from the part's first line.
 fn parse_chunk(
     text: &str,
-    first_line: usize,
     hasher: &hashbrown::DefaultHashBuilder,
 ) -> Result<Chunk, DirectoryError> {
-    // An upper bound on the records, for capacity (one byte scan).
-    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    // Room for every record without a scan; what is not written is never
+    // touched, so never resident.
+    let records = text.len() / SHORTEST_RECORD + 1;
     let mut blob: Vec<u8> = Vec::with_capacity(text.len() / 4 * 3);
     let mut names = Names::default();
-    let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(lines);
+    let mut hashes = Vec::with_capacity(records);
+    let mut offsets = Vec::with_capacity(records);
     let mut attrs = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let n = first_line + i;
+        let n = i + 1;
         if raw.trim().is_empty() {
             continue;
         }
@@ -506,9 +549,8 @@ fn parse_chunk(
                 });
             }
         };
-        let at = u32::try_from(blob.len()).map_err(|_| too_big(n))?;
-        let line = u32::try_from(n).map_err(|_| too_big(n))?;
-        order.push((hasher.hash_one(&*l.id), at, line));
+        offsets.push(u32::try_from(blob.len()).map_err(|_| too_big(n))?);
+        hashes.push(hasher.hash_one(&*l.id));
         attrs.clear();
         encoded::encode_text(l.attrs.map_or("{}", |a| a.get()), &mut attrs, &mut names).map_err(
             |message| DirectoryError {
@@ -533,36 +575,135 @@ fn parse_chunk(
         encoded::put_varint(&mut blob, attrs.len() as u64);
         blob.extend_from_slice(&attrs);
     }
-    Ok(Chunk { blob, names, order })
+    Ok(Chunk {
+        blob,
+        names,
+        hashes,
+        offsets,
+    })
 }
 
-/// Append the record at the start of `rec` to `out` with its names
-/// renumbered (`map[old] = new`). `None` if it is malformed.
-fn remap_record(rec: &[u8], map: &[u32], out: &mut Vec<u8>) -> Option<()> {
-    let mut r = Reader::new(rec);
-    // id, state, tokens_valid_after, updated_at, username, email: verbatim.
-    r.str()?;
-    r.u8()?;
-    r.signed()?;
-    r.signed()?;
-    r.str()?;
-    r.str()?;
-    out.extend_from_slice(rec.get(..rec.len() - r.rest().len())?);
-    for _ in 0..2 {
-        let n = r.varint()?;
-        encoded::put_varint(out, n);
-        for _ in 0..n {
-            let id = map.get(usize::try_from(r.varint()?).ok()?)?;
-            encoded::put_varint(out, u64::from(*id));
+/// Why a snapshot's parsed parts could not be indexed.
+enum IndexError {
+    /// Past the 32-bit offsets of the packed table.
+    TooBig,
+    /// An id seen before; `ordinal` counts the records before this one.
+    Repeated { id: String, ordinal: usize },
+}
+
+impl IndexError {
+    /// The error as a single pass over `text` reports it: with the number of
+    /// the offending line (the last line when the table is too big).
+    fn at_line(self, text: &str) -> DirectoryError {
+        let mut records = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        match self {
+            IndexError::TooBig => too_big(text.lines().count()),
+            IndexError::Repeated { id, ordinal } => DirectoryError {
+                line: records.nth(ordinal).map_or(0, |(i, _)| i + 1),
+                column: 1,
+                message: format!("user id {id:?} appears twice"),
+            },
         }
     }
-    let n = usize::try_from(r.varint()?).ok()?;
-    let mut attrs = Reader::new(r.bytes(n)?);
-    let mut buf = Vec::with_capacity(n + 4);
-    encoded::remap(&mut attrs, map, &mut buf)?;
-    encoded::put_varint(out, buf.len() as u64);
-    out.extend_from_slice(&buf);
-    Some(())
+}
+
+impl Packed {
+    /// Index the parsed parts of a snapshot, in file order, without moving
+    /// their records: slots are placed straight into their hash buckets (a
+    /// counting sort, no sort of a separate table), and a repeated id is
+    /// refused, the one whose second appearance comes first in the file.
+    fn assemble(
+        chunks: Vec<Chunk>,
+        hasher: hashbrown::DefaultHashBuilder,
+    ) -> Result<Packed, IndexError> {
+        let n: usize = chunks.iter().map(|c| c.hashes.len()).sum();
+        u32::try_from(n).map_err(|_| IndexError::TooBig)?;
+        let bits = (usize::BITS - n.leading_zeros()).max(1);
+        let mut p = Packed {
+            bits,
+            hasher,
+            ..Packed::default()
+        };
+        // Per bucket, first the count of its slots, then the running total:
+        // where the bucket ends.
+        let mut bounds = vec![0u32; (1usize << bits) + 1];
+        for &h in chunks.iter().flat_map(|c| &c.hashes) {
+            if let Some(count) = bounds.get_mut(p.bucket(h)) {
+                *count += 1;
+            }
+        }
+        let mut total = 0u32;
+        for b in &mut bounds {
+            total += *b;
+            *b = total;
+        }
+        // Fill each bucket from its end; afterwards its bound is its start.
+        let mut slots = vec![Slot { tag: 0, at: 0 }; n];
+        let mut start = 0usize;
+        p.sections.reserve_exact(chunks.len());
+        for mut c in chunks {
+            let base = u32::try_from(start).map_err(|_| IndexError::TooBig)?;
+            for (&h, &offset) in c.hashes.iter().zip(&c.offsets) {
+                let at = base.checked_add(offset).ok_or(IndexError::TooBig)?;
+                let slot = bounds
+                    .get_mut(p.bucket(h))
+                    .and_then(|end| {
+                        *end = end.checked_sub(1)?;
+                        slots.get_mut(*end as usize)
+                    })
+                    .ok_or(IndexError::TooBig)?;
+                *slot = Slot { tag: h as u32, at };
+            }
+            c.blob.shrink_to_fit();
+            let len = c.blob.len();
+            p.sections.push(Section {
+                start,
+                blob: c.blob,
+                names: c.names.freeze(),
+            });
+            start += len;
+        }
+        u32::try_from(start).map_err(|_| IndexError::TooBig)?;
+        p.slots = slots;
+        p.buckets = bounds;
+        match p.first_repeat() {
+            Some((id, at)) => Err(IndexError::Repeated {
+                ordinal: p.records().take_while(|r| r.end <= at).count(),
+                id,
+            }),
+            None => Ok(p),
+        }
+    }
+
+    /// The repeated id whose second appearance is earliest, with that
+    /// record's offset. Repeated ids hash alike, so only slots of one
+    /// bucket with one tag are compared.
+    fn first_repeat(&self) -> Option<(String, usize)> {
+        let mut first: Option<(String, usize)> = None;
+        for bounds in self.buckets.windows(2) {
+            let &[lo, hi] = bounds else { continue };
+            let Some(run) = self.slots.get(lo as usize..hi as usize) else {
+                continue;
+            };
+            for (k, a) in run.iter().enumerate() {
+                for b in run.iter().skip(k + 1).filter(|b| b.tag == a.tag) {
+                    let (Some(ra), Some(rb)) =
+                        (self.record(a.at as usize), self.record(b.at as usize))
+                    else {
+                        continue;
+                    };
+                    let later = a.at.max(b.at) as usize;
+                    if ra.id == rb.id && first.as_ref().is_none_or(|f| later < f.1) {
+                        first = Some((ra.id.to_owned(), later));
+                    }
+                }
+            }
+        }
+        first
+    }
 }
 
 impl Directory {
@@ -586,110 +727,47 @@ impl Directory {
     fn parse_in(text: &str, parts: usize) -> Result<Directory, DirectoryError> {
         let hasher = hashbrown::DefaultHashBuilder::default();
         let pieces = split_lines(text, parts);
-        let mut chunks = std::thread::scope(|scope| {
+        let results = std::thread::scope(|scope| {
             let handles: Vec<_> = pieces
                 .iter()
                 .skip(1)
-                .map(|&(first_line, piece)| {
+                .map(|&(_, piece)| {
                     let hasher = &hasher;
                     std::thread::Builder::new()
                         .name("gatehouse-directory".into())
-                        .spawn_scoped(scope, move || parse_chunk(piece, first_line, hasher))
+                        .spawn_scoped(scope, move || parse_chunk(piece, hasher))
                 })
                 .collect();
             let mut out = Vec::with_capacity(pieces.len());
-            if let Some(&(first_line, piece)) = pieces.first() {
-                out.push(parse_chunk(piece, first_line, &hasher));
+            if let Some(&(_, piece)) = pieces.first() {
+                out.push(parse_chunk(piece, &hasher));
             }
-            for (handle, &(first_line, piece)) in handles.into_iter().zip(pieces.iter().skip(1)) {
+            for (handle, &(_, piece)) in handles.into_iter().zip(pieces.iter().skip(1)) {
                 out.push(match handle {
                     Ok(h) => h.join().unwrap_or_else(|_| {
                         Err(DirectoryError {
-                            line: first_line,
+                            line: 1,
                             column: 1,
                             message: "the parser thread failed".into(),
                         })
                     }),
                     // No threads here (WebAssembly): parse it on this one.
-                    Err(_) => parse_chunk(piece, first_line, &hasher),
+                    Err(_) => parse_chunk(piece, &hasher),
                 });
             }
             out
-        })
-        .into_iter();
-        // The first error in file order is the one a single pass reports.
-        let Chunk {
-            mut blob,
-            mut names,
-            mut order,
-        } = chunks.next().unwrap_or_else(|| Ok(Chunk::default()))?;
-        let rest: Vec<Chunk> = chunks.collect::<Result<_, _>>()?;
-        blob.reserve(rest.iter().map(|c| c.blob.len()).sum());
-        order.reserve(rest.iter().map(|c| c.order.len()).sum());
-        for c in rest {
-            let line = c.order.first().map_or(0, |o| o.2 as usize);
-            let map = c
-                .names
-                .list
-                .iter()
-                .map(|n| names.intern(n))
-                .collect::<Option<Vec<u32>>>()
-                .ok_or_else(|| too_big(line))?;
-            for &(hash, at, line) in &c.order {
-                let new_at = u32::try_from(blob.len()).map_err(|_| too_big(line as usize))?;
-                c.blob
-                    .get(at as usize..)
-                    .and_then(|rec| remap_record(rec, &map, &mut blob))
-                    .ok_or_else(|| too_big(line as usize))?;
-                order.push((hash, new_at, line));
-            }
+        });
+        // The first error in file order is the one a single pass reports,
+        // its line counted from the start of the file.
+        let mut chunks = Vec::with_capacity(results.len());
+        for (result, &(offset, _)) in results.into_iter().zip(&pieces) {
+            chunks.push(result.map_err(|mut e| {
+                let before = text.get(..offset).unwrap_or_default();
+                e.line += before.bytes().filter(|&b| b == b'\n').count();
+                e
+            })?);
         }
-        let lines = order.len();
-        u32::try_from(blob.len()).map_err(|_| too_big(lines))?;
-        blob.shrink_to_fit();
-        order.sort_unstable_by_key(|o| o.0);
-        let mut p = Packed {
-            blob,
-            names: names.freeze(),
-            hasher,
-            bits: (usize::BITS - order.len().leading_zeros()).max(1),
-            ..Packed::default()
-        };
-        // A repeated id hashes alike: compare ids within runs of one hash.
-        for run in order.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
-            for (k, a) in run.iter().enumerate() {
-                for b in run.iter().skip(k + 1) {
-                    let id_of = |at: u32| p.record(at as usize).map(|r| r.id);
-                    if id_of(a.1) == id_of(b.1) {
-                        return Err(DirectoryError {
-                            line: a.2.max(b.2) as usize,
-                            column: 1,
-                            message: format!(
-                                "user id {:?} appears twice",
-                                id_of(a.1).unwrap_or_default()
-                            ),
-                        });
-                    }
-                }
-            }
-        }
-        let buckets = 1usize << p.bits;
-        p.buckets = Vec::with_capacity(buckets + 1);
-        let mut next = 0usize;
-        for b in 0..=buckets {
-            while order.get(next).is_some_and(|o| p.bucket(o.0) < b) {
-                next += 1;
-            }
-            p.buckets
-                .push(u32::try_from(next).map_err(|_| too_big(lines))?);
-        }
-        p.slots = order
-            .iter()
-            .map(|&(hash, at, _)| Slot {
-                tag: hash as u32,
-                at,
-            })
-            .collect();
+        let p = Packed::assemble(chunks, hasher).map_err(|e| e.at_line(text))?;
         let len = p.slots.len();
         Ok(Directory {
             packed: Arc::new(p),
@@ -771,7 +849,7 @@ impl Directory {
             });
         }
         self.packed.find(id).map(|r| UserRef {
-            inner: RefInner::Packed(&self.packed, r),
+            inner: RefInner::Packed(r),
         })
     }
 
@@ -787,17 +865,13 @@ impl Directory {
 
     /// Every user, packed ones first (in file order), then delta upserts.
     pub fn iter(&self) -> impl Iterator<Item = UserRef<'_>> + '_ {
-        let p = &*self.packed;
-        let mut at = 0usize;
-        let packed = std::iter::from_fn(move || {
-            let r = p.record(at)?;
-            at = r.end;
-            Some(r)
-        })
-        .filter(|r| !self.overlay.contains_key(r.id))
-        .map(move |r| UserRef {
-            inner: RefInner::Packed(p, r),
-        });
+        let packed = self
+            .packed
+            .records()
+            .filter(|r| !self.overlay.contains_key(r.id))
+            .map(move |r| UserRef {
+                inner: RefInner::Packed(r),
+            });
         let loose = self
             .overlay
             .values()
@@ -811,10 +885,12 @@ impl Directory {
     /// Approximate heap bytes held (for status pages and benchmarks).
     pub fn heap_bytes(&self) -> usize {
         let p = &self.packed;
-        p.blob.capacity()
+        p.sections
+            .iter()
+            .map(|s| s.blob.capacity() + s.names.iter().map(|n| n.len() + 24).sum::<usize>())
+            .sum::<usize>()
             + p.slots.capacity() * std::mem::size_of::<Slot>()
             + p.buckets.capacity() * 4
-            + p.names.iter().map(|n| n.len() + 24).sum::<usize>()
             + self.overlay.len() * 256
     }
 
@@ -878,25 +954,33 @@ mod tests {
     fn a_directory_parsed_in_parts_is_the_one_parsed_in_one_pass() {
         let text = varied(400);
         let one = Directory::parse_in(&text, 1).unwrap();
+        assert_eq!(one.packed.sections.len(), 1);
         for parts in [2, 3, 7] {
             let many = Directory::parse_in(&text, parts).unwrap();
-            assert_eq!(many.packed.blob, one.packed.blob, "{parts} parts");
-            assert_eq!(many.packed.names, one.packed.names);
-            // Each parse hashes with its own random seed: the slots point at
-            // the same records in another order.
-            let slots = |d: &Directory| -> Vec<u32> {
-                let mut at: Vec<u32> = d.packed.slots.iter().map(|s| s.at).collect();
-                at.sort_unstable();
-                at
-            };
-            assert_eq!(slots(&many), slots(&one));
-            for i in [0, 1, 2, 3, 4, 199, 399] {
+            assert_eq!(many.packed.sections.len(), parts, "{parts} parts");
+            // The same records, in the same order, with the same meaning.
+            assert_eq!(many.to_jsonl(), one.to_jsonl(), "{parts} parts");
+            // Sections hold every byte once: record offsets run on.
+            let bytes =
+                |d: &Directory| -> usize { d.packed.sections.iter().map(|s| s.blob.len()).sum() };
+            assert!(bytes(&many) >= bytes(&one));
+            for w in many.packed.sections.windows(2) {
+                assert_eq!(w[1].start, w[0].start + w[0].blob.len());
+            }
+            // Every slot finds its record, and each record has one slot.
+            let mut at: Vec<u32> = many.packed.slots.iter().map(|s| s.at).collect();
+            at.sort_unstable();
+            at.dedup();
+            assert_eq!(at.len(), 400);
+            for i in 0..400 {
                 let id = format!("user-{i}");
                 assert_eq!(
                     many.get(&id).unwrap().to_record(),
-                    one.get(&id).unwrap().to_record()
+                    one.get(&id).unwrap().to_record(),
+                    "{id} in {parts} parts"
                 );
             }
+            assert!(many.get("user-400").is_none());
         }
         // More parts than lines, and nothing at all.
         assert_eq!(Directory::parse_in(&varied(2), 8).unwrap().len(), 2);
@@ -916,12 +1000,19 @@ mod tests {
             let many = Directory::parse_in(&text, parts).unwrap_err();
             assert_eq!((many.line, &many.message), (one.line, &one.message));
         }
-        // A repeated id across parts.
+        // A repeated id across parts: the first repeat in the file is the
+        // one reported, on its own line.
         let mut text = varied(300);
-        text.push_str(varied(1).lines().next().unwrap());
+        let line = |i: usize| varied(i + 1).lines().last().unwrap().to_owned();
+        text.push_str(&line(7));
+        text.push('\n');
+        text.push_str(&line(0));
+        text.push('\n');
+        let lines = text.lines().count();
         for parts in [1, 2, 4] {
             let e = Directory::parse_in(&text, parts).unwrap_err();
-            assert!(e.message.contains("\"user-0\" appears twice"), "{e}");
+            assert!(e.message.contains("\"user-7\" appears twice"), "{e}");
+            assert_eq!(e.line, lines - 1, "{parts} parts");
         }
     }
 

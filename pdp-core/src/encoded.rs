@@ -155,51 +155,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Copy one encoded value from `r` to `out`, renumbering the names it uses
-/// (`map[old] = new`): how the parts of a directory parsed in parallel, each
-/// with its own names, become one. `None` on malformed input.
-pub(crate) fn remap(r: &mut Reader<'_>, map: &[u32], out: &mut Vec<u8>) -> Option<()> {
-    let name =
-        |old: u64| -> Option<u64> { map.get(usize::try_from(old).ok()?).map(|&n| u64::from(n)) };
-    let copy_str = |r: &mut Reader<'_>, out: &mut Vec<u8>| -> Option<()> {
-        let n = r.varint()?;
-        put_varint(out, n);
-        out.extend_from_slice(r.bytes(usize::try_from(n).ok()?)?);
-        Some(())
-    };
-    let tag = r.u8()?;
-    out.push(tag);
-    match tag {
-        FALSE | TRUE => {}
-        LONG => put_varint(out, r.varint()?),
-        STR | JSON => copy_str(r, out)?,
-        SET => loop {
-            if r.peek()? == END {
-                r.u8()?;
-                out.push(END);
-                break;
-            }
-            remap(r, map, out)?;
-        },
-        RECORD => loop {
-            match r.varint()? {
-                0 => {
-                    out.push(END_RECORD);
-                    break;
-                }
-                k => put_varint(out, name(k - 1)? + 1),
-            }
-            remap(r, map, out)?;
-        },
-        ENTITY => {
-            put_varint(out, name(r.varint()?)?);
-            copy_str(r, out)?;
-        }
-        _ => return None,
-    }
-    Some(())
-}
-
 /// Encode an attributes object given as JSON text (`{...}`), appending to
 /// `out`. Plain values are encoded as they stream by; anything unusual
 /// makes the encoder start over from a parsed value, so both roads give
