@@ -11,6 +11,7 @@
 //! tests in `tests/differential.rs` check exactly that).
 
 use crate::directory::{Directory, UserRef};
+use crate::user_cache::{Built, BuiltUser};
 use crate::values::TypeNames;
 use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use cedar_policy_core::ast::{
@@ -359,25 +360,36 @@ pub(crate) fn slice(
         seen.insert(uid.clone(), budget);
         let next = budget - 1;
         let is_user = uid.type_name() == &input.statics.user_type;
-        let user = match (is_user, input.directory) {
-            (true, Some(dir)) => dir.get(uid.id().unescaped()),
+        // A built user is valid for the snapshot's life: the cache first,
+        // the directory (a lookup in cold memory at scale) only on a miss.
+        let built = match (is_user, input.directory) {
+            (true, Some(dir)) => {
+                let id = uid.id().unescaped();
+                match input.users.get(id) {
+                    Some(b) => Some(b),
+                    None => match dir.get(id) {
+                        Some(user) => {
+                            let mut refs = Vec::new();
+                            let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
+                            let b: Built = Arc::new(BuiltUser {
+                                entity: Arc::new(entity),
+                                refs: refs.into(),
+                                state: user.state(),
+                            });
+                            input.users.put(id, Arc::clone(&b));
+                            Some(b)
+                        }
+                        None => None,
+                    },
+                }
+            }
             _ => None,
         };
-        if let Some(user) = user {
-            let built = match input.users.get(user.id()) {
-                Some(b) => b,
-                None => {
-                    let mut refs = Vec::new();
-                    let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
-                    let b: crate::user_cache::Built = Arc::new((Arc::new(entity), refs.into()));
-                    input.users.put(user.id(), Arc::clone(&b));
-                    b
-                }
-            };
+        if let Some(built) = built {
             if first {
-                out.push(Arc::clone(&built.0));
+                out.push(Arc::clone(&built.entity));
             }
-            work.extend(built.1.iter().map(|r| (r.clone(), next, false)));
+            work.extend(built.refs.iter().map(|r| (r.clone(), next, false)));
         } else if let Some(s) = input.statics.map.get(&uid) {
             if first {
                 out.push(Arc::clone(&s.core));

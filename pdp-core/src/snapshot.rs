@@ -735,12 +735,16 @@ impl Snapshot {
         if let Some(dir) = &self.directory
             && principal.type_name() == &self.statics.user_type
         {
-            match dir.get(&req.principal.id) {
-                None => return Ok(Answer::deny(Reason::UnknownUser, revision)),
-                Some(u) if !u.state().is_authorizable() => {
-                    return Ok(Answer::deny(Reason::UserState(u.state()), revision));
-                }
-                Some(_) => {}
+            // A principal built before has its state cached with it.
+            let state = match self.users.get(&req.principal.id) {
+                Some(built) => built.state,
+                None => match dir.get(&req.principal.id) {
+                    Some(u) => u.state(),
+                    None => return Ok(Answer::deny(Reason::UnknownUser, revision)),
+                },
+            };
+            if !state.is_authorizable() {
+                return Ok(Answer::deny(Reason::UserState(state), revision));
             }
         }
         let schema = self.schema.as_deref();

@@ -15,6 +15,7 @@
 //! resources, frequent principals), and a one-off entity is freed while
 //! still in cache rather than much later from cold memory.
 
+use crate::lifecycle::UserState;
 use cedar_policy::EntityUid;
 use cedar_policy_core::ast::Entity as CoreEntity;
 use rustc_hash::FxHashMap;
@@ -24,8 +25,17 @@ use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 16;
 
-/// A built user: its entity and the entity references in its attributes.
-pub(crate) type Built = Arc<(Arc<CoreEntity>, Box<[EntityUid]>)>;
+/// A built user: its entity, the entity references in its attributes, and
+/// its lifecycle state (so a cached principal is gated without a directory
+/// lookup).
+pub(crate) struct BuiltUser {
+    pub entity: Arc<CoreEntity>,
+    pub refs: Box<[EntityUid]>,
+    pub state: UserState,
+}
+
+/// A shared [`BuiltUser`].
+pub(crate) type Built = Arc<BuiltUser>;
 
 pub(crate) struct UserCache {
     shards: Vec<Mutex<FxHashMap<Box<str>, Built>>>,
@@ -123,7 +133,11 @@ mod tests {
             cedar_policy::EntityId::new(id),
         )
         .into();
-        Arc::new((Arc::new(CoreEntity::with_uid(uid)), Box::default()))
+        Arc::new(BuiltUser {
+            entity: Arc::new(CoreEntity::with_uid(uid)),
+            refs: Box::default(),
+            state: UserState::Active,
+        })
     }
 
     #[test]

@@ -274,8 +274,26 @@ fn deltas_apply_in_order_and_leave_the_base_untouched() {
         BTreeMap::from([("users.jsonl".to_owned(), users.as_bytes().to_vec())]),
         &signer,
     );
+    // alice's entity is built and cached in the base (kept from its second
+    // build); the delta's snapshot must not see that cache.
+    for _ in 0..3 {
+        assert_eq!(
+            base.is_authorized(&read_doc("alice")).unwrap().decision,
+            Decision::Allow
+        );
+    }
     let s2 = common::load_signed(&d2, Some(&base)).unwrap();
     assert_eq!(s2.revision(), 2);
+    let a = s2.is_authorized(&read_doc("alice")).unwrap();
+    assert_eq!(
+        (a.decision, a.reason),
+        (Decision::Deny, Reason::UserState(UserState::Suspended))
+    );
+    // Suspended alice built and cached as the document's owner (bob's
+    // requests) is still gated as a principal, from the cached state.
+    for _ in 0..3 {
+        s2.is_authorized(&read_doc("bob")).unwrap();
+    }
     let a = s2.is_authorized(&read_doc("alice")).unwrap();
     assert_eq!(
         (a.decision, a.reason),
