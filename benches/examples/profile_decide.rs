@@ -1,5 +1,7 @@
 //! A loop of decisions over a synthetic realm, for `perf record`.
-//! `cargo run --profile bench -p gatehouse-benches --example profile_decide -- 1000 200000`
+//! `cargo run --profile bench -p gatehouse-benches --example profile_decide -- USERS N [DISTINCT]`
+//! (N decisions cycling over DISTINCT requests, 4,096 in the `decision`
+//! bench; every request distinct by default)
 
 use gatehouse_benches::{bundle, load_dev, realm_files};
 use pdp_core::decision::{EntityRef, Request};
@@ -15,13 +17,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let users: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let distinct: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(n).max(1);
     let bytes = bundle(&realm_files(users));
     let t = Instant::now();
     let snap = load_dev(&bytes).unwrap_or_else(|| std::process::exit(1));
     println!("load {:.3} s", t.elapsed().as_secs_f64());
     drop(bytes);
     let t = Instant::now();
-    for i in 0..n {
+    for i in (0..n).map(|i| i % distinct) {
         let mut u = (i * 7919) % users;
         if u % 50 == 49 {
             u -= 1;
