@@ -1,9 +1,10 @@
 //! The user directory: every user of a realm, kept compact enough for
 //! millions of users.
 //!
-//! A snapshot's users live in one packed table: all strings in one arena,
-//! group and role names interned, one fixed-size row per user and an open
-//! hash index over the ids. No Cedar `Entity` is kept per user; the one a
+//! A snapshot's users live in one packed table: one binary record per user
+//! in a few sections (one per parser thread, each with its interned names),
+//! and an index of 8-byte slots sorted by the id's hash, with a bucket
+//! table over them. No Cedar `Entity` is kept per user; the one a
 //! request needs is built on demand by the slicer. Deltas land in a small
 //! copy-on-write overlay on top of the packed table, so applying one costs
 //! the size of the overlay, never the size of the directory.

@@ -5,7 +5,9 @@
 //! same principals again and again, and a snapshot never changes, so the
 //! entity built for a user id is valid for as long as its snapshot lives;
 //! every new snapshot (including one produced by a delta) starts with an
-//! empty cache. Sharded mutexes keep contention low; a full shard is simply
+//! empty cache. A built user keeps its lifecycle state, so gating and
+//! slicing ask here first and touch the directory's (cold, at scale)
+//! memory only on a miss. Sharded mutexes keep contention low; a full shard is simply
 //! cleared (no per-entry bookkeeping on the hot path).
 //!
 //! A user is admitted the second time it is built, not the first (a
