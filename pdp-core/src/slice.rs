@@ -294,6 +294,68 @@ pub(crate) struct SliceInput<'a> {
     pub depths: crate::policies::Depths,
     /// Users already built for this snapshot.
     pub users: &'a crate::user_cache::UserCache,
+    /// The principal as gating found it (its id and the user), so the
+    /// slice does not look it up again.
+    pub principal: Option<(&'a str, Found<'a>)>,
+}
+
+/// A directory user a request names: built already (from the snapshot's
+/// user cache) or only found in the directory, to be built when a slice
+/// needs it.
+#[derive(Clone)]
+pub(crate) enum Found<'a> {
+    Built(Built),
+    Record(UserRef<'a>),
+}
+
+impl<'a> Found<'a> {
+    /// The user `id`: the cache first, the directory (a lookup in cold
+    /// memory at scale) only on a miss.
+    pub fn lookup(
+        users: &crate::user_cache::UserCache,
+        directory: &'a Directory,
+        id: &str,
+    ) -> Option<Found<'a>> {
+        match users.get(id) {
+            Some(b) => Some(Found::Built(b)),
+            None => directory.get(id).map(Found::Record),
+        }
+    }
+
+    /// The user's lifecycle state.
+    pub fn state(&self) -> crate::lifecycle::UserState {
+        match self {
+            Found::Built(b) => b.state,
+            Found::Record(u) => u.state(),
+        }
+    }
+
+    /// Tokens issued before this unix second are refused.
+    pub fn tokens_valid_after(&self) -> i64 {
+        match self {
+            Found::Built(b) => b.tokens_valid_after,
+            Found::Record(u) => u.tokens_valid_after(),
+        }
+    }
+
+    /// The built user; one found only in the directory is built now and
+    /// offered to the cache.
+    fn build(self, input: &SliceInput<'_>) -> Result<Built, String> {
+        let user = match self {
+            Found::Built(b) => return Ok(b),
+            Found::Record(user) => user,
+        };
+        let mut refs = Vec::new();
+        let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
+        let b: Built = Arc::new(BuiltUser {
+            entity: Arc::new(entity),
+            refs: refs.into(),
+            state: user.state(),
+            tokens_valid_after: user.tokens_valid_after(),
+        });
+        input.users.put(user.id(), Arc::clone(&b));
+        Ok(b)
+    }
 }
 
 /// The entities of one request.
@@ -346,6 +408,7 @@ pub(crate) fn slice(
         );
         out.push(Arc::new(AsRef::<CoreEntity>::as_ref(p).clone()));
     }
+    let mut principal = input.principal.clone();
     let by_uid: FxHashMap<EntityUid, &Supplied> =
         input.supplied.iter().map(|s| (s.entity.uid(), s)).collect();
     while let Some((uid, budget, always)) = work.pop_front() {
@@ -360,28 +423,15 @@ pub(crate) fn slice(
         seen.insert(uid.clone(), budget);
         let next = budget - 1;
         let is_user = uid.type_name() == &input.statics.user_type;
-        // A built user is valid for the snapshot's life: the cache first,
-        // the directory (a lookup in cold memory at scale) only on a miss.
         let built = match (is_user, input.directory) {
             (true, Some(dir)) => {
                 let id = uid.id().unescaped();
-                match input.users.get(id) {
-                    Some(b) => Some(b),
-                    None => match dir.get(id) {
-                        Some(user) => {
-                            let mut refs = Vec::new();
-                            let entity = user_entity(input.statics, input.realm, user, &mut refs)?;
-                            let b: Built = Arc::new(BuiltUser {
-                                entity: Arc::new(entity),
-                                refs: refs.into(),
-                                state: user.state(),
-                            });
-                            input.users.put(id, Arc::clone(&b));
-                            Some(b)
-                        }
-                        None => None,
-                    },
-                }
+                principal
+                    .take_if(|(p, _)| *p == id)
+                    .map(|(_, found)| found)
+                    .or_else(|| Found::lookup(input.users, dir, id))
+                    .map(|found| found.build(input))
+                    .transpose()?
             }
             _ => None,
         };

@@ -14,7 +14,7 @@ use crate::directory::{Directory, UserRef};
 use crate::manifest::{BundleKind, Manifest, member};
 use crate::policies::{self, CompiledPolicies};
 use crate::routes::RouteTable;
-use crate::slice::{self, SliceInput, Statics, Supplied};
+use crate::slice::{self, Found, SliceInput, Statics, Supplied};
 use crate::token::{TokenFailure, TokenUse, VerifiedToken, Verifier};
 use crate::values::TypeNames;
 use cedar_policy::{
@@ -515,7 +515,7 @@ impl Snapshot {
     /// Decide one request.
     pub fn is_authorized(&self, req: &Request) -> Result<Answer, RequestError> {
         let supplied = parse_supplied(&req.entities)?;
-        self.decide(req, &supplied, None)
+        self.decide(req, &supplied, None, None)
     }
 
     /// Decide one request given as JSON bytes; always a tagged answer.
@@ -557,7 +557,7 @@ impl Snapshot {
                     Err(e) => return Err(e).into(),
                 };
                 let all: Vec<Supplied> = shared.iter().cloned().chain(own).collect();
-                self.decide(r, &all, None).into()
+                self.decide(r, &all, None, None).into()
             })
             .collect();
         Ok(BatchAnswer { results })
@@ -613,8 +613,9 @@ impl Snapshot {
         let principal =
             crate::decision::EntityRef::new(crate::directory::USER_TYPE, token.sub.clone());
         let mut override_entity = None;
+        let mut found = None;
         if let Some(dir) = &self.directory {
-            let Some(user) = dir.get(&token.sub) else {
+            let Some(user) = Found::lookup(&self.users, dir, &token.sub) else {
                 return Ok(Answer::deny(
                     Reason::Token(TokenFailure::UnknownUser),
                     revision,
@@ -626,6 +627,7 @@ impl Snapshot {
             if token.iat < user.tokens_valid_after() {
                 return Ok(Answer::deny(Reason::Token(TokenFailure::Revoked), revision));
             }
+            found = Some(user);
         } else {
             // No directory: the AVP mapping builds the principal from the token.
             override_entity = Some(self.token_principal(token)?);
@@ -639,7 +641,7 @@ impl Snapshot {
             entities: Vec::new(),
         };
         let supplied = parse_supplied(&req.entities)?;
-        self.decide(&request, &supplied, override_entity)
+        self.decide(&request, &supplied, override_entity, found)
     }
 
     /// The principal entity of a token when there is no directory:
@@ -725,6 +727,7 @@ impl Snapshot {
         req: &Request,
         supplied: &[Supplied],
         principal_override: Option<cedar_policy::Entity>,
+        found: Option<Found<'_>>,
     ) -> Result<Answer, RequestError> {
         let revision = self.revision();
         let types = &self.statics.types;
@@ -732,20 +735,20 @@ impl Snapshot {
         let action = entity_uid(types, &req.action)?;
         let resource = entity_uid(types, &req.resource)?;
         // Lifecycle gating, before Cedar runs.
+        let mut found_principal = None;
         if let Some(dir) = &self.directory
             && principal.type_name() == &self.statics.user_type
         {
-            // A principal built before has its state cached with it.
-            let state = match self.users.get(&req.principal.id) {
-                Some(built) => built.state,
-                None => match dir.get(&req.principal.id) {
-                    Some(u) => u.state(),
-                    None => return Ok(Answer::deny(Reason::UnknownUser, revision)),
-                },
+            // Found already when the caller checked the user (a token).
+            let Some(found) = found.or_else(|| Found::lookup(&self.users, dir, &req.principal.id))
+            else {
+                return Ok(Answer::deny(Reason::UnknownUser, revision));
             };
+            let state = found.state();
             if !state.is_authorizable() {
                 return Ok(Answer::deny(Reason::UserState(state), revision));
             }
+            found_principal = Some((req.principal.id.as_str(), found));
         }
         let schema = self.schema.as_deref();
         let build = |context| {
@@ -800,6 +803,7 @@ impl Snapshot {
             principal_override,
             depths: self.policies.depths,
             users: &self.users,
+            principal: found_principal,
         };
         let slice = slice::slice(&input, roots).map_err(RequestError::InvalidEntities)?;
         // Request-supplied entities could give the action ancestors the

@@ -28,12 +28,13 @@ use std::sync::{Arc, Mutex};
 const SHARDS: usize = 16;
 
 /// A built user: its entity, the entity references in its attributes, and
-/// its lifecycle state (so a cached principal is gated without a directory
-/// lookup).
+/// what gating reads (so a cached principal, or a token's subject, is
+/// gated without a directory lookup).
 pub(crate) struct BuiltUser {
     pub entity: Arc<CoreEntity>,
     pub refs: Box<[EntityUid]>,
     pub state: UserState,
+    pub tokens_valid_after: i64,
 }
 
 /// A shared [`BuiltUser`].
@@ -139,6 +140,7 @@ mod tests {
             entity: Arc::new(CoreEntity::with_uid(uid)),
             refs: Box::default(),
             state: UserState::Active,
+            tokens_valid_after: 0,
         })
     }
 

@@ -242,6 +242,12 @@ fn tokens_issued_before_tokens_valid_after_are_revoked() {
     let mut fresh = old.clone();
     fresh["iat"] = json!(NOW - 10);
     assert_eq!(read(&snap, rs(&fresh)).decision, Decision::Allow);
+    // Once alice is built and cached (kept from her second build), the
+    // old token is refused from the cached entry just the same.
+    for _ in 0..3 {
+        assert_eq!(read(&snap, rs(&fresh)).decision, Decision::Allow);
+    }
+    refused_with(&snap, rs(&old), TokenFailure::Revoked);
     // The identity settings survive the users-only delta.
     assert_eq!(snap.issuer(), Some(ISS));
 }
