@@ -6,6 +6,9 @@
 //! realm (`policies/`), same server stack (axum on tokio).
 //!
 //! `cargo run --release -p gatehouse-benches --example raw_cedar_server [ADDR]`
+//!
+//! `raw_cedar_server --write-entities FILE` writes that `Entities` as Cedar
+//! JSON and exits (the load test hands it to cedar-agent).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -70,8 +73,10 @@ async fn is_authorized(State(peer): State<Arc<Peer>>, body: Bytes) -> Response {
 }
 
 fn main() {
-    let addr = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let addr = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "127.0.0.1:0".into());
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let mut files = BTreeMap::new();
@@ -94,6 +99,12 @@ fn main() {
         schema: snap.schema().cloned(),
         authorizer: Authorizer::new(),
     });
+    if let (Some("--write-entities"), Some(path)) = (args.first().map(String::as_str), args.get(1))
+    {
+        let file = std::fs::File::create(path).expect("entities file");
+        peer.entities.write_to_json(file).expect("entities written");
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
