@@ -1,13 +1,18 @@
 //! The command line: every admin operation as a subcommand, so a shell
-//! script can run a realm's whole lifecycle. Results are JSON on stdout;
-//! a refusal is one line on stderr and exit code 2, a failure exit code 1.
+//! script can run a realm's whole lifecycle. A subcommand parses its
+//! arguments, calls the same [`Service`] function the HTTP API calls (as
+//! the operator, who holds the database) and renders the result: JSON on
+//! stdout; a refusal is one line on stderr and exit code 2, a failure exit
+//! code 1.
 
-use crate::config::Config;
-use crate::group::{Kind, NewNode};
-use crate::policy::{Link, PolicyInput};
-use crate::realm::NewRealm;
-use crate::user::{NewUser, UserQuery};
-use crate::{Db, Error};
+use crate::domain::error::Error;
+use crate::domain::group::{Kind, NewNode};
+use crate::domain::import::Format;
+use crate::domain::policy::{Link, PolicyInput};
+use crate::domain::realm::NewRealm;
+use crate::domain::user::{NewUser, UserQuery};
+use crate::ports::identity::ChallengeAnswer;
+use crate::service::{Caller, Service};
 use clap::{Args, Parser, Subcommand};
 use pdp_core::LifecycleAction;
 use serde_json::{Map, Value};
@@ -22,13 +27,14 @@ pub struct Cli {
     /// as a `GATEHOUSE_CP_*` variable).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// SQLite database file (overrides the configuration).
-    #[arg(long, global = true)]
-    pub db: Option<PathBuf>,
-    /// Local object-store directory bundles are published to (overrides the
+    /// The repository: a SQLite file path or `sqlite:PATH` (overrides the
     /// configuration).
     #[arg(long, global = true)]
-    pub store: Option<PathBuf>,
+    pub db: Option<String>,
+    /// The object store bundles are published to: a directory or
+    /// `s3://bucket[/prefix]` (overrides the configuration).
+    #[arg(long, global = true)]
+    pub store: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -37,15 +43,18 @@ pub struct Cli {
 /// Every setting, for `--help`.
 const SETTINGS_HELP: &str = "\
 Settings (TOML file given with --config, then environment, then flags):
-  db                    GATEHOUSE_CP_DB                    SQLite file [gatehouse.db]; holds the realms' private keys
-  store                 GATEHOUSE_CP_STORE                 local object-store directory bundles go to [gatehouse-store]
+  db                    GATEHOUSE_CP_DB                    SQLite file or sqlite:PATH [gatehouse.db]; holds the realms' private keys
+  store                 GATEHOUSE_CP_STORE                 where bundles go: a directory or s3://bucket[/prefix] [gatehouse-store]
+  s3_force_path_style   GATEHOUSE_CP_S3_FORCE_PATH_STYLE   path-style S3 addressing (S3-compatible services) [false]
   store_prefix          GATEHOUSE_CP_STORE_PREFIX          key prefix inside the store [empty]
   listen                GATEHOUSE_CP_LISTEN                admin API address for `serve` [127.0.0.1:8900]
   issuer_base           GATEHOUSE_CP_ISSUER_BASE           public base URL; realm issuers are <issuer_base>/realms/<realm>
   admin_realm           GATEHOUSE_CP_ADMIN_REALM           realm whose users and Cedar policies guard the admin API [admin]
-  auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change made through the API [true]
+  auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change as it is committed (API and CLI) [true]
   compact_after_deltas  GATEHOUSE_CP_COMPACT_AFTER_DELTAS  deltas after a snapshot that trigger a compaction; 0 never [100]
   token_ttl_seconds     GATEHOUSE_CP_TOKEN_TTL_SECONDS     lifetime of minted ID and access tokens [3600]
+S3 credentials, region and endpoint: the standard AWS settings (AWS_REGION, AWS_ENDPOINT_URL, profiles).
+An unknown GATEHOUSE_CP_* variable or file key is refused.
 Log level of `serve`: GATEHOUSE_LOG (tracing filter syntax) [info].";
 
 /// Subcommands.
@@ -86,6 +95,9 @@ pub enum Command {
         /// JSON file.
         file: PathBuf,
     },
+    /// The realm's forward-auth routes (`routes.json` of its bundles).
+    #[command(subcommand)]
+    Routes(RoutesCmd),
     /// Log in as a user of a realm (password from stdin); prints tokens or
     /// the challenge to answer with `respond`.
     Login {
@@ -544,6 +556,24 @@ pub enum SchemaCmd {
     },
 }
 
+/// Route subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RoutesCmd {
+    /// Replace the route table from a file (`{"routes": [...]}`), checked as
+    /// decision points check it.
+    Put {
+        /// Realm.
+        realm: String,
+        /// JSON file.
+        file: PathBuf,
+    },
+    /// Print the route table.
+    Get {
+        /// Realm.
+        realm: String,
+    },
+}
+
 /// What a subcommand produced: JSON for stdout, or an error.
 pub type Outcome = Result<Value, CliError>;
 
@@ -562,7 +592,13 @@ impl CliError {
     /// 2 for refusals (the input was wrong), 1 for failures.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Domain(Error::Db(_) | Error::Internal(_) | Error::Publish(_)) => 1,
+            CliError::Domain(
+                Error::Repository(_)
+                | Error::Store(_)
+                | Error::Identity(_)
+                | Error::Internal(_)
+                | Error::Publish(_),
+            ) => 1,
             _ => 2,
         }
     }
@@ -584,6 +620,11 @@ fn object(text: &str, what: &str) -> Result<Map<String, Value>, CliError> {
     }
 }
 
+fn json_file(file: &PathBuf) -> Result<Value, CliError> {
+    serde_json::from_str(&read(file)?)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))
+}
+
 /// `Type::"id"` or `Type::id` as a Cedar JSON entity reference.
 fn entity_ref(text: &str) -> Result<Value, CliError> {
     let (ty, id) = text
@@ -603,28 +644,26 @@ fn stdin_line() -> Result<String, CliError> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// The current unix time.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+impl Command {
+    /// Whether the command works on the repository and the store (every
+    /// one but `openapi`, which prints a document, and `serve`, which the
+    /// binary runs itself).
+    pub fn needs_service(&self) -> bool {
+        !matches!(self, Command::Openapi | Command::Serve)
+    }
 }
 
-fn open_store(config: &Config) -> Result<crate::objstore::LocalDirStore, CliError> {
-    Ok(crate::objstore::LocalDirStore::open(&config.store)?)
+/// The OpenAPI document, for `control-plane openapi` (needs no database).
+pub fn openapi_text() -> Result<String, CliError> {
+    Ok(crate::http::openapi()
+        .to_pretty_json()
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        + "\n")
 }
 
-fn publisher<'a>(
-    db: &'a Db,
-    store: &'a crate::objstore::LocalDirStore,
-    config: &Config,
-) -> crate::publish::Publisher<'a> {
-    crate::publish::Publisher::new(db, store, &config.store_prefix, config.compact_after_deltas)
-}
-
-/// Run a domain subcommand against the database.
-pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
-    let now = now();
+/// Run a subcommand with the service, as the operator.
+pub async fn run(s: &Service, command: Command) -> Outcome {
+    let op = &Caller::Operator;
     match command {
         Command::Realm(c) => match c {
             RealmCmd::Create {
@@ -633,40 +672,28 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 schema,
             } => {
                 let schema = schema.as_ref().map(read).transpose()?;
-                json_of(&db.create_realm(
-                    &NewRealm {
-                        name,
-                        display_name,
-                        schema,
-                    },
-                    &config.issuer_base,
-                    now,
-                )?)
+                json_of(
+                    &s.create_realm(
+                        op,
+                        &NewRealm {
+                            name,
+                            display_name,
+                            schema,
+                            identity: None,
+                        },
+                    )
+                    .await?,
+                )
             }
-            RealmCmd::List { all } => json_of(&db.realms(all)?),
-            RealmCmd::Get { name } => json_of(&db.realm(&name)?),
-            RealmCmd::Delete { name } => {
-                let deleted = db.delete_realm(&name, now)?;
-                // If the realm was published here, decision points must stop
-                // authorizing in it: a last delta forbids everything.
-                if config.store.is_dir() {
-                    let store = open_store(config)?;
-                    publisher(db, &store, config).withdraw(&name, now)?;
-                }
-                json_of(&deleted)
-            }
+            RealmCmd::List { all } => json_of(&s.realms(op, all).await?),
+            RealmCmd::Get { name } => json_of(&s.realm(op, &name).await?),
+            RealmCmd::Delete { name } => json_of(&s.delete_realm(op, &name).await?),
             RealmCmd::RotateKey { name, alg } => {
-                json_of(&db.rotate_signing_key(&name, alg.parse()?, now)?)
+                json_of(&s.rotate_signing_key(op, &name, alg.parse()?).await?)
             }
-            RealmCmd::Keys { name } => json_of(&db.signing_keys(&name)?),
-            RealmCmd::Jwks { name } => Ok(db.jwks(&name)?),
-            RealmCmd::BundleKey { name } => {
-                let pem = db
-                    .bundle_signer(&name)?
-                    .public_pem()
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                Ok(Value::String(pem))
-            }
+            RealmCmd::Keys { name } => json_of(&s.signing_keys(op, &name).await?),
+            RealmCmd::Jwks { name } => Ok(s.jwks(&name).await?),
+            RealmCmd::BundleKey { name } => Ok(Value::String(s.bundle_key(op, &name).await?)),
         },
         Command::User(c) => match c {
             UserCmd::Create {
@@ -680,30 +707,28 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                     .map(|a| object(a, "--attrs"))
                     .transpose()?
                     .unwrap_or_default();
-                json_of(&db.create_user(
-                    &realm,
-                    &NewUser {
-                        username,
-                        email,
-                        attrs,
-                        id: None,
-                    },
-                    now,
-                )?)
+                let new = NewUser {
+                    username,
+                    email,
+                    attrs,
+                    id: None,
+                };
+                json_of(&s.create_user(op, &realm, &new).await?)
             }
-            UserCmd::Get { realm, id } => json_of(&db.user(&realm, &id)?),
-            UserCmd::List { realm, query } => json_of(&db.search_users(
-                &realm,
-                &UserQuery {
+            UserCmd::Get { realm, id } => json_of(&s.user(op, &realm, &id).await?),
+            UserCmd::List { realm, query } => {
+                let q = UserQuery {
                     email_prefix: query.email_prefix,
                     username_prefix: query.username_prefix,
                     state: query.state,
                     limit: query.limit,
                     cursor: query.cursor,
-                },
-            )?),
+                };
+                json_of(&s.search_users(op, &realm, &q).await?)
+            }
             UserCmd::Update { realm, id, attrs } => {
-                json_of(&db.update_user_attrs(&realm, &id, &object(&attrs, "--attrs")?, now)?)
+                let patch = object(&attrs, "--attrs")?;
+                json_of(&s.update_user_attrs(op, &realm, &id, &patch).await?)
             }
             UserCmd::SetPassword {
                 realm,
@@ -711,38 +736,35 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 temporary,
                 ..
             } => {
-                db.set_password(&realm, &id, &stdin_line()?, temporary, now)?;
-                json_of(&db.user(&realm, &id)?)
+                s.set_password(op, &realm, &id, &stdin_line()?, temporary)
+                    .await?;
+                json_of(&s.user(op, &realm, &id).await?)
             }
-            UserCmd::Invite { realm, id } => json_of(&db.start_verification(&realm, &id, now)?),
-            UserCmd::TotpEnroll { realm, id } => json_of(&db.totp_enroll(&realm, &id)?),
+            UserCmd::Invite { realm, id } => json_of(&s.start_verification(op, &realm, &id).await?),
+            UserCmd::TotpEnroll { realm, id } => json_of(&s.totp_enroll(op, &realm, &id).await?),
             UserCmd::TotpConfirm { realm, id, code } => {
-                db.totp_confirm(&realm, &id, &code, now)?;
+                s.totp_confirm(op, &realm, &id, &code).await?;
                 Ok(Value::Null)
             }
             UserCmd::TotpRemove { realm, id } => {
-                db.totp_remove(&realm, &id)?;
+                s.totp_remove(op, &realm, &id).await?;
                 Ok(Value::Null)
             }
             UserCmd::Lifecycle { realm, id, action } => {
                 let action: LifecycleAction = action.parse().map_err(Error::from)?;
-                json_of(&db.lifecycle(&realm, &id, action, now)?)
+                json_of(&s.lifecycle(op, &realm, &id, action).await?)
             }
             UserCmd::AddGroup { realm, id, group } => {
-                db.add_user_to_group(&realm, &id, &group, now)?;
-                json_of(&db.user(&realm, &id)?)
+                json_of(&s.set_user_group(op, &realm, &id, &group, true).await?)
             }
             UserCmd::RemoveGroup { realm, id, group } => {
-                db.remove_user_from_group(&realm, &id, &group, now)?;
-                json_of(&db.user(&realm, &id)?)
+                json_of(&s.set_user_group(op, &realm, &id, &group, false).await?)
             }
             UserCmd::AddRole { realm, id, role } => {
-                db.assign_user_role(&realm, &id, &role, now)?;
-                json_of(&db.user(&realm, &id)?)
+                json_of(&s.set_user_role(op, &realm, &id, &role, true).await?)
             }
             UserCmd::RemoveRole { realm, id, role } => {
-                db.unassign_user_role(&realm, &id, &role, now)?;
-                json_of(&db.user(&realm, &id)?)
+                json_of(&s.set_user_role(op, &realm, &id, &role, false).await?)
             }
         },
         Command::Group(c) => match c {
@@ -751,29 +773,26 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 id,
                 description,
             } => {
-                json_of(&db.create_node(&realm, Kind::Group, &NewNode { id, description }, now)?)
+                let new = NewNode { id, description };
+                json_of(&s.create_node(op, &realm, Kind::Group, &new).await?)
             }
-            GroupCmd::List { realm } => json_of(&db.nodes(&realm, Kind::Group)?),
-            GroupCmd::Get { realm, id } => json_of(&db.node(&realm, Kind::Group, &id)?),
+            GroupCmd::List { realm } => json_of(&s.nodes(op, &realm, Kind::Group).await?),
+            GroupCmd::Get { realm, id } => json_of(&s.node(op, &realm, Kind::Group, &id).await?),
             GroupCmd::Delete { realm, id } => {
-                db.delete_node(&realm, Kind::Group, &id, now)?;
+                s.delete_node(op, &realm, Kind::Group, &id).await?;
                 Ok(Value::Null)
             }
             GroupCmd::AddParent { realm, id, parent } => {
-                db.add_group_parent(&realm, &id, &parent, now)?;
-                json_of(&db.node(&realm, Kind::Group, &id)?)
+                json_of(&s.set_group_parent(op, &realm, &id, &parent, true).await?)
             }
             GroupCmd::RemoveParent { realm, id, parent } => {
-                db.remove_group_parent(&realm, &id, &parent, now)?;
-                json_of(&db.node(&realm, Kind::Group, &id)?)
+                json_of(&s.set_group_parent(op, &realm, &id, &parent, false).await?)
             }
             GroupCmd::AddRole { realm, id, role } => {
-                db.set_group_role(&realm, &id, &role, true, now)?;
-                json_of(&db.node(&realm, Kind::Group, &id)?)
+                json_of(&s.set_group_role(op, &realm, &id, &role, true).await?)
             }
             GroupCmd::RemoveRole { realm, id, role } => {
-                db.set_group_role(&realm, &id, &role, false, now)?;
-                json_of(&db.node(&realm, Kind::Group, &id)?)
+                json_of(&s.set_group_role(op, &realm, &id, &role, false).await?)
             }
         },
         Command::Role(c) => match c {
@@ -781,10 +800,13 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 realm,
                 id,
                 description,
-            } => json_of(&db.create_node(&realm, Kind::Role, &NewNode { id, description }, now)?),
-            RoleCmd::List { realm } => json_of(&db.nodes(&realm, Kind::Role)?),
+            } => {
+                let new = NewNode { id, description };
+                json_of(&s.create_node(op, &realm, Kind::Role, &new).await?)
+            }
+            RoleCmd::List { realm } => json_of(&s.nodes(op, &realm, Kind::Role).await?),
             RoleCmd::Delete { realm, id } => {
-                db.delete_node(&realm, Kind::Role, &id, now)?;
+                s.delete_node(op, &realm, Kind::Role, &id).await?;
                 Ok(Value::Null)
             }
         },
@@ -799,19 +821,12 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                     body: read(&file)?,
                     description,
                 };
-                let stored = match db.policy(&realm, &id) {
-                    Ok(_) => db.update_policy(&realm, &id, &input, now)?,
-                    Err(Error::NotFound { kind: "policy", .. }) => {
-                        db.create_policy(&realm, &id, &input, now)?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                json_of(&stored)
+                json_of(&s.put_policy(op, &realm, &id, &input).await?)
             }
-            PolicyCmd::Get { realm, id } => json_of(&db.policy(&realm, &id)?),
-            PolicyCmd::List { realm } => json_of(&db.policies(&realm)?),
+            PolicyCmd::Get { realm, id } => json_of(&s.policy(op, &realm, &id).await?),
+            PolicyCmd::List { realm } => json_of(&s.policies(op, &realm).await?),
             PolicyCmd::Delete { realm, id } => {
-                db.delete_policy(&realm, &id, now)?;
+                s.delete_policy(op, &realm, &id).await?;
                 Ok(Value::Null)
             }
             PolicyCmd::Link {
@@ -828,33 +843,27 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 if let Some(r) = resource {
                     values.insert("?resource".to_owned(), entity_ref(&r)?);
                 }
-                json_of(&db.create_link(
-                    &realm,
-                    &Link {
-                        id,
-                        template_id: template,
-                        values,
-                    },
-                    now,
-                )?)
+                let link = Link {
+                    id,
+                    template_id: template,
+                    values,
+                };
+                json_of(&s.create_link(op, &realm, &link).await?)
             }
             PolicyCmd::Unlink { realm, id } => {
-                db.delete_link(&realm, &id, now)?;
+                s.delete_link(op, &realm, &id).await?;
                 Ok(Value::Null)
             }
         },
         Command::Schema(c) => match c {
-            SchemaCmd::Put { realm, file } => {
-                json_of(&db.put_schema(&realm, &read(&file)?, now)?)
-            }
-            SchemaCmd::Get { realm, version } => json_of(&db.schema(&realm, version)?),
+            SchemaCmd::Put { realm, file } => json_of(&s.put_schema(op, &realm, &read(&file)?).await?),
+            SchemaCmd::Get { realm, version } => json_of(&s.schema(op, &realm, version).await?),
         },
         Command::Import {
             realm,
             file,
             format,
         } => {
-            use crate::import::Format;
             let format = match format.as_deref() {
                 Some("csv") => Format::Csv,
                 Some("jsonl") => Format::JsonLines,
@@ -862,34 +871,33 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 None if file.extension().is_some_and(|e| e == "csv") => Format::Csv,
                 None => Format::JsonLines,
             };
-            let imported = if file.as_os_str() == "-" {
-                db.import_users(&realm, std::io::stdin().lock(), format, now)?
+            let input = if file.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
+                    .map_err(|e| CliError::Usage(format!("stdin: {e}")))?;
+                b
             } else {
-                let f = std::fs::File::open(&file)
-                    .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-                db.import_users(&realm, std::io::BufReader::new(f), format, now)?
+                std::fs::read(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?
             };
-            json_of(&imported)
+            json_of(&s.import_users(op, &realm, input, format).await?)
         }
         Command::Entities { realm, file } => {
-            let v: Value = serde_json::from_str(&read(&file)?)
-                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-            db.put_resources(&realm, &v, now)?;
+            s.put_resources(op, &realm, &json_file(&file)?).await?;
             Ok(Value::Null)
         }
+        Command::Routes(c) => match c {
+            RoutesCmd::Put { realm, file } => Ok(s.put_routes(op, &realm, &json_file(&file)?).await?),
+            RoutesCmd::Get { realm } => Ok(s.routes(op, &realm).await?),
+        },
         Command::Login {
             realm,
             username,
             client_id,
             ..
-        } => json_of(&db.login(
-            &realm,
-            &username,
-            &stdin_line()?,
-            client_id.as_deref(),
-            config.token_ttl_seconds,
-            now,
-        )?),
+        } => json_of(
+            &s.login(&realm, &username, &stdin_line()?, client_id.as_deref())
+                .await?,
+        ),
         Command::Respond {
             realm,
             session,
@@ -897,7 +905,7 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
             code,
             client_id,
         } => {
-            let answer = crate::identity::ChallengeAnswer {
+            let answer = ChallengeAnswer {
                 session,
                 new_password: if new_password_stdin {
                     Some(stdin_line()?)
@@ -906,44 +914,17 @@ pub fn run_domain(db: &Db, config: &Config, command: Command) -> Outcome {
                 },
                 code,
             };
-            json_of(&db.respond_to_challenge(
-                &realm,
-                &answer,
-                client_id.as_deref(),
-                config.token_ttl_seconds,
-                now,
-            )?)
+            json_of(&s.respond(&realm, &answer, client_id.as_deref()).await?)
         }
         Command::Bootstrap {
             username, email, ..
-        } => json_of(&db.bootstrap(
-            &config.admin_realm,
-            &config.issuer_base,
-            &username,
-            &email,
-            &stdin_line()?,
-            now,
-        )?),
-        Command::Openapi => Ok(Value::String(
-            crate::api::openapi()
-                .to_pretty_json()
-                .map_err(|e| CliError::Usage(e.to_string()))?
-                + "\n",
-        )),
+        } => json_of(&s.bootstrap(&username, &email, &stdin_line()?).await?),
+        Command::Openapi => Ok(Value::String(openapi_text()?)),
         Command::Serve => Err(CliError::Usage(
-            "serve runs from the binary's main, not run_domain".into(),
+            "serve runs from the binary's main, not cli::run".into(),
         )),
-        Command::Publish { realm } => {
-            let store = open_store(config)?;
-            json_of(&publisher(db, &store, config).publish(&realm, now)?)
-        }
-        Command::Compact { realm } => {
-            let store = open_store(config)?;
-            json_of(&publisher(db, &store, config).compact(&realm, now)?)
-        }
-        Command::Status { realm } => {
-            let store = open_store(config)?;
-            json_of(&publisher(db, &store, config).status(&realm)?)
-        }
+        Command::Publish { realm } => json_of(&s.publish(op, &realm).await?),
+        Command::Compact { realm } => json_of(&s.compact(op, &realm).await?),
+        Command::Status { realm } => json_of(&s.publish_status(op, &realm).await?),
     }
 }

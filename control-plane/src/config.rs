@@ -1,21 +1,40 @@
 //! Configuration: defaults, then a TOML file, then `GATEHOUSE_CP_*`
 //! environment variables, then command-line flags (each overriding the
 //! last). The `CP_` infix keeps the control plane's variables apart from an
-//! edge host's on the same machine (both read `GATEHOUSE_*`).
+//! edge host's on the same machine (both read `GATEHOUSE_*`). An unknown
+//! key in the file or an unknown `GATEHOUSE_CP_*` variable is refused.
+//!
+//! [`Config::service`] assembles the service from the settings: the
+//! repository named by `db`, the object store named by `store`, the
+//! embedded identity provider, the system clock. It is the one place that
+//! chooses backends.
 
+use crate::backend::local_identity::LocalIdentity;
+use crate::backend::sqlite::SqliteRepository;
+use crate::domain::error::{Error, Result as DomainResult};
+use crate::ports::clock::SystemClock;
+use crate::ports::identity::Identities;
+use crate::ports::repository::Repository;
+use crate::service::{Service, Settings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Everything the control plane can be told.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The SQLite database file (`GATEHOUSE_CP_DB`).
-    pub db: PathBuf,
-    /// The object store bundles are published to: a local directory
-    /// (`GATEHOUSE_CP_STORE`).
-    pub store: PathBuf,
+    /// The repository (`GATEHOUSE_CP_DB`): a SQLite file path, or
+    /// `sqlite:PATH`.
+    pub db: String,
+    /// The object store bundles are published to (`GATEHOUSE_CP_STORE`): a
+    /// local directory, or `s3://bucket[/prefix]` (credentials, region and
+    /// endpoint from the standard AWS settings).
+    pub store: String,
+    /// Path-style S3 addressing, for S3-compatible services
+    /// (`GATEHOUSE_CP_S3_FORCE_PATH_STYLE`).
+    pub s3_force_path_style: bool,
     /// Key prefix inside the store (`GATEHOUSE_CP_STORE_PREFIX`).
     pub store_prefix: String,
     /// Address the admin API listens on (`GATEHOUSE_CP_LISTEN`).
@@ -38,8 +57,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            db: PathBuf::from("gatehouse.db"),
-            store: PathBuf::from("gatehouse-store"),
+            db: "gatehouse.db".into(),
+            store: "gatehouse-store".into(),
+            s3_force_path_style: false,
             store_prefix: String::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8900)),
             issuer_base: "http://127.0.0.1:8900".into(),
@@ -118,29 +138,87 @@ impl Config {
             v.parse().map_err(|e: T::Err| e.to_string())
         }
         match name {
-            "GATEHOUSE_CP_DB" => self.db = PathBuf::from(value),
-            "GATEHOUSE_CP_STORE" => self.store = PathBuf::from(value),
+            "GATEHOUSE_CP_DB" => self.db = value.to_owned(),
+            "GATEHOUSE_CP_STORE" => self.store = value.to_owned(),
+            "GATEHOUSE_CP_S3_FORCE_PATH_STYLE" => self.s3_force_path_style = boolean(name, value)?,
             "GATEHOUSE_CP_STORE_PREFIX" => self.store_prefix = value.to_owned(),
             "GATEHOUSE_CP_LISTEN" => self.listen = num(value).map_err(bad)?,
             "GATEHOUSE_CP_ISSUER_BASE" => self.issuer_base = value.to_owned(),
             "GATEHOUSE_CP_ADMIN_REALM" => self.admin_realm = value.to_owned(),
-            "GATEHOUSE_CP_AUTO_PUBLISH" => {
-                self.auto_publish = match value {
-                    "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" | "" => false,
-                    other => return Err(bad(format!("{other:?} is not a boolean"))),
-                }
-            }
+            "GATEHOUSE_CP_AUTO_PUBLISH" => self.auto_publish = boolean(name, value)?,
             "GATEHOUSE_CP_COMPACT_AFTER_DELTAS" => {
                 self.compact_after_deltas = num(value).map_err(bad)?;
             }
             "GATEHOUSE_CP_TOKEN_TTL_SECONDS" => {
                 self.token_ttl_seconds = num(value).map_err(bad)?;
             }
+            other if other.starts_with("GATEHOUSE_CP_") => {
+                return Err(bad("is not a control-plane setting (see --help)".into()));
+            }
             // Other programs' settings are not ours to refuse.
             _ => {}
         }
         Ok(())
+    }
+
+    /// The SQLite file `db` names.
+    pub fn sqlite_path(&self) -> DomainResult<PathBuf> {
+        let db = self.db.as_str();
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            return Err(Error::BadRequest(
+                "db: PostgreSQL is not supported by this build yet; use a SQLite path".into(),
+            ));
+        }
+        if let Some((scheme, _)) = db.split_once("://") {
+            return Err(Error::BadRequest(format!("db: unknown scheme {scheme:?}")));
+        }
+        Ok(PathBuf::from(db.strip_prefix("sqlite:").unwrap_or(db)))
+    }
+
+    /// The service these settings describe, its backends opened.
+    pub async fn service(&self) -> DomainResult<Service> {
+        let path = self.sqlite_path()?;
+        let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(&path)?);
+        let connect = object_store::Connect {
+            s3_force_path_style: self.s3_force_path_style,
+            ..object_store::Connect::default()
+        };
+        let store = object_store::open(&self.store, &connect)
+            .await
+            .map_err(|e| Error::Store(format!("{}: {e}", self.store)))?;
+        let identity = Arc::new(LocalIdentity::new(
+            repo.clone(),
+            &self.issuer_base,
+            self.token_ttl_seconds,
+        ));
+        Ok(Service::new(
+            repo,
+            Identities::new(identity),
+            store,
+            Arc::new(SystemClock),
+            self.settings(),
+        ))
+    }
+
+    /// The settings the service follows.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            admin_realm: self.admin_realm.clone(),
+            auto_publish: self.auto_publish,
+            compact_after_deltas: self.compact_after_deltas,
+            store_prefix: self.store_prefix.clone(),
+        }
+    }
+}
+
+fn boolean(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        other => Err(ConfigError::Env {
+            name: name.to_owned(),
+            message: format!("{other:?} is not a boolean"),
+        }),
     }
 }
 
@@ -161,7 +239,9 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.db, PathBuf::from("/var/lib/gh.db"));
+        assert_eq!(c.db, "/var/lib/gh.db");
+        let unknown = Config::load(None, [("GATEHOUSE_CP_DBB".to_owned(), "x".to_owned())]);
+        assert!(matches!(unknown, Err(ConfigError::Env { .. })));
         assert_eq!(c.admin_realm, "root");
         assert_eq!(c.listen, Config::default().listen);
         let bad = Config::load(None, [("GATEHOUSE_CP_LISTEN".to_owned(), "x".to_owned())]);

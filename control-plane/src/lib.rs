@@ -1,20 +1,13 @@
 #![doc = include_str!("../README.md")]
 
-pub mod admin;
-pub mod api;
-pub mod changes;
+pub mod backend;
 pub mod cli;
 pub mod config;
-pub mod db;
-pub mod error;
-pub mod group;
-pub mod identity;
-pub mod import;
-pub mod objstore;
-pub mod policy;
-pub mod publish;
-pub mod realm;
-pub mod user;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod random;
+pub mod service;
 
-pub use db::Db;
-pub use error::{Diagnostic, Error, Result};
+pub use domain::error::{self as error, Diagnostic, Error, Result};
+pub use service::{Caller, Service, Settings};

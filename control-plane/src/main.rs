@@ -1,11 +1,12 @@
 //! `control-plane`: the admin API server and the command line. Everything
-//! but argument parsing and exit codes lives in the library.
+//! but argument parsing, choosing the backends from the settings and exit
+//! codes lives in the library.
 
 use clap::Parser;
-use control_plane::Db;
-use control_plane::cli::{Cli, Command, run_domain};
+use control_plane::cli::{Cli, Command, openapi_text, run};
 use control_plane::config::Config;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,91 +23,96 @@ fn main() -> ExitCode {
     if let Some(store) = cli.store {
         config.store = store;
     }
-    let db = match Db::open(&config.db) {
-        Ok(db) => db,
-        Err(e) => {
-            eprintln!("error: {}: {e}", config.db.display());
-            return ExitCode::from(1);
-        }
-    };
-    if matches!(cli.command, Command::Serve) {
-        return match serve(db, config) {
-            Ok(()) => ExitCode::SUCCESS,
+    // A command that needs no database opens none.
+    if matches!(cli.command, Command::Openapi) {
+        return match openapi_text() {
+            Ok(doc) => {
+                print!("{doc}");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(1)
             }
         };
     }
-    match run_domain(&db, &config, cli.command) {
-        Ok(v) => {
-            match v {
-                serde_json::Value::Null => {}
-                serde_json::Value::String(s) => print!("{s}"),
-                v => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
-            }
-            ExitCode::SUCCESS
-        }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
+            eprintln!("error: runtime: {e}");
+            return ExitCode::from(1);
         }
-    }
+    };
+    rt.block_on(async move {
+        let service = match config.service().await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        if matches!(cli.command, Command::Serve) {
+            return match serve(service, &config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        match run(&service, cli.command).await {
+            Ok(v) => {
+                match v {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(s) => print!("{s}"),
+                    v => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        }
+    })
 }
 
 /// Serve the admin API until interrupted.
-fn serve(db: Db, config: Config) -> anyhow::Result<()> {
+async fn serve(service: Arc<control_plane::Service>, config: &Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let store = control_plane::objstore::LocalDirStore::open(&config.store)?;
-    let db = std::sync::Arc::new(db);
-    let api = std::sync::Arc::new(control_plane::api::Api {
-        admin: control_plane::admin::CedarAdmin::new(db.clone(), &config.admin_realm),
-        identity: std::sync::Arc::new(control_plane::identity::provider::LocalIdentity::new(
-            db.clone(),
-            config.token_ttl_seconds,
-        )),
-        db,
-        store: std::sync::Arc::new(store),
-        config: config.clone(),
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
-        println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");
-        tracing::info!(%addr, store = %config.store.display(), "serving");
-        // A bound on each request (an import of a million users takes
-        // about a minute) and on how many run at once (the database
-        // serialises writes anyway).
-        let app = control_plane::api::app(api)
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                std::time::Duration::from_secs(300),
-            ))
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(256));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async {
-                        match term.as_mut() {
-                            Some(t) => { t.recv().await; }
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => {}
-                }
-                tracing::info!("shutting down");
-            })
-            .await?;
-        Ok(())
-    })
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");
+    tracing::info!(%addr, store = %service.store().describe(), "serving");
+    // A bound on each request (an import of a million users takes about a
+    // minute) and on how many run at once (the database serialises writes
+    // anyway).
+    let app = control_plane::http::app(service)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(300),
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(256));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+            tracing::info!("shutting down");
+        })
+        .await?;
+    Ok(())
 }

@@ -3,27 +3,28 @@
 //! call, and isolation between realms — through HTTP requests as a client
 //! sends them.
 
+mod support;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use control_plane::Db;
-use control_plane::admin::CedarAdmin;
-use control_plane::api::{Api, app};
-use control_plane::config::Config;
-use control_plane::objstore::LocalDirStore;
+use control_plane::backend::local_identity::LocalIdentity;
+use control_plane::ports::identity::IdentityProvider;
+use control_plane::ports::repository::Repository;
+use control_plane::{Settings, http::app};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use support::{Cp, OP, Options};
 use tower::ServiceExt;
 
 const ROOT_PW: &str = "root passphrase for tests";
 
 struct Harness {
     app: Router,
-    db: Arc<Db>,
-    store: Arc<LocalDirStore>,
+    cp: Cp,
+    rt: tokio::runtime::Runtime,
     root: String,
-    _dir: tempfile::TempDir,
 }
 
 struct Reply {
@@ -35,52 +36,38 @@ struct Reply {
 
 impl Harness {
     fn new() -> Harness {
-        Harness::with_identity(|db, ttl, _| {
-            Arc::new(control_plane::identity::provider::LocalIdentity::new(
-                db, ttl,
-            ))
+        Harness::with_identity(|repo| {
+            Arc::new(LocalIdentity::new(repo, support::ISSUER_BASE, 3600))
         })
     }
 
     fn with_identity(
-        identity: impl FnOnce(
-            Arc<Db>,
-            i64,
-            Arc<LocalDirStore>,
-        ) -> Arc<dyn control_plane::identity::provider::IdentityProvider>,
+        identity: impl FnOnce(Arc<dyn Repository>) -> Arc<dyn IdentityProvider> + 'static,
     ) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(Db::open(&dir.path().join("cp.db")).unwrap());
-        let config = Config {
-            issuer_base: "https://cp.test".into(),
-            ..Config::default()
-        };
-        db.bootstrap(
-            "admin",
-            &config.issuer_base,
-            "root",
-            "root@example.com",
-            ROOT_PW,
-            control_plane::cli::now(),
-        )
-        .unwrap();
-        let store = Arc::new(LocalDirStore::open(dir.path().join("store")).unwrap());
-        let api = Arc::new(Api {
-            admin: CedarAdmin::new(db.clone(), "admin"),
-            identity: identity(db.clone(), config.token_ttl_seconds, store.clone()),
-            db: db.clone(),
-            store: store.clone(),
-            config,
-        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cp = rt.block_on(Cp::open(Options {
+            settings: Settings::default(),
+            file_db: true,
+            identity: Some(Box::new(identity)),
+        }));
+        rt.block_on(cp.service.bootstrap("root", "root@example.com", ROOT_PW))
+            .unwrap();
         let mut h = Harness {
-            app: app(api),
-            db,
-            store,
+            app: app(cp.service.clone()),
+            cp,
+            rt,
             root: String::new(),
-            _dir: dir,
         };
         h.root = h.token("admin", "root", ROOT_PW);
         h
+    }
+
+    /// Run a future of the service on the harness's runtime.
+    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(f)
     }
 
     fn token(&self, realm: &str, username: &str, password: &str) -> String {
@@ -100,11 +87,7 @@ impl Harness {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req.header(header::CONTENT_TYPE, ctype).body(body).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
+        self.rt.block_on(async {
             let resp = self.app.clone().oneshot(req).await.unwrap();
             let status = resp.status();
             let headers = resp.headers().clone();
@@ -469,7 +452,7 @@ fn realms_resource() {
         StatusCode::CREATED,
     )
     .clone();
-    assert_eq!(r["issuer"], "https://cp.test/realms/acme");
+    assert_eq!(r["issuer"], "https://cp.example/realms/acme");
     problem(
         &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
         StatusCode::CONFLICT,
@@ -619,7 +602,7 @@ fn users_resource_lifecycle_search_and_credentials() {
     assert_eq!(ok(&life("verify"), StatusCode::OK)["state"], "Active");
     problem(&life("verify"), StatusCode::CONFLICT);
     assert_eq!(
-        h.db.user("acme", &id).unwrap().state,
+        h.block(h.cp.service.user(OP, "acme", &id)).unwrap().state,
         pdp_core::UserState::Active
     );
     let s = ok(&life("suspend"), StatusCode::OK).clone();
@@ -668,11 +651,11 @@ fn users_resource_lifecycle_search_and_credentials() {
         ),
         StatusCode::BAD_REQUEST,
     );
-    let code = control_plane::identity::totp::code_at(&secret, control_plane::cli::now());
-    let now = control_plane::cli::now();
+    let now = h.cp.service.now();
+    let code = control_plane::backend::local_identity::totp::code_at(&secret, now);
     let valid: Vec<String> = [-30, 0, 30]
         .iter()
-        .map(|d| control_plane::identity::totp::code_at(&secret, now + d))
+        .map(|d| control_plane::backend::local_identity::totp::code_at(&secret, now + d))
         .collect();
     let wrong_code = ["000000", "111111", "222222", "333333"]
         .into_iter()
@@ -963,7 +946,7 @@ fn groups_roles_and_memberships() {
         &h.root("DELETE", "/v1/realms/acme/groups/eng", None),
         StatusCode::NO_CONTENT,
     );
-    assert_eq!(h.db.user("acme", &id).unwrap().groups, Vec::<String>::new());
+    assert_eq!(h.block(h.cp.service.user(OP, "acme", &id)).unwrap().groups, Vec::<String>::new());
     problem(
         &h.root("DELETE", "/v1/realms/acme/groups/eng", None),
         StatusCode::NOT_FOUND,
@@ -1190,7 +1173,7 @@ fn policies_schema_entities_keys_and_bundles() {
         StatusCode::OK,
     )
     .clone();
-    assert_eq!(oidc["issuer"], "https://cp.test/realms/acme");
+    assert_eq!(oidc["issuer"], "https://cp.example/realms/acme");
 
     // Bundles: every change above was auto-published; status says so.
     let s = ok(
@@ -1216,9 +1199,7 @@ fn policies_schema_entities_keys_and_bundles() {
         (c["kind"].as_str(), c["revision"].as_u64()),
         (Some("snapshot"), Some(head))
     );
-    let mut ring = pdp_core::Keyring::new();
-    ring.add(h.db.bundle_signer("acme").unwrap().verifying_key());
-    let snap = control_plane::publish::load_published(h.store.as_ref(), "", "acme", &ring).unwrap();
+    let snap = h.block(h.cp.published("acme")).unwrap();
     assert_eq!(snap.revision(), head);
     assert!(
         snap.policy_set()
@@ -1290,7 +1271,8 @@ fn login_endpoint_refusals_and_throttling() {
         if left >= 2 {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        // Time passes by the service's clock, not the wall's.
+        h.cp.clock.advance(1);
     }
     let r = login(ROOT_PW);
     let p = problem(&r, StatusCode::TOO_MANY_REQUESTS);
@@ -1333,8 +1315,6 @@ fn a_suspension_through_the_api_is_published_and_enforced() {
         ),
         StatusCode::OK,
     );
-    let mut ring = pdp_core::Keyring::new();
-    ring.add(h.db.bundle_signer("acme").unwrap().verifying_key());
     let req = pdp_core::Request {
         principal: pdp_core::EntityRef::new("User", &id),
         action: pdp_core::EntityRef::new("Action", "viewProfile"),
@@ -1342,7 +1322,7 @@ fn a_suspension_through_the_api_is_published_and_enforced() {
         context: json!({}),
         entities: vec![],
     };
-    let snap = control_plane::publish::load_published(h.store.as_ref(), "", "acme", &ring).unwrap();
+    let snap = h.block(h.cp.published("acme")).unwrap();
     assert_eq!(
         snap.is_authorized(&req).unwrap().decision,
         pdp_core::Decision::Allow
@@ -1355,7 +1335,7 @@ fn a_suspension_through_the_api_is_published_and_enforced() {
         ),
         StatusCode::OK,
     );
-    let snap = control_plane::publish::load_published(h.store.as_ref(), "", "acme", &ring).unwrap();
+    let snap = h.block(h.cp.published("acme")).unwrap();
     let a = snap.is_authorized(&req).unwrap();
     assert_eq!(a.decision, pdp_core::Decision::Deny);
     assert_eq!(
@@ -1387,112 +1367,136 @@ fn openapi_and_docs_are_served() {
 /// An identity provider that notes, when told of a lifecycle action, the
 /// user's state in the store at that moment.
 struct Recording {
-    inner: control_plane::identity::provider::LocalIdentity,
-    db: Arc<Db>,
-    store: Arc<LocalDirStore>,
+    inner: LocalIdentity,
+    store: std::sync::Mutex<Option<Arc<dyn control_plane::ports::ObjectStore>>>,
+    ring: std::sync::Mutex<Option<pdp_core::Keyring>>,
     seen: std::sync::Mutex<Vec<(LifecycleAction, Option<pdp_core::UserState>)>>,
 }
 
-use control_plane::identity::provider::IdentityProvider;
+use control_plane::domain::realm::Realm;
+use control_plane::domain::user::User;
+use control_plane::ports::BoxFuture;
+use control_plane::ports::identity::{
+    Alg, ChallengeAnswer, KeyInfo, LoginResult, Provisioned, TotpEnrollment, VerificationCode,
+};
 use pdp_core::LifecycleAction;
 
+type R<T> = control_plane::Result<T>;
+
 impl IdentityProvider for Recording {
-    fn set_password(
-        &self,
-        r: &str,
-        u: &str,
-        p: &str,
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn provision<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, R<Provisioned>> {
+        self.inner.provision(realm)
+    }
+    fn token_settings<'a>(
+        &'a self,
+        realm: &'a Realm,
+    ) -> BoxFuture<'a, R<Option<pdp_core::IdentitySettings>>> {
+        self.inner.token_settings(realm)
+    }
+    fn set_password<'a>(
+        &'a self,
+        r: &'a str,
+        u: &'a str,
+        p: &'a str,
         t: bool,
         n: i64,
-    ) -> control_plane::Result<()> {
+    ) -> BoxFuture<'a, R<()>> {
         self.inner.set_password(r, u, p, t, n)
     }
-    fn login(
-        &self,
-        r: &str,
-        u: &str,
-        p: &str,
-        c: Option<&str>,
+    fn login<'a>(
+        &'a self,
+        r: &'a str,
+        u: &'a str,
+        p: &'a str,
+        c: Option<&'a str>,
         n: i64,
-    ) -> control_plane::Result<control_plane::identity::LoginResult> {
+    ) -> BoxFuture<'a, R<LoginResult>> {
         self.inner.login(r, u, p, c, n)
     }
-    fn respond(
-        &self,
-        r: &str,
-        a: &control_plane::identity::ChallengeAnswer,
-        c: Option<&str>,
+    fn respond<'a>(
+        &'a self,
+        r: &'a str,
+        a: &'a ChallengeAnswer,
+        c: Option<&'a str>,
         n: i64,
-    ) -> control_plane::Result<control_plane::identity::LoginResult> {
+    ) -> BoxFuture<'a, R<LoginResult>> {
         self.inner.respond(r, a, c, n)
     }
-    fn start_verification(
-        &self,
-        r: &str,
-        u: &str,
+    fn start_verification<'a>(
+        &'a self,
+        r: &'a str,
+        u: &'a str,
         n: i64,
-    ) -> control_plane::Result<control_plane::identity::VerificationCode> {
+    ) -> BoxFuture<'a, R<VerificationCode>> {
         self.inner.start_verification(r, u, n)
     }
-    fn totp_enroll(
-        &self,
-        r: &str,
-        u: &str,
-    ) -> control_plane::Result<control_plane::identity::TotpEnrollment> {
+    fn totp_enroll<'a>(&'a self, r: &'a str, u: &'a str) -> BoxFuture<'a, R<TotpEnrollment>> {
         self.inner.totp_enroll(r, u)
     }
-    fn totp_confirm(&self, r: &str, u: &str, c: &str, n: i64) -> control_plane::Result<()> {
+    fn totp_confirm<'a>(
+        &'a self,
+        r: &'a str,
+        u: &'a str,
+        c: &'a str,
+        n: i64,
+    ) -> BoxFuture<'a, R<()>> {
         self.inner.totp_confirm(r, u, c, n)
     }
-    fn totp_remove(&self, r: &str, u: &str) -> control_plane::Result<()> {
+    fn totp_remove<'a>(&'a self, r: &'a str, u: &'a str) -> BoxFuture<'a, R<()>> {
         self.inner.totp_remove(r, u)
     }
-    fn signing_keys(
-        &self,
-        r: &str,
-    ) -> control_plane::Result<Vec<control_plane::identity::keys::KeyInfo>> {
+    fn signing_keys<'a>(&'a self, r: &'a str) -> BoxFuture<'a, R<Vec<KeyInfo>>> {
         self.inner.signing_keys(r)
     }
-    fn rotate_signing_key(
-        &self,
-        r: &str,
-        a: control_plane::identity::keys::Alg,
-        n: i64,
-    ) -> control_plane::Result<control_plane::identity::keys::KeyInfo> {
+    fn rotate_signing_key<'a>(&'a self, r: &'a str, a: Alg, n: i64) -> BoxFuture<'a, R<KeyInfo>> {
         self.inner.rotate_signing_key(r, a, n)
     }
-    fn jwks(&self, r: &str) -> control_plane::Result<Value> {
-        self.inner.jwks(r)
-    }
-    fn openid_configuration(&self, r: &str) -> control_plane::Result<Value> {
+    fn openid_configuration<'a>(&'a self, r: &'a Realm) -> BoxFuture<'a, R<Value>> {
         self.inner.openid_configuration(r)
     }
-    fn lifecycle_applied(
-        &self,
-        realm: &str,
-        user: &control_plane::user::User,
+    fn lifecycle_applied<'a>(
+        &'a self,
+        realm: &'a str,
+        user: &'a User,
         action: LifecycleAction,
-    ) -> control_plane::Result<()> {
-        let mut ring = pdp_core::Keyring::new();
-        ring.add(self.db.bundle_signer(realm)?.verifying_key());
-        let snap = control_plane::publish::load_published(self.store.as_ref(), "", realm, &ring)?;
-        let published = snap.user(&user.id).map(|u| u.state());
-        self.seen.lock().unwrap().push((action, published));
-        Ok(())
+    ) -> BoxFuture<'a, R<()>> {
+        Box::pin(async move {
+            // Not recording yet (the admin realm's bootstrap).
+            let (Some(ring), Some(store)) = (
+                self.ring.lock().unwrap().clone(),
+                self.store.lock().unwrap().clone(),
+            ) else {
+                return Ok(());
+            };
+            let snap = control_plane::service::publish::load_published(
+                store.as_ref(),
+                "",
+                realm,
+                &ring,
+            )
+            .await?;
+            let published = snap.user(&user.id).map(|u| u.state());
+            self.seen.lock().unwrap().push((action, published));
+            Ok(())
+        })
     }
 }
 
 #[test]
 fn the_identity_provider_follows_revocations_after_publishing_and_enablings_before() {
-    let recorder: std::sync::Mutex<Option<Arc<Recording>>> = std::sync::Mutex::new(None);
-    let h = Harness::with_identity(|db, ttl, store| {
+    let recorder: Arc<std::sync::Mutex<Option<Arc<Recording>>>> = Arc::default();
+    let slot = recorder.clone();
+    let h = Harness::with_identity(move |repo| {
         let r = Arc::new(Recording {
-            inner: control_plane::identity::provider::LocalIdentity::new(db.clone(), ttl),
-            db,
-            store,
+            inner: LocalIdentity::new(repo, support::ISSUER_BASE, 3600),
+            store: std::sync::Mutex::new(None),
+            ring: std::sync::Mutex::new(None),
             seen: std::sync::Mutex::new(Vec::new()),
         });
-        *recorder.lock().unwrap() = Some(r.clone());
+        *slot.lock().unwrap() = Some(r.clone());
         r
     });
     let rec = recorder.lock().unwrap().clone().unwrap();
@@ -1500,6 +1504,9 @@ fn the_identity_provider_follows_revocations_after_publishing_and_enablings_befo
         &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
         StatusCode::CREATED,
     );
+    // The recorder reads the harness's store with the realm's key.
+    *rec.store.lock().unwrap() = Some(h.cp.store.clone());
+    *rec.ring.lock().unwrap() = Some(h.block(h.cp.keyring("acme")));
     let id = ok(
         &h.root(
             "POST",

@@ -1,127 +1,110 @@
-//! The SQLite domain layer: realms, users and their lifecycle, groups,
-//! roles, policies and schemas — successes, refusals that change nothing,
-//! and isolation between realms.
+//! The service over the embedded backends: realms, users and their
+//! lifecycle, groups, roles, policies and schemas — successes, refusals
+//! that change nothing, and isolation between realms.
 
-use control_plane::group::{Kind, NewNode};
-use control_plane::policy::{Link, PolicyInput};
-use control_plane::realm::NewRealm;
-use control_plane::user::{NewUser, UserQuery};
-use control_plane::{Db, Error};
+mod support;
+
+use control_plane::Error;
+use control_plane::domain::group::{Kind, NewNode};
+use control_plane::domain::policy::{Link, PolicyInput};
+use control_plane::domain::realm::NewRealm;
+use control_plane::domain::user::{NewUser, UserQuery};
 use pdp_core::{LifecycleAction, UserState};
 use proptest::prelude::*;
 use serde_json::json;
+use support::{Cp, NOW, OP};
 
-const NOW: i64 = 1_800_000_000;
-
-fn db_with(realms: &[&str]) -> Db {
-    let db = Db::open_in_memory().unwrap();
-    for r in realms {
-        db.create_realm(
-            &NewRealm {
-                name: (*r).into(),
-                ..NewRealm::default()
-            },
-            "https://cp.example",
-            NOW,
-        )
-        .unwrap();
+fn new_realm(name: &str) -> NewRealm {
+    NewRealm {
+        name: name.into(),
+        ..NewRealm::default()
     }
-    db
 }
 
-fn user(db: &Db, realm: &str, email: &str) -> String {
-    db.create_user(
-        realm,
-        &NewUser {
-            email: email.into(),
-            ..NewUser::default()
-        },
-        NOW,
-    )
-    .unwrap()
-    .id
-}
-
-#[test]
-fn realms_are_created_listed_and_soft_deleted() {
-    let db = db_with(&["acme", "globex"]);
-    let r = db.realm("acme").unwrap();
+#[tokio::test]
+async fn realms_are_created_listed_and_soft_deleted() {
+    let cp = Cp::with_realms(&["acme", "globex"]).await;
+    let s = &cp.service;
+    let r = s.realm(OP, "acme").await.unwrap();
     assert_eq!(r.issuer, "https://cp.example/realms/acme");
     assert_eq!(r.schema_version, 1);
     assert_eq!(r.clients.len(), 1);
+    assert_eq!(r.identity, "local");
     assert!(matches!(
-        db.create_realm(
-            &NewRealm {
-                name: "acme".into(),
-                ..NewRealm::default()
-            },
-            "x",
-            NOW
-        ),
+        s.create_realm(OP, &new_realm("acme")).await,
         Err(Error::AlreadyExists { .. })
     ));
     for bad in ["", "Acme", "a/b", "-x", &"x".repeat(64)] {
-        let new = NewRealm {
-            name: bad.into(),
-            ..NewRealm::default()
-        };
         assert!(
-            matches!(db.create_realm(&new, "x", NOW), Err(Error::BadRequest(_))),
+            matches!(
+                s.create_realm(OP, &new_realm(bad)).await,
+                Err(Error::BadRequest(_))
+            ),
             "{bad:?}"
         );
     }
-    db.delete_realm("globex", NOW + 1).unwrap();
-    let names: Vec<_> = db
-        .realms(false)
+    // An identity provider that is not configured is refused.
+    let other = NewRealm {
+        identity: Some("cognito".into()),
+        ..new_realm("initech")
+    };
+    assert!(matches!(
+        s.create_realm(OP, &other).await,
+        Err(Error::BadRequest(_))
+    ));
+    assert!(matches!(
+        s.realm(OP, "initech").await,
+        Err(Error::NotFound { .. })
+    ));
+    cp.at(NOW + 1).delete_realm(OP, "globex").await.unwrap();
+    let names: Vec<_> = s
+        .realms(OP, false)
+        .await
         .unwrap()
         .into_iter()
         .map(|r| r.name)
         .collect();
     assert_eq!(names, ["acme"]);
-    assert_eq!(db.realms(true).unwrap().len(), 2);
-    assert!(matches!(db.realm("globex"), Err(Error::NotFound { .. })));
+    assert_eq!(s.realms(OP, true).await.unwrap().len(), 2);
     assert!(matches!(
-        db.delete_realm("globex", NOW),
+        s.realm(OP, "globex").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.delete_realm(OP, "globex").await,
         Err(Error::NotFound { .. })
     ));
     // A deleted realm's name stays taken (its data is retained).
     assert!(matches!(
-        db.create_realm(
-            &NewRealm {
-                name: "globex".into(),
-                ..NewRealm::default()
-            },
-            "x",
-            NOW
-        ),
+        s.create_realm(OP, &new_realm("globex")).await,
         Err(Error::AlreadyExists { .. })
     ));
+    let new = NewUser {
+        email: "a@b.c".into(),
+        ..NewUser::default()
+    };
     assert!(matches!(
-        db.create_user(
-            "globex",
-            &NewUser {
-                email: "a@b.c".into(),
-                ..NewUser::default()
-            },
-            NOW
-        ),
+        s.create_user(OP, "globex", &new).await,
         Err(Error::NotFound { kind: "realm", .. })
     ));
 }
 
-#[test]
-fn emails_are_unique_per_realm_case_insensitively() {
-    let db = db_with(&["acme", "globex"]);
-    user(&db, "acme", "Alice@Example.com");
-    let again = db.create_user(
-        "acme",
-        &NewUser {
-            email: "alice@EXAMPLE.com".into(),
-            username: Some("other".into()),
-            ..NewUser::default()
-        },
-        NOW,
-    );
+#[tokio::test]
+async fn emails_are_unique_per_realm_case_insensitively() {
+    let cp = Cp::with_realms(&["acme", "globex"]).await;
+    let s = &cp.service;
+    cp.user("acme", "Alice@Example.com").await;
+    let again = s
+        .create_user(
+            OP,
+            "acme",
+            &NewUser {
+                email: "alice@EXAMPLE.com".into(),
+                username: Some("other".into()),
+                ..NewUser::default()
+            },
+        )
+        .await;
     assert!(
         matches!(
             again,
@@ -133,74 +116,61 @@ fn emails_are_unique_per_realm_case_insensitively() {
         "{again:?}"
     );
     // Another realm may hold the same address.
-    user(&db, "globex", "alice@example.com");
+    cp.user("globex", "alice@example.com").await;
     for bad in ["no-at", "a@", "@b", "a b@c.d", "a@b@c"] {
-        let r = db.create_user(
-            "acme",
-            &NewUser {
-                email: bad.into(),
-                ..NewUser::default()
-            },
-            NOW,
-        );
+        let new = NewUser {
+            email: bad.into(),
+            ..NewUser::default()
+        };
+        let r = s.create_user(OP, "acme", &new).await;
         assert!(matches!(r, Err(Error::BadRequest(_))), "{bad}");
     }
 }
 
-#[test]
-fn attributes_are_validated_against_the_schema() {
-    let db = db_with(&["acme"]);
-    let id = db
-        .create_user(
-            "acme",
-            &NewUser {
-                email: "a@x.io".into(),
-                attrs: json!({"department": "eng", "level": 3})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-                ..NewUser::default()
-            },
-            NOW,
-        )
-        .unwrap()
-        .id;
-    let bad = db.update_user_attrs(
-        "acme",
-        &id,
-        json!({"level": "three"}).as_object().unwrap(),
-        NOW,
-    );
+#[tokio::test]
+async fn attributes_are_validated_against_the_schema() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    let new = NewUser {
+        email: "a@x.io".into(),
+        attrs: json!({"department": "eng", "level": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+        ..NewUser::default()
+    };
+    let id = s.create_user(OP, "acme", &new).await.unwrap().id;
+    let patch = |v: serde_json::Value| v.as_object().unwrap().clone();
+    let bad = s
+        .update_user_attrs(OP, "acme", &id, &patch(json!({"level": "three"})))
+        .await;
     let Err(Error::Invalid { diagnostics, .. }) = bad else {
         panic!("{bad:?}")
     };
     assert!(diagnostics[0].message.contains("level"), "{diagnostics:?}");
-    assert_eq!(db.user("acme", &id).unwrap().attrs["level"], json!(3));
-    let unknown = db.update_user_attrs(
-        "acme",
-        &id,
-        json!({"shoe_size": 9}).as_object().unwrap(),
-        NOW,
+    assert_eq!(
+        s.user(OP, "acme", &id).await.unwrap().attrs["level"],
+        json!(3)
     );
+    let unknown = s
+        .update_user_attrs(OP, "acme", &id, &patch(json!({"shoe_size": 9})))
+        .await;
     assert!(matches!(unknown, Err(Error::Invalid { .. })));
-    let reserved = db.update_user_attrs(
-        "acme",
-        &id,
-        json!({"state": "Active"}).as_object().unwrap(),
-        NOW,
-    );
+    let reserved = s
+        .update_user_attrs(OP, "acme", &id, &patch(json!({"state": "Active"})))
+        .await;
     assert!(matches!(reserved, Err(Error::Invalid { .. })));
     // Entity references are stored in Cedar's explicit form; null removes.
-    let boss = user(&db, "acme", "boss@x.io");
-    let u = db
+    let boss = cp.user("acme", "boss@x.io").await;
+    let u = cp
+        .at(NOW + 5)
         .update_user_attrs(
+            OP,
             "acme",
             &id,
-            json!({"manager": {"type": "User", "id": boss}, "level": null})
-                .as_object()
-                .unwrap(),
-            NOW + 5,
+            &patch(json!({"manager": {"type": "User", "id": boss}, "level": null})),
         )
+        .await
         .unwrap();
     assert_eq!(
         u.attrs["manager"],
@@ -210,61 +180,68 @@ fn attributes_are_validated_against_the_schema() {
     assert_eq!(u.updated_at, NOW + 5);
 }
 
-#[test]
-fn lifecycle_follows_the_table_and_revokes_tokens() {
-    let db = db_with(&["acme"]);
-    let id = user(&db, "acme", "a@x.io");
-    let act = |a: LifecycleAction, t: i64| db.lifecycle("acme", &id, a, t);
+#[tokio::test]
+async fn lifecycle_follows_the_table_and_revokes_tokens() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    let id = cp.user("acme", "a@x.io").await;
+    let act = |a: LifecycleAction, t: i64| {
+        let id = id.clone();
+        let cp = &cp;
+        async move { cp.at(t).lifecycle(OP, "acme", &id, a).await }
+    };
     assert_eq!(
-        act(LifecycleAction::Invite, NOW).unwrap().state,
+        act(LifecycleAction::Invite, NOW).await.unwrap().state,
         UserState::Unverified
     );
     assert_eq!(
-        act(LifecycleAction::Verify, NOW).unwrap().state,
+        act(LifecycleAction::Verify, NOW).await.unwrap().state,
         UserState::Active
     );
-    let refused = act(LifecycleAction::Resume, NOW + 1);
+    let refused = act(LifecycleAction::Resume, NOW + 1).await;
     assert!(matches!(refused, Err(Error::Lifecycle(_))), "{refused:?}");
-    let u = db.user("acme", &id).unwrap();
+    let u = s.user(OP, "acme", &id).await.unwrap();
     assert_eq!(
         (u.state, u.tokens_valid_after, u.updated_at),
         (UserState::Active, 0, NOW)
     );
-    let s = act(LifecycleAction::Suspend, NOW + 10).unwrap();
+    let su = act(LifecycleAction::Suspend, NOW + 10).await.unwrap();
     assert_eq!(
-        (s.state, s.tokens_valid_after),
+        (su.state, su.tokens_valid_after),
         (UserState::Suspended, NOW + 10)
     );
-    let r = act(LifecycleAction::Resume, NOW + 20).unwrap();
+    let r = act(LifecycleAction::Resume, NOW + 20).await.unwrap();
     assert_eq!(
         (r.state, r.tokens_valid_after),
         (UserState::Active, NOW + 10)
     );
-    let so = act(LifecycleAction::SignOutEverywhere, NOW + 30).unwrap();
+    let so = act(LifecycleAction::SignOutEverywhere, NOW + 30)
+        .await
+        .unwrap();
     assert_eq!(
         (so.state, so.tokens_valid_after),
         (UserState::Active, NOW + 30)
     );
-    act(LifecycleAction::Delete, NOW + 40).unwrap();
+    act(LifecycleAction::Delete, NOW + 40).await.unwrap();
     // Deleted users vanish from default searches but not from state searches.
-    let page = db.search_users("acme", &UserQuery::default()).unwrap();
-    assert!(page.users.is_empty());
-    let page = db
-        .search_users(
-            "acme",
-            &UserQuery {
-                state: Some("Deleted".into()),
-                ..UserQuery::default()
-            },
-        )
+    let page = s
+        .search_users(OP, "acme", &UserQuery::default())
+        .await
         .unwrap();
+    assert!(page.users.is_empty());
+    let q = UserQuery {
+        state: Some("Deleted".into()),
+        ..UserQuery::default()
+    };
+    let page = s.search_users(OP, "acme", &q).await.unwrap();
     assert_eq!(page.users.len(), 1);
     assert_eq!(
-        act(LifecycleAction::Restore, NOW + 50).unwrap().state,
+        act(LifecycleAction::Restore, NOW + 50).await.unwrap().state,
         UserState::Active
     );
     assert!(matches!(
-        db.lifecycle("acme", "nobody", LifecycleAction::Suspend, NOW),
+        s.lifecycle(OP, "acme", "nobody", LifecycleAction::Suspend)
+            .await,
         Err(Error::NotFound { kind: "user", .. })
     ));
 }
@@ -277,43 +254,48 @@ proptest! {
     /// move `tokens_valid_after` to their time.
     #[test]
     fn random_lifecycle_sequences_match_the_table(actions in prop::collection::vec(0usize..10, 1..40)) {
-        let db = db_with(&["acme"]);
-        let id = user(&db, "acme", "p@x.io");
-        let mut state = UserState::Created;
-        let mut memory = pdp_core::Memory::default();
-        let mut tva = 0;
-        for (i, a) in actions.into_iter().enumerate() {
-            let action = LifecycleAction::ALL[a];
-            let now = NOW + i as i64;
-            let expected = state.apply(action, memory);
-            let got = db.lifecycle("acme", &id, action, now);
-            match (expected, got) {
-                (Ok(t), Ok(u)) => {
-                    prop_assert_eq!(u.state, t.to);
-                    if t.revokes_tokens { tva = now; }
-                    prop_assert_eq!(u.tokens_valid_after, tva);
-                    state = t.to;
-                    memory = t.memory;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let cp = Cp::with_realms(&["acme"]).await;
+            let id = cp.user("acme", "p@x.io").await;
+            let mut state = UserState::Created;
+            let mut memory = pdp_core::Memory::default();
+            let mut tva = 0;
+            for (i, a) in actions.into_iter().enumerate() {
+                let action = LifecycleAction::ALL[a];
+                let now = NOW + i as i64;
+                let expected = state.apply(action, memory);
+                let got = cp.at(now).lifecycle(OP, "acme", &id, action).await;
+                match (expected, got) {
+                    (Ok(t), Ok(u)) => {
+                        prop_assert_eq!(u.state, t.to);
+                        if t.revokes_tokens { tva = now; }
+                        prop_assert_eq!(u.tokens_valid_after, tva);
+                        state = t.to;
+                        memory = t.memory;
+                    }
+                    (Err(_), Err(Error::Lifecycle(_))) => {
+                        let u = cp.service.user(OP, "acme", &id).await.unwrap();
+                        prop_assert_eq!(u.state, state);
+                        prop_assert_eq!(u.tokens_valid_after, tva);
+                    }
+                    (e, g) => prop_assert!(false, "table {:?} but store {:?}", e, g),
                 }
-                (Err(_), Err(Error::Lifecycle(_))) => {
-                    let u = db.user("acme", &id).unwrap();
-                    prop_assert_eq!(u.state, state);
-                    prop_assert_eq!(u.tokens_valid_after, tva);
-                }
-                (e, g) => prop_assert!(false, "table {:?} but store {:?}", e, g),
             }
-        }
+            Ok(())
+        })?;
     }
 }
 
-#[test]
-fn search_pages_by_prefix_and_stays_correct_under_writes() {
-    let db = db_with(&["acme"]);
+#[tokio::test]
+async fn search_pages_by_prefix_and_stays_correct_under_writes() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(user(&db, "acme", &format!("u{i:02}@x.io")));
+        ids.push(cp.user("acme", &format!("u{i:02}@x.io")).await);
     }
-    user(&db, "acme", "zed@x.io");
+    cp.user("acme", "zed@x.io").await;
     let q = |cursor: Option<String>| UserQuery {
         email_prefix: Some("U".into()),
         limit: Some(7),
@@ -324,15 +306,16 @@ fn search_pages_by_prefix_and_stays_correct_under_writes() {
     let mut cursor = None;
     let mut pages = 0;
     loop {
-        let page = db.search_users("acme", &q(cursor)).unwrap();
+        let page = s.search_users(OP, "acme", &q(cursor)).await.unwrap();
         pages += 1;
         seen.extend(page.users.iter().map(|u| u.email.clone()));
         if pages == 2 {
             // Writes between pages: one before the cursor, one after, and a
             // deletion of a user not yet seen.
-            user(&db, "acme", "u00a@x.io");
-            user(&db, "acme", "u99@x.io");
-            db.lifecycle("acme", &ids[20], LifecycleAction::Delete, NOW)
+            cp.user("acme", "u00a@x.io").await;
+            cp.user("acme", "u99@x.io").await;
+            s.lifecycle(OP, "acme", &ids[20], LifecycleAction::Delete)
+                .await
                 .unwrap();
         }
         match page.next {
@@ -346,106 +329,123 @@ fn search_pages_by_prefix_and_stays_correct_under_writes() {
         .collect();
     expected.push("u99@x.io".into());
     assert_eq!(seen, expected, "sorted, no repeats, no skips");
+    let bad = UserQuery {
+        cursor: Some("garbage!".into()),
+        ..UserQuery::default()
+    };
     assert!(matches!(
-        db.search_users(
-            "acme",
-            &UserQuery {
-                cursor: Some("garbage!".into()),
-                ..UserQuery::default()
-            }
-        ),
+        s.search_users(OP, "acme", &bad).await,
         Err(Error::BadRequest(_))
     ));
 }
 
-#[test]
-fn groups_nest_without_cycles_and_feed_memberships() {
-    let db = db_with(&["acme"]);
-    let node = |kind, id: &str| {
-        db.create_node(
-            "acme",
-            kind,
-            &NewNode {
-                id: id.into(),
-                description: String::new(),
-            },
-            NOW,
-        )
-        .unwrap()
-    };
-    node(Kind::Group, "eng");
-    node(Kind::Group, "platform");
-    node(Kind::Group, "sre");
-    node(Kind::Role, "editor");
-    db.add_group_parent("acme", "platform", "eng", NOW).unwrap();
-    db.add_group_parent("acme", "sre", "platform", NOW).unwrap();
+#[tokio::test]
+async fn groups_nest_without_cycles_and_feed_memberships() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    for (kind, id) in [
+        (Kind::Group, "eng"),
+        (Kind::Group, "platform"),
+        (Kind::Group, "sre"),
+        (Kind::Role, "editor"),
+    ] {
+        let new = NewNode {
+            id: id.into(),
+            description: String::new(),
+        };
+        s.create_node(OP, "acme", kind, &new).await.unwrap();
+    }
+    s.set_group_parent(OP, "acme", "platform", "eng", true)
+        .await
+        .unwrap();
+    s.set_group_parent(OP, "acme", "sre", "platform", true)
+        .await
+        .unwrap();
     for (g, p) in [("eng", "sre"), ("eng", "eng"), ("platform", "sre")] {
-        let r = db.add_group_parent("acme", g, p, NOW);
+        let r = s.set_group_parent(OP, "acme", g, p, true).await;
         assert!(matches!(r, Err(Error::Conflict(_))), "{g} in {p}: {r:?}");
     }
     assert_eq!(
-        db.node("acme", Kind::Group, "eng").unwrap().parents,
+        s.node(OP, "acme", Kind::Group, "eng").await.unwrap().parents,
         Vec::<String>::new()
     );
-    db.set_group_role("acme", "eng", "editor", true, NOW)
+    s.set_group_role(OP, "acme", "eng", "editor", true)
+        .await
         .unwrap();
-    let alice = user(&db, "acme", "alice@x.io");
-    db.add_user_to_group("acme", &alice, "sre", NOW).unwrap();
-    db.assign_user_role("acme", &alice, "editor", NOW).unwrap();
-    let u = db.user("acme", &alice).unwrap();
+    let alice = cp.user("acme", "alice@x.io").await;
+    s.set_user_group(OP, "acme", &alice, "sre", true)
+        .await
+        .unwrap();
+    s.set_user_role(OP, "acme", &alice, "editor", true)
+        .await
+        .unwrap();
+    let u = s.user(OP, "acme", &alice).await.unwrap();
     assert_eq!(
         (u.groups.as_slice(), u.roles.as_slice()),
         (&["sre".to_owned()][..], &["editor".to_owned()][..])
     );
     assert_eq!(
-        db.group_members("acme", "sre").unwrap(),
+        s.group_members(OP, "acme", "sre").await.unwrap(),
         std::slice::from_ref(&alice)
     );
     assert!(matches!(
-        db.add_user_to_group("acme", &alice, "nope", NOW),
+        s.set_user_group(OP, "acme", &alice, "nope", true).await,
         Err(Error::NotFound { kind: "group", .. })
     ));
     assert!(matches!(
-        db.remove_user_from_group("acme", &alice, "eng", NOW),
+        s.set_user_group(OP, "acme", &alice, "eng", false).await,
         Err(Error::NotFound {
             kind: "membership",
             ..
         })
     ));
-    db.delete_node("acme", Kind::Group, "sre", NOW).unwrap();
-    assert!(db.user("acme", &alice).unwrap().groups.is_empty());
-    assert!(db.node("acme", Kind::Group, "platform").unwrap().parents == ["eng"]);
-    db.delete_node("acme", Kind::Role, "editor", NOW).unwrap();
-    assert!(db.user("acme", &alice).unwrap().roles.is_empty());
+    s.delete_node(OP, "acme", Kind::Group, "sre").await.unwrap();
+    assert!(s.user(OP, "acme", &alice).await.unwrap().groups.is_empty());
     assert!(
-        db.node("acme", Kind::Group, "eng")
+        s.node(OP, "acme", Kind::Group, "platform")
+            .await
+            .unwrap()
+            .parents
+            == ["eng"]
+    );
+    s.delete_node(OP, "acme", Kind::Role, "editor")
+        .await
+        .unwrap();
+    assert!(s.user(OP, "acme", &alice).await.unwrap().roles.is_empty());
+    assert!(
+        s.node(OP, "acme", Kind::Group, "eng")
+            .await
             .unwrap()
             .roles
             .is_empty()
     );
 }
 
-#[test]
-fn policies_are_validated_with_cedar_diagnostics() {
-    let db = db_with(&["acme"]);
+#[tokio::test]
+async fn policies_are_validated_with_cedar_diagnostics() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
     let input = |body: &str| PolicyInput {
         body: body.into(),
         description: String::new(),
     };
-    db.create_policy(
+    s.create_policy(
+        OP,
         "acme",
         "own-profile",
         &input("permit (principal, action == Action::\"viewProfile\", resource)\nwhen { resource == principal };"),
-        NOW,
     )
+    .await
     .unwrap();
     // A type error: level is a Long.
-    let bad = db.create_policy(
-        "acme",
-        "typo",
-        &input("permit (principal, action == Action::\"viewProfile\", resource)\nwhen { principal.level == \"high\" };"),
-        NOW,
-    );
+    let bad = s
+        .create_policy(
+            OP,
+            "acme",
+            "typo",
+            &input("permit (principal, action == Action::\"viewProfile\", resource)\nwhen { principal.level == \"high\" };"),
+        )
+        .await;
     let Err(Error::Invalid { diagnostics, .. }) = bad else {
         panic!("{bad:?}")
     };
@@ -458,36 +458,50 @@ fn policies_are_validated_with_cedar_diagnostics() {
     ] {
         assert!(
             matches!(
-                db.create_policy("acme", "x", &input(body), NOW),
+                s.create_policy(OP, "acme", "x", &input(body)).await,
                 Err(Error::Invalid { .. })
             ),
             "{body}"
         );
     }
     assert!(matches!(
-        db.create_policy(
+        s.create_policy(
+            OP,
             "acme",
             "y",
-            &input("@id(\"y\") permit (principal, action, resource);"),
-            NOW
-        ),
+            &input("@id(\"y\") permit (principal, action, resource);")
+        )
+        .await,
         Err(Error::Invalid { .. })
     ));
-    let ids: Vec<_> = db
-        .policies("acme")
+    // create refuses an existing id; update refuses a missing one.
+    assert!(matches!(
+        s.create_policy(OP, "acme", "own-profile", &input("permit (principal, action, resource);"))
+            .await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        s.update_policy(OP, "acme", "nope", &input("permit (principal, action, resource);"))
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    let ids: Vec<_> = s
+        .policies(OP, "acme")
+        .await
         .unwrap()
         .into_iter()
         .map(|p| p.id)
         .collect();
     assert_eq!(ids, ["active-users-only", "own-profile"]);
     // Templates and links.
-    let t = db
+    let t = s
         .create_policy(
+            OP,
             "acme",
             "folder-reader",
             &input("permit (principal == ?principal, action == Action::\"readDocument\", resource in ?resource);"),
-            NOW,
         )
+        .await
         .unwrap();
     assert!(t.template);
     let link = Link {
@@ -505,9 +519,9 @@ fn policies_are_validated_with_cedar_diagnostics() {
         ]
         .into(),
     };
-    db.create_link("acme", &link, NOW).unwrap();
+    s.create_link(OP, "acme", &link).await.unwrap();
     assert!(matches!(
-        db.delete_policy("acme", "folder-reader", NOW),
+        s.delete_policy(OP, "acme", "folder-reader").await,
         Err(Error::Conflict(_))
     ));
     let mut wrong = link.clone();
@@ -516,86 +530,109 @@ fn policies_are_validated_with_cedar_diagnostics() {
         .values
         .insert("?resource".into(), json!({"type": "Spaceship", "id": "x"}));
     assert!(matches!(
-        db.create_link("acme", &wrong, NOW),
+        s.create_link(OP, "acme", &wrong).await,
         Err(Error::Invalid { .. })
     ));
-    db.delete_link("acme", "carol-eng", NOW).unwrap();
-    db.delete_policy("acme", "folder-reader", NOW).unwrap();
+    s.delete_link(OP, "acme", "carol-eng").await.unwrap();
+    s.delete_policy(OP, "acme", "folder-reader").await.unwrap();
 }
 
-#[test]
-fn schema_versions_are_refused_when_content_breaks() {
-    let db = db_with(&["acme"]);
-    let id = db
-        .create_user(
-            "acme",
-            &NewUser {
-                email: "a@x.io".into(),
-                attrs: json!({"level": 2}).as_object().unwrap().clone(),
-                ..NewUser::default()
-            },
-            NOW,
-        )
-        .unwrap()
-        .id;
-    let v1 = db.schema("acme", None).unwrap();
+#[tokio::test]
+async fn schema_versions_are_refused_when_content_breaks() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    let new = NewUser {
+        email: "a@x.io".into(),
+        attrs: json!({"level": 2}).as_object().unwrap().clone(),
+        ..NewUser::default()
+    };
+    let id = s.create_user(OP, "acme", &new).await.unwrap().id;
+    let v1 = s.schema(OP, "acme", None).await.unwrap();
     // Dropping `level` from User breaks the user's attributes.
     let narrower = v1.text.replace("  level?: Long,\n", "");
     assert_ne!(narrower, v1.text);
-    let r = db.put_schema("acme", &narrower, NOW);
+    let r = s.put_schema(OP, "acme", &narrower).await;
     let Err(Error::Invalid { diagnostics, .. }) = r else {
         panic!("{r:?}")
     };
     assert!(diagnostics[0].subject.contains(&id), "{diagnostics:?}");
-    assert_eq!(db.schema("acme", None).unwrap().version, 1);
+    assert_eq!(s.schema(OP, "acme", None).await.unwrap().version, 1);
     // Not a schema at all.
     assert!(matches!(
-        db.put_schema("acme", "entity ;", NOW),
+        s.put_schema(OP, "acme", "entity ;").await,
         Err(Error::Invalid { .. })
     ));
     // A compatible addition is version 2; version 1 stays readable.
     let wider = format!("{}\nentity Project;\n", v1.text);
-    assert_eq!(db.put_schema("acme", &wider, NOW).unwrap().version, 2);
-    assert_eq!(db.schema("acme", Some(1)).unwrap().text, v1.text);
-    assert_eq!(db.realm("acme").unwrap().schema_version, 2);
+    assert_eq!(s.put_schema(OP, "acme", &wider).await.unwrap().version, 2);
+    assert_eq!(s.schema(OP, "acme", Some(1)).await.unwrap().text, v1.text);
+    assert_eq!(s.realm(OP, "acme").await.unwrap().schema_version, 2);
 }
 
-#[test]
-fn realms_never_see_each_other() {
-    let db = db_with(&["acme", "globex"]);
-    let a = user(&db, "acme", "a@acme.io");
-    db.create_node(
-        "acme",
-        Kind::Group,
-        &NewNode {
-            id: "eng".into(),
-            description: String::new(),
-        },
-        NOW,
-    )
-    .unwrap();
-    assert!(matches!(db.user("globex", &a), Err(Error::NotFound { .. })));
+#[tokio::test]
+async fn routes_are_checked_as_decision_points_check_them() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    assert_eq!(
+        s.routes(OP, "acme").await.unwrap(),
+        json!({"routes": []})
+    );
+    let table = json!({"routes": [
+        {"method": "GET", "path": "/documents/{id}", "action": "readDocument",
+         "resource": {"type": "Document", "id": "{id}"}}
+    ]});
+    s.put_routes(OP, "acme", &table).await.unwrap();
+    assert_eq!(s.routes(OP, "acme").await.unwrap(), table);
+    // A capture that the path does not have, and a pattern that is no
+    // pattern: refused with a diagnostic, the old table kept.
+    for bad in [
+        json!({"routes": [{"method": "GET", "path": "/d/{id}", "action": "readDocument",
+            "resource": {"type": "Document", "id": "{nope}"}}]}),
+        json!({"routes": 3}),
+    ] {
+        let r = s.put_routes(OP, "acme", &bad).await;
+        assert!(matches!(r, Err(Error::Invalid { .. })), "{bad}: {r:?}");
+    }
+    assert_eq!(s.routes(OP, "acme").await.unwrap(), table);
+}
+
+#[tokio::test]
+async fn realms_never_see_each_other() {
+    let cp = Cp::with_realms(&["acme", "globex"]).await;
+    let s = &cp.service;
+    let a = cp.user("acme", "a@acme.io").await;
+    let new = NewNode {
+        id: "eng".into(),
+        description: String::new(),
+    };
+    s.create_node(OP, "acme", Kind::Group, &new).await.unwrap();
     assert!(matches!(
-        db.lifecycle("globex", &a, LifecycleAction::Suspend, NOW),
+        s.user(OP, "globex", &a).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.lifecycle(OP, "globex", &a, LifecycleAction::Suspend)
+            .await,
         Err(Error::NotFound { .. })
     ));
     assert!(
-        db.search_users("globex", &UserQuery::default())
+        s.search_users(OP, "globex", &UserQuery::default())
+            .await
             .unwrap()
             .users
             .is_empty()
     );
     assert!(matches!(
-        db.node("globex", Kind::Group, "eng"),
+        s.node(OP, "globex", Kind::Group, "eng").await,
         Err(Error::NotFound { .. })
     ));
-    assert!(db.nodes("globex", Kind::Group).unwrap().is_empty());
+    assert!(s.nodes(OP, "globex", Kind::Group).await.unwrap().is_empty());
     assert!(matches!(
-        db.add_user_to_group("globex", &a, "eng", NOW),
+        s.set_user_group(OP, "globex", &a, "eng", true).await,
         Err(Error::NotFound { .. })
     ));
     assert_ne!(
-        db.bundle_signer("acme").unwrap().kid(),
-        db.bundle_signer("globex").unwrap().kid()
+        s.bundle_key(OP, "acme").await.unwrap(),
+        s.bundle_key(OP, "globex").await.unwrap()
     );
 }

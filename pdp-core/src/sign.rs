@@ -53,6 +53,7 @@ pub fn key_id(key: &VerifyingKey) -> String {
 }
 
 /// A private signing key for bundles, with its key id.
+#[derive(Clone)]
 pub struct BundleSigner {
     key: SigningKey,
     kid: String,

@@ -1,15 +1,22 @@
-//! The embedded store: one SQLite database (WAL mode) holding every realm's
-//! users, groups, roles, policies, schemas, keys, credentials and the
-//! change log that publishing drains.
+//! The embedded repository: one SQLite database (WAL) holding every
+//! realm's users, groups, roles, policies, schemas, keys, credentials and
+//! the change log that publishing drains.
 //!
-//! Every operation is one `IMMEDIATE` transaction: it either commits whole
-//! or changes nothing, and two processes on one database file serialise on
-//! SQLite's write lock (with a busy timeout) instead of failing.
+//! Every unit of work is one `IMMEDIATE` (write) or deferred (read)
+//! transaction on the blocking pool: it commits whole or changes nothing,
+//! and two processes on one database file serialise on SQLite's write lock
+//! (with a busy timeout) instead of failing. The SQL lives in [`tx`]; no
+//! `rusqlite` type leaves this folder.
 
-use crate::error::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+mod tx;
+
+use crate::domain::error::{Error, Result};
+use crate::ports::BoxFuture;
+use crate::ports::repository::{Mode, Repository, Work};
+use rusqlite::{Connection, TransactionBehavior};
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -173,143 +180,132 @@ CREATE TABLE login_sessions (
 ALTER TABLE credentials ADD COLUMN verify_code_hash TEXT;
 ALTER TABLE credentials ADD COLUMN verify_expires INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Realms name their identity provider; realms may carry forward-auth routes.
+ALTER TABLE realms ADD COLUMN identity TEXT NOT NULL DEFAULT 'local';
+CREATE TABLE routes (
+    realm  TEXT PRIMARY KEY REFERENCES realms(name),
+    body   BLOB NOT NULL                 -- routes.json bytes
+);
+"#,
 ];
 
-/// The database handle. Cheap operations run under one connection mutex;
-/// callers on an async runtime use `spawn_blocking`.
-#[derive(Debug)]
-pub struct Db {
-    conn: Mutex<Connection>,
+/// The SQLite repository. One connection behind a mutex: SQLite
+/// serialises writers anyway, and reads are short.
+#[derive(Debug, Clone)]
+pub struct SqliteRepository {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
 }
 
-impl Db {
+/// A rusqlite error as the control plane's.
+pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    Error::Repository(e.to_string())
+}
+
+/// `.sql()?` turns a rusqlite result into the control plane's.
+pub(crate) trait Sql<T> {
+    /// Map the error.
+    fn sql(self) -> Result<T>;
+}
+
+impl<T> Sql<T> for rusqlite::Result<T> {
+    fn sql(self) -> Result<T> {
+        self.map_err(db_err)
+    }
+}
+
+impl SqliteRepository {
     /// Open (creating if needed) the database file and bring its schema up
     /// to date.
-    pub fn open(path: &Path) -> Result<Db> {
-        let conn = Connection::open(path)?;
-        Db::init(conn)
+    pub fn open(path: &Path) -> Result<SqliteRepository> {
+        let conn = Connection::open(path).map_err(|e| {
+            Error::Repository(format!("{}: {e}", path.display()))
+        })?;
+        SqliteRepository::init(conn, Some(path.to_owned()))
     }
 
     /// A private in-memory database (tests, benchmarks).
-    pub fn open_in_memory() -> Result<Db> {
-        Db::init(Connection::open_in_memory()?)
+    pub fn open_in_memory() -> Result<SqliteRepository> {
+        SqliteRepository::init(Connection::open_in_memory().sql()?, None)
     }
 
-    fn init(mut conn: Connection) -> Result<Db> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteRepository> {
+        conn.busy_timeout(std::time::Duration::from_secs(10)).sql()?;
+        conn.pragma_update(None, "journal_mode", "WAL").sql()?;
+        conn.pragma_update(None, "synchronous", "NORMAL").sql()?;
+        conn.pragma_update(None, "foreign_keys", "ON").sql()?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .sql()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .sql()?;
         for (i, sql) in MIGRATIONS.iter().enumerate() {
             let n = i64::try_from(i).unwrap_or(i64::MAX) + 1;
             if n > version {
-                tx.execute_batch(sql)?;
-                tx.pragma_update(None, "user_version", n)?;
+                tx.execute_batch(sql).sql()?;
+                tx.pragma_update(None, "user_version", n).sql()?;
             }
         }
-        tx.commit()?;
-        Ok(Db {
-            conn: Mutex::new(conn),
+        tx.commit().sql()?;
+        Ok(SqliteRepository {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the
         // transaction rolls back on drop), so a poisoned lock is usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Run `f` in one immediate (write-locking) transaction, committed only
-    /// if `f` succeeds.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
+    /// Run `work` in one transaction on the calling thread.
+    fn run(conn: &Mutex<Connection>, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
+        let mut conn = SqliteRepository::lock(conn);
+        let behavior = match mode {
+            Mode::Read => TransactionBehavior::Deferred,
+            Mode::Write => TransactionBehavior::Immediate,
+        };
+        let tx = conn.transaction_with_behavior(behavior).sql()?;
+        let mut view = tx::SqliteTx {
+            tx: &tx,
+            writable: mode == Mode::Write,
+        };
+        let out = work(&mut view)?;
+        tx.commit().sql()?;
         Ok(out)
     }
+}
 
-    /// Run `f` in one read transaction (a consistent view).
-    pub fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+impl Repository for SqliteRepository {
+    fn transact(&self, mode: Mode, work: Work) -> BoxFuture<'_, Result<Box<dyn Any + Send>>> {
+        let conn = Arc::clone(&self.conn);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || SqliteRepository::run(&conn, mode, work))
+                .await
+                .map_err(|e| Error::Internal(format!("repository worker: {e}")))?
+        })
     }
-}
 
-/// Record a change for publishing: a user's record (`Some(id)`) or the
-/// realm's non-user content (`None`).
-pub(crate) fn record_change(
-    tx: &Transaction<'_>,
-    realm: &str,
-    user_id: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO changes (realm, user_id, at) VALUES (?1, ?2, ?3)",
-        params![realm, user_id, now],
-    )?;
-    tx.execute(
-        "UPDATE realms SET version = version + 1 WHERE name = ?1",
-        [realm],
-    )?;
-    Ok(())
-}
-
-/// The realm's change counter: different after any committed change.
-pub(crate) fn realm_version(tx: &Transaction<'_>, realm: &str) -> Result<i64> {
-    tx.query_row(
-        "SELECT version FROM realms WHERE name = ?1 AND deleted_at IS NULL",
-        [realm],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("realm", realm))
-}
-
-/// Fail with `NotFound` unless `realm` exists and is not deleted.
-pub(crate) fn live_realm(tx: &Transaction<'_>, realm: &str) -> Result<()> {
-    let found: Option<i64> = tx
-        .query_row(
-            "SELECT 1 FROM realms WHERE name = ?1 AND deleted_at IS NULL",
-            [realm],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(Error::not_found("realm", realm)),
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let conn = Arc::clone(&self.conn);
+            tokio::task::spawn_blocking(move || {
+                SqliteRepository::lock(&conn)
+                    .query_row("SELECT 1", [], |_| Ok(()))
+                    .sql()
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("repository worker: {e}")))?
+        })
     }
-}
 
-/// Random bytes from the operating system.
-pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
-    let mut out = [0u8; N];
-    getrandom::getrandom(&mut out).map_err(|e| Error::Internal(format!("random: {e}")))?;
-    Ok(out)
-}
-
-/// A random UUID (version 4) in its usual text form: user ids look like
-/// Cognito's `sub`.
-pub(crate) fn uuid_v4() -> Result<String> {
-    let mut b = random::<16>()?;
-    if let Some(x) = b.get_mut(6) {
-        *x = (*x & 0x0f) | 0x40;
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => format!("sqlite:{}", p.display()),
+            None => "sqlite::memory:".into(),
+        }
     }
-    if let Some(x) = b.get_mut(8) {
-        *x = (*x & 0x3f) | 0x80;
-    }
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
 }

@@ -4,7 +4,7 @@
 //! passes, 1 lane), and verification of imported bcrypt hashes, which are
 //! upgraded to Argon2id at the next successful login.
 
-use crate::error::{Diagnostic, Error, Result};
+use crate::domain::error::{Diagnostic, Error, Result};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
@@ -63,7 +63,7 @@ pub fn check(password: &str, identities: &[&str]) -> Result<()> {
 
 /// An Argon2id PHC string for `password`.
 pub fn hash(password: &str) -> Result<String> {
-    let salt_bytes = crate::db::random::<16>()?;
+    let salt_bytes = crate::random::bytes::<16>()?;
     let salt =
         SaltString::encode_b64(&salt_bytes).map_err(|e| Error::Internal(format!("salt: {e}")))?;
     Ok(argon2()?

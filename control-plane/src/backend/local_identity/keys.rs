@@ -4,40 +4,18 @@
 //! ("retiring") so tokens it signed keep verifying until they expire;
 //! older ones are retired and leave the JWKS.
 
-use crate::db::{Db, record_change};
-use crate::error::{Error, Result};
+use crate::domain::error::{Error, Result};
+use crate::ports::identity::{Alg, KeyInfo};
+use crate::ports::repository::{Change, StoredKey, Tx};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-/// A signing algorithm for tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Alg {
-    /// Ed25519.
-    EdDSA,
-    /// ECDSA P-256 with SHA-256.
-    ES256,
-}
-
-impl std::str::FromStr for Alg {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Alg> {
-        match s {
-            "EdDSA" => Ok(Alg::EdDSA),
-            "ES256" => Ok(Alg::ES256),
-            other => Err(Error::BadRequest(format!(
-                "signing algorithm {other:?} is not EdDSA or ES256"
-            ))),
-        }
-    }
-}
 
 /// A private signing key as stored (the database is the secret store of
 /// the embedded backend; keep its file private).
@@ -58,19 +36,6 @@ impl std::fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
-}
-
-/// A key as the API lists it (never the private part).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct KeyInfo {
-    /// Key id.
-    pub kid: String,
-    /// Algorithm.
-    pub alg: Alg,
-    /// `active` (signs), `retiring` (in the JWKS), `retired`.
-    pub status: String,
-    /// Creation time, unix seconds.
-    pub created_at: i64,
 }
 
 fn crypto(e: impl std::fmt::Display) -> Error {
@@ -165,23 +130,30 @@ fn thumbprint(jwk: &Value) -> String {
 }
 
 /// Add a new signing key: it signs from now on; the previous one stays in
-/// the JWKS; any older one is retired.
-pub(crate) fn rotate_in(tx: &Transaction<'_>, realm: &str, alg: Alg, now: i64) -> Result<KeyInfo> {
+/// the JWKS; any older one is retired. The JWKS travels in the bundle
+/// manifest, so the realm is marked changed.
+pub(super) fn rotate_in(tx: &mut dyn Tx, realm: &str, alg: Alg, now: i64) -> Result<KeyInfo> {
     let (key, jwk) = SigningKey::generate(alg)?;
-    tx.execute(
-        "UPDATE signing_keys SET retired = 1 WHERE realm = ?1 AND retired = 0 AND kid NOT IN (
-             SELECT kid FROM signing_keys WHERE realm = ?1 AND retired = 0
-             ORDER BY created_at DESC, rowid DESC LIMIT 1)",
-        [realm],
+    let newest: Vec<String> = tx
+        .signing_keys(realm)?
+        .into_iter()
+        .filter(|k| !k.retired)
+        .take(1)
+        .map(|k| k.kid)
+        .collect();
+    tx.retire_signing_keys(realm, &newest)?;
+    let private = serde_json::to_string(&key).map_err(|e| Error::Internal(e.to_string()))?;
+    tx.insert_signing_key(
+        realm,
+        &StoredKey {
+            kid: key.kid.clone(),
+            private,
+            public_jwk: jwk,
+            retired: false,
+            created_at: now,
+        },
     )?;
-    let stored = serde_json::to_string(&key).map_err(|e| Error::Internal(e.to_string()))?;
-    tx.execute(
-        "INSERT INTO signing_keys (realm, kid, key, public_jwk, retired, created_at)
-         VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-        params![realm, key.kid, stored, jwk.to_string(), now],
-    )?;
-    // The JWKS travels in the bundle manifest: publish it.
-    record_change(tx, realm, None, now)?;
+    tx.record_change(realm, Change::Content, now)?;
     Ok(KeyInfo {
         kid: key.kid,
         alg,
@@ -191,76 +163,46 @@ pub(crate) fn rotate_in(tx: &Transaction<'_>, realm: &str, alg: Alg, now: i64) -
 }
 
 /// The key that signs the realm's tokens now.
-pub(crate) fn active_in(tx: &Transaction<'_>, realm: &str) -> Result<SigningKey> {
-    let stored: String = tx
-        .query_row(
-            "SELECT key FROM signing_keys WHERE realm = ?1 AND retired = 0
-             ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            [realm],
-            |r| r.get(0),
-        )
-        .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => {
-                Error::Conflict(format!("realm {realm:?} has no signing key; rotate one in"))
-            }
-            e => e.into(),
-        })?;
-    serde_json::from_str(&stored).map_err(|e| Error::Internal(format!("stored key: {e}")))
+pub(super) fn active_in(tx: &mut dyn Tx, realm: &str) -> Result<SigningKey> {
+    let stored = tx
+        .signing_keys(realm)?
+        .into_iter()
+        .find(|k| !k.retired)
+        .ok_or_else(|| Error::Conflict(format!("realm {realm:?} has no signing key; rotate one in")))?;
+    serde_json::from_str(&stored.private).map_err(|e| Error::Internal(format!("stored key: {e}")))
 }
 
-impl Db {
-    /// Rotate the realm's token signing key.
-    pub fn rotate_signing_key(&self, realm: &str, alg: Alg, now: i64) -> Result<KeyInfo> {
-        self.write(|tx| {
-            crate::db::live_realm(tx, realm)?;
-            rotate_in(tx, realm, alg, now)
-        })
+/// The realm's signing keys as the API lists them, newest first.
+pub(super) fn list_in(tx: &mut dyn Tx, realm: &str) -> Result<Vec<KeyInfo>> {
+    tx.live_realm(realm)?;
+    let mut out = Vec::new();
+    for k in tx.signing_keys(realm)? {
+        let key: SigningKey = serde_json::from_str(&k.private)
+            .map_err(|e| Error::Internal(format!("stored key: {e}")))?;
+        let status = if k.retired {
+            "retired"
+        } else if out.is_empty() {
+            "active"
+        } else {
+            "retiring"
+        };
+        out.push(KeyInfo {
+            kid: k.kid,
+            alg: key.alg,
+            status: status.into(),
+            created_at: k.created_at,
+        });
     }
+    Ok(out)
+}
 
-    /// The realm's signing keys, newest first.
-    pub fn signing_keys(&self, realm: &str) -> Result<Vec<KeyInfo>> {
-        self.read(|tx| {
-            crate::db::live_realm(tx, realm)?;
-            let mut stmt = tx.prepare(
-                "SELECT kid, key, retired, created_at FROM signing_keys WHERE realm = ?1
-                 ORDER BY created_at DESC, rowid DESC",
-            )?;
-            let rows = stmt.query_map([realm], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (kid, key, retired, created_at) = row?;
-                let key: SigningKey = serde_json::from_str(&key)
-                    .map_err(|e| Error::Internal(format!("stored key: {e}")))?;
-                let status = if retired {
-                    "retired"
-                } else if out.is_empty() {
-                    "active"
-                } else {
-                    "retiring"
-                };
-                out.push(KeyInfo {
-                    kid,
-                    alg: key.alg,
-                    status: status.into(),
-                    created_at,
-                });
-            }
-            Ok(out)
-        })
-    }
-
-    /// The realm's JWKS: every key that is not retired.
-    pub fn jwks(&self, realm: &str) -> Result<Value> {
-        self.read(|tx| {
-            Ok(crate::changes::identity_settings(tx, realm)?
-                .map_or_else(|| json!({"keys": []}), |s| s.jwks))
-        })
-    }
+/// The public JWKs of every key that is not retired, oldest first.
+pub(super) fn jwks_in(tx: &mut dyn Tx, realm: &str) -> Result<Vec<Value>> {
+    let mut keys: Vec<StoredKey> = tx
+        .signing_keys(realm)?
+        .into_iter()
+        .filter(|k| !k.retired)
+        .collect();
+    keys.reverse();
+    Ok(keys.into_iter().map(|k| k.public_jwk).collect())
 }

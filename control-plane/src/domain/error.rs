@@ -1,5 +1,7 @@
 //! The control plane's one error type. Every variant carries what a caller
-//! needs to act on it; `api::problem` is the one place it becomes HTTP.
+//! needs to act on it; `http::problem` is the one place it becomes HTTP and
+//! `cli` the one place it becomes an exit code. No backend's error type
+//! appears here: backends translate theirs into these variants.
 
 use pdp_core::LifecycleError;
 
@@ -32,7 +34,7 @@ impl Diagnostic {
 }
 
 /// Why a control-plane operation was refused or failed. Refusals change
-/// nothing: every write is one SQLite transaction.
+/// nothing: every write is one repository transaction.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The named thing does not exist (or belongs to another realm, or to a
@@ -83,9 +85,15 @@ pub enum Error {
         /// Seconds until the next attempt is considered.
         retry_after: u64,
     },
-    /// The database failed.
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    /// The repository (database) failed or is unreachable.
+    #[error("repository: {0}")]
+    Repository(String),
+    /// The object store failed or is unreachable.
+    #[error("object store: {0}")]
+    Store(String),
+    /// The identity provider failed or is unreachable.
+    #[error("identity provider: {0}")]
+    Identity(String),
     /// Publishing failed (the change itself is committed and will be
     /// published by the next successful run).
     #[error("publish: {0}")]

@@ -1,38 +1,40 @@
 //! The admin REST API (`/v1/...`), each realm's public identity endpoints
-//! (`/realms/{realm}/...`: discovery, JWKS, login), the OpenAPI 3.1
-//! document generated from these handlers (`/openapi.json`) and a docs
-//! page that reads it (`/docs`).
+//! (`/realms/{realm}/...`: discovery, JWKS, login), operability
+//! (`/healthz`, `/readyz`, `/metrics`), the OpenAPI 3.1 document generated
+//! from these handlers (`/openapi.json`) and a docs page that reads it
+//! (`/docs`).
 //!
-//! Every `/v1` call carries a bearer token of the admin realm and is
-//! decided by that realm's Cedar policies ([`crate::admin::CedarAdmin`])
-//! before anything is read or written. Errors are RFC 9457 problem
-//! documents. Database work runs on the blocking pool; with
-//! `auto_publish` every committed change is published before the answer.
+//! A handler parses its input, calls the [`Service`] with the [`Caller`]
+//! (the bearer token the request carried) and renders the result; the
+//! service authorizes every `/v1` call with the admin realm's Cedar
+//! policies before anything is read or written. Errors are RFC 9457
+//! problem documents ([`problem`]).
 
-use crate::Db;
-use crate::admin::CedarAdmin;
-use crate::config::Config;
-use crate::error::{Diagnostic, Error};
-use crate::group::{Kind, NewNode, Node};
-use crate::identity::keys::{Alg, KeyInfo};
-use crate::identity::provider::IdentityProvider;
-use crate::identity::{ChallengeAnswer, LoginResult, TotpEnrollment, VerificationCode};
-use crate::import::{Format, Imported};
-use crate::objstore::ObjectStore;
-use crate::policy::{Link, PolicyInput, SchemaVersion, StoredPolicy};
-use crate::publish::{PublishStatus, Published, Publisher};
-use crate::realm::{NewRealm, Realm};
-use crate::user::{NewUser, User, UserPage, UserQuery};
+pub mod problem;
+
+use crate::domain::error::Error;
+use crate::domain::group::{Kind, NewNode, Node};
+use crate::domain::import::{Format, Imported};
+use crate::domain::policy::{Link, PolicyInput, SchemaVersion, StoredPolicy};
+use crate::domain::realm::{NewRealm, Realm};
+use crate::domain::user::{NewUser, User, UserPage, UserQuery};
+use crate::ports::identity::{
+    Alg, ChallengeAnswer, KeyInfo, LoginResult, TotpEnrollment, VerificationCode, redacted_debug,
+};
+use crate::service::publish::{PublishStatus, Published};
+use crate::service::{Caller, Service};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use pdp_core::LifecycleAction;
+use problem::{ApiError, Problem};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -45,133 +47,17 @@ pub const JSON_LIMIT: usize = 1 << 20;
 /// Largest import body, bytes.
 pub const IMPORT_LIMIT: usize = 256 << 20;
 
-/// What every handler shares.
-pub struct Api {
-    /// The database.
-    pub db: Arc<Db>,
-    /// Settings.
-    pub config: Config,
-    /// Where bundles are published.
-    pub store: Arc<dyn ObjectStore>,
-    /// The admin realm's policies.
-    pub admin: CedarAdmin,
-    /// Credentials, logins, tokens and keys.
-    pub identity: Arc<dyn IdentityProvider>,
-}
-
-type St = State<Arc<Api>>;
-
-/// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
-    /// A URI naming the kind of problem.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary of the kind.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong this time.
-    pub detail: String,
-    /// Diagnostics (validation failures), with positions where known.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diagnostics: Vec<Diagnostic>,
-    /// Seconds to wait (429).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u64>,
-}
-
-/// An error on its way to becoming a problem response.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, kind, title) = match &self.0 {
-            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            Error::AlreadyExists { .. } => {
-                (StatusCode::CONFLICT, "already-exists", "Already exists")
-            }
-            Error::Lifecycle(_) => (
-                StatusCode::CONFLICT,
-                "illegal-transition",
-                "Illegal lifecycle transition",
-            ),
-            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
-            Error::Invalid { .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid",
-                "Validation failed",
-            ),
-            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-            Error::Unauthenticated(_) => (
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "Not authenticated",
-            ),
-            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not permitted"),
-            Error::Throttled { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                "Too many attempts",
-            ),
-            Error::Db(_) | Error::Publish(_) | Error::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            ),
-        };
-        let detail = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self.0, "request failed");
-            "the request failed inside the control plane; see its log".to_owned()
-        } else {
-            self.0.to_string()
-        };
-        let problem = Problem {
-            kind: format!("urn:gatehouse:problem:{kind}"),
-            title: title.into(),
-            status: status.as_u16(),
-            detail,
-            diagnostics: match &self.0 {
-                Error::Invalid { diagnostics, .. } => diagnostics.clone(),
-                _ => Vec::new(),
-            },
-            retry_after: match &self.0 {
-                Error::Throttled { retry_after } => Some(*retry_after),
-                _ => None,
-            },
-        };
-        let mut resp = (status, Json(problem)).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        if status == StatusCode::UNAUTHORIZED {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
-            );
-        }
-        if let Error::Throttled { retry_after } = &self.0
-            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
-        {
-            h.insert(header::RETRY_AFTER, v);
-        }
-        resp
-    }
-}
-
+type St = State<Arc<Service>>;
 type ApiResult<T> = Result<T, ApiError>;
 
-fn now() -> i64 {
-    crate::cli::now()
+/// The caller of an admin endpoint: the bearer token of its
+/// `Authorization` header, if any (verified by the service).
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Caller, Self::Rejection> {
+        Ok(Caller::Bearer(bearer(&parts.headers)))
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -193,65 +79,13 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
     })
 }
 
-fn is_read(action: &str) -> bool {
-    action.ends_with(":read") || action.ends_with(":list") || action.ends_with(":status")
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError(Error::BadRequest(e.body_text())))
 }
 
-/// Authorize `action` on `realm` for the caller, run `f` on the blocking
-/// pool, and publish the realm afterwards if `f` changed it.
-async fn admin<T: Send + 'static>(
-    api: &Arc<Api>,
-    headers: &HeaderMap,
-    action: &'static str,
-    realm: Option<String>,
-    f: impl FnOnce(&Api, i64) -> crate::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    let token = bearer(headers);
-    let api = api.clone();
-    tokio::task::spawn_blocking(move || {
-        let now = now();
-        api.admin
-            .authorize(token.as_deref(), action, realm.as_deref(), now)?;
-        let out = f(&api, now)?;
-        // The change is committed; if publishing fails, the next publish
-        // carries it.
-        if !is_read(action)
-            && api.config.auto_publish
-            && let Some(realm) = &realm
-            && action != "realm:delete"
-            && let Err(e) = api.publisher().publish(realm, now)
-        {
-            tracing::warn!(realm, error = %e, "auto-publish failed");
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError(Error::Internal(format!("worker: {e}"))))?
-    .map_err(ApiError)
-}
-
-/// Run `f` on the blocking pool without admin authorization (the realm's
-/// public endpoints).
-async fn public<T: Send + 'static>(
-    api: &Arc<Api>,
-    f: impl FnOnce(&Api, i64) -> crate::Result<T> + Send + 'static,
-) -> ApiResult<T> {
-    let api = api.clone();
-    tokio::task::spawn_blocking(move || f(&api, now()))
-        .await
-        .map_err(|e| ApiError(Error::Internal(format!("worker: {e}"))))?
-        .map_err(ApiError)
-}
-
-impl Api {
-    fn publisher(&self) -> Publisher<'_> {
-        Publisher::new(
-            &self.db,
-            self.store.as_ref(),
-            &self.config.store_prefix,
-            self.config.compact_after_deltas,
-        )
-    }
+fn created<T>(v: T) -> (StatusCode, Json<T>) {
+    (StatusCode::CREATED, Json(v))
 }
 
 // ---------------------------------------------------------------- realms
@@ -269,16 +103,12 @@ pub struct RealmListQuery {
 #[utoipa::path(get, path = "/v1/realms", tag = "realms", params(RealmListQuery),
     responses((status = 200, body = Vec<Realm>), (status = "4XX", body = Problem)))]
 async fn list_realms(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     q: Result<Query<RealmListQuery>, QueryRejection>,
 ) -> ApiResult<Json<Vec<Realm>>> {
-    let Query(q) = q.map_err(|e| ApiError(Error::BadRequest(e.body_text())))?;
-    admin(&api, &headers, "realm:list", None, move |a, _| {
-        a.db.realms(q.include_deleted)
-    })
-    .await
-    .map(Json)
+    let q = query(q)?;
+    Ok(Json(s.realms(&caller, q.include_deleted).await?))
 }
 
 /// Create a realm (reference schema unless one is given), with its first
@@ -286,37 +116,20 @@ async fn list_realms(
 #[utoipa::path(post, path = "/v1/realms", tag = "realms", request_body = NewRealm,
     responses((status = 201, body = Realm), (status = "4XX", body = Problem)))]
 async fn create_realm(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<Realm>)> {
     let new: NewRealm = body(&bytes)?;
-    let name = new.name.clone();
-    let realm = admin(&api, &headers, "realm:create", None, move |a, now| {
-        a.db.create_realm(&new, &a.config.issuer_base, now)
-    })
-    .await?;
-    if api.config.auto_publish {
-        let _ = public(&api, move |a, now| a.publisher().publish(&name, now)).await;
-    }
-    Ok((StatusCode::CREATED, Json(realm)))
+    Ok(created(s.create_realm(&caller, &new).await?))
 }
 
 /// Show a realm.
 #[utoipa::path(get, path = "/v1/realms/{realm}", tag = "realms",
     params(("realm" = String, Path)),
     responses((status = 200, body = Realm), (status = "4XX", body = Problem)))]
-async fn get_realm(
-    State(api): St,
-    headers: HeaderMap,
-    Path(realm): Path<String>,
-) -> ApiResult<Json<Realm>> {
-    let r = realm.clone();
-    admin(&api, &headers, "realm:read", Some(realm), move |a, _| {
-        a.db.realm(&r)
-    })
-    .await
-    .map(Json)
+async fn get_realm(State(s): St, caller: Caller, Path(realm): Path<String>) -> ApiResult<Json<Realm>> {
+    Ok(Json(s.realm(&caller, &realm).await?))
 }
 
 /// Soft-delete a realm: its users, policies and keys stay, invisible; a
@@ -325,27 +138,11 @@ async fn get_realm(
     params(("realm" = String, Path)),
     responses((status = 200, body = Realm), (status = "4XX", body = Problem)))]
 async fn delete_realm(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<Realm>> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "realm:delete",
-        Some(realm),
-        move |a, now| {
-            let deleted = a.db.delete_realm(&r, now)?;
-            // Decision points stop authorizing in the realm.
-            if let Err(e) = a.publisher().withdraw(&r, now) {
-                tracing::warn!(realm = %r, error = %e, "withdrawing the deleted realm's bundles failed");
-            }
-            Ok(deleted)
-        },
-    )
-    .await
-    .map(Json)
+    Ok(Json(s.delete_realm(&caller, &realm).await?))
 }
 
 // ----------------------------------------------------------------- users
@@ -356,18 +153,13 @@ async fn delete_realm(
     params(("realm" = String, Path), UserQuery),
     responses((status = 200, body = UserPage), (status = "4XX", body = Problem)))]
 async fn list_users(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     q: Result<Query<UserQuery>, QueryRejection>,
 ) -> ApiResult<Json<UserPage>> {
-    let Query(q) = q.map_err(|e| ApiError(Error::BadRequest(e.body_text())))?;
-    let r = realm.clone();
-    admin(&api, &headers, "user:list", Some(realm), move |a, _| {
-        a.db.search_users(&r, &q)
-    })
-    .await
-    .map(Json)
+    let q = query(q)?;
+    Ok(Json(s.search_users(&caller, &realm, &q).await?))
 }
 
 /// Create a user (state Created).
@@ -375,18 +167,13 @@ async fn list_users(
     params(("realm" = String, Path)), request_body = NewUser,
     responses((status = 201, body = User), (status = "4XX", body = Problem)))]
 async fn create_user(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     let new: NewUser = body(&bytes)?;
-    let r = realm.clone();
-    admin(&api, &headers, "user:create", Some(realm), move |a, now| {
-        a.db.create_user(&r, &new, now)
-    })
-    .await
-    .map(|u| (StatusCode::CREATED, Json(u)))
+    Ok(created(s.create_user(&caller, &realm, &new).await?))
 }
 
 /// Show a user.
@@ -394,16 +181,11 @@ async fn create_user(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn get_user(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<Json<User>> {
-    let r = realm.clone();
-    admin(&api, &headers, "user:read", Some(realm), move |a, _| {
-        a.db.user(&r, &id)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.user(&caller, &realm, &id).await?))
 }
 
 /// Merge attributes into a user's (`null` removes one); validated against
@@ -413,18 +195,13 @@ async fn get_user(
     request_body(content = Object, description = "attributes to set (null removes)"),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn update_user(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult<Json<User>> {
     let patch: Map<String, Value> = body(&bytes)?;
-    let r = realm.clone();
-    admin(&api, &headers, "user:update", Some(realm), move |a, now| {
-        a.db.update_user_attrs(&r, &id, &patch, now)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.update_user_attrs(&caller, &realm, &id, &patch).await?))
 }
 
 /// Apply a lifecycle action (`invite`, `verify`, `require_password_reset`,
@@ -435,8 +212,8 @@ async fn update_user(
     params(("realm" = String, Path), ("id" = String, Path), ("action" = String, Path)),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn lifecycle(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, action)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
     let parsed: LifecycleAction = action.parse().map_err(|e: pdp_core::LifecycleError| {
@@ -445,56 +222,7 @@ async fn lifecycle(
             id: format!("{action} ({e})"),
         })
     })?;
-    let cedar_action = admin_action_of(parsed);
-    let revokes = matches!(
-        parsed,
-        LifecycleAction::Suspend
-            | LifecycleAction::Deactivate
-            | LifecycleAction::Delete
-            | LifecycleAction::RequirePasswordReset
-            | LifecycleAction::SignOutEverywhere
-    );
-    // Revoking actions are published before the identity provider follows,
-    // enabling ones after it did: a crash in between never leaves more
-    // access than intended. (`admin` publishes after the closure returns.)
-    let r = realm.clone();
-    let user = admin(
-        &api,
-        &headers,
-        cedar_action,
-        Some(realm.clone()),
-        move |a, now| {
-            let user = a.db.lifecycle(&r, &id, parsed, now)?;
-            if !revokes {
-                a.identity.lifecycle_applied(&r, &user, parsed)?;
-            }
-            Ok(user)
-        },
-    )
-    .await?;
-    if revokes {
-        let u = user.clone();
-        public(&api, move |a, _| {
-            a.identity.lifecycle_applied(&realm, &u, parsed)
-        })
-        .await?;
-    }
-    Ok(Json(user))
-}
-
-fn admin_action_of(a: LifecycleAction) -> &'static str {
-    match a {
-        LifecycleAction::Invite => "user:invite",
-        LifecycleAction::Verify => "user:verify",
-        LifecycleAction::RequirePasswordReset => "user:require_password_reset",
-        LifecycleAction::CompletePasswordReset => "user:complete_password_reset",
-        LifecycleAction::Suspend => "user:suspend",
-        LifecycleAction::Resume => "user:resume",
-        LifecycleAction::Deactivate => "user:deactivate",
-        LifecycleAction::Delete => "user:delete",
-        LifecycleAction::Restore => "user:restore",
-        LifecycleAction::SignOutEverywhere => "user:sign_out_everywhere",
-    }
+    Ok(Json(s.lifecycle(&caller, &realm, &id, parsed).await?))
 }
 
 /// A new password for a user.
@@ -514,25 +242,15 @@ pub struct SetPassword {
     params(("realm" = String, Path), ("id" = String, Path)), request_body = SetPassword,
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn set_password(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult<StatusCode> {
     let p: SetPassword = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "user:set_password",
-        Some(realm),
-        move |a, now| {
-            a.identity
-                .set_password(&r, &id, &p.password, p.temporary, now)
-        },
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.set_password(&caller, &realm, &id, &p.password, p.temporary)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Start TOTP enrolment for a user (the secret is shown once).
@@ -540,16 +258,11 @@ async fn set_password(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 201, body = TotpEnrollment), (status = "4XX", body = Problem)))]
 async fn totp_enroll(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<TotpEnrollment>)> {
-    let r = realm.clone();
-    admin(&api, &headers, "user:update", Some(realm), move |a, _| {
-        a.identity.totp_enroll(&r, &id)
-    })
-    .await
-    .map(|e| (StatusCode::CREATED, Json(e)))
+    Ok(created(s.totp_enroll(&caller, &realm, &id).await?))
 }
 
 /// Send a Created or Unverified user a new email verification code (a
@@ -560,16 +273,11 @@ async fn totp_enroll(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 201, body = VerificationCode), (status = "4XX", body = Problem)))]
 async fn start_verification(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<VerificationCode>)> {
-    let r = realm.clone();
-    admin(&api, &headers, "user:invite", Some(realm), move |a, now| {
-        a.identity.start_verification(&r, &id, now)
-    })
-    .await
-    .map(|c| (StatusCode::CREATED, Json(c)))
+    Ok(created(s.start_verification(&caller, &realm, &id).await?))
 }
 
 /// A TOTP code.
@@ -585,18 +293,14 @@ pub struct TotpCode {
     params(("realm" = String, Path), ("id" = String, Path)), request_body = TotpCode,
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn totp_confirm(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult<StatusCode> {
     let c: TotpCode = body(&bytes)?;
-    let r = realm.clone();
-    admin(&api, &headers, "user:update", Some(realm), move |a, now| {
-        a.identity.totp_confirm(&r, &id, &c.code, now)
-    })
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.totp_confirm(&caller, &realm, &id, &c.code).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Remove a user's TOTP.
@@ -604,16 +308,12 @@ async fn totp_confirm(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn totp_remove(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(&api, &headers, "user:update", Some(realm), move |a, _| {
-        a.identity.totp_remove(&r, &id)
-    })
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.totp_remove(&caller, &realm, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Import users, all or nothing: JSON Lines (`application/x-ndjson`) or
@@ -623,7 +323,8 @@ async fn totp_remove(
     request_body(content = String, content_type = "application/x-ndjson"),
     responses((status = 200, body = Imported), (status = "4XX", body = Problem)))]
 async fn import_users(
-    State(api): St,
+    State(s): St,
+    caller: Caller,
     headers: HeaderMap,
     Path(realm): Path<String>,
     bytes: Bytes,
@@ -633,12 +334,10 @@ async fn import_users(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/csv"));
     let format = if csv { Format::Csv } else { Format::JsonLines };
-    let r = realm.clone();
-    admin(&api, &headers, "user:import", Some(realm), move |a, now| {
-        a.db.import_users(&r, &bytes[..], format, now)
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        s.import_users(&caller, &realm, bytes.to_vec(), format)
+            .await?,
+    ))
 }
 
 /// Add a user to a group.
@@ -646,23 +345,11 @@ async fn import_users(
     params(("realm" = String, Path), ("id" = String, Path), ("group" = String, Path)),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn add_user_group(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, group)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "group:members",
-        Some(realm),
-        move |a, now| {
-            a.db.add_user_to_group(&r, &id, &group, now)?;
-            a.db.user(&r, &id)
-        },
-    )
-    .await
-    .map(Json)
+    Ok(Json(s.set_user_group(&caller, &realm, &id, &group, true).await?))
 }
 
 /// Remove a user from a group.
@@ -670,23 +357,11 @@ async fn add_user_group(
     params(("realm" = String, Path), ("id" = String, Path), ("group" = String, Path)),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn remove_user_group(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, group)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "group:members",
-        Some(realm),
-        move |a, now| {
-            a.db.remove_user_from_group(&r, &id, &group, now)?;
-            a.db.user(&r, &id)
-        },
-    )
-    .await
-    .map(Json)
+    Ok(Json(s.set_user_group(&caller, &realm, &id, &group, false).await?))
 }
 
 /// Assign a role to a user.
@@ -694,17 +369,11 @@ async fn remove_user_group(
     params(("realm" = String, Path), ("id" = String, Path), ("role" = String, Path)),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn add_user_role(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, role)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    let r = realm.clone();
-    admin(&api, &headers, "role:update", Some(realm), move |a, now| {
-        a.db.assign_user_role(&r, &id, &role, now)?;
-        a.db.user(&r, &id)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.set_user_role(&caller, &realm, &id, &role, true).await?))
 }
 
 /// Take a role from a user.
@@ -712,39 +381,20 @@ async fn add_user_role(
     params(("realm" = String, Path), ("id" = String, Path), ("role" = String, Path)),
     responses((status = 200, body = User), (status = "4XX", body = Problem)))]
 async fn remove_user_role(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, role)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    let r = realm.clone();
-    admin(&api, &headers, "role:update", Some(realm), move |a, now| {
-        a.db.unassign_user_role(&r, &id, &role, now)?;
-        a.db.user(&r, &id)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.set_user_role(&caller, &realm, &id, &role, false).await?))
 }
 
 // -------------------------------------------------------- groups, roles
 
-fn kind_of(segment: &str) -> ApiResult<(Kind, &'static str)> {
+fn kind_of(segment: &str) -> ApiResult<Kind> {
     match segment {
-        "groups" => Ok((Kind::Group, "group")),
-        "roles" => Ok((Kind::Role, "role")),
+        "groups" => Ok(Kind::Group),
+        "roles" => Ok(Kind::Role),
         other => Err(ApiError(Error::not_found("collection", other))),
-    }
-}
-
-fn node_action(noun: &'static str, verb: &str) -> &'static str {
-    match (noun, verb) {
-        ("group", "create") => "group:create",
-        ("group", "read") => "group:read",
-        ("group", "delete") => "group:delete",
-        ("group", _) => "group:update",
-        ("role", "create") => "role:create",
-        ("role", "read") => "role:read",
-        ("role", "delete") => "role:delete",
-        _ => "role:update",
     }
 }
 
@@ -753,21 +403,12 @@ fn node_action(noun: &'static str, verb: &str) -> &'static str {
     params(("realm" = String, Path), ("kind" = String, Path, description = "groups or roles")),
     responses((status = 200, body = Vec<Node>), (status = "4XX", body = Problem)))]
 async fn list_nodes(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, kind)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<Node>>> {
-    let (kind, noun) = kind_of(&kind)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        node_action(noun, "read"),
-        Some(realm),
-        move |a, _| a.db.nodes(&r, kind),
-    )
-    .await
-    .map(Json)
+    let kind = kind_of(&kind)?;
+    Ok(Json(s.nodes(&caller, &realm, kind).await?))
 }
 
 /// Create a group or role.
@@ -776,23 +417,14 @@ async fn list_nodes(
     request_body = NewNode,
     responses((status = 201, body = Node), (status = "4XX", body = Problem)))]
 async fn create_node(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, kind)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<Node>)> {
-    let (kind, noun) = kind_of(&kind)?;
+    let kind = kind_of(&kind)?;
     let new: NewNode = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        node_action(noun, "create"),
-        Some(realm),
-        move |a, now| a.db.create_node(&r, kind, &new, now),
-    )
-    .await
-    .map(|n| (StatusCode::CREATED, Json(n)))
+    Ok(created(s.create_node(&caller, &realm, kind, &new).await?))
 }
 
 /// Show a group or role.
@@ -801,21 +433,12 @@ async fn create_node(
         ("id" = String, Path)),
     responses((status = 200, body = Node), (status = "4XX", body = Problem)))]
 async fn get_node(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, kind, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Node>> {
-    let (kind, noun) = kind_of(&kind)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        node_action(noun, "read"),
-        Some(realm),
-        move |a, _| a.db.node(&r, kind, &id),
-    )
-    .await
-    .map(Json)
+    let kind = kind_of(&kind)?;
+    Ok(Json(s.node(&caller, &realm, kind, &id).await?))
 }
 
 /// A new description.
@@ -833,23 +456,17 @@ pub struct NodePatch {
     request_body = NodePatch,
     responses((status = 200, body = Node), (status = "4XX", body = Problem)))]
 async fn update_node(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, kind, id)): Path<(String, String, String)>,
     bytes: Bytes,
 ) -> ApiResult<Json<Node>> {
-    let (kind, noun) = kind_of(&kind)?;
+    let kind = kind_of(&kind)?;
     let patch: NodePatch = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        node_action(noun, "update"),
-        Some(realm),
-        move |a, _| a.db.describe_node(&r, kind, &id, &patch.description),
-    )
-    .await
-    .map(Json)
+    Ok(Json(
+        s.describe_node(&caller, &realm, kind, &id, &patch.description)
+            .await?,
+    ))
 }
 
 /// Delete a group or role, with every membership and assignment naming it.
@@ -858,21 +475,13 @@ async fn update_node(
         ("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn delete_node(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, kind, id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (kind, noun) = kind_of(&kind)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        node_action(noun, "delete"),
-        Some(realm),
-        move |a, now| a.db.delete_node(&r, kind, &id, now),
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    let kind = kind_of(&kind)?;
+    s.delete_node(&caller, &realm, kind, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The users directly in a group.
@@ -880,16 +489,11 @@ async fn delete_node(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = Vec<String>), (status = "4XX", body = Problem)))]
 async fn group_members(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
-    let r = realm.clone();
-    admin(&api, &headers, "group:read", Some(realm), move |a, _| {
-        a.db.group_members(&r, &id)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.group_members(&caller, &realm, &id).await?))
 }
 
 /// Nest a group in another (cycles are refused with 409).
@@ -897,20 +501,13 @@ async fn group_members(
     params(("realm" = String, Path), ("id" = String, Path), ("parent" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn add_group_parent(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, parent)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "group:update",
-        Some(realm),
-        move |a, now| a.db.add_group_parent(&r, &id, &parent, now),
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.set_group_parent(&caller, &realm, &id, &parent, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Un-nest a group.
@@ -918,20 +515,13 @@ async fn add_group_parent(
     params(("realm" = String, Path), ("id" = String, Path), ("parent" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn remove_group_parent(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, parent)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "group:update",
-        Some(realm),
-        move |a, now| a.db.remove_group_parent(&r, &id, &parent, now),
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.set_group_parent(&caller, &realm, &id, &parent, false)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Give a group a role (its members, nested ones too, hold it).
@@ -939,16 +529,12 @@ async fn remove_group_parent(
     params(("realm" = String, Path), ("id" = String, Path), ("role" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn add_group_role(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, role)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(&api, &headers, "role:update", Some(realm), move |a, now| {
-        a.db.set_group_role(&r, &id, &role, true, now)
-    })
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.set_group_role(&caller, &realm, &id, &role, true).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Take a role from a group.
@@ -956,16 +542,12 @@ async fn add_group_role(
     params(("realm" = String, Path), ("id" = String, Path), ("role" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn remove_group_role(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id, role)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(&api, &headers, "role:update", Some(realm), move |a, now| {
-        a.db.set_group_role(&r, &id, &role, false, now)
-    })
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.set_group_role(&caller, &realm, &id, &role, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ------------------------------------------------ policies and schema
@@ -975,16 +557,11 @@ async fn remove_group_role(
     params(("realm" = String, Path)),
     responses((status = 200, body = Vec<StoredPolicy>), (status = "4XX", body = Problem)))]
 async fn list_policies(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<Vec<StoredPolicy>>> {
-    let r = realm.clone();
-    admin(&api, &headers, "policy:read", Some(realm), move |a, _| {
-        a.db.policies(&r)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.policies(&caller, &realm).await?))
 }
 
 /// Show a policy.
@@ -992,16 +569,11 @@ async fn list_policies(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = StoredPolicy), (status = "4XX", body = Problem)))]
 async fn get_policy(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<Json<StoredPolicy>> {
-    let r = realm.clone();
-    admin(&api, &headers, "policy:read", Some(realm), move |a, _| {
-        a.db.policy(&r, &id)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.policy(&caller, &realm, &id).await?))
 }
 
 /// Create or replace a policy or template. The realm's whole policy set is
@@ -1011,26 +583,13 @@ async fn get_policy(
     params(("realm" = String, Path), ("id" = String, Path)), request_body = PolicyInput,
     responses((status = 200, body = StoredPolicy), (status = "4XX", body = Problem)))]
 async fn put_policy(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult<Json<StoredPolicy>> {
     let input: PolicyInput = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "policy:write",
-        Some(realm),
-        move |a, now| match a.db.policy(&r, &id) {
-            Ok(_) => a.db.update_policy(&r, &id, &input, now),
-            Err(Error::NotFound { .. }) => a.db.create_policy(&r, &id, &input, now),
-            Err(e) => Err(e),
-        },
-    )
-    .await
-    .map(Json)
+    Ok(Json(s.put_policy(&caller, &realm, &id, &input).await?))
 }
 
 /// Delete a policy (a template with links is refused with 409).
@@ -1038,20 +597,12 @@ async fn put_policy(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn delete_policy(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "policy:delete",
-        Some(realm),
-        move |a, now| a.db.delete_policy(&r, &id, now),
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.delete_policy(&caller, &realm, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The realm's template links.
@@ -1059,16 +610,11 @@ async fn delete_policy(
     params(("realm" = String, Path)),
     responses((status = 200, body = Vec<Link>), (status = "4XX", body = Problem)))]
 async fn list_links(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<Vec<Link>>> {
-    let r = realm.clone();
-    admin(&api, &headers, "policy:read", Some(realm), move |a, _| {
-        a.db.links(&r)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.links(&caller, &realm).await?))
 }
 
 /// Link a template (validated like a policy).
@@ -1076,22 +622,13 @@ async fn list_links(
     params(("realm" = String, Path)), request_body = Link,
     responses((status = 201, body = Link), (status = "4XX", body = Problem)))]
 async fn create_link(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<Link>)> {
     let link: Link = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "policy:write",
-        Some(realm),
-        move |a, now| a.db.create_link(&r, &link, now),
-    )
-    .await
-    .map(|l| (StatusCode::CREATED, Json(l)))
+    Ok(created(s.create_link(&caller, &realm, &link).await?))
 }
 
 /// Remove a template link.
@@ -1099,20 +636,12 @@ async fn create_link(
     params(("realm" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn delete_link(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path((realm, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "policy:delete",
-        Some(realm),
-        move |a, now| a.db.delete_link(&r, &id, now),
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.delete_link(&caller, &realm, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Query of `GET /v1/realms/{realm}/schema`.
@@ -1128,18 +657,13 @@ pub struct SchemaQuery {
     params(("realm" = String, Path), SchemaQuery),
     responses((status = 200, body = SchemaVersion), (status = "4XX", body = Problem)))]
 async fn get_schema(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     q: Result<Query<SchemaQuery>, QueryRejection>,
 ) -> ApiResult<Json<SchemaVersion>> {
-    let Query(q) = q.map_err(|e| ApiError(Error::BadRequest(e.body_text())))?;
-    let r = realm.clone();
-    admin(&api, &headers, "schema:read", Some(realm), move |a, _| {
-        a.db.schema(&r, q.version)
-    })
-    .await
-    .map(Json)
+    let q = query(q)?;
+    Ok(Json(s.schema(&caller, &realm, q.version).await?))
 }
 
 /// A new schema version.
@@ -1156,22 +680,13 @@ pub struct SchemaInput {
     params(("realm" = String, Path)), request_body = SchemaInput,
     responses((status = 200, body = SchemaVersion), (status = "4XX", body = Problem)))]
 async fn put_schema(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<SchemaVersion>> {
-    let s: SchemaInput = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "schema:write",
-        Some(realm),
-        move |a, now| a.db.put_schema(&r, &s.text, now),
-    )
-    .await
-    .map(Json)
+    let input: SchemaInput = body(&bytes)?;
+    Ok(Json(s.put_schema(&caller, &realm, &input.text).await?))
 }
 
 /// Replace the realm's resource entities (Cedar JSON entity list; users,
@@ -1180,22 +695,42 @@ async fn put_schema(
     params(("realm" = String, Path)), request_body(content = Vec<Object>),
     responses((status = 204), (status = "4XX", body = Problem)))]
 async fn put_entities(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<StatusCode> {
     let v: Value = body(&bytes)?;
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "entities:write",
-        Some(realm),
-        move |a, now| a.db.put_resources(&r, &v, now),
-    )
-    .await
-    .map(|()| StatusCode::NO_CONTENT)
+    s.put_resources(&caller, &realm, &v).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The realm's forward-auth route table (`routes.json` of its bundles).
+#[utoipa::path(get, path = "/v1/realms/{realm}/routes", tag = "policies",
+    params(("realm" = String, Path)),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+async fn get_routes(
+    State(s): St,
+    caller: Caller,
+    Path(realm): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(s.routes(&caller, &realm).await?))
+}
+
+/// Replace the realm's forward-auth route table (`{"routes": [...]}`:
+/// method + path pattern -> action and resource), checked as decision
+/// points check it when they load a bundle; 422 when it does not parse.
+#[utoipa::path(put, path = "/v1/realms/{realm}/routes", tag = "policies",
+    params(("realm" = String, Path)), request_body(content = Object),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+async fn put_routes(
+    State(s): St,
+    caller: Caller,
+    Path(realm): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let v: Value = body(&bytes)?;
+    Ok(Json(s.put_routes(&caller, &realm, &v).await?))
 }
 
 // --------------------------------------------------- keys and bundles
@@ -1205,16 +740,11 @@ async fn put_entities(
     params(("realm" = String, Path)),
     responses((status = 200, body = Vec<KeyInfo>), (status = "4XX", body = Problem)))]
 async fn list_keys(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<Vec<KeyInfo>>> {
-    let r = realm.clone();
-    admin(&api, &headers, "realm:read", Some(realm), move |a, _| {
-        a.identity.signing_keys(&r)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.signing_keys(&caller, &realm).await?))
 }
 
 /// Which algorithm a rotated-in key uses.
@@ -1231,8 +761,8 @@ pub struct RotateKey {
     params(("realm" = String, Path)), request_body = RotateKey,
     responses((status = 201, body = KeyInfo), (status = "4XX", body = Problem)))]
 async fn rotate_key(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<(StatusCode, Json<KeyInfo>)> {
@@ -1241,13 +771,10 @@ async fn rotate_key(
     } else {
         body(&bytes)?
     };
-    let r = realm.clone();
-    admin(&api, &headers, "key:rotate", Some(realm), move |a, now| {
-        a.identity
-            .rotate_signing_key(&r, k.alg.unwrap_or(Alg::EdDSA), now)
-    })
-    .await
-    .map(|k| (StatusCode::CREATED, Json(k)))
+    Ok(created(
+        s.rotate_signing_key(&caller, &realm, k.alg.unwrap_or(Alg::EdDSA))
+            .await?,
+    ))
 }
 
 /// Publish the realm's pending changes now.
@@ -1255,20 +782,11 @@ async fn rotate_key(
     params(("realm" = String, Path)),
     responses((status = 200, body = Published), (status = "4XX", body = Problem)))]
 async fn publish(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<Published>> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "bundle:publish",
-        Some(realm),
-        move |a, now| a.publisher().publish(&r, now),
-    )
-    .await
-    .map(Json)
+    Ok(Json(s.publish(&caller, &realm).await?))
 }
 
 /// Compact the realm's snapshot and deltas into a new snapshot.
@@ -1276,20 +794,11 @@ async fn publish(
     params(("realm" = String, Path)),
     responses((status = 200, body = Published), (status = "4XX", body = Problem)))]
 async fn compact(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<Published>> {
-    let r = realm.clone();
-    admin(
-        &api,
-        &headers,
-        "bundle:publish",
-        Some(realm),
-        move |a, now| a.publisher().compact(&r, now),
-    )
-    .await
-    .map(Json)
+    Ok(Json(s.compact(&caller, &realm).await?))
 }
 
 /// What is published and what waits, and the key to trust.
@@ -1297,16 +806,11 @@ async fn compact(
     params(("realm" = String, Path)),
     responses((status = 200, body = PublishStatus), (status = "4XX", body = Problem)))]
 async fn bundle_status(
-    State(api): St,
-    headers: HeaderMap,
+    State(s): St,
+    caller: Caller,
     Path(realm): Path<String>,
 ) -> ApiResult<Json<PublishStatus>> {
-    let r = realm.clone();
-    admin(&api, &headers, "bundle:status", Some(realm), move |a, _| {
-        a.publisher().status(&r)
-    })
-    .await
-    .map(Json)
+    Ok(Json(s.publish_status(&caller, &realm).await?))
 }
 
 // ------------------------------------------- a realm's public endpoints
@@ -1315,20 +819,16 @@ async fn bundle_status(
 #[utoipa::path(get, path = "/realms/{realm}/.well-known/openid-configuration", tag = "identity",
     security(()), params(("realm" = String, Path)),
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
-async fn openid_configuration(State(api): St, Path(realm): Path<String>) -> ApiResult<Json<Value>> {
-    public(&api, move |a, _| a.identity.openid_configuration(&realm))
-        .await
-        .map(Json)
+async fn openid_configuration(State(s): St, Path(realm): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.openid_configuration(&realm).await?))
 }
 
 /// The realm's JWKS (the active and the retiring signing key).
 #[utoipa::path(get, path = "/realms/{realm}/.well-known/jwks.json", tag = "identity",
     security(()), params(("realm" = String, Path)),
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
-async fn jwks(State(api): St, Path(realm): Path<String>) -> ApiResult<Json<Value>> {
-    public(&api, move |a, _| a.identity.jwks(&realm))
-        .await
-        .map(Json)
+async fn jwks(State(s): St, Path(realm): Path<String>) -> ApiResult<Json<Value>> {
+    Ok(Json(s.jwks(&realm).await?))
 }
 
 /// A login with username (or email) and password.
@@ -1349,22 +849,15 @@ pub struct LoginRequest {
     security(()), params(("realm" = String, Path)), request_body = LoginRequest,
     responses((status = 200, body = LoginResult), (status = "4XX", body = Problem)))]
 async fn login(
-    State(api): St,
+    State(s): St,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<LoginResult>> {
     let l: LoginRequest = body(&bytes)?;
-    public(&api, move |a, now| {
-        a.identity.login(
-            &realm,
-            &l.username,
-            &l.password,
-            l.client_id.as_deref(),
-            now,
-        )
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        s.login(&realm, &l.username, &l.password, l.client_id.as_deref())
+            .await?,
+    ))
 }
 
 /// An answer to a login challenge, with the client it is for.
@@ -1383,17 +876,38 @@ pub struct ChallengeRequest {
     security(()), params(("realm" = String, Path)), request_body = ChallengeAnswer,
     responses((status = 200, body = LoginResult), (status = "4XX", body = Problem)))]
 async fn login_challenge(
-    State(api): St,
+    State(s): St,
     Path(realm): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<LoginResult>> {
     let c: ChallengeRequest = body(&bytes)?;
-    public(&api, move |a, now| {
-        a.identity
-            .respond(&realm, &c.answer, c.client_id.as_deref(), now)
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        s.respond(&realm, &c.answer, c.client_id.as_deref())
+            .await?,
+    ))
+}
+
+// ---------------------------------------------------------- operability
+
+async fn readyz(State(s): St) -> Response {
+    match s.ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): St) -> Response {
+    match s.metrics_text().await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
 }
 
 // ------------------------------------------------------------ the app
@@ -1422,7 +936,7 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "Gatehouse control plane",
-        description = "Realms, users and their lifecycle, groups, roles, Cedar policies, signing keys and bundle publishing. Every /v1 call is authorized by the admin realm's Cedar policies.",
+        description = "Realms, users and their lifecycle, groups, roles, Cedar policies, routes, signing keys and bundle publishing. Every /v1 call is authorized by the admin realm's Cedar policies.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "/", description = "this control plane")),
@@ -1432,7 +946,7 @@ impl Modify for BearerAuth {
         (name = "realms", description = "Tenants: isolated sets of users, policies, keys and bundles."),
         (name = "users", description = "Users, their lifecycle, credentials and memberships."),
         (name = "groups and roles", description = "Groups (nestable) and roles, and their assignments."),
-        (name = "policies", description = "Cedar policies, templates, links, the schema and resource entities."),
+        (name = "policies", description = "Cedar policies, templates, links, the schema, resource entities and forward-auth routes."),
         (name = "keys and bundles", description = "Token signing keys and signed bundle publishing."),
         (name = "identity", description = "A realm's public identity endpoints (no admin token)."),
     ),
@@ -1440,7 +954,7 @@ impl Modify for BearerAuth {
 struct ApiDoc;
 
 /// The router with every route, and the OpenAPI document of them.
-fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
+fn routes() -> (Router<Arc<Service>>, utoipa::openapi::OpenApi) {
     let (imports, import_doc) = OpenApiRouter::new()
         .routes(routes!(import_users))
         .layer(DefaultBodyLimit::max(IMPORT_LIMIT))
@@ -1468,6 +982,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(delete_link))
         .routes(routes!(get_schema, put_schema))
         .routes(routes!(put_entities))
+        .routes(routes!(get_routes, put_routes))
         .routes(routes!(list_keys, rotate_key))
         .routes(routes!(publish))
         .routes(routes!(compact))
@@ -1487,12 +1002,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
 }
 
-crate::identity::redacted_debug!(SetPassword { temporary ; password });
-crate::identity::redacted_debug!(TotpCode { ; code });
-crate::identity::redacted_debug!(LoginRequest { username, client_id ; password });
+redacted_debug!(SetPassword { temporary ; password });
+redacted_debug!(TotpCode { ; code });
+redacted_debug!(LoginRequest { username, client_id ; password });
 
-/// The whole HTTP application.
-pub fn app(api: Arc<Api>) -> Router {
+/// The whole HTTP application over `service`.
+pub fn app(service: Arc<Service>) -> Router {
     let (router, doc) = routes();
     let doc = Arc::new(doc.to_pretty_json().unwrap_or_default());
     router
@@ -1505,13 +1020,15 @@ pub fn app(api: Arc<Api>) -> Router {
         )
         .route("/docs", get(|| async { Html(DOCS_PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError(Error::NotFound {
                 kind: "route",
                 id: "no such endpoint".into(),
             })
         })
-        .with_state(api)
+        .with_state(service)
 }
 
 /// The interactive docs page: reads `/openapi.json` and renders every

@@ -1,0 +1,721 @@
+//! The embedded identity provider (the default): passwords (Argon2id, OWASP
+//! ASVS rules), TOTP, login with challenges, and ID and access tokens
+//! shaped like Cognito's, signed by the realm's own keys and verifiable by
+//! any decision point that holds the realm's bundle. Its state (credentials,
+//! sessions, throttling records, signing keys) is kept through the
+//! repository port.
+//!
+//! Only an Active user gets tokens. A user whose password is temporary
+//! (set by an administrator) or who must reset it gets the
+//! `NEW_PASSWORD_REQUIRED` challenge and nothing else; answering it makes
+//! them Active (complete-password-reset, or verify for a Created user).
+//! An Unverified user (one sent a verification code) gets the
+//! `EMAIL_VERIFICATION` challenge and nothing else; the right code makes
+//! them Active. Created users without a temporary password, and Suspended,
+//! Deactivated and Deleted users, are refused.
+
+pub mod keys;
+pub mod password;
+pub mod totp;
+
+use crate::domain::error::{Error, Result};
+use crate::domain::realm::{LOCAL_IDENTITY, Realm};
+use crate::domain::user::User;
+use crate::ports::BoxFuture;
+use crate::ports::identity::{
+    Alg, ChallengeAnswer, ChallengeName, IdentityProvider, KeyInfo, LoginResult, Provisioned,
+    SESSION_TTL, Tokens, TotpEnrollment, VERIFICATION_TTL, VerificationCode,
+};
+use crate::ports::repository::{Credentials, Repository, Session, Tx};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use pdp_core::{IdentitySettings, LifecycleAction, UserState};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The embedded provider.
+#[derive(Debug, Clone)]
+pub struct LocalIdentity {
+    repo: Arc<dyn Repository>,
+    issuer_base: String,
+    token_ttl: i64,
+}
+
+impl LocalIdentity {
+    /// A provider keeping its state in `repo`; realm issuers are
+    /// `<issuer_base>/realms/<realm>`; tokens live `token_ttl` seconds.
+    pub fn new(repo: Arc<dyn Repository>, issuer_base: &str, token_ttl: i64) -> LocalIdentity {
+        LocalIdentity {
+            repo,
+            issuer_base: issuer_base.trim_end_matches('/').to_owned(),
+            token_ttl,
+        }
+    }
+}
+
+fn code_hash(code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    data_encoding::HEXLOWER.encode(&Sha256::digest(code.trim().as_bytes()))
+}
+
+fn bad_login() -> Error {
+    Error::Unauthenticated("incorrect username or password".into())
+}
+
+fn check_throttle(tx: &mut dyn Tx, realm: &str, login_lc: &str, now: i64) -> Result<()> {
+    match tx.throttle(realm, login_lc)?.retry_after(now) {
+        Some(s) => Err(Error::Throttled {
+            retry_after: u64::try_from(s).unwrap_or(1),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn record_failure(tx: &mut dyn Tx, realm: &str, login_lc: &str, now: i64) -> Result<()> {
+    let t = tx.throttle(realm, login_lc)?.failed(now);
+    tx.put_throttle(realm, login_lc, Some(&t))
+}
+
+fn totp_secret(c: &Credentials) -> Result<Option<Vec<u8>>> {
+    c.totp_secret
+        .as_deref()
+        .map(|s| {
+            data_encoding::BASE32_NOPAD
+                .decode(s.as_bytes())
+                .map_err(|e| Error::Internal(format!("stored TOTP secret: {e}")))
+        })
+        .transpose()
+}
+
+fn new_session(
+    tx: &mut dyn Tx,
+    realm: &str,
+    user_id: &str,
+    challenge: ChallengeName,
+    now: i64,
+) -> Result<LoginResult> {
+    let id = URL_SAFE_NO_PAD.encode(crate::random::bytes::<32>()?);
+    let name = serde_json::to_value(challenge)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    tx.insert_session(
+        &Session {
+            id: id.clone(),
+            realm: realm.to_owned(),
+            user_id: user_id.to_owned(),
+            challenge: name,
+            expires_at: now + SESSION_TTL,
+        },
+        now,
+    )?;
+    Ok(LoginResult::Challenge {
+        challenge,
+        session: id,
+    })
+}
+
+/// Who tokens are for and how long they live.
+#[derive(Debug, Clone)]
+struct Grant {
+    client_id: Option<String>,
+    ttl: i64,
+    now: i64,
+}
+
+/// The next step for a user whose password (or last challenge) is good.
+fn next_step(
+    tx: &mut dyn Tx,
+    realm: &str,
+    user: &User,
+    creds: &Credentials,
+    mfa_done: bool,
+    grant: &Grant,
+) -> Result<LoginResult> {
+    let now = grant.now;
+    match user.state {
+        UserState::PasswordResetRequired => {
+            return new_session(tx, realm, &user.id, ChallengeName::NewPasswordRequired, now);
+        }
+        UserState::Created if creds.new_password_required => {
+            return new_session(tx, realm, &user.id, ChallengeName::NewPasswordRequired, now);
+        }
+        UserState::Unverified => {
+            return new_session(tx, realm, &user.id, ChallengeName::EmailVerification, now);
+        }
+        UserState::Active => {}
+        UserState::Created => {
+            return Err(Error::Forbidden(
+                "user is Created: send a verification code or set a temporary password first"
+                    .into(),
+            ));
+        }
+        other => return Err(Error::Forbidden(format!("user is {other}"))),
+    }
+    if creds.new_password_required {
+        return new_session(tx, realm, &user.id, ChallengeName::NewPasswordRequired, now);
+    }
+    if creds.totp_confirmed && !mfa_done {
+        return new_session(tx, realm, &user.id, ChallengeName::SoftwareTokenMfa, now);
+    }
+    Ok(LoginResult::Tokens(mint(tx, realm, user, grant)?))
+}
+
+/// ID and access tokens for an Active user, signed by the realm's active key.
+fn mint(tx: &mut dyn Tx, realm: &str, user: &User, grant: &Grant) -> Result<Tokens> {
+    let Grant {
+        client_id,
+        ttl,
+        now,
+    } = grant;
+    let (ttl, now) = (*ttl, *now);
+    let r = tx.realm(realm)?;
+    let client = match client_id {
+        Some(c) if r.clients.iter().any(|k| k == c) => c.clone(),
+        Some(c) => {
+            return Err(Error::BadRequest(format!(
+                "client {c:?} is not a client of realm {realm:?}"
+            )));
+        }
+        None => r
+            .clients
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Conflict(format!("realm {realm:?} has no app client")))?,
+    };
+    let key = keys::active_in(tx, realm)?;
+    let id_claims = json!({
+        "sub": user.id,
+        "iss": r.issuer,
+        "aud": client,
+        "token_use": "id",
+        "auth_time": now,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": crate::random::uuid_v4()?,
+        "email": user.email,
+        "email_verified": true,
+        "cognito:username": user.username,
+        "cognito:groups": user.groups,
+    });
+    let access_claims = json!({
+        "sub": user.id,
+        "iss": r.issuer,
+        "client_id": client,
+        "token_use": "access",
+        "scope": "openid email profile",
+        "auth_time": now,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": crate::random::uuid_v4()?,
+        "username": user.username,
+        "cognito:groups": user.groups,
+    });
+    Ok(Tokens {
+        id_token: key.sign(&id_claims)?,
+        access_token: key.sign(&access_claims)?,
+        token_type: "Bearer".into(),
+        expires_in: ttl,
+    })
+}
+
+fn otpauth_uri(display_name: &str, username: &str, b32: &str) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
+    format!(
+        "otpauth://totp/{}:{}?secret={b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(display_name),
+        enc(username),
+        enc(display_name)
+    )
+}
+
+impl LocalIdentity {
+    async fn login_now(
+        &self,
+        realm: String,
+        login: String,
+        password: String,
+        client_id: Option<String>,
+        now: i64,
+    ) -> Result<LoginResult> {
+        let login_lc = login.to_lowercase();
+        let (r, l) = (realm.clone(), login_lc.clone());
+        let found = self
+            .repo
+            .read(move |tx| {
+                tx.live_realm(&r)?;
+                check_throttle(tx, &r, &l, now)?;
+                match tx.user_id_by_login(&r, &login)? {
+                    Some(id) => Ok(Some((id.clone(), tx.credentials(&r, &id)?))),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        // The password is checked outside any transaction: Argon2 takes
+        // tens of milliseconds.
+        let verified = match found.as_ref().and_then(|(_, c)| c.password_hash.as_deref()) {
+            Some(h) => password::verify(&password, h)?,
+            None => {
+                password::verify_nothing(&password);
+                password::Verified::No
+            }
+        };
+        let user_id = match (found, verified) {
+            (Some((id, _)), password::Verified::Yes | password::Verified::YesUpgrade) => id,
+            _ => {
+                let (r, l) = (realm.clone(), login_lc.clone());
+                self.repo
+                    .write(move |tx| record_failure(tx, &r, &l, now))
+                    .await?;
+                return Err(bad_login());
+            }
+        };
+        let upgraded = if verified == password::Verified::YesUpgrade {
+            Some(password::hash(&password)?)
+        } else {
+            None
+        };
+        let ttl = self.token_ttl;
+        self.repo
+            .write(move |tx| {
+                tx.put_throttle(&realm, &login_lc, None)?;
+                let mut creds = tx.credentials(&realm, &user_id)?;
+                if let Some(h) = upgraded {
+                    creds.password_hash = Some(h);
+                    tx.put_credentials(&realm, &user_id, &creds)?;
+                }
+                // Re-read: the user may have changed since the password check.
+                let user = tx.user(&realm, &user_id)?;
+                next_step(
+                    tx,
+                    &realm,
+                    &user,
+                    &creds,
+                    false,
+                    &Grant {
+                        client_id,
+                        ttl,
+                        now,
+                    },
+                )
+            })
+            .await
+    }
+
+    async fn respond_now(
+        &self,
+        realm: String,
+        answer: ChallengeAnswer,
+        client_id: Option<String>,
+        now: i64,
+    ) -> Result<LoginResult> {
+        // Sessions are single-use: taken (deleted) before anything else.
+        let (r, s) = (realm.clone(), answer.session.clone());
+        let session = self
+            .repo
+            .write(move |tx| tx.take_session(&r, &s))
+            .await?
+            .filter(|s| s.expires_at >= now)
+            .ok_or_else(|| {
+                Error::Unauthenticated(
+                    "the session is unknown, used or expired; log in again".into(),
+                )
+            })?;
+        let (r, u) = (realm.clone(), session.user_id.clone());
+        let user = self.repo.read(move |tx| tx.user(&r, &u)).await?;
+        let challenge = session.challenge;
+        let login_lc = user.username.to_lowercase();
+        let (r, l) = (realm.clone(), login_lc.clone());
+        self.repo
+            .read(move |tx| check_throttle(tx, &r, &l, now))
+            .await?;
+        let grant = Grant {
+            client_id,
+            ttl: self.token_ttl,
+            now,
+        };
+        let refused = |message: &'static str| {
+            let (repo, realm, login_lc) = (self.repo.clone(), realm.clone(), login_lc.clone());
+            async move {
+                repo.write(move |tx| record_failure(tx, &realm, &login_lc, now))
+                    .await?;
+                Err::<LoginResult, Error>(Error::Unauthenticated(message.into()))
+            }
+        };
+        match challenge.as_str() {
+            "NEW_PASSWORD_REQUIRED" => {
+                let new = answer.new_password.as_deref().ok_or_else(|| {
+                    Error::BadRequest("NEW_PASSWORD_REQUIRED is answered with new_password".into())
+                })?;
+                password::check(new, &[&user.username, &user.email])?;
+                let hash = password::hash(new)?;
+                self.repo
+                    .write(move |tx| {
+                        let mut creds = tx.credentials(&realm, &user.id)?;
+                        creds.password_hash = Some(hash);
+                        creds.new_password_required = false;
+                        tx.put_credentials(&realm, &user.id, &creds)?;
+                        let user = match tx.user(&realm, &user.id)?.state {
+                            UserState::PasswordResetRequired => tx.lifecycle(
+                                &realm,
+                                &user.id,
+                                LifecycleAction::CompletePasswordReset,
+                                now,
+                            )?,
+                            UserState::Created => {
+                                tx.lifecycle(&realm, &user.id, LifecycleAction::Verify, now)?
+                            }
+                            _ => tx.user(&realm, &user.id)?,
+                        };
+                        next_step(tx, &realm, &user, &creds, false, &grant)
+                    })
+                    .await
+            }
+            "SOFTWARE_TOKEN_MFA" => {
+                let code = answer.code.clone().ok_or_else(|| {
+                    Error::BadRequest("SOFTWARE_TOKEN_MFA is answered with code".into())
+                })?;
+                let r = realm.clone();
+                let result = self
+                    .repo
+                    .write(move |tx| {
+                        let mut creds = tx.credentials(&r, &user.id)?;
+                        let secret = totp_secret(&creds)?.unwrap_or_default();
+                        let Some(step) = totp::verify(&secret, &code, now, creds.totp_last_step)
+                        else {
+                            return Ok(None);
+                        };
+                        creds.totp_last_step = step;
+                        tx.put_credentials(&r, &user.id, &creds)?;
+                        let user = tx.user(&r, &user.id)?;
+                        next_step(tx, &r, &user, &creds, true, &grant).map(Some)
+                    })
+                    .await?;
+                match result {
+                    Some(r) => Ok(r),
+                    None => refused("wrong or reused code; log in again").await,
+                }
+            }
+            "EMAIL_VERIFICATION" => {
+                let code = answer.code.clone().ok_or_else(|| {
+                    Error::BadRequest("EMAIL_VERIFICATION is answered with code".into())
+                })?;
+                let r = realm.clone();
+                let result = self
+                    .repo
+                    .write(move |tx| {
+                        let mut creds = tx.credentials(&r, &user.id)?;
+                        // Hashes are compared, so timing says nothing about the code.
+                        let good = creds
+                            .verify_code_hash
+                            .as_deref()
+                            .is_some_and(|h| h == code_hash(&code))
+                            && now <= creds.verify_expires;
+                        if !good {
+                            return Ok(None);
+                        }
+                        creds.verify_code_hash = None;
+                        creds.verify_expires = 0;
+                        tx.put_credentials(&r, &user.id, &creds)?;
+                        let user = tx.lifecycle(&r, &user.id, LifecycleAction::Verify, now)?;
+                        next_step(tx, &r, &user, &creds, false, &grant).map(Some)
+                    })
+                    .await?;
+                match result {
+                    Some(r) => Ok(r),
+                    None => refused("wrong or expired verification code; log in again").await,
+                }
+            }
+            other => Err(Error::Internal(format!("unknown challenge {other:?}"))),
+        }
+    }
+}
+
+impl IdentityProvider for LocalIdentity {
+    fn name(&self) -> &'static str {
+        LOCAL_IDENTITY
+    }
+
+    fn provision<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, Result<Provisioned>> {
+        Box::pin(async move {
+            let client = data_encoding::BASE32_NOPAD
+                .encode(&crate::random::bytes::<16>()?)
+                .to_ascii_lowercase();
+            let name = realm.to_owned();
+            Ok(Provisioned {
+                issuer: format!("{}/realms/{realm}", self.issuer_base),
+                clients: vec![client],
+                setup: Some(Box::new(move |tx: &mut dyn Tx, now: i64| {
+                    keys::rotate_in(tx, &name, Alg::EdDSA, now).map(|_| ())
+                })),
+            })
+        })
+    }
+
+    fn token_settings<'a>(
+        &'a self,
+        realm: &'a Realm,
+    ) -> BoxFuture<'a, Result<Option<IdentitySettings>>> {
+        Box::pin(async move {
+            let name = realm.name.clone();
+            let keys = self.repo.read(move |tx| keys::jwks_in(tx, &name)).await?;
+            if keys.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(IdentitySettings {
+                issuer: realm.issuer.clone(),
+                audiences: realm.clients.clone(),
+                token_use: vec![],
+                jwks: json!({ "keys": keys }),
+                leeway_seconds: None,
+            }))
+        })
+    }
+
+    fn set_password<'a>(
+        &'a self,
+        realm: &'a str,
+        user_id: &'a str,
+        new_password: &'a str,
+        temporary: bool,
+        now: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (r, u) = (realm.to_owned(), user_id.to_owned());
+            let user = self
+                .repo
+                .read(move |tx| {
+                    tx.live_realm(&r)?;
+                    tx.user(&r, &u)
+                })
+                .await?;
+            password::check(new_password, &[&user.username, &user.email])?;
+            let hash = password::hash(new_password)?;
+            let (r, u) = (realm.to_owned(), user_id.to_owned());
+            self.repo
+                .write(move |tx| {
+                    tx.live_realm(&r)?;
+                    tx.user(&r, &u)?;
+                    let mut creds = tx.credentials(&r, &u)?;
+                    creds.password_hash = Some(hash);
+                    creds.new_password_required = temporary;
+                    tx.put_credentials(&r, &u, &creds)?;
+                    // A changed password ends every session, as with Cognito.
+                    match tx.lifecycle(&r, &u, LifecycleAction::SignOutEverywhere, now) {
+                        Ok(_) | Err(Error::Lifecycle(_)) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await
+        })
+    }
+
+    fn login<'a>(
+        &'a self,
+        realm: &'a str,
+        username: &'a str,
+        password: &'a str,
+        client_id: Option<&'a str>,
+        now: i64,
+    ) -> BoxFuture<'a, Result<LoginResult>> {
+        Box::pin(self.login_now(
+            realm.to_owned(),
+            username.to_owned(),
+            password.to_owned(),
+            client_id.map(str::to_owned),
+            now,
+        ))
+    }
+
+    fn respond<'a>(
+        &'a self,
+        realm: &'a str,
+        answer: &'a ChallengeAnswer,
+        client_id: Option<&'a str>,
+        now: i64,
+    ) -> BoxFuture<'a, Result<LoginResult>> {
+        Box::pin(self.respond_now(
+            realm.to_owned(),
+            answer.clone(),
+            client_id.map(str::to_owned),
+            now,
+        ))
+    }
+
+    fn start_verification<'a>(
+        &'a self,
+        realm: &'a str,
+        user_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<VerificationCode>> {
+        Box::pin(async move {
+            let n = u32::from_be_bytes(crate::random::bytes::<4>()?) % 100_000_000;
+            let code = format!("{n:08}");
+            let hash = code_hash(&code);
+            let (r, u) = (realm.to_owned(), user_id.to_owned());
+            self.repo
+                .write(move |tx| {
+                    tx.live_realm(&r)?;
+                    let user = tx.user(&r, &u)?;
+                    match user.state {
+                        UserState::Created => {
+                            tx.lifecycle(&r, &u, LifecycleAction::Invite, now)?;
+                        }
+                        UserState::Unverified => {}
+                        other => {
+                            return Err(Error::Lifecycle(pdp_core::LifecycleError::Refused {
+                                from: other,
+                                action: LifecycleAction::Invite,
+                            }));
+                        }
+                    }
+                    let mut creds = tx.credentials(&r, &u)?;
+                    creds.verify_code_hash = Some(hash);
+                    creds.verify_expires = now + VERIFICATION_TTL;
+                    tx.put_credentials(&r, &u, &creds)
+                })
+                .await?;
+            Ok(VerificationCode {
+                code,
+                expires_at: now + VERIFICATION_TTL,
+            })
+        })
+    }
+
+    fn totp_enroll<'a>(
+        &'a self,
+        realm: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<TotpEnrollment>> {
+        Box::pin(async move {
+            let b32 = data_encoding::BASE32_NOPAD.encode(&crate::random::bytes::<20>()?);
+            let (r, u) = (realm.to_owned(), user_id.to_owned());
+            self.repo
+                .write(move |tx| {
+                    let realm = tx.realm(&r)?;
+                    let user = tx.user(&r, &u)?;
+                    let mut creds = tx.credentials(&r, &u)?;
+                    if creds.totp_confirmed {
+                        return Err(Error::Conflict(
+                            "TOTP is already enrolled; remove it first".into(),
+                        ));
+                    }
+                    creds.totp_secret = Some(b32.clone());
+                    creds.totp_confirmed = false;
+                    creds.totp_last_step = 0;
+                    tx.put_credentials(&r, &u, &creds)?;
+                    Ok(TotpEnrollment {
+                        otpauth_uri: otpauth_uri(&realm.display_name, &user.username, &b32),
+                        secret: b32,
+                    })
+                })
+                .await
+        })
+    }
+
+    fn totp_confirm<'a>(
+        &'a self,
+        realm: &'a str,
+        user_id: &'a str,
+        code: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (r, u, code) = (realm.to_owned(), user_id.to_owned(), code.to_owned());
+            self.repo
+                .write(move |tx| {
+                    tx.live_realm(&r)?;
+                    tx.user(&r, &u)?;
+                    let mut creds = tx.credentials(&r, &u)?;
+                    let Some(secret) = totp_secret(&creds)? else {
+                        return Err(Error::Conflict("no TOTP enrolment to confirm".into()));
+                    };
+                    let step = totp::verify(&secret, &code, now, creds.totp_last_step)
+                        .ok_or_else(|| Error::BadRequest("wrong TOTP code".into()))?;
+                    creds.totp_confirmed = true;
+                    creds.totp_last_step = step;
+                    tx.put_credentials(&r, &u, &creds)
+                })
+                .await
+        })
+    }
+
+    fn totp_remove<'a>(&'a self, realm: &'a str, user_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let (r, u) = (realm.to_owned(), user_id.to_owned());
+            self.repo
+                .write(move |tx| {
+                    tx.live_realm(&r)?;
+                    tx.user(&r, &u)?;
+                    let mut creds = tx.credentials(&r, &u)?;
+                    creds.totp_secret = None;
+                    creds.totp_confirmed = false;
+                    creds.totp_last_step = 0;
+                    tx.put_credentials(&r, &u, &creds)
+                })
+                .await
+        })
+    }
+
+    fn signing_keys<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, Result<Vec<KeyInfo>>> {
+        Box::pin(async move {
+            let r = realm.to_owned();
+            self.repo.read(move |tx| keys::list_in(tx, &r)).await
+        })
+    }
+
+    fn rotate_signing_key<'a>(
+        &'a self,
+        realm: &'a str,
+        alg: Alg,
+        now: i64,
+    ) -> BoxFuture<'a, Result<KeyInfo>> {
+        Box::pin(async move {
+            let r = realm.to_owned();
+            self.repo
+                .write(move |tx| {
+                    tx.live_realm(&r)?;
+                    keys::rotate_in(tx, &r, alg, now)
+                })
+                .await
+        })
+    }
+
+    fn openid_configuration<'a>(&'a self, r: &'a Realm) -> BoxFuture<'a, Result<Value>> {
+        Box::pin(async move {
+            Ok(json!({
+                "issuer": r.issuer,
+                "jwks_uri": format!("{}/.well-known/jwks.json", r.issuer),
+                "token_endpoint": format!("{}/login", r.issuer),
+                "response_types_supported": ["token", "id_token"],
+                "grant_types_supported": ["password"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["EdDSA", "ES256"],
+                "scopes_supported": ["openid", "email", "profile"],
+                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "email",
+                    "email_verified", "cognito:username", "cognito:groups", "token_use"],
+            }))
+        })
+    }
+
+    /// Sessions and tokens are checked against the repository's user
+    /// record at every step, so there is nothing to mirror.
+    fn lifecycle_applied<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a User,
+        _: LifecycleAction,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}

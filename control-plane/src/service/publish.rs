@@ -1,0 +1,785 @@
+//! Publishing: the changes committed since the last publish become a small
+//! signed delta; a compaction folds the last snapshot and its deltas into a
+//! new snapshot. Bundles are written create-only and `HEAD` is advanced
+//! last, by compare-and-swap, so:
+//!
+//! - two control planes on one store never overwrite each other: a
+//!   revision is claimed by whoever creates its object first, and a `HEAD`
+//!   that moved underneath a writer makes it re-read and try again;
+//! - a publisher that dies between writing a bundle and advancing `HEAD`
+//!   leaves an orphan that the next publisher (any of them) verifies and
+//!   adopts; the repository's change log is drained only after `HEAD`
+//!   names the revision that carries the changes, so nothing is lost. A
+//!   change published twice is harmless: deltas carry whole user records
+//!   and whole Cedar members.
+
+use super::{Caller, Service};
+use crate::domain::admin::AdminAction;
+use crate::domain::error::{Error, Result};
+use crate::domain::policy::cedar_members;
+use crate::ports::repository::Pending;
+use crate::ports::{Condition, Fetched, ObjectStore, Put};
+use pdp_core::bundle::{BundleHeader, write_archive};
+use pdp_core::directory::UserChange;
+use pdp_core::layout::{HEAD_FORMAT, Head, RealmKeys};
+use pdp_core::manifest::member;
+use pdp_core::{
+    Bundle, BundleKind, BundleSigner, Directory, IdentitySettings, Keyring, Limits, Trust,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How many times a publisher re-reads `HEAD` after losing a race before
+/// it gives up (each loss means another publisher made progress).
+const MAX_ATTEMPTS: usize = 64;
+
+/// Largest `HEAD` object read, bytes.
+const HEAD_LIMIT: u64 = 64 << 10;
+
+/// The policy set of a deleted realm.
+pub const WITHDRAWN_POLICIES: &str =
+    "@id(\"realm-deleted\")\nforbid (principal, action, resource);\n";
+
+/// What one publish or compaction wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Published {
+    /// The realm.
+    pub realm: String,
+    /// The revision `HEAD` now names (or named already, for a no-op).
+    pub revision: u64,
+    /// `snapshot` or `delta`; `none` when there was nothing to publish.
+    pub kind: String,
+    /// The object written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Its size in bytes.
+    pub bytes: usize,
+    /// Users in the bundle (upserts and removals, for a delta).
+    pub users: usize,
+}
+
+impl Published {
+    fn none(realm: &str, revision: u64, key: Option<String>) -> Published {
+        Published {
+            realm: realm.into(),
+            revision,
+            kind: "none".into(),
+            key,
+            bytes: 0,
+            users: 0,
+        }
+    }
+}
+
+/// A realm's publishing state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PublishStatus {
+    /// The realm.
+    pub realm: String,
+    /// `HEAD`'s revision, if anything is published.
+    pub head_revision: Option<u64>,
+    /// `HEAD`'s snapshot revision.
+    pub snapshot_revision: Option<u64>,
+    /// When `HEAD` was written, unix seconds.
+    pub head_updated_at: Option<i64>,
+    /// Changes committed and not yet published.
+    pub pending_changes: u64,
+    /// The public key edge hosts must trust for this realm's bundles (PEM).
+    pub bundle_key: String,
+    /// Its key id.
+    pub bundle_kid: String,
+}
+
+/// What a delta carries.
+struct DeltaContent {
+    /// The newest change it covers (`None`: drains nothing, a withdrawal).
+    upto: Option<i64>,
+    members: BTreeMap<String, Vec<u8>>,
+    users: Vec<UserChange>,
+    identity: Option<IdentitySettings>,
+}
+
+fn store_err(e: object_store::StoreError) -> Error {
+    Error::Store(e.to_string())
+}
+
+impl Service {
+    fn keys(&self, realm: &str) -> RealmKeys {
+        RealmKeys::new(&self.settings.store_prefix, realm)
+    }
+
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<(Vec<u8>, Option<String>)>> {
+        match self.store.get(key, None, limit).await {
+            Ok(Fetched::Found { bytes, etag }) => Ok(Some((bytes, etag))),
+            Ok(Fetched::Missing | Fetched::NotModified) => Ok(None),
+            Err(e) => {
+                self.metrics.store_error();
+                Err(store_err(e))
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: &[u8], condition: Condition) -> Result<Put> {
+        self.store.put(key, bytes, condition).await.map_err(|e| {
+            self.metrics.store_error();
+            store_err(e)
+        })
+    }
+
+    /// `HEAD` and its entity tag.
+    async fn head(&self, realm: &str) -> Result<Option<(Head, String)>> {
+        let key = self.keys(realm).head();
+        let Some((bytes, etag)) = self.get(&key, HEAD_LIMIT).await? else {
+            return Ok(None);
+        };
+        let etag = etag.ok_or_else(|| Error::Store(format!("{key}: the store gave no ETag")))?;
+        let head = Head::parse(&bytes).map_err(|e| Error::Publish(format!("{key}: {e}")))?;
+        if head.realm != realm {
+            return Err(Error::Publish(format!(
+                "{key} names realm {:?}",
+                head.realm
+            )));
+        }
+        Ok(Some((head, etag)))
+    }
+
+    /// The token settings the realm's bundles carry, from its provider.
+    async fn token_settings(&self, realm: &str) -> Result<Option<IdentitySettings>> {
+        let r = self.realm_record(realm).await?;
+        let idp = self.identities.of(&r)?;
+        self.identity_result(idp.token_settings(&r).await)
+    }
+
+    /// The realm's whole content as bundle members (users in id order)
+    /// and its token settings.
+    pub(super) async fn whole_content(
+        &self,
+        realm: &str,
+    ) -> Result<(BTreeMap<String, Vec<u8>>, Option<IdentitySettings>)> {
+        let (_, members) = self.snapshot_content(realm).await?;
+        Ok((members, self.token_settings(realm).await?))
+    }
+
+    /// The whole content and the newest change it covers, in one read.
+    async fn snapshot_content(
+        &self,
+        realm: &str,
+    ) -> Result<(Option<i64>, BTreeMap<String, Vec<u8>>)> {
+        let r = realm.to_owned();
+        self.repo
+            .read(move |tx| {
+                let upto = tx.pending(&r)?.map(|p| p.upto);
+                let mut members = cedar_members(&tx.content(&r)?);
+                let mut users = Vec::new();
+                tx.for_each_user(&r, &mut |rec| {
+                    serde_json::to_writer(&mut users, &rec)
+                        .map_err(|e| Error::Internal(format!("user {:?}: {e}", rec.id)))?;
+                    users.push(b'\n');
+                    Ok(true)
+                })?;
+                members.insert(member::USERS.to_owned(), users);
+                Ok((upto, members))
+            })
+            .await
+    }
+
+    /// The pending changes as a delta's content, or `None`.
+    async fn pending_content(&self, realm: &str) -> Result<Option<(Pending, DeltaContent)>> {
+        let r = realm.to_owned();
+        let found = self
+            .repo
+            .read(move |tx| {
+                tx.live_realm(&r)?;
+                let Some(p) = tx.pending(&r)? else {
+                    return Ok(None);
+                };
+                let mut users = Vec::new();
+                if !p.all_users {
+                    for id in &p.users {
+                        match tx.user(&r, id) {
+                            Ok(u) => users.push(UserChange::Upsert(u.to_record())),
+                            Err(Error::NotFound { .. }) => users.push(UserChange::Remove(id.clone())),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                let members = if p.content {
+                    cedar_members(&tx.content(&r)?)
+                } else {
+                    BTreeMap::new()
+                };
+                Ok(Some((p, members, users)))
+            })
+            .await?;
+        let Some((p, members, users)) = found else {
+            return Ok(None);
+        };
+        let identity = self.token_settings(realm).await?;
+        Ok(Some((
+            p.clone(),
+            DeltaContent {
+                upto: Some(p.upto),
+                members,
+                users,
+                identity,
+            },
+        )))
+    }
+
+    async fn mark_published(&self, realm: &str, upto: i64, revision: u64, now: i64) -> Result<()> {
+        let r = realm.to_owned();
+        self.repo
+            .write(move |tx| tx.mark_published(&r, upto, revision, now))
+            .await
+    }
+
+    /// Publish the realm's pending changes now (admin call).
+    pub async fn publish(&self, caller: &Caller, realm: &str) -> Result<Published> {
+        self.authorize(caller, AdminAction::BundlePublish, Some(realm))
+            .await?;
+        self.publish_now(realm).await
+    }
+
+    /// Publish what changed since the last publish: the first publish (or
+    /// a bulk change of every user) writes a snapshot, every other a delta.
+    /// With nothing pending it changes nothing.
+    pub(super) async fn publish_now(&self, realm: &str) -> Result<Published> {
+        let started = std::time::Instant::now();
+        let out = self.publish_inner(realm).await;
+        match &out {
+            Ok(p) if p.kind != "none" => self.metrics.published(realm, started.elapsed()),
+            Ok(_) => {}
+            Err(_) => self.metrics.publish_failed(realm),
+        }
+        out
+    }
+
+    async fn publish_inner(&self, realm: &str) -> Result<Published> {
+        let now = self.now();
+        let signer = self.bundle_signer(realm).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let head = self.head(realm).await?;
+            let pending = self.pending_content(realm).await?;
+            let step = match (&head, pending) {
+                (Some((h, _)), None) => return Ok(Published::none(realm, h.revision, None)),
+                (None, _) => self.publish_snapshot(realm, None, &signer, now).await?,
+                (Some((h, etag)), Some((p, _))) if p.all_users => {
+                    self.publish_snapshot(realm, Some((h, etag)), &signer, now)
+                        .await?
+                }
+                (Some((h, etag)), Some((_, delta))) => {
+                    self.publish_delta(realm, h, etag, delta, &signer, now)
+                        .await?
+                }
+            };
+            if let Some(done) = step {
+                if done.kind == "delta"
+                    && self.settings.compact_after_deltas > 0
+                    && let Some((h, _)) = self.head(realm).await?
+                    && h.revision - h.snapshot >= self.settings.compact_after_deltas
+                {
+                    self.compact_now(realm).await?;
+                }
+                return Ok(done);
+            }
+        }
+        Err(Error::Publish(format!(
+            "realm {realm:?}: HEAD kept moving; gave up after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Write the realm's whole content as a snapshot at the revision after
+    /// `head` (1 when nothing is published). `None`: lost a race, retry.
+    async fn publish_snapshot(
+        &self,
+        realm: &str,
+        head: Option<(&Head, &String)>,
+        signer: &BundleSigner,
+        now: i64,
+    ) -> Result<Option<Published>> {
+        let (upto, members) = self.snapshot_content(realm).await?;
+        let identity = self.token_settings(realm).await?;
+        let revision = head.map_or(1, |(h, _)| h.revision + 1);
+        let users = members
+            .get(member::USERS)
+            .map_or(0, |u| u.iter().filter(|b| **b == b'\n').count());
+        let header = BundleHeader {
+            realm: realm.into(),
+            revision,
+            kind: BundleKind::Snapshot,
+            base_revision: None,
+            created_at: now,
+            identity,
+        };
+        let signer2 = signer.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            write_archive(&header, &members, Some(&signer2), true)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("bundle writer: {e}")))?
+        .map_err(|e| Error::Publish(e.to_string()))?;
+        let key = self.keys(realm).snapshot(revision);
+        let new_head = Head {
+            format: HEAD_FORMAT.into(),
+            realm: realm.into(),
+            revision,
+            snapshot: revision,
+            updated_at: now,
+        };
+        if !self
+            .claim(realm, &key, &bytes, BundleKind::Snapshot, revision, signer)
+            .await?
+        {
+            // Someone else's snapshot at this revision: adopt it, then
+            // publish ours on top.
+            self.advance(realm, head.map(|(_, e)| e), &new_head).await?;
+            return Ok(None);
+        }
+        if !self.advance(realm, head.map(|(_, e)| e), &new_head).await? {
+            return Ok(None);
+        }
+        if let Some(upto) = upto {
+            self.mark_published(realm, upto, revision, now).await?;
+        }
+        Ok(Some(Published {
+            realm: realm.into(),
+            revision,
+            kind: "snapshot".into(),
+            key: Some(key),
+            bytes: bytes.len(),
+            users,
+        }))
+    }
+
+    /// Write `delta` as the delta after `head`. `None`: lost a race.
+    async fn publish_delta(
+        &self,
+        realm: &str,
+        head: &Head,
+        etag: &str,
+        delta: DeltaContent,
+        signer: &BundleSigner,
+        now: i64,
+    ) -> Result<Option<Published>> {
+        let revision = head.revision + 1;
+        let mut members = delta.members;
+        let users = delta.users.len();
+        if !delta.users.is_empty() {
+            let mut lines = String::new();
+            for change in &delta.users {
+                lines.push_str(&change.to_json_line());
+                lines.push('\n');
+            }
+            members.insert(member::USERS.into(), lines.into_bytes());
+        }
+        let bytes = write_archive(
+            &BundleHeader {
+                realm: realm.into(),
+                revision,
+                kind: BundleKind::Delta,
+                base_revision: Some(head.revision),
+                created_at: now,
+                identity: delta.identity,
+            },
+            &members,
+            Some(signer),
+            true,
+        )
+        .map_err(|e| Error::Publish(e.to_string()))?;
+        let key = self.keys(realm).delta(revision);
+        let new_head = Head {
+            format: HEAD_FORMAT.into(),
+            realm: realm.into(),
+            revision,
+            snapshot: head.snapshot,
+            updated_at: now,
+        };
+        let etag = etag.to_owned();
+        if !self
+            .claim(realm, &key, &bytes, BundleKind::Delta, revision, signer)
+            .await?
+        {
+            self.advance(realm, Some(&etag), &new_head).await?;
+            return Ok(None);
+        }
+        if !self.advance(realm, Some(&etag), &new_head).await? {
+            // HEAD moved. Our delta is in the chain if HEAD reached its
+            // revision without a snapshot at or after it (a snapshot there
+            // was built without it); otherwise publish the changes again.
+            let Some((now_head, _)) = self.head(realm).await? else {
+                return Ok(None);
+            };
+            if !(now_head.revision >= revision && now_head.snapshot < revision) {
+                return Ok(None);
+            }
+        }
+        if let Some(upto) = delta.upto {
+            self.mark_published(realm, upto, revision, now).await?;
+        }
+        Ok(Some(Published {
+            realm: realm.into(),
+            revision,
+            kind: "delta".into(),
+            key: Some(key),
+            bytes: bytes.len(),
+            users,
+        }))
+    }
+
+    /// Create `key` with `bytes`, unless it exists: then the existing
+    /// object must be a bundle of this realm, signed by its key, of the
+    /// same kind and revision (a crashed or concurrent publisher's), or
+    /// the store is refused as corrupt. `true` when ours was written.
+    async fn claim(
+        &self,
+        realm: &str,
+        key: &str,
+        bytes: &[u8],
+        kind: BundleKind,
+        revision: u64,
+        signer: &BundleSigner,
+    ) -> Result<bool> {
+        match self.put(key, bytes, Condition::IfAbsent).await? {
+            Put::Written(_) => Ok(true),
+            Put::PreconditionFailed => {
+                let theirs = self.open(realm, key, signer).await?;
+                let base = (kind == BundleKind::Delta).then(|| revision - 1);
+                if theirs.manifest.kind != kind
+                    || theirs.manifest.revision != revision
+                    || theirs.manifest.base_revision != base
+                {
+                    return Err(Error::Publish(format!(
+                        "{key} holds a {:?} bundle of revision {}",
+                        theirs.manifest.kind, theirs.manifest.revision
+                    )));
+                }
+                tracing::info!(key, "adopting a bundle another publisher wrote");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Read and verify one bundle of the realm.
+    async fn open(&self, realm: &str, key: &str, signer: &BundleSigner) -> Result<Bundle<'static>> {
+        let (bytes, _) = self
+            .get(key, Limits::default().archive)
+            .await?
+            .ok_or_else(|| Error::Publish(format!("{key} is missing from the store")))?;
+        let ring = own_ring(signer);
+        let bundle = Bundle::open(&bytes, Trust::Keyring(&ring), &Limits::default())
+            .map_err(|e| Error::Publish(format!("{key}: {e}")))?
+            .into_owned();
+        if bundle.manifest.realm != realm {
+            return Err(Error::Publish(format!(
+                "{key} belongs to realm {:?}",
+                bundle.manifest.realm
+            )));
+        }
+        Ok(bundle)
+    }
+
+    /// Compare-and-swap `HEAD` from `etag` (`None`: create it) to `head`.
+    async fn advance(&self, realm: &str, etag: Option<&String>, head: &Head) -> Result<bool> {
+        let cond = match etag {
+            Some(e) => Condition::IfMatch(e.clone()),
+            None => Condition::IfAbsent,
+        };
+        Ok(matches!(
+            self.put(&self.keys(realm).head(), &head.to_json(), cond)
+                .await?,
+            Put::Written(_)
+        ))
+    }
+
+    /// After a realm is deleted: publish a delta whose only policy forbids
+    /// everything, so decision points holding the realm deny from then on
+    /// (reason: the `realm-deleted` forbid) instead of serving its last
+    /// policies until they go stale. Nothing is removed from the store;
+    /// with nothing published it does nothing.
+    pub(super) async fn withdraw(&self, realm: &str) -> Result<Published> {
+        let now = self.now();
+        let signer = self.bundle_signer(realm).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((head, etag)) = self.head(realm).await? else {
+                return Ok(Published::none(realm, 0, None));
+            };
+            let mut members = BTreeMap::new();
+            members.insert(
+                member::POLICIES.to_owned(),
+                WITHDRAWN_POLICIES.as_bytes().to_vec(),
+            );
+            members.insert(member::LINKS.to_owned(), b"[]\n".to_vec());
+            let delta = DeltaContent {
+                upto: None,
+                members,
+                users: Vec::new(),
+                identity: None,
+            };
+            if let Some(done) = self
+                .publish_delta(realm, &head, &etag, delta, &signer, now)
+                .await?
+            {
+                return Ok(done);
+            }
+        }
+        Err(Error::Publish(format!(
+            "realm {realm:?}: HEAD kept moving; withdrawal gave up after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Fold the newest snapshot and the deltas after it into a snapshot at
+    /// `HEAD`'s revision (admin call); see [`Service::compact_now`].
+    pub async fn compact(&self, caller: &Caller, realm: &str) -> Result<Published> {
+        self.authorize(caller, AdminAction::BundlePublish, Some(realm))
+            .await?;
+        self.compact_now(realm).await
+    }
+
+    /// Fold the newest snapshot and the deltas after it into a snapshot at
+    /// `HEAD`'s revision, built from the store alone, and point `HEAD`'s
+    /// snapshot at it. Decision points that hold an older revision than it
+    /// load it instead of a long chain of deltas.
+    async fn compact_now(&self, realm: &str) -> Result<Published> {
+        let now = self.now();
+        let signer = self.bundle_signer(realm).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((head, etag)) = self.head(realm).await? else {
+                return Err(Error::Conflict(format!(
+                    "realm {realm:?} has nothing published to compact"
+                )));
+            };
+            let key = self.keys(realm).snapshot(head.revision);
+            if head.snapshot == head.revision {
+                return Ok(Published::none(realm, head.revision, Some(key)));
+            }
+            let folded = self.fold(realm, &head, &signer).await?;
+            let users = folded.users;
+            let (members, identity) = (folded.members, folded.identity);
+            let header = BundleHeader {
+                realm: realm.into(),
+                revision: head.revision,
+                kind: BundleKind::Snapshot,
+                base_revision: None,
+                created_at: now,
+                identity,
+            };
+            let signer2 = signer.clone();
+            let (bytes, members) = tokio::task::spawn_blocking(move || {
+                write_archive(&header, &members, Some(&signer2), true).map(|b| (b, members))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("bundle writer: {e}")))?
+            .map_err(|e| Error::Publish(e.to_string()))?;
+            self.claim_compacted(realm, &key, &bytes, &members, &signer)
+                .await?;
+            let new_head = Head {
+                snapshot: head.revision,
+                updated_at: now,
+                ..head.clone()
+            };
+            if self.advance(realm, Some(&etag), &new_head).await? {
+                return Ok(Published {
+                    realm: realm.into(),
+                    revision: head.revision,
+                    kind: "snapshot".into(),
+                    key: Some(key),
+                    bytes: bytes.len(),
+                    users,
+                });
+            }
+        }
+        Err(Error::Publish(format!(
+            "realm {realm:?}: HEAD kept moving; compaction gave up after {MAX_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// Create the compacted snapshot at `key`. One that exists already is
+    /// kept when its content is ours (a concurrent or crashed compaction's:
+    /// the content of a revision is a function of the store), and replaced
+    /// otherwise (an orphan of a publisher that lost the revision to a
+    /// delta; `HEAD` cannot name it, or there would be nothing to compact).
+    async fn claim_compacted(
+        &self,
+        realm: &str,
+        key: &str,
+        bytes: &[u8],
+        members: &BTreeMap<String, Vec<u8>>,
+        signer: &BundleSigner,
+    ) -> Result<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((existing, etag)) = self.get(key, Limits::default().archive).await? else {
+                if let Put::Written(_) = self.put(key, bytes, Condition::IfAbsent).await? {
+                    return Ok(());
+                }
+                continue;
+            };
+            let ring = own_ring(signer);
+            let same = match Bundle::open(&existing, Trust::Keyring(&ring), &Limits::default()) {
+                Ok(b) => {
+                    b.manifest.realm == realm
+                        && b.manifest.kind == BundleKind::Snapshot
+                        && b.manifest.sha256.len() == members.len()
+                        && members.iter().all(|(n, m)| {
+                            b.manifest.sha256.get(n).map(String::as_str)
+                                == Some(pdp_core::manifest::sha256_hex(m).as_str())
+                        })
+                }
+                Err(_) => false,
+            };
+            if same {
+                return Ok(());
+            }
+            let etag =
+                etag.ok_or_else(|| Error::Store(format!("{key}: the store gave no ETag")))?;
+            tracing::warn!(key, "replacing an orphaned snapshot that HEAD never named");
+            if let Put::Written(_) = self.put(key, bytes, Condition::IfMatch(etag)).await? {
+                return Ok(());
+            }
+        }
+        Err(Error::Publish(format!(
+            "{key} kept changing while compacting"
+        )))
+    }
+
+    /// The content at `head.revision`: its snapshot's members with every
+    /// delta's applied in order (members replaced, users merged).
+    async fn fold(&self, realm: &str, head: &Head, signer: &BundleSigner) -> Result<Folded> {
+        let keys = self.keys(realm);
+        let base = self.open(realm, &keys.snapshot(head.snapshot), signer).await?;
+        let mut deltas = Vec::new();
+        for rev in head.snapshot + 1..=head.revision {
+            let key = keys.delta(rev);
+            deltas.push((key.clone(), self.open(realm, &key, signer).await?));
+        }
+        tokio::task::spawn_blocking(move || fold_bundles(&base, &deltas))
+            .await
+            .map_err(|e| Error::Internal(format!("compaction: {e}")))?
+    }
+
+    /// What is published and what is waiting.
+    pub async fn publish_status(&self, caller: &Caller, realm: &str) -> Result<PublishStatus> {
+        self.authorize(caller, AdminAction::BundleStatus, Some(realm))
+            .await?;
+        let signer = self.bundle_signer(realm).await?;
+        let head = self.head(realm).await?.map(|(h, _)| h);
+        let r = realm.to_owned();
+        let pending = self
+            .repo
+            .read(move |tx| {
+                tx.live_realm(&r)?;
+                tx.pending_count(&r)
+            })
+            .await?;
+        Ok(PublishStatus {
+            realm: realm.into(),
+            head_revision: head.as_ref().map(|h| h.revision),
+            snapshot_revision: head.as_ref().map(|h| h.snapshot),
+            head_updated_at: head.as_ref().map(|h| h.updated_at),
+            pending_changes: pending,
+            bundle_key: signer
+                .public_pem()
+                .map_err(|e| Error::Internal(e.to_string()))?,
+            bundle_kid: signer.kid().to_owned(),
+        })
+    }
+}
+
+/// A realm's content at one revision, folded from the store.
+struct Folded {
+    members: BTreeMap<String, Vec<u8>>,
+    identity: Option<IdentitySettings>,
+    users: usize,
+}
+
+fn own_ring(signer: &BundleSigner) -> Keyring {
+    let mut ring = Keyring::new();
+    ring.add(signer.verifying_key());
+    ring
+}
+
+fn fold_bundles(base: &Bundle<'_>, deltas: &[(String, Bundle<'_>)]) -> Result<Folded> {
+    let mut identity = base.manifest.identity.clone();
+    let mut members: BTreeMap<String, Vec<u8>> = base
+        .member_names()
+        .filter_map(|n| base.member(n).map(|b| (n.to_owned(), b.to_vec())))
+        .collect();
+    let text = |name: &str, b: &[u8]| {
+        std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|e| Error::Publish(format!("{name}: {e}")))
+    };
+    let users_text = match members.remove(member::USERS) {
+        Some(b) => text(member::USERS, &b)?,
+        None => String::new(),
+    };
+    let mut directory = Directory::parse(&users_text)
+        .map_err(|e| Error::Publish(format!("snapshot users.jsonl: {e}")))?;
+    drop(users_text);
+    let mut expected = base.manifest.revision;
+    for (key, delta) in deltas {
+        if delta.manifest.kind != BundleKind::Delta
+            || delta.manifest.base_revision != Some(expected)
+        {
+            return Err(Error::Publish(format!(
+                "{key} is not the delta on revision {expected}"
+            )));
+        }
+        expected += 1;
+        identity = delta.manifest.identity.clone();
+        for name in delta.member_names() {
+            let bytes = delta.member(name).unwrap_or_default();
+            if name == member::USERS {
+                let changes = Directory::parse_changes(&text(key, bytes)?)
+                    .map_err(|e| Error::Publish(format!("{key} users.jsonl: {e}")))?;
+                directory = directory.with_changes(changes);
+            } else {
+                members.insert(name.to_owned(), bytes.to_vec());
+            }
+        }
+    }
+    let users = directory.len();
+    members.insert(member::USERS.into(), directory.to_jsonl().into_bytes());
+    Ok(Folded {
+        members,
+        identity,
+        users,
+    })
+}
+
+/// What a decision point builds from the store: `HEAD`'s snapshot and
+/// every delta after it, each verified with `keyring` and applied in
+/// order. Used by tests and tools; edge hosts have their own poller.
+pub async fn load_published(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    realm: &str,
+    keyring: &Keyring,
+) -> Result<pdp_core::Snapshot> {
+    let keys = RealmKeys::new(prefix, realm);
+    let get = |key: String| async move {
+        match store.get(&key, None, Limits::default().archive).await {
+            Ok(Fetched::Found { bytes, .. }) => Ok(bytes),
+            Ok(_) => Err(Error::Publish(format!("{key} is missing"))),
+            Err(e) => Err(store_err(e)),
+        }
+    };
+    let head = match store.get(&keys.head(), None, HEAD_LIMIT).await {
+        Ok(Fetched::Found { bytes, .. }) => bytes,
+        Ok(_) => return Err(Error::not_found("published realm", realm)),
+        Err(e) => return Err(store_err(e)),
+    };
+    let head = Head::parse(&head).map_err(|e| Error::Publish(e.to_string()))?;
+    let opts = pdp_core::LoadOptions {
+        trust: Trust::Keyring(keyring),
+        limits: Limits::default(),
+    };
+    let key = keys.snapshot(head.snapshot);
+    let mut snap = pdp_core::load(&get(key.clone()).await?, &opts, None)
+        .map_err(|e| Error::Publish(format!("{key}: {e}")))?;
+    for rev in head.snapshot + 1..=head.revision {
+        let key = keys.delta(rev);
+        snap = pdp_core::load(&get(key.clone()).await?, &opts, Some(&snap))
+            .map_err(|e| Error::Publish(format!("{key}: {e}")))?;
+    }
+    Ok(snap)
+}

@@ -1,0 +1,292 @@
+//! Users: creation, attributes, search, the lifecycle actions (with the
+//! identity provider told in the safe order), credentials, memberships.
+
+use super::{Caller, Service};
+use crate::domain::admin::AdminAction;
+use crate::domain::error::{Error, Result};
+use crate::domain::group::Kind;
+use crate::domain::user::{
+    NewUser, User, UserPage, UserQuery, canonical, encode_cursor, merge_attrs, new_user,
+};
+use crate::domain::policy::parse_schema;
+use crate::ports::identity::{TotpEnrollment, VerificationCode};
+use crate::ports::repository::{Change, Taken};
+use pdp_core::{LifecycleAction, Memory};
+use serde_json::{Map, Value};
+
+impl Service {
+    /// Create a user in state `Created`.
+    pub async fn create_user(&self, caller: &Caller, realm: &str, new: &NewUser) -> Result<User> {
+        self.authorize(caller, AdminAction::UserCreate, Some(realm))
+            .await?;
+        let now = self.now();
+        let fresh = crate::random::uuid_v4()?;
+        let (r, new) = (realm.to_owned(), new.clone());
+        let user = self
+            .repo
+            .write(move |tx| {
+                let schema = parse_schema(&tx.current_schema_text(&r)?)?;
+                let user = new_user(&r, &new, &schema, fresh, now)?;
+                if let Some(taken) = tx.user_taken(&r, &user.id, &user.email, &user.username)? {
+                    let (kind, id) = match taken {
+                        Taken::Id => ("user", user.id.clone()),
+                        Taken::Email => ("user with email", user.email.clone()),
+                        Taken::Username => ("user with username", user.username.clone()),
+                    };
+                    return Err(Error::AlreadyExists { kind, id });
+                }
+                tx.insert_user(&r, &user, &Memory::default(), None)?;
+                tx.record_change(&r, Change::User(user.id.clone()), now)?;
+                Ok(user)
+            })
+            .await?;
+        self.changed(realm).await;
+        Ok(user)
+    }
+
+    /// A user by id.
+    pub async fn user(&self, caller: &Caller, realm: &str, id: &str) -> Result<User> {
+        self.authorize(caller, AdminAction::UserRead, Some(realm))
+            .await?;
+        let (r, id) = (realm.to_owned(), id.to_owned());
+        self.repo
+            .read(move |tx| {
+                tx.live_realm(&r)?;
+                tx.user(&r, &id)
+            })
+            .await
+    }
+
+    /// Search users: by email or username prefix (case-insensitive) or by
+    /// state, ordered by that key then id. Pagination is keyset-based: a
+    /// cursor names the last row returned, so users created or deleted
+    /// between pages never shift the rest (no row is skipped or repeated).
+    pub async fn search_users(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        q: &UserQuery,
+    ) -> Result<UserPage> {
+        self.authorize(caller, AdminAction::UserList, Some(realm))
+            .await?;
+        let search = q.to_search()?;
+        let r = realm.to_owned();
+        self.repo
+            .read(move |tx| {
+                tx.live_realm(&r)?;
+                let rows = tx.search_users(&r, &search)?;
+                let limit = search.limit as usize;
+                let next = if rows.len() > limit {
+                    rows.get(limit - 1).map(|(id, k)| encode_cursor(k, id))
+                } else {
+                    None
+                };
+                let users = rows
+                    .iter()
+                    .take(limit)
+                    .map(|(id, _)| tx.user(&r, id))
+                    .collect::<Result<_>>()?;
+                Ok(UserPage { users, next })
+            })
+            .await
+    }
+
+    /// Merge `patch` into the user's attributes (`null` removes one) and
+    /// validate the result against the schema; nothing changes if it fails.
+    pub async fn update_user_attrs(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+        patch: &Map<String, Value>,
+    ) -> Result<User> {
+        self.authorize(caller, AdminAction::UserUpdate, Some(realm))
+            .await?;
+        let now = self.now();
+        let (r, id, patch) = (realm.to_owned(), id.to_owned(), patch.clone());
+        let user = self
+            .repo
+            .write(move |tx| {
+                let schema = parse_schema(&tx.current_schema_text(&r)?)?;
+                let mut user = tx.user(&r, &id)?;
+                merge_attrs(&mut user.attrs, &patch);
+                let record = canonical(&user, &schema, &r)?;
+                tx.set_user_attrs(&r, &id, &record.attrs, now)?;
+                tx.record_change(&r, Change::User(id.clone()), now)?;
+                tx.user(&r, &id)
+            })
+            .await?;
+        self.changed(realm).await;
+        Ok(user)
+    }
+
+    /// Apply a lifecycle action. Illegal transitions are refused
+    /// (`Error::Lifecycle`) and change nothing; revoking actions set
+    /// `tokens_valid_after` to now. Revoking actions are published before
+    /// the identity provider follows, enabling ones after it did: a crash
+    /// in between never leaves more access than intended.
+    pub async fn lifecycle(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+        action: LifecycleAction,
+    ) -> Result<User> {
+        self.authorize(caller, AdminAction::of_lifecycle(action), Some(realm))
+            .await?;
+        let now = self.now();
+        let (r, i) = (realm.to_owned(), id.to_owned());
+        let user = self
+            .repo
+            .write(move |tx| tx.lifecycle(&r, &i, action, now))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        if action.revokes_tokens() {
+            self.changed(realm).await;
+            self.identity_result(idp.lifecycle_applied(realm, &user, action).await)?;
+        } else {
+            self.identity_result(idp.lifecycle_applied(realm, &user, action).await)?;
+            self.changed(realm).await;
+        }
+        Ok(user)
+    }
+
+    /// Set a user's password (checked against the rules); every session of
+    /// theirs ends. `temporary`: a new one is required at the next login.
+    pub async fn set_password(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+        password: &str,
+        temporary: bool,
+    ) -> Result<()> {
+        self.authorize(caller, AdminAction::UserSetPassword, Some(realm))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        self.identity_result(
+            idp.set_password(realm, id, password, temporary, self.now())
+                .await,
+        )?;
+        self.changed(realm).await;
+        Ok(())
+    }
+
+    /// Send a Created or Unverified user a new email verification code (a
+    /// Created user becomes Unverified). The caller delivers the code.
+    pub async fn start_verification(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+    ) -> Result<VerificationCode> {
+        self.authorize(caller, AdminAction::UserInvite, Some(realm))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        let code = self.identity_result(idp.start_verification(realm, id, self.now()).await)?;
+        self.changed(realm).await;
+        Ok(code)
+    }
+
+    /// Start TOTP enrolment for a user (the secret is shown once).
+    pub async fn totp_enroll(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+    ) -> Result<TotpEnrollment> {
+        self.authorize(caller, AdminAction::UserUpdate, Some(realm))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        self.identity_result(idp.totp_enroll(realm, id).await)
+    }
+
+    /// Confirm TOTP enrolment with a current code.
+    pub async fn totp_confirm(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+        code: &str,
+    ) -> Result<()> {
+        self.authorize(caller, AdminAction::UserUpdate, Some(realm))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        self.identity_result(idp.totp_confirm(realm, id, code, self.now()).await)
+    }
+
+    /// Remove a user's TOTP.
+    pub async fn totp_remove(&self, caller: &Caller, realm: &str, id: &str) -> Result<()> {
+        self.authorize(caller, AdminAction::UserUpdate, Some(realm))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        self.identity_result(idp.totp_remove(realm, id).await)
+    }
+
+    /// Add a user to a group (idempotent) or, with `add = false`, remove
+    /// them from it.
+    pub async fn set_user_group(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        user: &str,
+        group: &str,
+        add: bool,
+    ) -> Result<User> {
+        self.authorize(caller, AdminAction::GroupMembers, Some(realm))
+            .await?;
+        self.link_user(realm, user, Kind::Group, group, add).await
+    }
+
+    /// Assign a role to a user (idempotent) or, with `add = false`, take it.
+    pub async fn set_user_role(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        user: &str,
+        role: &str,
+        add: bool,
+    ) -> Result<User> {
+        self.authorize(caller, AdminAction::RoleUpdate, Some(realm))
+            .await?;
+        self.link_user(realm, user, Kind::Role, role, add).await
+    }
+
+    async fn link_user(
+        &self,
+        realm: &str,
+        user: &str,
+        kind: Kind,
+        target: &str,
+        add: bool,
+    ) -> Result<User> {
+        let now = self.now();
+        let (r, u, t) = (realm.to_owned(), user.to_owned(), target.to_owned());
+        let (changed, user) = self
+            .repo
+            .write(move |tx| {
+                tx.live_realm(&r)?;
+                tx.user(&r, &u)?;
+                if !tx.node_exists(&r, kind, &t)? {
+                    return Err(Error::not_found(kind.name(), t.clone()));
+                }
+                let changed = tx.set_user_link(&r, &u, kind, &t, add)?;
+                if !changed && !add {
+                    return Err(Error::NotFound {
+                        kind: "membership",
+                        id: format!("{u} -> {} {t}", kind.name()),
+                    });
+                }
+                if changed {
+                    tx.touch_user(&r, &u, now)?;
+                    tx.record_change(&r, Change::User(u.clone()), now)?;
+                }
+                Ok((changed, tx.user(&r, &u)?))
+            })
+            .await?;
+        if changed {
+            self.changed(realm).await;
+        }
+        Ok(user)
+    }
+}

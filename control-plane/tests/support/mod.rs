@@ -1,0 +1,148 @@
+//! What the control plane's tests share: a service on a private SQLite
+//! database and a local-directory store, with a clock the test moves.
+
+#![allow(dead_code, reason = "each test binary uses a part of it")]
+
+use control_plane::backend::local_identity::LocalIdentity;
+use control_plane::backend::sqlite::SqliteRepository;
+use control_plane::domain::realm::NewRealm;
+use control_plane::domain::user::NewUser;
+use control_plane::ports::ObjectStore;
+use control_plane::ports::clock::ManualClock;
+use control_plane::ports::identity::{IdentityProvider, Identities};
+use control_plane::ports::repository::Repository;
+use control_plane::{Caller, Service, Settings};
+use std::sync::Arc;
+
+/// The time tests start at.
+pub const NOW: i64 = 1_800_000_000;
+
+/// The operator (the command line's caller).
+pub const OP: &Caller = &Caller::Operator;
+
+/// Realm issuers are `<ISSUER_BASE>/realms/<realm>`.
+pub const ISSUER_BASE: &str = "https://cp.example";
+
+/// A service and what it runs on.
+pub struct Cp {
+    pub service: Arc<Service>,
+    pub clock: ManualClock,
+    pub repo: Arc<dyn Repository>,
+    pub store: Arc<dyn ObjectStore>,
+    pub dir: tempfile::TempDir,
+}
+
+/// How a test wants its service.
+pub struct Options {
+    pub settings: Settings,
+    pub file_db: bool,
+    pub identity: Option<Box<dyn FnOnce(Arc<dyn Repository>) -> Arc<dyn IdentityProvider>>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settings: Settings {
+                auto_publish: false,
+                ..Settings::default()
+            },
+            file_db: false,
+            identity: None,
+        }
+    }
+}
+
+impl Cp {
+    /// A service (no auto-publish) with these realms.
+    pub async fn with_realms(realms: &[&str]) -> Cp {
+        let cp = Cp::open(Options::default()).await;
+        for r in realms {
+            cp.realm(r).await;
+        }
+        cp
+    }
+
+    /// A service as `options` say.
+    pub async fn open(options: Options) -> Cp {
+        let dir = tempfile::tempdir().unwrap();
+        let repo: Arc<dyn Repository> = if options.file_db {
+            Arc::new(SqliteRepository::open(&dir.path().join("cp.db")).unwrap())
+        } else {
+            Arc::new(SqliteRepository::open_in_memory().unwrap())
+        };
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(object_store::LocalDirStore::new(dir.path().join("store")));
+        let clock = ManualClock::at(NOW);
+        let identity = match options.identity {
+            Some(f) => f(repo.clone()),
+            None => Arc::new(LocalIdentity::new(repo.clone(), ISSUER_BASE, 3600)),
+        };
+        let service = Arc::new(Service::new(
+            repo.clone(),
+            Identities::new(identity),
+            store.clone(),
+            Arc::new(clock.clone()),
+            options.settings,
+        ));
+        Cp {
+            service,
+            clock,
+            repo,
+            store,
+            dir,
+        }
+    }
+
+    /// Create a realm with the reference schema.
+    pub async fn realm(&self, name: &str) {
+        self.service
+            .create_realm(
+                OP,
+                &NewRealm {
+                    name: name.into(),
+                    ..NewRealm::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Create a user with this email; its id.
+    pub async fn user(&self, realm: &str, email: &str) -> String {
+        self.service
+            .create_user(
+                OP,
+                realm,
+                &NewUser {
+                    email: email.into(),
+                    ..NewUser::default()
+                },
+            )
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// Set the clock.
+    pub fn at(&self, now: i64) -> &Service {
+        self.clock.set(now);
+        &self.service
+    }
+}
+
+impl Cp {
+    /// The keyring that trusts `realm`'s bundles.
+    pub async fn keyring(&self, realm: &str) -> pdp_core::Keyring {
+        let pem = self.service.bundle_key(OP, realm).await.unwrap();
+        let mut ring = pdp_core::Keyring::new();
+        ring.add_pem(&pem).unwrap();
+        ring
+    }
+
+    /// What a decision point loads from the store for `realm`.
+    pub async fn published(&self, realm: &str) -> control_plane::Result<pdp_core::Snapshot> {
+        let ring = self.keyring(realm).await;
+        control_plane::service::publish::load_published(self.store.as_ref(), "", realm, &ring)
+            .await
+    }
+}
