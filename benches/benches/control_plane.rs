@@ -9,13 +9,11 @@
     reason = "criterion macros generate undocumented functions"
 )]
 
-use control_plane::Db;
-use control_plane::import::Format;
-use control_plane::objstore::LocalDirStore;
-use control_plane::publish::Publisher;
-use control_plane::realm::NewRealm;
+use control_plane::domain::import::Format;
+use control_plane::domain::realm::NewRealm;
+use control_plane::{Caller, Service, Settings};
 use criterion::{Criterion, criterion_group, criterion_main};
-use gatehouse_benches::percentiles;
+use gatehouse_benches::{local_service, percentiles};
 use pdp_core::LifecycleAction;
 use std::hint::black_box;
 
@@ -23,15 +21,23 @@ const USERS: usize = 10_000;
 
 fn lifecycle_to_delta(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = Db::open(&dir.path().join("cp.db")).expect("db");
-    db.create_realm(
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let op = &Caller::Operator;
+    let s: Service = rt.block_on(local_service(
+        dir.path(),
+        Settings {
+            auto_publish: false,
+            compact_after_deltas: 0,
+            ..Settings::default()
+        },
+    ));
+    rt.block_on(s.create_realm(
+        op,
         &NewRealm {
             name: "bench".into(),
             ..NewRealm::default()
         },
-        "https://cp.bench",
-        1,
-    )
+    ))
     .expect("realm");
     let mut lines = String::new();
     for i in 0..USERS {
@@ -40,11 +46,14 @@ fn lifecycle_to_delta(c: &mut Criterion) {
             i % 7
         ));
     }
-    db.import_users("bench", lines.as_bytes(), Format::JsonLines, 1)
-        .expect("import");
-    let store = LocalDirStore::open(dir.path().join("store")).expect("store");
-    let publisher = Publisher::new(&db, &store, "", 0);
-    publisher.publish("bench", 1).expect("first snapshot");
+    rt.block_on(s.import_users(
+        op,
+        "bench",
+        Box::new(std::io::Cursor::new(lines.into_bytes())),
+        Format::JsonLines,
+    ))
+    .expect("import");
+    rt.block_on(s.publish(op, "bench")).expect("first snapshot");
 
     // Suspend and resume alternately, each published at once.
     let mut n = 0_usize;
@@ -56,8 +65,9 @@ fn lifecycle_to_delta(c: &mut Criterion) {
             LifecycleAction::Resume
         };
         n += 1;
-        db.lifecycle("bench", &user, action, 2).expect("lifecycle");
-        let p = publisher.publish("bench", 2).expect("publish");
+        rt.block_on(s.lifecycle(op, "bench", &user, action))
+            .expect("lifecycle");
+        let p = rt.block_on(s.publish(op, "bench")).expect("publish");
         assert_eq!(p.kind, "delta");
         black_box(p);
     };

@@ -7,12 +7,11 @@
 //! `cargo run --profile bench -p gatehouse-benches --example cp_scale -- SYNTH_DIR`
 //! (a directory from `pdp synth --users N -o SYNTH_DIR`).
 
-use control_plane::Db;
-use control_plane::group::{Kind, NewNode};
-use control_plane::import::Format;
-use control_plane::objstore::LocalDirStore;
-use control_plane::publish::Publisher;
-use control_plane::realm::NewRealm;
+use control_plane::domain::group::{Kind, NewNode};
+use control_plane::domain::import::Format;
+use control_plane::domain::realm::NewRealm;
+use control_plane::{Caller, Settings};
+use gatehouse_benches::local_service;
 use pdp_core::LifecycleAction;
 use std::time::Instant;
 
@@ -27,7 +26,9 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let op = &Caller::Operator;
     let synth = std::path::PathBuf::from(
         std::env::args()
             .nth(1)
@@ -38,17 +39,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => std::env::temp_dir().join(format!("cp-scale-{}", std::process::id())),
     };
     std::fs::create_dir_all(&work)?;
-    let db = Db::open(&work.join("cp.db"))?;
-    let now = control_plane::cli::now();
-    db.create_realm(
+    let s = local_service(
+        &work,
+        Settings {
+            auto_publish: false,
+            compact_after_deltas: 0,
+            ..Settings::default()
+        },
+    )
+    .await;
+    s.create_realm(
+        op,
         &NewRealm {
             name: "bench".into(),
             schema: Some(std::fs::read_to_string(synth.join("schema.cedarschema"))?),
             ..NewRealm::default()
         },
-        "https://cp.bench",
-        now,
-    )?;
+    )
+    .await?;
     // The realm's roles and groups (with their nesting and roles), as an
     // operator would create them before importing users into them.
     let entities: Vec<serde_json::Value> =
@@ -63,15 +71,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let ty = if kind == Kind::Role { "Role" } else { "Group" };
         for e in of(ty) {
             let id = e["uid"]["id"].as_str().unwrap_or_default();
-            db.create_node(
+            s.create_node(
+                op,
                 "bench",
                 kind,
                 &NewNode {
                     id: id.into(),
                     description: String::new(),
                 },
-                now,
-            )?;
+            )
+            .await?;
         }
     }
     for e in of("Group") {
@@ -79,9 +88,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for p in e["parents"].as_array().into_iter().flatten() {
             let pid = p["id"].as_str().unwrap_or_default();
             if p["type"] == "Group" {
-                db.add_group_parent("bench", id, pid, now)?;
+                s.set_group_parent(op, "bench", id, pid, true).await?;
             } else {
-                db.set_group_role("bench", id, pid, true, now)?;
+                s.set_group_role(op, "bench", id, pid, true).await?;
             }
         }
     }
@@ -93,7 +102,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let file = std::io::BufReader::new(std::fs::File::open(synth.join("users.jsonl"))?);
-    let imported = db.import_users("bench", file, Format::JsonLines, now)?;
+    let imported = s
+        .import_users(op, "bench", Box::new(file), Format::JsonLines)
+        .await?;
     let import_s = t.elapsed().as_secs_f64();
     println!(
         "import: {} users in {import_s:.1} s, peak RSS {:.0} MiB",
@@ -101,10 +112,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib()
     );
 
-    let store = LocalDirStore::open(work.join("store"))?;
-    let publisher = Publisher::new(&db, &store, "", 0);
     let t = Instant::now();
-    let first = publisher.publish("bench", now)?;
+    let first = s.publish(op, "bench").await?;
     println!(
         "first snapshot: {} users, {:.1} MiB gzip, {:.1} s, peak RSS {:.0} MiB",
         first.users,
@@ -122,14 +131,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let user = pdp_core::synth::user_id(k);
         let t = Instant::now();
-        match db.lifecycle("bench", &user, LifecycleAction::Suspend, now + 1) {
+        match s
+            .lifecycle(op, "bench", &user, LifecycleAction::Suspend)
+            .await
+        {
             Ok(_) => {}
             Err(control_plane::Error::Lifecycle(_)) => {
-                db.lifecycle("bench", &user, LifecycleAction::Resume, now + 1)?;
+                s.lifecycle(op, "bench", &user, LifecycleAction::Resume)
+                    .await?;
             }
             Err(e) => return Err(e.into()),
         }
-        let p = publisher.publish("bench", now + 1)?;
+        let p = s.publish(op, "bench").await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(p.kind, "delta");
     }
@@ -140,7 +153,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let t = Instant::now();
-    let c = publisher.compact("bench", now + 2)?;
+    let c = s.compact(op, "bench").await?;
     let compact_s = t.elapsed().as_secs_f64();
     println!(
         "compaction (snapshot + 100 deltas -> snapshot {}): {} users, {:.1} MiB gzip, {compact_s:.1} s, peak RSS {:.0} MiB",

@@ -95,3 +95,28 @@ pub fn percentiles(n: usize, mut f: impl FnMut(usize)) -> (u64, u64) {
     let at = |q: f64| t.get(((n as f64) * q) as usize).copied().unwrap_or(0);
     (at(0.50), at(0.99))
 }
+
+/// A control-plane service on the embedded backends under `dir`: a SQLite
+/// file `cp.db`, a local-directory store `store/`, the local identity
+/// provider, the system clock.
+pub async fn local_service(
+    dir: &std::path::Path,
+    settings: control_plane::Settings,
+) -> control_plane::Service {
+    use control_plane::backend::local_identity::LocalIdentity;
+    use control_plane::backend::sqlite::SqliteRepository;
+    use control_plane::ports::repository::Repository;
+    use std::sync::Arc;
+    let repo: Arc<dyn Repository> = match SqliteRepository::open(&dir.join("cp.db")) {
+        Ok(r) => Arc::new(r),
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    let identity = Arc::new(LocalIdentity::new(repo.clone(), "https://cp.bench", 3600));
+    control_plane::Service::new(
+        repo,
+        control_plane::ports::identity::Identities::new(identity),
+        Arc::new(object_store::LocalDirStore::new(dir.join("store"))),
+        Arc::new(control_plane::ports::clock::SystemClock),
+        settings,
+    )
+}

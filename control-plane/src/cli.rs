@@ -871,13 +871,12 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
                 None if file.extension().is_some_and(|e| e == "csv") => Format::Csv,
                 None => Format::JsonLines,
             };
-            let input = if file.as_os_str() == "-" {
-                let mut b = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
-                    .map_err(|e| CliError::Usage(format!("stdin: {e}")))?;
-                b
+            let input: Box<dyn std::io::BufRead + Send> = if file.as_os_str() == "-" {
+                Box::new(std::io::BufReader::new(std::io::stdin()))
             } else {
-                std::fs::read(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?
+                let f = std::fs::File::open(&file)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+                Box::new(std::io::BufReader::new(f))
             };
             json_of(&s.import_users(op, &realm, input, format).await?)
         }

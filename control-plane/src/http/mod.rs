@@ -335,7 +335,7 @@ async fn import_users(
         .is_some_and(|v| v.starts_with("text/csv"));
     let format = if csv { Format::Csv } else { Format::JsonLines };
     Ok(Json(
-        s.import_users(&caller, &realm, bytes.to_vec(), format)
+        s.import_users(&caller, &realm, Box::new(std::io::Cursor::new(bytes)), format)
             .await?,
     ))
 }

@@ -10,13 +10,14 @@ use crate::ports::repository::Change;
 use pdp_core::{Memory, UserState};
 
 impl Service {
-    /// Import users from `input`; all or nothing. The input is read whole
-    /// before the transaction starts (the API has it in memory already).
+    /// Import users from `input`; all or nothing. The input is streamed
+    /// inside the one transaction (a file of a million users is never held
+    /// in memory whole).
     pub async fn import_users(
         &self,
         caller: &Caller,
         realm: &str,
-        input: Vec<u8>,
+        input: Box<dyn std::io::BufRead + Send>,
         format: Format,
     ) -> Result<Imported> {
         self.authorize(caller, AdminAction::UserImport, Some(realm))
@@ -28,7 +29,7 @@ impl Service {
             .write(move |tx| {
                 let schema = parse_schema(&tx.current_schema_text(&r)?)?;
                 let mut count = 0u64;
-                read_records(&input[..], format, |rec, line| {
+                read_records(input, format, |rec, line| {
                     let u = check_record(rec, line, &r, &schema, now, crate::random::uuid_v4)?;
                     // One imported Suspended or Deleted returns to Active on
                     // resume or restore: the state before is not known.
