@@ -53,11 +53,6 @@ impl S3Store {
         let shared = loader.load().await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(connect.s3_force_path_style)
-            // Bundles carry their own hashes and signatures; S3-compatible
-            // services vary in which default checksums they accept.
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
             .build();
         Ok(S3Store {
             client: aws_sdk_s3::Client::from_conf(config),
