@@ -87,7 +87,8 @@ impl FaultProxy {
         self.shared.down.store(down, SeqCst);
     }
 
-    /// Requests received so far: failed, dropped while down, or forwarded.
+    /// Requests received so far: failed, forwarded, or dropped while down
+    /// (a connection closed at once while down counts as one).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(SeqCst)
     }
@@ -110,6 +111,8 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors or the like: let other tasks run first.
+            tokio::task::yield_now().await;
             continue;
         };
         if shared.down.load(SeqCst) {

@@ -157,7 +157,21 @@ fn put_blocking(path: &Path, bytes: &[u8], condition: Condition) -> Result<Put, 
     let dir = path
         .parent()
         .ok_or_else(|| io_err(path, ErrorKind::InvalidInput.into()))?;
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    if !dir.is_dir() {
+        // New folders (the root too, on the first write) must survive a
+        // crash like the object in them: sync each one's entry in the
+        // folder above it.
+        let new: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .collect();
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        for above in new.iter().filter_map(|f| f.parent()) {
+            if !above.as_os_str().is_empty() {
+                sync_dir(above)?;
+            }
+        }
+    }
     let tmp = write_temp(dir, bytes)?;
     let etag = LocalDirStore::etag(bytes);
     let rename = || {
