@@ -224,6 +224,7 @@ impl Realms {
             connect: Connect {
                 s3_force_path_style: config.s3_force_path_style,
                 timeout: std::time::Duration::from_millis(config.source_timeout_ms),
+                ..Connect::default()
             },
             state_dir: config.state_dir.as_ref().map(StateDir::new),
             limits: Limits {

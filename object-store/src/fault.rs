@@ -87,7 +87,8 @@ impl FaultProxy {
         self.shared.down.store(down, SeqCst);
     }
 
-    /// Requests received so far: failed, dropped while down, or forwarded.
+    /// Requests received so far: failed, forwarded, or dropped while down
+    /// (a connection closed at once while down counts as one).
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(SeqCst)
     }
@@ -110,6 +111,8 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors or the like: let other tasks run first.
+            tokio::task::yield_now().await;
             continue;
         };
         if shared.down.load(SeqCst) {
@@ -147,7 +150,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         return Ok(fault_response(status));
     }
     let stream = TcpStream::connect(&shared.target).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     let response = sender.send_request(req).await?;
     shared.forwarded.fetch_add(1, SeqCst);
@@ -165,9 +169,11 @@ fn fault_response(status: u16) -> Response<Body> {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the fault proxy</Message></Error>"
     );
     let mut response = Response::new(Full::new(Bytes::from(xml)).map_err(|e| match e {}).boxed());
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/xml"));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
     response
 }

@@ -93,7 +93,9 @@ pub enum StoreError {
     },
     /// A key (or prefix) that [`validate_key`] refuses: it could escape the
     /// store's root or name one of a local store's own files.
-    #[error("object key {0:?} is not allowed (segments of A-Z a-z 0-9 . _ -, no empty, . or .. segment, no .tmp-* or *.lock name)")]
+    #[error(
+        "object key {0:?} is not allowed (segments of A-Z a-z 0-9 . _ -, no empty, . or .. segment, no .tmp-* or *.lock name)"
+    )]
     BadKey(String),
     /// A write or a listing asked of a read-only store (HTTP); the store's
     /// description.

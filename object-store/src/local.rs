@@ -36,7 +36,10 @@ impl LocalDirStore {
 
     /// The entity tag this store gives an object of these bytes.
     pub fn etag(bytes: &[u8]) -> String {
-        format!("\"{}\"", data_encoding::HEXLOWER.encode(&Sha256::digest(bytes)))
+        format!(
+            "\"{}\"",
+            data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
+        )
     }
 
     /// The file of `key`, once [`validate_key`] accepts it.
@@ -112,7 +115,8 @@ fn current_etag(path: &Path) -> Result<Option<String>, StoreError> {
 /// Write `bytes` to a fresh temporary file in `dir`, flushed to disk.
 fn write_temp(dir: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     let mut random = [0u8; 8];
-    getrandom::getrandom(&mut random).map_err(|e| io_err(dir, std::io::Error::other(e)))?;
+    getrandom::getrandom(&mut random)
+        .map_err(|e| io_err(dir, std::io::Error::other(e.to_string())))?;
     let tmp = dir.join(format!(".tmp-{}", data_encoding::HEXLOWER.encode(&random)));
     let mut f = OpenOptions::new()
         .write(true)
@@ -153,7 +157,21 @@ fn put_blocking(path: &Path, bytes: &[u8], condition: Condition) -> Result<Put, 
     let dir = path
         .parent()
         .ok_or_else(|| io_err(path, ErrorKind::InvalidInput.into()))?;
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    if !dir.is_dir() {
+        // New folders (the root too, on the first write) must survive a
+        // crash like the object in them: sync each one's entry in the
+        // folder above it.
+        let new: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+            .collect();
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        for above in new.iter().filter_map(|f| f.parent()) {
+            if !above.as_os_str().is_empty() {
+                sync_dir(above)?;
+            }
+        }
+    }
     let tmp = write_temp(dir, bytes)?;
     let etag = LocalDirStore::etag(bytes);
     let rename = || {

@@ -2,8 +2,8 @@
 
 use crate::key::{validate_key, validate_prefix};
 use crate::{BoxFuture, Condition, Connect, Fetched, ObjectStore, Put, StoreError, join};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 
 /// A bucket (and a prefix in it) as an object store.
@@ -53,11 +53,6 @@ impl S3Store {
         let shared = loader.load().await;
         let config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(connect.s3_force_path_style)
-            // Bundles carry their own hashes and signatures; S3-compatible
-            // services vary in which default checksums they accept.
-            .request_checksum_calculation(
-                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-            )
             .build();
         Ok(S3Store {
             client: aws_sdk_s3::Client::from_conf(config),
@@ -129,7 +124,8 @@ impl ObjectStore for S3Store {
             let out = match sent {
                 Ok(out) => out,
                 Err(e) => {
-                    let no_such_key = matches!(&e, SdkError::ServiceError(s) if s.err().is_no_such_key());
+                    let no_such_key =
+                        matches!(&e, SdkError::ServiceError(s) if s.err().is_no_such_key());
                     return match failure(e) {
                         Failure::Status { status: 304, .. } => Ok(Fetched::NotModified),
                         Failure::Status { status: 404, .. } => Ok(Fetched::Missing),

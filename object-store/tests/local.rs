@@ -1,7 +1,9 @@
 //! The conformance suite on a local directory, and what is particular to
 //! it: a store is created by its first write, and leaves no temporaries.
 
-use object_store::{Condition, Connect, Fetched, LocalDirStore, ObjectStore, Put, conformance, open};
+use object_store::{
+    Condition, Connect, Fetched, LocalDirStore, ObjectStore, Put, conformance, open,
+};
 use std::path::Path;
 
 fn files(dir: &Path, out: &mut Vec<String>) {
@@ -22,7 +24,9 @@ async fn a_local_directory_conforms() {
     let store = LocalDirStore::new(&root);
     conformance::run(&store, "scratch").await;
     // The same store through `open`, under another prefix.
-    let opened = open(&root.display().to_string(), &Connect::default()).await.unwrap();
+    let opened = open(&root.display().to_string(), &Connect::default())
+        .await
+        .unwrap();
     conformance::run(opened.as_ref(), "again/nested").await;
     let mut names = Vec::new();
     files(&root, &mut names);
@@ -36,8 +40,13 @@ async fn a_local_directory_conforms() {
 async fn opening_and_reading_create_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("not-yet");
-    let store = open(&root.display().to_string(), &Connect::default()).await.unwrap();
-    assert_eq!(store.get("acme/HEAD", None, 10).await.unwrap(), Fetched::Missing);
+    let store = open(&root.display().to_string(), &Connect::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("acme/HEAD", None, 10).await.unwrap(),
+        Fetched::Missing
+    );
     assert_eq!(store.list("acme").await.unwrap(), Vec::<String>::new());
     assert_eq!(store.list("").await.unwrap(), Vec::<String>::new());
     assert!(!root.exists(), "a read created the store");
@@ -69,8 +78,14 @@ async fn entity_tags_are_the_quoted_sha256() {
             etag: Some(etag)
         }
     );
-    assert_eq!(store.get("folder", None, 3).await.unwrap(), Fetched::Missing);
-    assert_eq!(store.get("k/below", None, 3).await.unwrap(), Fetched::Missing);
+    assert_eq!(
+        store.get("folder", None, 3).await.unwrap(),
+        Fetched::Missing
+    );
+    assert_eq!(
+        store.get("k/below", None, 3).await.unwrap(),
+        Fetched::Missing
+    );
 }
 
 #[tokio::test]
@@ -82,8 +97,17 @@ async fn locations_open_the_right_store() {
         http.put("k", b"x", Condition::None).await,
         Err(object_store::StoreError::ReadOnly(_))
     ));
-    assert!(matches!(http.list("k").await, Err(object_store::StoreError::ReadOnly(_))));
-    for bad in ["", "s3://", "https://user:pw@host/x", "https://host/x?token=1", "ftp://x"] {
+    assert!(matches!(
+        http.list("k").await,
+        Err(object_store::StoreError::ReadOnly(_))
+    ));
+    for bad in [
+        "",
+        "s3://",
+        "https://user:pw@host/x",
+        "https://host/x?token=1",
+        "ftp://x",
+    ] {
         let err = open(bad, &c).await.map(|s| s.describe());
         assert!(
             matches!(&err, Err(object_store::StoreError::BadLocation(m)) if !m.contains("pw") && !m.contains("token")),
