@@ -856,7 +856,9 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
             }
         },
         Command::Schema(c) => match c {
-            SchemaCmd::Put { realm, file } => json_of(&s.put_schema(op, &realm, &read(&file)?).await?),
+            SchemaCmd::Put { realm, file } => {
+                json_of(&s.put_schema(op, &realm, &read(&file)?).await?)
+            }
             SchemaCmd::Get { realm, version } => json_of(&s.schema(op, &realm, version).await?),
         },
         Command::Import {
@@ -885,7 +887,9 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
             Ok(Value::Null)
         }
         Command::Routes(c) => match c {
-            RoutesCmd::Put { realm, file } => Ok(s.put_routes(op, &realm, &json_file(&file)?).await?),
+            RoutesCmd::Put { realm, file } => {
+                Ok(s.put_routes(op, &realm, &json_file(&file)?).await?)
+            }
             RoutesCmd::Get { realm } => Ok(s.routes(op, &realm).await?),
         },
         Command::Login {

@@ -946,7 +946,10 @@ fn groups_roles_and_memberships() {
         &h.root("DELETE", "/v1/realms/acme/groups/eng", None),
         StatusCode::NO_CONTENT,
     );
-    assert_eq!(h.block(h.cp.service.user(OP, "acme", &id)).unwrap().groups, Vec::<String>::new());
+    assert_eq!(
+        h.block(h.cp.service.user(OP, "acme", &id)).unwrap().groups,
+        Vec::<String>::new()
+    );
     problem(
         &h.root("DELETE", "/v1/realms/acme/groups/eng", None),
         StatusCode::NOT_FOUND,
@@ -1471,13 +1474,9 @@ impl IdentityProvider for Recording {
             ) else {
                 return Ok(());
             };
-            let snap = control_plane::service::publish::load_published(
-                store.as_ref(),
-                "",
-                realm,
-                &ring,
-            )
-            .await?;
+            let snap =
+                control_plane::service::publish::load_published(store.as_ref(), "", realm, &ring)
+                    .await?;
             let published = snap.user(&user.id).map(|u| u.state());
             self.seen.lock().unwrap().push((action, published));
             Ok(())

@@ -366,7 +366,10 @@ async fn groups_nest_without_cycles_and_feed_memberships() {
         assert!(matches!(r, Err(Error::Conflict(_))), "{g} in {p}: {r:?}");
     }
     assert_eq!(
-        s.node(OP, "acme", Kind::Group, "eng").await.unwrap().parents,
+        s.node(OP, "acme", Kind::Group, "eng")
+            .await
+            .unwrap()
+            .parents,
         Vec::<String>::new()
     );
     s.set_group_role(OP, "acme", "eng", "editor", true)
@@ -476,13 +479,23 @@ async fn policies_are_validated_with_cedar_diagnostics() {
     ));
     // create refuses an existing id; update refuses a missing one.
     assert!(matches!(
-        s.create_policy(OP, "acme", "own-profile", &input("permit (principal, action, resource);"))
-            .await,
+        s.create_policy(
+            OP,
+            "acme",
+            "own-profile",
+            &input("permit (principal, action, resource);")
+        )
+        .await,
         Err(Error::AlreadyExists { .. })
     ));
     assert!(matches!(
-        s.update_policy(OP, "acme", "nope", &input("permit (principal, action, resource);"))
-            .await,
+        s.update_policy(
+            OP,
+            "acme",
+            "nope",
+            &input("permit (principal, action, resource);")
+        )
+        .await,
         Err(Error::NotFound { .. })
     ));
     let ids: Vec<_> = s
@@ -573,10 +586,7 @@ async fn schema_versions_are_refused_when_content_breaks() {
 async fn routes_are_checked_as_decision_points_check_them() {
     let cp = Cp::with_realms(&["acme"]).await;
     let s = &cp.service;
-    assert_eq!(
-        s.routes(OP, "acme").await.unwrap(),
-        json!({"routes": []})
-    );
+    assert_eq!(s.routes(OP, "acme").await.unwrap(), json!({"routes": []}));
     let table = json!({"routes": [
         {"method": "GET", "path": "/documents/{id}", "action": "readDocument",
          "resource": {"type": "Document", "id": "{id}"}}

@@ -107,14 +107,28 @@ async fn through_the_api(cp: &Cp) -> String {
         "POST",
         "/v1/realms/acme/users",
         root,
-        Some(json!({"email": "alice@acme.io", "username": "alice", "attrs": {"department": "eng"}})),
+        Some(
+            json!({"email": "alice@acme.io", "username": "alice", "attrs": {"department": "eng"}}),
+        ),
     )
     .await;
     let id = user["id"].as_str().unwrap().to_owned();
     let u = format!("/v1/realms/acme/users/{id}");
     call("POST", &format!("{u}/lifecycle/verify"), root, None).await;
-    call("POST", "/v1/realms/acme/groups", root, Some(json!({"id": "eng"}))).await;
-    call("POST", "/v1/realms/acme/roles", root, Some(json!({"id": "reader"}))).await;
+    call(
+        "POST",
+        "/v1/realms/acme/groups",
+        root,
+        Some(json!({"id": "eng"})),
+    )
+    .await;
+    call(
+        "POST",
+        "/v1/realms/acme/roles",
+        root,
+        Some(json!({"id": "reader"})),
+    )
+    .await;
     call("PUT", "/v1/realms/acme/groups/eng/roles/reader", root, None).await;
     call("PUT", &format!("{u}/groups/eng"), root, None).await;
     call(
@@ -155,7 +169,11 @@ async fn published(cp: &Cp, user: &str) -> BTreeMap<String, (String, BTreeMap<St
                 members.insert(name.to_owned(), text.into_bytes());
             }
             let identity = b.manifest.identity.as_ref().map(|i| {
-                (i.issuer.clone(), i.audiences.len(), i.jwks["keys"].as_array().map(Vec::len))
+                (
+                    i.issuer.clone(),
+                    i.audiences.len(),
+                    i.jwks["keys"].as_array().map(Vec::len),
+                )
             });
             let what = format!(
                 "{:?} rev {} base {:?} identity {identity:?}",

@@ -1,82 +1,74 @@
-//! The local identity backend: passwords, challenges, TOTP, throttling,
-//! signing keys and rotation — and tokens a decision point accepts.
+//! The local identity backend through the service: passwords, challenges,
+//! TOTP, throttling, signing keys and rotation — and tokens a decision
+//! point accepts.
 
-use control_plane::identity::keys::Alg;
-use control_plane::identity::{ChallengeAnswer, ChallengeName, LoginResult, Tokens, totp};
-use control_plane::objstore::LocalDirStore;
-use control_plane::publish::{Publisher, load_published};
-use control_plane::realm::NewRealm;
-use control_plane::user::NewUser;
-use control_plane::{Db, Error};
+mod support;
+
+use control_plane::Error;
+use control_plane::backend::local_identity::totp;
+use control_plane::domain::import::Format;
+use control_plane::domain::policy::PolicyInput;
+use control_plane::domain::user::NewUser;
+use control_plane::ports::identity::{
+    Alg, ChallengeAnswer, ChallengeName, LoginResult, Tokens, VERIFICATION_TTL,
+};
 use pdp_core::decision::{EntityRef, Reason, TokenRequest};
-use pdp_core::{Keyring, LifecycleAction, Snapshot, TokenFailure};
+use pdp_core::{LifecycleAction, Snapshot, TokenFailure, UserState};
+use support::{Cp, NOW, OP};
 
-const NOW: i64 = 1_800_000_000;
+/// Token lifetime of the support's `LocalIdentity`.
 const TTL: i64 = 3600;
 const PW: &str = "correct horse battery staple";
 
-struct Realm {
-    db: Db,
-    _dir: tempfile::TempDir,
-    store: LocalDirStore,
+async fn realm() -> Cp {
+    Cp::with_realms(&["acme"]).await
 }
 
-impl Realm {
-    fn new() -> Realm {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("cp.db")).unwrap();
-        db.create_realm(
-            &NewRealm {
-                name: "acme".into(),
-                ..NewRealm::default()
+/// A user of `acme` with this username (`active`: verified).
+async fn user(cp: &Cp, username: &str, active: bool) -> String {
+    let id = cp
+        .service
+        .create_user(
+            OP,
+            "acme",
+            &NewUser {
+                username: Some(username.into()),
+                email: format!("{username}@acme.io"),
+                ..NewUser::default()
             },
-            "https://cp.example",
-            NOW,
         )
-        .unwrap();
-        let store = LocalDirStore::open(dir.path().join("store")).unwrap();
-        Realm {
-            db,
-            _dir: dir,
-            store,
-        }
-    }
-
-    fn user(&self, username: &str, active: bool) -> String {
-        let id = self
-            .db
-            .create_user(
-                "acme",
-                &NewUser {
-                    username: Some(username.into()),
-                    email: format!("{username}@acme.io"),
-                    ..NewUser::default()
-                },
-                NOW,
-            )
-            .unwrap()
-            .id;
-        if active {
-            self.db
-                .lifecycle("acme", &id, LifecycleAction::Verify, NOW)
-                .unwrap();
-        }
-        id
-    }
-
-    fn login(&self, username: &str, pw: &str, now: i64) -> control_plane::Result<LoginResult> {
-        self.db.login("acme", username, pw, None, TTL, now)
-    }
-
-    /// Publish and load what an edge host would hold.
-    fn snapshot(&self, now: i64) -> Snapshot {
-        Publisher::new(&self.db, &self.store, "", 0)
-            .publish("acme", now)
+        .await
+        .unwrap()
+        .id;
+    if active {
+        cp.service
+            .lifecycle(OP, "acme", &id, LifecycleAction::Verify)
+            .await
             .unwrap();
-        let mut ring = Keyring::new();
-        ring.add(self.db.bundle_signer("acme").unwrap().verifying_key());
-        load_published(&self.store, "", "acme", &ring).unwrap()
     }
+    id
+}
+
+async fn login(cp: &Cp, username: &str, pw: &str, now: i64) -> control_plane::Result<LoginResult> {
+    cp.at(now).login("acme", username, pw, None).await
+}
+
+async fn respond(
+    cp: &Cp,
+    answer: &ChallengeAnswer,
+    now: i64,
+) -> control_plane::Result<LoginResult> {
+    cp.at(now).respond("acme", answer, None).await
+}
+
+/// Publish at `now` and load what an edge host would hold.
+async fn snapshot(cp: &Cp, now: i64) -> Snapshot {
+    cp.at(now).publish(OP, "acme").await.unwrap();
+    cp.published("acme").await.unwrap()
+}
+
+async fn state(cp: &Cp, id: &str) -> UserState {
+    cp.service.user(OP, "acme", id).await.unwrap().state
 }
 
 fn tokens(r: control_plane::Result<LoginResult>) -> Tokens {
@@ -104,24 +96,26 @@ fn decide(snap: &Snapshot, token: &str, user: &str, now: i64) -> Reason {
     snap.is_authorized_with_token(&req, now).unwrap().reason
 }
 
-#[test]
-fn active_user_logs_in_and_the_tokens_are_accepted_until_revoked() {
-    let r = Realm::new();
-    let alice = r.user("alice", true);
-    r.db.set_password("acme", &alice, PW, false, NOW).unwrap();
-    r.db.create_policy(
+#[tokio::test]
+async fn active_user_logs_in_and_the_tokens_are_accepted_until_revoked() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let alice = user(&cp, "alice", true).await;
+    s.set_password(OP, "acme", &alice, PW, false).await.unwrap();
+    s.create_policy(
+        OP,
         "acme",
         "users-view-themselves",
-        &control_plane::policy::PolicyInput {
+        &PolicyInput {
             body: "permit (principal, action == Action::\"viewProfile\", resource) when { principal == resource };".into(),
             description: String::new(),
         },
-        NOW,
     )
+    .await
     .unwrap();
-    let t = tokens(r.login("Alice", PW, NOW + 1));
+    let t = tokens(login(&cp, "Alice", PW, NOW + 1).await);
     assert_eq!(t.token_type, "Bearer");
-    let snap = r.snapshot(NOW + 1);
+    let snap = snapshot(&cp, NOW + 1).await;
     for token in [&t.id_token, &t.access_token] {
         let v = snap.verify_token(token, NOW + 2).unwrap();
         assert_eq!(v.sub, alice);
@@ -138,74 +132,87 @@ fn active_user_logs_in_and_the_tokens_are_accepted_until_revoked() {
         decide(&snap, &t.id_token, &alice, NOW + 1 + TTL + 120),
         Reason::Token(TokenFailure::Expired)
     );
-    // Suspended after the token was issued: refused at once.
-    r.db.lifecycle("acme", &alice, LifecycleAction::Suspend, NOW + 5)
+    // Suspended after the token was issued (at NOW + 1): refused at once.
+    cp.at(NOW + 5)
+        .lifecycle(OP, "acme", &alice, LifecycleAction::Suspend)
+        .await
         .unwrap();
-    let snap = r.snapshot(NOW + 5);
+    let snap = snapshot(&cp, NOW + 5).await;
     assert!(matches!(
         decide(&snap, &t.id_token, &alice, NOW + 6),
         Reason::Token(_) | Reason::UserState(_)
     ));
     // ...and cannot log in.
     assert!(matches!(
-        r.login("alice", PW, NOW + 6),
+        login(&cp, "alice", PW, NOW + 6).await,
         Err(Error::Forbidden(_))
     ));
 }
 
-#[test]
-fn wrong_passwords_unknown_users_and_refused_states() {
-    let r = Realm::new();
-    let bob = r.user("bob", true);
-    r.db.set_password("acme", &bob, PW, false, NOW).unwrap();
-    let wrong = r.login("bob", "not the password", NOW).unwrap_err();
-    let unknown = r.login("nobody", PW, NOW).unwrap_err();
+#[tokio::test]
+async fn wrong_passwords_unknown_users_and_refused_states() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let bob = user(&cp, "bob", true).await;
+    s.set_password(OP, "acme", &bob, PW, false).await.unwrap();
+    let wrong = login(&cp, "bob", "not the password", NOW)
+        .await
+        .unwrap_err();
+    let unknown = login(&cp, "nobody", PW, NOW).await.unwrap_err();
     // The same answer whether or not the user exists.
     assert_eq!(wrong.to_string(), unknown.to_string());
     assert!(matches!(wrong, Error::Unauthenticated(_)));
     // Created without a temporary password or a verification code: refused.
-    let carol = r.user("carol", false);
-    r.db.set_password("acme", &carol, PW, false, NOW).unwrap();
+    let carol = user(&cp, "carol", false).await;
+    s.set_password(OP, "acme", &carol, PW, false).await.unwrap();
     assert!(matches!(
-        r.login("carol", PW, NOW),
+        login(&cp, "carol", PW, NOW).await,
         Err(Error::Forbidden(_))
     ));
     // Deactivated and deleted users: refused.
-    r.db.lifecycle("acme", &bob, LifecycleAction::Deactivate, NOW)
+    s.lifecycle(OP, "acme", &bob, LifecycleAction::Deactivate)
+        .await
         .unwrap();
-    assert!(matches!(r.login("bob", PW, NOW), Err(Error::Forbidden(_))));
-    // A user without a password cannot log in.
-    r.user("dave", true);
     assert!(matches!(
-        r.login("dave", "", NOW),
+        login(&cp, "bob", PW, NOW).await,
+        Err(Error::Forbidden(_))
+    ));
+    // A user without a password cannot log in.
+    user(&cp, "dave", true).await;
+    assert!(matches!(
+        login(&cp, "dave", "", NOW).await,
         Err(Error::Unauthenticated(_))
     ));
 }
 
-#[test]
-fn password_rules_are_enforced() {
-    let r = Realm::new();
-    let erin = r.user("erin", true);
+#[tokio::test]
+async fn password_rules_are_enforced() {
+    let cp = realm().await;
+    let erin = user(&cp, "erin", true).await;
     for bad in ["short", "password123", "erin@acme.io", "ERIN"] {
-        let e =
-            r.db.set_password("acme", &erin, bad, false, NOW)
-                .unwrap_err();
+        let e = cp
+            .service
+            .set_password(OP, "acme", &erin, bad, false)
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Invalid { .. }), "{bad}: {e}");
     }
     assert!(matches!(
-        r.login("erin", "short", NOW),
+        login(&cp, "erin", "short", NOW).await,
         Err(Error::Unauthenticated(_))
     ));
 }
 
-#[test]
-fn temporary_password_and_required_reset_are_challenges_that_activate() {
-    let r = Realm::new();
+#[tokio::test]
+async fn temporary_password_and_required_reset_are_challenges_that_activate() {
+    let cp = realm().await;
     // Created by an administrator with a temporary password.
-    let frank = r.user("frank", false);
-    r.db.set_password("acme", &frank, "temporary-pass-1", true, NOW)
+    let frank = user(&cp, "frank", false).await;
+    cp.service
+        .set_password(OP, "acme", &frank, "temporary-pass-1", true)
+        .await
         .unwrap();
-    let (name, session) = challenge(r.login("frank", "temporary-pass-1", NOW));
+    let (name, session) = challenge(login(&cp, "frank", "temporary-pass-1", NOW).await);
     assert_eq!(name, ChallengeName::NewPasswordRequired);
     // A bad new password is refused; the session is spent either way.
     let answer = |session: &str, pw: &str| ChallengeAnswer {
@@ -214,59 +221,44 @@ fn temporary_password_and_required_reset_are_challenges_that_activate() {
         code: None,
     };
     assert!(matches!(
-        r.db.respond_to_challenge("acme", &answer(&session, "short"), None, TTL, NOW),
+        respond(&cp, &answer(&session, "short"), NOW).await,
         Err(Error::Invalid { .. })
     ));
     assert!(matches!(
-        r.db.respond_to_challenge("acme", &answer(&session, PW), None, TTL, NOW),
+        respond(&cp, &answer(&session, PW), NOW).await,
         Err(Error::Unauthenticated(_))
     ));
-    let (_, session) = challenge(r.login("frank", "temporary-pass-1", NOW));
-    tokens(r.db.respond_to_challenge("acme", &answer(&session, PW), None, TTL, NOW));
-    assert_eq!(
-        r.db.user("acme", &frank).unwrap().state,
-        pdp_core::UserState::Active
-    );
+    let (_, session) = challenge(login(&cp, "frank", "temporary-pass-1", NOW).await);
+    tokens(respond(&cp, &answer(&session, PW), NOW).await);
+    assert_eq!(state(&cp, &frank).await, UserState::Active);
     // The old password is gone, the new one works.
-    assert!(r.login("frank", "temporary-pass-1", NOW).is_err());
-    tokens(r.login("frank", PW, NOW));
+    assert!(login(&cp, "frank", "temporary-pass-1", NOW).await.is_err());
+    tokens(login(&cp, "frank", PW, NOW).await);
 
     // Reset required: the old password only opens the challenge.
-    r.db.lifecycle("acme", &frank, LifecycleAction::RequirePasswordReset, NOW)
+    cp.service
+        .lifecycle(OP, "acme", &frank, LifecycleAction::RequirePasswordReset)
+        .await
         .unwrap();
-    let (name, session) = challenge(r.login("frank", PW, NOW + 1));
+    let (name, session) = challenge(login(&cp, "frank", PW, NOW + 1).await);
     assert_eq!(name, ChallengeName::NewPasswordRequired);
     // Expired sessions are refused.
     assert!(matches!(
-        r.db.respond_to_challenge(
-            "acme",
-            &answer(&session, "a brand new passphrase"),
-            None,
-            TTL,
-            NOW + 1000
-        ),
+        respond(&cp, &answer(&session, "a brand new passphrase"), NOW + 1000).await,
         Err(Error::Unauthenticated(_))
     ));
-    let (_, session) = challenge(r.login("frank", PW, NOW + 1));
-    tokens(r.db.respond_to_challenge(
-        "acme",
-        &answer(&session, "a brand new passphrase"),
-        None,
-        TTL,
-        NOW + 2,
-    ));
-    assert_eq!(
-        r.db.user("acme", &frank).unwrap().state,
-        pdp_core::UserState::Active
-    );
+    let (_, session) = challenge(login(&cp, "frank", PW, NOW + 1).await);
+    tokens(respond(&cp, &answer(&session, "a brand new passphrase"), NOW + 2).await);
+    assert_eq!(state(&cp, &frank).await, UserState::Active);
 }
 
-#[test]
-fn totp_enrolment_and_login_with_replay_refused() {
-    let r = Realm::new();
-    let gina = r.user("gina", true);
-    r.db.set_password("acme", &gina, PW, false, NOW).unwrap();
-    let e = r.db.totp_enroll("acme", &gina).unwrap();
+#[tokio::test]
+async fn totp_enrolment_and_login_with_replay_refused() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let gina = user(&cp, "gina", true).await;
+    s.set_password(OP, "acme", &gina, PW, false).await.unwrap();
+    let e = s.totp_enroll(OP, "acme", &gina).await.unwrap();
     assert!(
         e.otpauth_uri
             .starts_with("otpauth://totp/acme:gina?secret=")
@@ -275,116 +267,131 @@ fn totp_enrolment_and_login_with_replay_refused() {
         .decode(e.secret.as_bytes())
         .unwrap();
     // Not active until confirmed.
-    tokens(r.login("gina", PW, NOW));
+    tokens(login(&cp, "gina", PW, NOW).await);
     assert!(matches!(
-        r.db.totp_confirm("acme", &gina, &not_a_code(&secret, NOW), NOW),
+        cp.at(NOW)
+            .totp_confirm(OP, "acme", &gina, &not_a_code(&secret, NOW))
+            .await,
         Err(Error::BadRequest(_))
     ));
-    r.db.totp_remove("acme", &gina).unwrap();
-    let e = r.db.totp_enroll("acme", &gina).unwrap();
+    s.totp_remove(OP, "acme", &gina).await.unwrap();
+    let e = s.totp_enroll(OP, "acme", &gina).await.unwrap();
     let secret2 = data_encoding::BASE32_NOPAD
         .decode(e.secret.as_bytes())
         .unwrap();
     assert_ne!(secret, secret2);
-    r.db.totp_confirm("acme", &gina, &totp::code_at(&secret2, NOW), NOW)
+    cp.at(NOW)
+        .totp_confirm(OP, "acme", &gina, &totp::code_at(&secret2, NOW))
+        .await
         .unwrap();
     assert!(matches!(
-        r.db.totp_enroll("acme", &gina),
+        s.totp_enroll(OP, "acme", &gina).await,
         Err(Error::Conflict(_))
     ));
 
-    let mfa = |session: &str, code: &str, now| {
-        r.db.respond_to_challenge(
-            "acme",
-            &ChallengeAnswer {
-                session: session.into(),
-                new_password: None,
-                code: Some(code.into()),
-            },
-            None,
-            TTL,
-            now,
-        )
+    let mfa = |session: &str, code: &str| ChallengeAnswer {
+        session: session.into(),
+        new_password: None,
+        code: Some(code.into()),
     };
     let later = NOW + 300;
-    let (name, session) = challenge(r.login("gina", PW, later));
+    let (name, session) = challenge(login(&cp, "gina", PW, later).await);
     assert_eq!(name, ChallengeName::SoftwareTokenMfa);
     assert!(matches!(
-        mfa(&session, &not_a_code(&secret2, later), later),
+        respond(&cp, &mfa(&session, &not_a_code(&secret2, later)), later).await,
         Err(Error::Unauthenticated(_))
     ));
-    let (_, session) = challenge(r.login("gina", PW, later));
+    let (_, session) = challenge(login(&cp, "gina", PW, later).await);
     let code = totp::code_at(&secret2, later);
-    tokens(mfa(&session, &code, later));
+    tokens(respond(&cp, &mfa(&session, &code), later).await);
     // The same code again (same step): refused.
-    let (_, session) = challenge(r.login("gina", PW, later));
+    let (_, session) = challenge(login(&cp, "gina", PW, later).await);
     assert!(matches!(
-        mfa(&session, &code, later),
+        respond(&cp, &mfa(&session, &code), later).await,
         Err(Error::Unauthenticated(_))
     ));
 }
 
-#[test]
-fn brute_force_is_throttled_per_username() {
-    let r = Realm::new();
-    let hank = r.user("hank", true);
-    r.db.set_password("acme", &hank, PW, false, NOW).unwrap();
+#[tokio::test]
+async fn brute_force_is_throttled_per_username() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let hank = user(&cp, "hank", true).await;
+    s.set_password(OP, "acme", &hank, PW, false).await.unwrap();
     for _ in 0..6 {
-        let _ = r.login("hank", "wrong-wrong-wrong", NOW);
+        let _ = login(&cp, "hank", "wrong-wrong-wrong", NOW).await;
     }
     // Locked: even the right password waits.
     assert!(matches!(
-        r.login("hank", PW, NOW),
+        login(&cp, "hank", PW, NOW).await,
         Err(Error::Throttled { retry_after: 1 })
     ));
     // Other usernames are unaffected.
-    let ivy = r.user("ivy", true);
-    r.db.set_password("acme", &ivy, PW, false, NOW).unwrap();
-    tokens(r.login("ivy", PW, NOW));
+    let ivy = user(&cp, "ivy", true).await;
+    s.set_password(OP, "acme", &ivy, PW, false).await.unwrap();
+    tokens(login(&cp, "ivy", PW, NOW).await);
     // After the lock, the right password works and clears the record.
-    tokens(r.login("hank", PW, NOW + 2));
-    let _ = r.login("hank", "wrong-wrong-wrong", NOW + 3);
-    tokens(r.login("hank", PW, NOW + 3));
+    tokens(login(&cp, "hank", PW, NOW + 2).await);
+    let _ = login(&cp, "hank", "wrong-wrong-wrong", NOW + 3).await;
+    tokens(login(&cp, "hank", PW, NOW + 3).await);
 }
 
-#[test]
-fn imported_bcrypt_hash_is_verified_and_upgraded() {
-    let r = Realm::new();
+#[tokio::test]
+async fn imported_bcrypt_hash_is_verified_and_upgraded() {
+    let cp = realm().await;
     let hash = bcrypt::hash("imported passphrase", 4).unwrap();
     let line = serde_json::json!({
-        "username": "jo", "email": "jo@acme.io", "state": "Active", "password_hash": hash,
+        "id": "jo", "username": "jo", "email": "jo@acme.io", "state": "Active",
+        "password_hash": hash,
     });
-    r.db.import_users(
-        "acme",
-        format!("{line}\n").as_bytes(),
-        control_plane::import::Format::JsonLines,
-        NOW,
-    )
-    .unwrap();
-    tokens(r.login("jo", "imported passphrase", NOW));
+    cp.service
+        .import_users(
+            OP,
+            "acme",
+            Box::new(std::io::Cursor::new(format!("{line}\n"))),
+            Format::JsonLines,
+        )
+        .await
+        .unwrap();
+    let stored = || async {
+        cp.repo
+            .read(|tx| tx.credentials("acme", "jo"))
+            .await
+            .unwrap()
+            .password_hash
+            .unwrap()
+    };
+    assert_eq!(stored().await, hash);
+    tokens(login(&cp, "jo", "imported passphrase", NOW).await);
     // Upgraded to Argon2id: the stored hash changed and still verifies.
-    tokens(r.login("jo@acme.io", "imported passphrase", NOW));
-    assert!(r.login("jo", "imported passphras", NOW).is_err());
+    let upgraded = stored().await;
+    assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
+    tokens(login(&cp, "jo@acme.io", "imported passphrase", NOW).await);
+    assert_eq!(stored().await, upgraded, "an Argon2id hash is kept");
+    assert!(login(&cp, "jo", "imported passphras", NOW).await.is_err());
 }
 
-#[test]
-fn key_rotation_keeps_the_previous_key_in_the_jwks() {
-    let r = Realm::new();
-    let kim = r.user("kim", true);
-    r.db.set_password("acme", &kim, PW, false, NOW).unwrap();
-    let first = tokens(r.login("kim", PW, NOW));
-    let keys = r.db.signing_keys("acme").unwrap();
+#[tokio::test]
+async fn key_rotation_keeps_the_previous_key_in_the_jwks() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let kim = user(&cp, "kim", true).await;
+    s.set_password(OP, "acme", &kim, PW, false).await.unwrap();
+    let first = tokens(login(&cp, "kim", PW, NOW).await);
+    let keys = s.signing_keys(OP, "acme").await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(
         (keys[0].alg, keys[0].status.as_str()),
         (Alg::EdDSA, "active")
     );
 
-    let k2 =
-        r.db.rotate_signing_key("acme", Alg::ES256, NOW + 1)
-            .unwrap();
-    let second = tokens(r.login("kim", PW, NOW + 1));
-    let snap = r.snapshot(NOW + 1);
+    let k2 = cp
+        .at(NOW + 1)
+        .rotate_signing_key(OP, "acme", Alg::ES256)
+        .await
+        .unwrap();
+    let second = tokens(login(&cp, "kim", PW, NOW + 1).await);
+    let snap = snapshot(&cp, NOW + 1).await;
     // Both verify: the new key signs, the old one is retiring.
     assert!(snap.verify_token(&first.id_token, NOW + 2).is_ok());
     let v = snap.verify_token(&second.id_token, NOW + 2).unwrap();
@@ -392,26 +399,29 @@ fn key_rotation_keeps_the_previous_key_in_the_jwks() {
     let header = jsonwebtoken::decode_header(&second.id_token).unwrap();
     assert_eq!(header.kid.as_deref(), Some(k2.kid.as_str()));
     assert_eq!(header.alg, jsonwebtoken::Algorithm::ES256);
-    let jwks = r.db.jwks("acme").unwrap();
+    let jwks = s.jwks("acme").await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 
     // A second rotation retires the first key: its tokens stop verifying.
-    r.db.rotate_signing_key("acme", Alg::EdDSA, NOW + 2)
+    cp.at(NOW + 2)
+        .rotate_signing_key(OP, "acme", Alg::EdDSA)
+        .await
         .unwrap();
-    let snap = r.snapshot(NOW + 2);
+    let snap = snapshot(&cp, NOW + 2).await;
     assert_eq!(
         snap.verify_token(&first.id_token, NOW + 3).unwrap_err(),
         TokenFailure::UnknownKid
     );
     assert!(snap.verify_token(&second.id_token, NOW + 3).is_ok());
-    let statuses: Vec<_> =
-        r.db.signing_keys("acme")
-            .unwrap()
-            .into_iter()
-            .map(|k| k.status)
-            .collect();
+    let statuses: Vec<_> = s
+        .signing_keys(OP, "acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.status)
+        .collect();
     assert_eq!(statuses, ["active", "retiring", "retired"]);
-    let oidc = r.db.openid_configuration("acme").unwrap();
+    let oidc = s.openid_configuration("acme").await.unwrap();
     assert_eq!(oidc["issuer"], "https://cp.example/realms/acme");
     assert_eq!(
         oidc["jwks_uri"],
@@ -419,24 +429,26 @@ fn key_rotation_keeps_the_previous_key_in_the_jwks() {
     );
 }
 
-#[test]
-fn unverified_users_complete_only_the_email_verification() {
-    let r = Realm::new();
-    let lee = r.user("lee", false);
-    r.db.set_password("acme", &lee, PW, false, NOW).unwrap();
-    let code = r.db.start_verification("acme", &lee, NOW).unwrap();
+#[tokio::test]
+async fn unverified_users_complete_only_the_email_verification() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let lee = user(&cp, "lee", false).await;
+    s.set_password(OP, "acme", &lee, PW, false).await.unwrap();
+    let code = cp
+        .at(NOW)
+        .start_verification(OP, "acme", &lee)
+        .await
+        .unwrap();
     assert_eq!(code.code.len(), 8);
-    assert_eq!(
-        r.db.user("acme", &lee).unwrap().state,
-        pdp_core::UserState::Unverified
-    );
+    assert_eq!(state(&cp, &lee).await, UserState::Unverified);
     let answer = |session: String, code: &str| ChallengeAnswer {
         session,
         new_password: None,
         code: Some(code.into()),
     };
     // The password opens only the verification challenge.
-    let (name, session) = challenge(r.login("lee", PW, NOW));
+    let (name, session) = challenge(login(&cp, "lee", PW, NOW).await);
     assert_eq!(name, ChallengeName::EmailVerification);
     let wrong = if code.code == "00000000" {
         "11111111"
@@ -444,34 +456,31 @@ fn unverified_users_complete_only_the_email_verification() {
         "00000000"
     };
     assert!(matches!(
-        r.db.respond_to_challenge("acme", &answer(session, wrong), None, TTL, NOW),
+        respond(&cp, &answer(session, wrong), NOW).await,
         Err(Error::Unauthenticated(_))
     ));
-    // An expired code is refused.
-    let (_, session) = challenge(r.login("lee", PW, NOW));
+    // An expired code is refused. The session is taken at the same time,
+    // or it would have expired first (sessions live minutes, codes a day).
+    let (_, session) = challenge(login(&cp, "lee", PW, NOW + VERIFICATION_TTL + 1).await);
     assert!(matches!(
-        r.db.respond_to_challenge(
-            "acme",
+        respond(
+            &cp,
             &answer(session, &code.code),
-            None,
-            TTL,
-            NOW + control_plane::identity::VERIFICATION_TTL + 1
-        ),
+            NOW + VERIFICATION_TTL + 1
+        )
+        .await,
         Err(Error::Unauthenticated(_))
     ));
     // The right code: Active, tokens.
-    let (_, session) = challenge(r.login("lee", PW, NOW));
-    tokens(r.db.respond_to_challenge("acme", &answer(session, &code.code), None, TTL, NOW));
-    assert_eq!(
-        r.db.user("acme", &lee).unwrap().state,
-        pdp_core::UserState::Active
-    );
+    let (_, session) = challenge(login(&cp, "lee", PW, NOW).await);
+    tokens(respond(&cp, &answer(session, &code.code), NOW).await);
+    assert_eq!(state(&cp, &lee).await, UserState::Active);
     // An Active user gets no new code; the old one is spent.
     assert!(matches!(
-        r.db.start_verification("acme", &lee, NOW),
+        cp.at(NOW).start_verification(OP, "acme", &lee).await,
         Err(Error::Lifecycle(_))
     ));
-    tokens(r.login("lee", PW, NOW));
+    tokens(login(&cp, "lee", PW, NOW).await);
 }
 
 /// A six-digit code that is valid in none of the steps around `now`.

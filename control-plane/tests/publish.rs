@@ -2,60 +2,92 @@
 //! publishers racing on one store, and a publisher killed between writing
 //! a delta and advancing `HEAD`.
 
-use control_plane::Db;
-use control_plane::objstore::{Condition, LocalDirStore, Object, ObjectStore, Put};
-use control_plane::publish::Publisher;
-use control_plane::realm::NewRealm;
-use control_plane::user::NewUser;
-use pdp_core::decision::{EntityRef, Request};
+mod support;
+
+use control_plane::backend::local_identity::LocalIdentity;
+use control_plane::backend::sqlite::SqliteRepository;
+use control_plane::domain::import::Format;
+use control_plane::domain::policy::PolicyInput;
+use control_plane::ports::clock::ManualClock;
+use control_plane::ports::identity::Identities;
+use control_plane::ports::repository::Repository;
+use control_plane::ports::{Condition, Fetched, ObjectStore, Put, StoreError};
+use control_plane::service::publish::load_published;
+use control_plane::{Error, Service, Settings};
+use object_store::{BoxFuture, LocalDirStore};
+use pdp_core::decision::{EntityRef, Reason, Request};
 use pdp_core::layout::{Head, RealmKeys};
-use pdp_core::{Keyring, LifecycleAction, Snapshot, UserState};
+use pdp_core::{Decision, LifecycleAction, Snapshot, UserState};
 use std::path::Path;
+use std::sync::Arc;
+use support::{Cp, NOW, OP, Options};
 
-const NOW: i64 = 1_800_000_000;
+/// Largest object the tests read whole.
+const LIMIT: u64 = 64 << 20;
 
-fn new_db(path: &Path, realm: &str) -> Db {
-    let db = Db::open(path).unwrap();
-    db.create_realm(
-        &NewRealm {
-            name: realm.into(),
-            ..NewRealm::default()
-        },
-        "https://cp.example",
-        NOW,
-    )
-    .unwrap();
-    db
+/// Settings without auto-publish: every publish in these tests is asked for.
+fn settings(compact_after_deltas: u64, store_prefix: &str) -> Settings {
+    Settings {
+        auto_publish: false,
+        compact_after_deltas,
+        store_prefix: store_prefix.into(),
+        ..Settings::default()
+    }
 }
 
-fn add_user(db: &Db, realm: &str, email: &str) -> String {
-    db.create_user(
-        realm,
-        &NewUser {
-            email: email.into(),
-            ..NewUser::default()
-        },
-        NOW,
-    )
-    .unwrap()
-    .id
+/// A service on a database file (so another service, or another process,
+/// can open it) with the realm `acme`.
+async fn open(settings: Settings) -> Cp {
+    let cp = Cp::open(Options {
+        settings,
+        file_db: true,
+        identity: None,
+    })
+    .await;
+    cp.realm("acme").await;
+    cp
 }
 
-fn head(store: &dyn ObjectStore, realm: &str) -> Head {
-    let obj = store
-        .get(&RealmKeys::new("", realm).head())
-        .unwrap()
-        .unwrap();
-    Head::parse(&obj.bytes).unwrap()
+/// Another service — a second control plane — over `repo` and `store`.
+fn service(
+    repo: Arc<dyn Repository>,
+    store: Arc<dyn ObjectStore>,
+    clock: ManualClock,
+    settings: Settings,
+) -> Arc<Service> {
+    let identity = Arc::new(LocalIdentity::new(repo.clone(), support::ISSUER_BASE, 3600));
+    Arc::new(Service::new(
+        repo,
+        Identities::new(identity),
+        store,
+        Arc::new(clock),
+        settings,
+    ))
+}
+
+async fn get(store: &dyn ObjectStore, key: &str) -> Option<Vec<u8>> {
+    match store.get(key, None, LIMIT).await.unwrap() {
+        Fetched::Found { bytes, .. } => Some(bytes),
+        Fetched::Missing => None,
+        Fetched::NotModified => panic!("{key}: not modified without If-None-Match"),
+    }
+}
+
+async fn head_in(store: &dyn ObjectStore, prefix: &str, realm: &str) -> Head {
+    let key = RealmKeys::new(prefix, realm).head();
+    let bytes = get(store, &key).await.unwrap_or_else(|| panic!("no {key}"));
+    Head::parse(&bytes).unwrap()
+}
+
+async fn head(cp: &Cp, realm: &str) -> Head {
+    head_in(cp.store.as_ref(), "", realm).await
 }
 
 /// What a decision point gets from the store, verified with the realm's
 /// bundle key (a gap or a wrong base fails here).
-fn load(db: &Db, store: &dyn ObjectStore, realm: &str) -> Snapshot {
-    let mut ring = Keyring::new();
-    ring.add(db.bundle_signer(realm).unwrap().verifying_key());
-    let snap = control_plane::publish::load_published(store, "", realm, &ring).unwrap();
-    assert_eq!(snap.revision(), head(store, realm).revision);
+async fn load(cp: &Cp, realm: &str) -> Snapshot {
+    let snap = cp.published(realm).await.unwrap();
+    assert_eq!(snap.revision(), head(cp, realm).await.revision);
     snap
 }
 
@@ -63,67 +95,76 @@ fn state_in(snap: &Snapshot, id: &str) -> Option<UserState> {
     snap.user(id).map(|u| u.state())
 }
 
-#[test]
-fn snapshot_then_deltas_then_compaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = new_db(&dir.path().join("cp.db"), "acme");
-    let store = LocalDirStore::open(dir.path().join("store")).unwrap();
-    let p = Publisher::new(&db, &store, "", 0);
-    let alice = add_user(&db, "acme", "alice@acme.io");
-    db.lifecycle("acme", &alice, LifecycleAction::Verify, NOW)
+fn view_own_profile(id: &str) -> Request {
+    Request {
+        principal: EntityRef::new("User", id),
+        action: EntityRef::new("Action", "viewProfile"),
+        resource: EntityRef::new("User", id),
+        context: serde_json::json!({}),
+        entities: Vec::new(),
+    }
+}
+
+/// Changes committed and not yet published, as `s` reports them.
+async fn pending(s: &Service) -> u64 {
+    s.publish_status(OP, "acme").await.unwrap().pending_changes
+}
+
+#[tokio::test]
+async fn snapshot_then_deltas_then_compaction() {
+    let cp = open(settings(0, "")).await;
+    let s = &cp.service;
+    let alice = cp.user("acme", "alice@acme.io").await;
+    s.lifecycle(OP, "acme", &alice, LifecycleAction::Verify)
+        .await
         .unwrap();
 
-    let first = p.publish("acme", NOW).unwrap();
+    let first = s.publish(OP, "acme").await.unwrap();
     assert_eq!((first.kind.as_str(), first.revision), ("snapshot", 1));
     assert_eq!(
-        state_in(&load(&db, &store, "acme"), &alice),
+        state_in(&load(&cp, "acme").await, &alice),
         Some(UserState::Active)
     );
-    assert_eq!(p.status("acme").unwrap().pending_changes, 0);
+    assert_eq!(pending(s).await, 0);
 
     // Nothing pending: nothing written.
-    let none = p.publish("acme", NOW).unwrap();
+    let none = s.publish(OP, "acme").await.unwrap();
     assert_eq!((none.kind.as_str(), none.revision), ("none", 1));
 
     // One lifecycle change: a delta carrying that one user.
-    db.lifecycle("acme", &alice, LifecycleAction::Suspend, NOW + 1)
+    cp.at(NOW + 1)
+        .lifecycle(OP, "acme", &alice, LifecycleAction::Suspend)
+        .await
         .unwrap();
-    let d = p.publish("acme", NOW + 1).unwrap();
+    let d = s.publish(OP, "acme").await.unwrap();
     assert_eq!((d.kind.as_str(), d.revision, d.users), ("delta", 2, 1));
-    let snap = load(&db, &store, "acme");
+    let snap = load(&cp, "acme").await;
     assert_eq!(state_in(&snap, &alice), Some(UserState::Suspended));
-    let req = Request {
-        principal: EntityRef::new("User", &alice),
-        action: EntityRef::new("Action", "viewProfile"),
-        resource: EntityRef::new("User", &alice),
-        context: serde_json::json!({}),
-        entities: Vec::new(),
-    };
-    let answer = snap.is_authorized(&req).unwrap();
-    assert_eq!(
-        answer.reason,
-        pdp_core::decision::Reason::UserState(UserState::Suspended)
-    );
+    let answer = snap.is_authorized(&view_own_profile(&alice)).unwrap();
+    assert_eq!(answer.reason, Reason::UserState(UserState::Suspended));
 
     // A deleted user's state travels in a delta; so does a policy change.
-    let bob = add_user(&db, "acme", "bob@acme.io");
-    p.publish("acme", NOW + 2).unwrap();
-    assert!(load(&db, &store, "acme").user(&bob).is_some());
-    db.lifecycle("acme", &bob, LifecycleAction::Delete, NOW + 3)
+    let bob = cp.user("acme", "bob@acme.io").await;
+    cp.at(NOW + 2).publish(OP, "acme").await.unwrap();
+    assert!(load(&cp, "acme").await.user(&bob).is_some());
+    cp.at(NOW + 3)
+        .lifecycle(OP, "acme", &bob, LifecycleAction::Delete)
+        .await
         .unwrap();
-    db.create_policy(
+    s.create_policy(
+        OP,
         "acme",
         "everyone-views-docs",
-        &control_plane::policy::PolicyInput {
+        &PolicyInput {
             body: "permit (principal, action == Action::\"readDocument\", resource);".into(),
             description: String::new(),
         },
-        NOW + 3,
     )
+    .await
     .unwrap();
-    let d = p.publish("acme", NOW + 3).unwrap();
+    let d = s.publish(OP, "acme").await.unwrap();
     assert_eq!((d.kind.as_str(), d.revision), ("delta", 4));
-    let chained = load(&db, &store, "acme");
+    let chained = load(&cp, "acme").await;
     assert_eq!(state_in(&chained, &bob), Some(UserState::Deleted));
     assert!(
         chained
@@ -133,11 +174,11 @@ fn snapshot_then_deltas_then_compaction() {
     );
 
     // Compaction: one snapshot at HEAD's revision, equal to the chain.
-    let c = p.compact("acme", NOW + 4).unwrap();
+    let c = cp.at(NOW + 4).compact(OP, "acme").await.unwrap();
     assert_eq!((c.kind.as_str(), c.revision), ("snapshot", 4));
-    let h = head(&store, "acme");
+    let h = head(&cp, "acme").await;
     assert_eq!((h.snapshot, h.revision), (4, 4));
-    let compacted = load(&db, &store, "acme");
+    let compacted = load(&cp, "acme").await;
     let lines = |s: &Snapshot| {
         let mut l: Vec<String> = s
             .directory()
@@ -155,104 +196,112 @@ fn snapshot_then_deltas_then_compaction() {
         chained.policy_set().to_string()
     );
     // Compacting again has nothing to do; the next change is a delta on it.
-    assert_eq!(p.compact("acme", NOW + 5).unwrap().kind, "none");
-    db.lifecycle("acme", &alice, LifecycleAction::Resume, NOW + 5)
-        .unwrap();
-    assert_eq!(p.publish("acme", NOW + 5).unwrap().revision, 5);
     assert_eq!(
-        state_in(&load(&db, &store, "acme"), &alice),
+        cp.at(NOW + 5).compact(OP, "acme").await.unwrap().kind,
+        "none"
+    );
+    s.lifecycle(OP, "acme", &alice, LifecycleAction::Resume)
+        .await
+        .unwrap();
+    assert_eq!(s.publish(OP, "acme").await.unwrap().revision, 5);
+    assert_eq!(
+        state_in(&load(&cp, "acme").await, &alice),
         Some(UserState::Active)
     );
 }
 
-#[test]
-fn automatic_compaction_and_bulk_import_snapshots() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = new_db(&dir.path().join("cp.db"), "acme");
-    let store = LocalDirStore::open(dir.path().join("store")).unwrap();
-    let p = Publisher::new(&db, &store, "tenants", 3);
-    p.publish("acme", NOW).unwrap();
-    let keys = RealmKeys::new("tenants", "acme");
+#[tokio::test]
+async fn automatic_compaction_and_bulk_import_snapshots() {
+    let cp = open(settings(3, "tenants")).await;
+    let s = &cp.service;
+    s.publish(OP, "acme").await.unwrap();
     for i in 0..4 {
-        add_user(&db, "acme", &format!("u{i}@acme.io"));
-        p.publish("acme", NOW).unwrap();
+        cp.user("acme", &format!("u{i}@acme.io")).await;
+        s.publish(OP, "acme").await.unwrap();
     }
     // Three deltas after snapshot 1 triggered a snapshot at revision 4.
-    let h = Head::parse(&store.get(&keys.head()).unwrap().unwrap().bytes).unwrap();
+    let h = head_in(cp.store.as_ref(), "tenants", "acme").await;
     assert_eq!((h.snapshot, h.revision), (4, 5));
+    // Everything went under the prefix, and loads from there.
+    assert!(
+        get(cp.store.as_ref(), &RealmKeys::new("", "acme").head())
+            .await
+            .is_none()
+    );
+    let ring = cp.keyring("acme").await;
+    let snap = load_published(cp.store.as_ref(), "tenants", "acme", &ring)
+        .await
+        .unwrap();
+    assert_eq!(snap.revision(), 5);
     // A bulk import changes every user: published as a snapshot.
     let lines = "{\"username\":\"x\",\"email\":\"x@acme.io\",\"state\":\"Active\"}\n";
-    db.import_users(
+    s.import_users(
+        OP,
         "acme",
-        lines.as_bytes(),
-        control_plane::import::Format::JsonLines,
-        NOW,
+        Box::new(std::io::Cursor::new(lines)),
+        Format::JsonLines,
     )
+    .await
     .unwrap();
-    let s = p.publish("acme", NOW).unwrap();
-    assert_eq!((s.kind.as_str(), s.revision, s.users), ("snapshot", 6, 5));
+    let p = s.publish(OP, "acme").await.unwrap();
+    assert_eq!((p.kind.as_str(), p.revision, p.users), ("snapshot", 6, 5));
 }
 
-/// Two control planes (own database connections, own store handles) on
-/// one database file and one store directory, each changing users and
-/// publishing as fast as it can: every revision is claimed once, `HEAD`
-/// only moves forward, and at the end the store holds every change.
-#[test]
-fn two_publishers_never_lose_an_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("cp.db");
-    let store_path = dir.path().join("store");
-    let db = new_db(&db_path, "acme");
-    let ids: Vec<String> = (0..6)
-        .map(|i| add_user(&db, "acme", &format!("u{i}@acme.io")))
-        .collect();
-    Publisher::new(&db, &LocalDirStore::open(&store_path).unwrap(), "", 4)
-        .publish("acme", NOW)
-        .unwrap();
+/// Two control planes (two services over one repository and one store),
+/// each changing users and publishing as fast as it can: every revision
+/// is claimed once, `HEAD` only moves forward, and at the end the store
+/// holds every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_publishers_never_lose_an_update() {
+    let cp = open(settings(0, "")).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(cp.user("acme", &format!("u{i}@acme.io")).await);
+    }
+    cp.service.publish(OP, "acme").await.unwrap();
 
     let rounds = 15;
-    let revisions: Vec<Vec<u64>> = std::thread::scope(|s| {
-        let workers: Vec<_> = [&ids[..3], &ids[3..]]
-            .into_iter()
-            .map(|mine| {
-                let (db_path, store_path) = (&db_path, &store_path);
-                s.spawn(move || {
-                    let db = Db::open(db_path).unwrap();
-                    let store = LocalDirStore::open(store_path).unwrap();
-                    let p = Publisher::new(&db, &store, "", 4);
-                    let mut seen = Vec::new();
-                    for round in 0..rounds {
-                        for id in mine {
-                            db.update_user_attrs(
-                                "acme",
-                                id,
-                                &serde_json::from_value(serde_json::json!({ "level": round }))
-                                    .unwrap(),
-                                NOW,
-                            )
+    let workers: Vec<_> = [&ids[..3], &ids[3..]]
+        .into_iter()
+        .map(|mine| {
+            let mine = mine.to_vec();
+            let p = service(
+                cp.repo.clone(),
+                cp.store.clone(),
+                cp.clock.clone(),
+                settings(4, ""),
+            );
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for round in 0..rounds {
+                    for id in &mine {
+                        let attrs = serde_json::json!({ "level": round });
+                        p.update_user_attrs(OP, "acme", id, attrs.as_object().unwrap())
+                            .await
                             .unwrap();
-                        }
-                        seen.push(p.publish("acme", NOW).unwrap().revision);
                     }
-                    seen
-                })
+                    seen.push(p.publish(OP, "acme").await.unwrap().revision);
+                }
+                seen
             })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).collect()
-    });
+        })
+        .collect();
+    let mut revisions: Vec<Vec<u64>> = Vec::new();
+    for w in workers {
+        revisions.push(w.await.unwrap());
+    }
     for seen in &revisions {
         assert!(
             seen.windows(2).all(|w| w[0] <= w[1]),
             "a publisher saw HEAD go backwards: {seen:?}"
         );
     }
-    let store = LocalDirStore::open(&store_path).unwrap();
-    let p = Publisher::new(&db, &store, "", 0);
+    let s = &cp.service;
     // Every change was published by one of the two: nothing is left.
-    let last = p.publish("acme", NOW).unwrap();
+    let last = s.publish(OP, "acme").await.unwrap();
     assert_eq!(last.kind, "none");
-    assert_eq!(p.status("acme").unwrap().pending_changes, 0);
-    let snap = load(&db, &store, "acme");
+    assert_eq!(pending(s).await, 0);
+    let snap = load(&cp, "acme").await;
     for id in &ids {
         let attrs = snap.user(id).unwrap().attrs();
         assert_eq!(attrs["level"], rounds - 1, "user {id}: {attrs:?}");
@@ -263,7 +312,7 @@ fn two_publishers_never_lose_an_update() {
     // revision is told to someone: a delta written by one publisher and
     // put in HEAD by the other, which adopts it, is published again by its
     // writer once a compacted snapshot covers it; upserts are idempotent.)
-    let h = head(&store, "acme");
+    let h = head(&cp, "acme").await;
     assert_eq!(last.revision, h.revision);
     let mut claimed: Vec<u64> = revisions.concat();
     claimed.sort_unstable();
@@ -278,19 +327,30 @@ fn two_publishers_never_lose_an_update() {
 
 /// A store that dies (the whole process, as a kill would) the moment
 /// anyone tries to advance `HEAD` — after the delta is written.
+#[derive(Debug)]
 struct DiesBeforeHead(LocalDirStore);
 
 impl ObjectStore for DiesBeforeHead {
-    fn get(&self, key: &str) -> control_plane::Result<Option<Object>> {
-        self.0.get(key)
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        if_none_match: Option<&'a str>,
+        limit: u64,
+    ) -> BoxFuture<'a, Result<Fetched, StoreError>> {
+        self.0.get(key, if_none_match, limit)
     }
-    fn put(&self, key: &str, bytes: &[u8], c: Condition) -> control_plane::Result<Put> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: &'a [u8],
+        c: Condition,
+    ) -> BoxFuture<'a, Result<Put, StoreError>> {
         if key.ends_with("/HEAD") && matches!(c, Condition::IfMatch(_)) {
             std::process::abort();
         }
         self.0.put(key, bytes, c)
     }
-    fn list(&self, prefix: &str) -> control_plane::Result<Vec<String>> {
+    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         self.0.list(prefix)
     }
     fn describe(&self) -> String {
@@ -300,36 +360,41 @@ impl ObjectStore for DiesBeforeHead {
 
 const CRASH_DIR: &str = "GATEHOUSE_TEST_CRASH_DIR";
 
-/// Run in a child process by `publisher_killed_before_head_recovers`.
-#[test]
-fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_DIR) else {
-        return;
-    };
-    let dir = Path::new(&dir);
-    let db = Db::open(&dir.join("cp.db")).unwrap();
-    let store = DiesBeforeHead(LocalDirStore::open(dir.join("store")).unwrap());
-    let _ = Publisher::new(&db, &store, "", 0).publish("acme", NOW + 1);
-    unreachable!("the publisher must have died");
+/// The killed publisher, in a child process: publish the pending change
+/// through a store that dies before `HEAD` moves.
+async fn publish_and_die(dir: &Path) {
+    let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(&dir.join("cp.db")).unwrap());
+    let store = Arc::new(DiesBeforeHead(LocalDirStore::new(dir.join("store"))));
+    let s = service(repo, store, ManualClock::at(NOW + 1), settings(0, ""));
+    let _ = s.publish(OP, "acme").await;
 }
 
-#[test]
-fn publisher_killed_before_head_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = new_db(&dir.path().join("cp.db"), "acme");
-    let store = LocalDirStore::open(dir.path().join("store")).unwrap();
-    let alice = add_user(&db, "acme", "alice@acme.io");
-    db.lifecycle("acme", &alice, LifecycleAction::Verify, NOW)
+#[tokio::test]
+async fn publisher_killed_before_head_recovers() {
+    // This test runs itself again as the child that gets killed.
+    if let Ok(dir) = std::env::var(CRASH_DIR) {
+        publish_and_die(Path::new(&dir)).await;
+        unreachable!("the publisher must have died");
+    }
+    let cp = open(settings(0, "")).await;
+    let s = &cp.service;
+    let alice = cp.user("acme", "alice@acme.io").await;
+    s.lifecycle(OP, "acme", &alice, LifecycleAction::Verify)
+        .await
         .unwrap();
-    Publisher::new(&db, &store, "", 0)
-        .publish("acme", NOW)
-        .unwrap();
-    db.lifecycle("acme", &alice, LifecycleAction::Suspend, NOW + 1)
+    s.publish(OP, "acme").await.unwrap();
+    cp.at(NOW + 1)
+        .lifecycle(OP, "acme", &alice, LifecycleAction::Suspend)
+        .await
         .unwrap();
 
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-        .env(CRASH_DIR, dir.path())
+        .args([
+            "--exact",
+            "publisher_killed_before_head_recovers",
+            "--test-threads=1",
+        ])
+        .env(CRASH_DIR, cp.dir.path())
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()
@@ -337,95 +402,95 @@ fn publisher_killed_before_head_recovers() {
     assert!(!status.success(), "the child was meant to die");
     // The delta is on disk, HEAD still names revision 1.
     let keys = RealmKeys::new("", "acme");
-    assert!(store.get(&keys.delta(2)).unwrap().is_some());
-    assert_eq!(head(&store, "acme").revision, 1);
+    assert!(get(cp.store.as_ref(), &keys.delta(2)).await.is_some());
+    assert_eq!(head(&cp, "acme").await.revision, 1);
     assert_eq!(
-        state_in(&load(&db, &store, "acme"), &alice),
+        state_in(&load(&cp, "acme").await, &alice),
         Some(UserState::Active)
     );
 
-    // Restart: the next publish adopts the orphan, republishes the change,
-    // and the suspension is published with nothing lost.
-    let db = Db::open(&dir.path().join("cp.db")).unwrap();
-    let p = Publisher::new(&db, &store, "", 0);
-    assert_eq!(p.status("acme").unwrap().pending_changes, 1);
-    let done = p.publish("acme", NOW + 2).unwrap();
+    // Restart (a fresh connection to the database, a fresh store handle):
+    // the next publish adopts the orphan, republishes the change, and the
+    // suspension is published with nothing lost.
+    let repo: Arc<dyn Repository> =
+        Arc::new(SqliteRepository::open(&cp.dir.path().join("cp.db")).unwrap());
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(cp.dir.path().join("store")));
+    let p = service(repo, store, cp.clock.clone(), settings(0, ""));
+    assert_eq!(pending(&p).await, 1);
+    cp.clock.set(NOW + 2);
+    let done = p.publish(OP, "acme").await.unwrap();
     assert_eq!(done.revision, 3);
-    assert_eq!(p.status("acme").unwrap().pending_changes, 0);
+    assert_eq!(pending(&p).await, 0);
     assert_eq!(
-        state_in(&load(&db, &store, "acme"), &alice),
+        state_in(&load(&cp, "acme").await, &alice),
         Some(UserState::Suspended)
     );
 }
 
-#[test]
-fn a_foreign_or_tampered_bundle_in_the_way_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = new_db(&dir.path().join("cp.db"), "acme");
-    let store = LocalDirStore::open(dir.path().join("store")).unwrap();
-    let p = Publisher::new(&db, &store, "", 0);
-    p.publish("acme", NOW).unwrap();
-    add_user(&db, "acme", "a@acme.io");
+#[tokio::test]
+async fn a_foreign_or_tampered_bundle_in_the_way_is_refused() {
+    let cp = open(settings(0, "")).await;
+    let s = &cp.service;
+    s.publish(OP, "acme").await.unwrap();
+    cp.user("acme", "a@acme.io").await;
     // Someone put garbage where the next delta goes.
-    store
+    let put = cp
+        .store
         .put(
             &RealmKeys::new("", "acme").delta(2),
             b"not a bundle",
             Condition::None,
         )
+        .await
         .unwrap();
-    let err = p.publish("acme", NOW).unwrap_err();
-    assert!(matches!(err, control_plane::Error::Publish(_)), "{err}");
-    assert_eq!(head(&store, "acme").revision, 1);
-    assert_eq!(p.status("acme").unwrap().pending_changes, 1);
+    assert!(matches!(put, Put::Written(_)));
+    let err = s.publish(OP, "acme").await.unwrap_err();
+    assert!(matches!(err, Error::Publish(_)), "{err}");
+    assert_eq!(head(&cp, "acme").await.revision, 1);
+    assert_eq!(pending(s).await, 1);
 }
 
-#[test]
-fn a_deleted_realm_is_withdrawn_from_decision_points() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = new_db(&dir.path().join("cp.db"), "acme");
-    let store = LocalDirStore::open(dir.path().join("store")).unwrap();
-    let p = Publisher::new(&db, &store, "", 0);
-    let alice = add_user(&db, "acme", "alice@acme.io");
-    db.lifecycle("acme", &alice, LifecycleAction::Verify, NOW)
+#[tokio::test]
+async fn a_deleted_realm_is_withdrawn_from_decision_points() {
+    let cp = open(settings(0, "")).await;
+    let s = &cp.service;
+    let alice = cp.user("acme", "alice@acme.io").await;
+    s.lifecycle(OP, "acme", &alice, LifecycleAction::Verify)
+        .await
         .unwrap();
-    db.create_policy(
+    s.create_policy(
+        OP,
         "acme",
         "self-view",
-        &control_plane::policy::PolicyInput {
+        &PolicyInput {
             body: "permit (principal, action == Action::\"viewProfile\", resource) when { principal == resource };".into(),
             description: String::new(),
         },
-        NOW,
     )
+    .await
     .unwrap();
-    p.publish("acme", NOW).unwrap();
-    let req = Request {
-        principal: EntityRef::new("User", &alice),
-        action: EntityRef::new("Action", "viewProfile"),
-        resource: EntityRef::new("User", &alice),
-        context: serde_json::json!({}),
-        entities: Vec::new(),
-    };
-    let before = load(&db, &store, "acme").is_authorized(&req).unwrap();
-    assert_eq!(before.decision, pdp_core::Decision::Allow);
-    db.delete_realm("acme", NOW + 1).unwrap();
-    let w = p.withdraw("acme", NOW + 1).unwrap();
-    assert_eq!((w.kind.as_str(), w.revision), ("delta", 2));
-    let after = load(&db, &store, "acme").is_authorized(&req).unwrap();
-    assert_eq!(after.decision, pdp_core::Decision::Deny);
-    assert_eq!(
-        after.reason,
-        pdp_core::decision::Reason::Forbid("realm-deleted".into())
+    s.publish(OP, "acme").await.unwrap();
+    let req = view_own_profile(&alice);
+    let before = load(&cp, "acme").await.is_authorized(&req).unwrap();
+    assert_eq!(before.decision, Decision::Allow);
+    // Deleting the realm withdraws it: a delta at the next revision.
+    cp.at(NOW + 1).delete_realm(OP, "acme").await.unwrap();
+    let h = head(&cp, "acme").await;
+    assert_eq!((h.snapshot, h.revision), (1, 2));
+    assert!(
+        get(cp.store.as_ref(), &RealmKeys::new("", "acme").delta(2))
+            .await
+            .is_some()
     );
-    // Never published: nothing to withdraw.
-    let db2 = new_db(&dir.path().join("cp2.db"), "other");
-    let store2 = LocalDirStore::open(dir.path().join("store2")).unwrap();
-    assert_eq!(
-        Publisher::new(&db2, &store2, "", 0)
-            .withdraw("other", NOW)
-            .unwrap()
-            .kind,
-        "none"
-    );
+    let after = load(&cp, "acme").await.is_authorized(&req).unwrap();
+    assert_eq!(after.decision, Decision::Deny);
+    assert_eq!(after.reason, Reason::Forbid("realm-deleted".into()));
+    // Never published: nothing to withdraw, nothing written.
+    cp.realm("other").await;
+    cp.service.delete_realm(OP, "other").await.unwrap();
+    assert_eq!(cp.store.list("other").await.unwrap(), Vec::<String>::new());
+    assert!(matches!(
+        cp.published("other").await,
+        Err(Error::NotFound { .. })
+    ));
 }

@@ -6,6 +6,7 @@ mod http;
 mod key;
 mod local;
 mod s3;
+pub mod testing;
 
 pub use http::HttpStore;
 pub use key::validate_key;

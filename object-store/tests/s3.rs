@@ -10,124 +10,23 @@
 //! other tests run, so each test runs itself again as a child process with
 //! dummy credentials set.
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use object_store::fault::FaultProxy;
-use object_store::{Condition, Connect, Fetched, ObjectStore, Put, StoreError, conformance, open};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use object_store::{
+    Condition, Connect, Fetched, ObjectStore, Put, StoreError, conformance, open, testing,
+};
 use std::sync::Arc;
-use std::time::Duration;
 
-const CHILD: &str = "GATEHOUSE_OBJECT_STORE_S3_CHILD";
 const BUCKET: &str = "bundles";
 
-/// In the parent: run test `name` alone in a child process with the AWS
-/// environment set, and require that it ran and passed. In the child: run
-/// `body` on a fresh moto.
+/// Run `body` in a child process with the AWS environment set, on a fresh
+/// moto holding the bucket.
 fn isolated<F: std::future::Future<Output = ()>>(name: &str, body: impl FnOnce(String) -> F) {
-    if std::env::var_os(CHILD).is_some() {
-        let (_moto, url) = moto();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            create_bucket(&url).await;
-            body(url).await;
-        });
-        return;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws-credentials",
-        )
-        .env_remove("AWS_ENDPOINT_URL")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{name} in a child process: {}\n{stdout}\n{stderr}",
-        out.status
-    );
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `moto_server` on a free loopback port (as edge-host/tests/s3.rs starts
-/// it); its request log is drained so a full pipe cannot stall it.
-fn moto() -> (Killed, String) {
-    let bin = std::env::var("GATEHOUSE_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let mut child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (install moto[server]>=5.2.1)"));
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines() {
-            let Ok(line) = line else { break };
-            if let Some(at) = line.find("http://127.0.0.1:") {
-                let _ = tx.send(line[at..].trim().to_owned());
-            }
-            if std::env::var_os("DEBUG_MOTO").is_some() {
-                eprintln!("MOTO {line}");
-            }
-        }
+    testing::isolated(name, |moto| async move {
+        moto.create_bucket(BUCKET).await;
+        let url = moto.url.clone();
+        body(url).await;
+        drop(moto);
     });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("moto_server printed no address");
-    (Killed(child), url)
-}
-
-/// A plain SDK client on moto, for what the store does not do (buckets)
-/// and to read objects past the proxy.
-fn raw_client(url: &str) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
-}
-
-async fn create_bucket(url: &str) {
-    raw_client(url)
-        .create_bucket()
-        .bucket(BUCKET)
-        .send()
-        .await
-        .unwrap();
 }
 
 fn connect(endpoint: &str, max_attempts: u32) -> Connect {
@@ -171,7 +70,7 @@ fn s3_conforms() {
         assert_eq!(prefixed.describe(), "s3://bundles/gatehouse/prod");
         conformance::run(prefixed.as_ref(), "scratch").await;
         // Keys are relative to the prefix: in the bucket they are under it.
-        let listed = raw_client(&url)
+        let listed = testing::client(&url)
             .list_objects_v2()
             .bucket(BUCKET)
             .prefix("gatehouse/prod/scratch/obj")

@@ -128,7 +128,11 @@ async fn create_realm(
 #[utoipa::path(get, path = "/v1/realms/{realm}", tag = "realms",
     params(("realm" = String, Path)),
     responses((status = 200, body = Realm), (status = "4XX", body = Problem)))]
-async fn get_realm(State(s): St, caller: Caller, Path(realm): Path<String>) -> ApiResult<Json<Realm>> {
+async fn get_realm(
+    State(s): St,
+    caller: Caller,
+    Path(realm): Path<String>,
+) -> ApiResult<Json<Realm>> {
     Ok(Json(s.realm(&caller, &realm).await?))
 }
 
@@ -201,7 +205,9 @@ async fn update_user(
     bytes: Bytes,
 ) -> ApiResult<Json<User>> {
     let patch: Map<String, Value> = body(&bytes)?;
-    Ok(Json(s.update_user_attrs(&caller, &realm, &id, &patch).await?))
+    Ok(Json(
+        s.update_user_attrs(&caller, &realm, &id, &patch).await?,
+    ))
 }
 
 /// Apply a lifecycle action (`invite`, `verify`, `require_password_reset`,
@@ -335,8 +341,13 @@ async fn import_users(
         .is_some_and(|v| v.starts_with("text/csv"));
     let format = if csv { Format::Csv } else { Format::JsonLines };
     Ok(Json(
-        s.import_users(&caller, &realm, Box::new(std::io::Cursor::new(bytes)), format)
-            .await?,
+        s.import_users(
+            &caller,
+            &realm,
+            Box::new(std::io::Cursor::new(bytes)),
+            format,
+        )
+        .await?,
     ))
 }
 
@@ -349,7 +360,9 @@ async fn add_user_group(
     caller: Caller,
     Path((realm, id, group)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(s.set_user_group(&caller, &realm, &id, &group, true).await?))
+    Ok(Json(
+        s.set_user_group(&caller, &realm, &id, &group, true).await?,
+    ))
 }
 
 /// Remove a user from a group.
@@ -361,7 +374,10 @@ async fn remove_user_group(
     caller: Caller,
     Path((realm, id, group)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(s.set_user_group(&caller, &realm, &id, &group, false).await?))
+    Ok(Json(
+        s.set_user_group(&caller, &realm, &id, &group, false)
+            .await?,
+    ))
 }
 
 /// Assign a role to a user.
@@ -373,7 +389,9 @@ async fn add_user_role(
     caller: Caller,
     Path((realm, id, role)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(s.set_user_role(&caller, &realm, &id, &role, true).await?))
+    Ok(Json(
+        s.set_user_role(&caller, &realm, &id, &role, true).await?,
+    ))
 }
 
 /// Take a role from a user.
@@ -385,7 +403,9 @@ async fn remove_user_role(
     caller: Caller,
     Path((realm, id, role)): Path<(String, String, String)>,
 ) -> ApiResult<Json<User>> {
-    Ok(Json(s.set_user_role(&caller, &realm, &id, &role, false).await?))
+    Ok(Json(
+        s.set_user_role(&caller, &realm, &id, &role, false).await?,
+    ))
 }
 
 // -------------------------------------------------------- groups, roles
@@ -882,8 +902,7 @@ async fn login_challenge(
 ) -> ApiResult<Json<LoginResult>> {
     let c: ChallengeRequest = body(&bytes)?;
     Ok(Json(
-        s.respond(&realm, &c.answer, c.client_id.as_deref())
-            .await?,
+        s.respond(&realm, &c.answer, c.client_id.as_deref()).await?,
     ))
 }
 
@@ -901,11 +920,7 @@ async fn readyz(State(s): St) -> Response {
 
 async fn metrics(State(s): St) -> Response {
     match s.metrics_text().await {
-        Ok(text) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => ApiError(e).into_response(),
     }
 }

@@ -119,4 +119,3 @@ impl IntoResponse for ApiError {
         resp
     }
 }
-

@@ -151,7 +151,6 @@ pub struct KeyInfo {
     pub created_at: i64,
 }
 
-
 /// Work the provider asks to be done in the transaction that creates the
 /// realm (storing its first signing key, say), so a realm never exists
 /// half provisioned.
@@ -291,7 +290,11 @@ impl Identities {
         self.providers.get(name).cloned().ok_or_else(|| {
             Error::BadRequest(format!(
                 "identity provider {name:?} is not configured (have: {})",
-                self.providers.keys().copied().collect::<Vec<_>>().join(", ")
+                self.providers
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }

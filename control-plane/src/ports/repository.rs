@@ -155,9 +155,15 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
-            .field("password_hash", &self.password_hash.as_ref().map(|_| "<redacted>"))
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
             .field("new_password_required", &self.new_password_required)
-            .field("totp_secret", &self.totp_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "totp_secret",
+                &self.totp_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("totp_confirmed", &self.totp_confirmed)
             .finish_non_exhaustive()
     }
@@ -319,8 +325,13 @@ pub trait Tx {
     /// `group` and every group it is nested in, transitively.
     fn group_and_ancestors(&mut self, realm: &str, group: &str) -> Result<Vec<String>>;
     /// Nest (or un-nest) a group; whether anything changed.
-    fn set_group_parent(&mut self, realm: &str, group: &str, parent: &str, add: bool)
-    -> Result<bool>;
+    fn set_group_parent(
+        &mut self,
+        realm: &str,
+        group: &str,
+        parent: &str,
+        add: bool,
+    ) -> Result<bool>;
     /// Assign (or take away) a group's role; whether anything changed.
     fn set_group_role(&mut self, realm: &str, group: &str, role: &str, add: bool) -> Result<bool>;
     /// Direct members of a group, by id.

@@ -105,7 +105,13 @@ impl Service {
 
     /// Delete a group or role and every membership and assignment naming
     /// it; the users affected are republished.
-    pub async fn delete_node(&self, caller: &Caller, realm: &str, kind: Kind, id: &str) -> Result<()> {
+    pub async fn delete_node(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        kind: Kind,
+        id: &str,
+    ) -> Result<()> {
         self.authorize(caller, action(kind, "delete"), Some(realm))
             .await?;
         let now = self.now();

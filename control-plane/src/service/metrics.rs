@@ -57,7 +57,9 @@ impl Metrics {
 }
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Service {
@@ -89,7 +91,11 @@ impl Service {
              # TYPE gatehouse_cp_pending_changes gauge"
         );
         for (realm, n, _) in &waiting {
-            let _ = writeln!(s, "gatehouse_cp_pending_changes{{realm=\"{}\"}} {n}", label(realm));
+            let _ = writeln!(
+                s,
+                "gatehouse_cp_pending_changes{{realm=\"{}\"}} {n}",
+                label(realm)
+            );
         }
         let _ = writeln!(
             s,
@@ -110,7 +116,12 @@ impl Service {
              # TYPE gatehouse_cp_publishes_total counter"
         );
         for (realm, c) in &counters {
-            let _ = writeln!(s, "gatehouse_cp_publishes_total{{realm=\"{}\"}} {}", label(realm), c.published);
+            let _ = writeln!(
+                s,
+                "gatehouse_cp_publishes_total{{realm=\"{}\"}} {}",
+                label(realm),
+                c.published
+            );
         }
         let _ = writeln!(
             s,
@@ -118,7 +129,12 @@ impl Service {
              # TYPE gatehouse_cp_publish_failures_total counter"
         );
         for (realm, c) in &counters {
-            let _ = writeln!(s, "gatehouse_cp_publish_failures_total{{realm=\"{}\"}} {}", label(realm), c.failed);
+            let _ = writeln!(
+                s,
+                "gatehouse_cp_publish_failures_total{{realm=\"{}\"}} {}",
+                label(realm),
+                c.failed
+            );
         }
         let _ = writeln!(
             s,

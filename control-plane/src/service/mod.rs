@@ -22,7 +22,7 @@ use crate::domain::admin::AdminAction;
 use crate::domain::error::{Error, Result};
 use crate::ports::ObjectStore;
 use crate::ports::clock::Clock;
-use crate::ports::identity::{IdentityProvider, Identities};
+use crate::ports::identity::{Identities, IdentityProvider};
 use crate::ports::repository::Repository;
 use std::sync::{Arc, Mutex};
 
@@ -66,7 +66,11 @@ impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Caller::Operator => f.write_str("Operator"),
-            Caller::Bearer(t) => write!(f, "Bearer({})", if t.is_some() { "<redacted>" } else { "none" }),
+            Caller::Bearer(t) => write!(
+                f,
+                "Bearer({})",
+                if t.is_some() { "<redacted>" } else { "none" }
+            ),
         }
     }
 }

@@ -24,7 +24,8 @@ impl Service {
         id: &str,
         input: &PolicyInput,
     ) -> Result<StoredPolicy> {
-        self.put_policy_as(caller, realm, id, input, Some(false)).await
+        self.put_policy_as(caller, realm, id, input, Some(false))
+            .await
     }
 
     /// Replace a policy's text; a template with links cannot become a
@@ -36,7 +37,8 @@ impl Service {
         id: &str,
         input: &PolicyInput,
     ) -> Result<StoredPolicy> {
-        self.put_policy_as(caller, realm, id, input, Some(true)).await
+        self.put_policy_as(caller, realm, id, input, Some(true))
+            .await
     }
 
     /// Create or replace a policy, whichever applies.
@@ -314,7 +316,12 @@ impl Service {
 
     /// Replace the realm's resource entities (Cedar JSON entity list; not
     /// `User`, `Group` or `Role`, which come from the directory).
-    pub async fn put_resources(&self, caller: &Caller, realm: &str, entities: &Value) -> Result<()> {
+    pub async fn put_resources(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        entities: &Value,
+    ) -> Result<()> {
         self.authorize(caller, AdminAction::EntitiesWrite, Some(realm))
             .await?;
         check_resources(entities)?;

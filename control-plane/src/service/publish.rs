@@ -198,7 +198,9 @@ impl Service {
                     for id in &p.users {
                         match tx.user(&r, id) {
                             Ok(u) => users.push(UserChange::Upsert(u.to_record())),
-                            Err(Error::NotFound { .. }) => users.push(UserChange::Remove(id.clone())),
+                            Err(Error::NotFound { .. }) => {
+                                users.push(UserChange::Remove(id.clone()))
+                            }
                             Err(e) => return Err(e),
                         }
                     }
@@ -645,7 +647,9 @@ impl Service {
     /// delta's applied in order (members replaced, users merged).
     async fn fold(&self, realm: &str, head: &Head, signer: &BundleSigner) -> Result<Folded> {
         let keys = self.keys(realm);
-        let base = self.open(realm, &keys.snapshot(head.snapshot), signer).await?;
+        let base = self
+            .open(realm, &keys.snapshot(head.snapshot), signer)
+            .await?;
         let mut deltas = Vec::new();
         for rev in head.snapshot + 1..=head.revision {
             let key = keys.delta(rev);
@@ -715,8 +719,7 @@ fn fold_bundles(base: &Bundle<'_>, deltas: &[(String, Bundle<'_>)]) -> Result<Fo
     let mut directory = Directory::parse(&users_text)
         .map_err(|e| Error::Publish(format!("snapshot users.jsonl: {e}")))?;
     drop(users_text);
-    let mut expected = base.manifest.revision;
-    for (key, delta) in deltas {
+    for (expected, (key, delta)) in (base.manifest.revision..).zip(deltas) {
         if delta.manifest.kind != BundleKind::Delta
             || delta.manifest.base_revision != Some(expected)
         {
@@ -724,7 +727,6 @@ fn fold_bundles(base: &Bundle<'_>, deltas: &[(String, Bundle<'_>)]) -> Result<Fo
                 "{key} is not the delta on revision {expected}"
             )));
         }
-        expected += 1;
         identity = delta.manifest.identity.clone();
         for name in delta.member_names() {
             let bytes = delta.member(name).unwrap_or_default();

@@ -18,9 +18,13 @@ impl Service {
     /// policy, and its own bundle signing key; its issuer, app clients and
     /// first token key come from its identity provider.
     pub async fn create_realm(&self, caller: &Caller, new: &NewRealm) -> Result<Realm> {
-        self.authorize(caller, AdminAction::RealmCreate, None).await?;
+        self.authorize(caller, AdminAction::RealmCreate, None)
+            .await?;
         check_realm_name(&new.name)?;
-        let schema = new.schema.clone().unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
+        let schema = new
+            .schema
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SCHEMA.to_owned());
         parse_schema(&schema)?;
         let identity = self
             .identities

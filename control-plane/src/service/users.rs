@@ -5,10 +5,10 @@ use super::{Caller, Service};
 use crate::domain::admin::AdminAction;
 use crate::domain::error::{Error, Result};
 use crate::domain::group::Kind;
+use crate::domain::policy::parse_schema;
 use crate::domain::user::{
     NewUser, User, UserPage, UserQuery, canonical, encode_cursor, merge_attrs, new_user,
 };
-use crate::domain::policy::parse_schema;
 use crate::ports::identity::{TotpEnrollment, VerificationCode};
 use crate::ports::repository::{Change, Taken};
 use pdp_core::{LifecycleAction, Memory};

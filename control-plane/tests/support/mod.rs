@@ -9,7 +9,7 @@ use control_plane::domain::realm::NewRealm;
 use control_plane::domain::user::NewUser;
 use control_plane::ports::ObjectStore;
 use control_plane::ports::clock::ManualClock;
-use control_plane::ports::identity::{IdentityProvider, Identities};
+use control_plane::ports::identity::{Identities, IdentityProvider};
 use control_plane::ports::repository::Repository;
 use control_plane::{Caller, Service, Settings};
 use std::sync::Arc;
@@ -32,11 +32,14 @@ pub struct Cp {
     pub dir: tempfile::TempDir,
 }
 
+/// Builds the identity provider of a test's service over its repository.
+pub type MakeIdentity = Box<dyn FnOnce(Arc<dyn Repository>) -> Arc<dyn IdentityProvider>>;
+
 /// How a test wants its service.
 pub struct Options {
     pub settings: Settings,
     pub file_db: bool,
-    pub identity: Option<Box<dyn FnOnce(Arc<dyn Repository>) -> Arc<dyn IdentityProvider>>>,
+    pub identity: Option<MakeIdentity>,
 }
 
 impl Default for Options {
@@ -142,7 +145,6 @@ impl Cp {
     /// What a decision point loads from the store for `realm`.
     pub async fn published(&self, realm: &str) -> control_plane::Result<pdp_core::Snapshot> {
         let ring = self.keyring(realm).await;
-        control_plane::service::publish::load_published(self.store.as_ref(), "", realm, &ring)
-            .await
+        control_plane::service::publish::load_published(self.store.as_ref(), "", realm, &ring).await
     }
 }

@@ -168,7 +168,9 @@ pub(super) fn active_in(tx: &mut dyn Tx, realm: &str) -> Result<SigningKey> {
         .signing_keys(realm)?
         .into_iter()
         .find(|k| !k.retired)
-        .ok_or_else(|| Error::Conflict(format!("realm {realm:?} has no signing key; rotate one in")))?;
+        .ok_or_else(|| {
+            Error::Conflict(format!("realm {realm:?} has no signing key; rotate one in"))
+        })?;
     serde_json::from_str(&stored.private).map_err(|e| Error::Internal(format!("stored key: {e}")))
 }
 

@@ -219,9 +219,8 @@ impl SqliteRepository {
     /// Open (creating if needed) the database file and bring its schema up
     /// to date.
     pub fn open(path: &Path) -> Result<SqliteRepository> {
-        let conn = Connection::open(path).map_err(|e| {
-            Error::Repository(format!("{}: {e}", path.display()))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| Error::Repository(format!("{}: {e}", path.display())))?;
         SqliteRepository::init(conn, Some(path.to_owned()))
     }
 
@@ -231,7 +230,8 @@ impl SqliteRepository {
     }
 
     fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteRepository> {
-        conn.busy_timeout(std::time::Duration::from_secs(10)).sql()?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .sql()?;
         conn.pragma_update(None, "journal_mode", "WAL").sql()?;
         conn.pragma_update(None, "synchronous", "NORMAL").sql()?;
         conn.pragma_update(None, "foreign_keys", "ON").sql()?;

@@ -47,7 +47,16 @@ fn realm_row(tx: &Transaction<'_>, name: &str) -> Result<Option<Realm>> {
             "SELECT display_name, issuer, clients, identity, created_at, deleted_at
              FROM realms WHERE name = ?1",
             [name],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
         .optional()
         .sql()?;
@@ -109,11 +118,7 @@ where
 }
 
 fn exists(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<bool> {
-    Ok(tx
-        .query_row(sql, p, |_| Ok(()))
-        .optional()
-        .sql()?
-        .is_some())
+    Ok(tx.query_row(sql, p, |_| Ok(())).optional().sql()?.is_some())
 }
 
 impl Tx for SqliteTx<'_> {
@@ -209,9 +214,11 @@ impl Tx for SqliteTx<'_> {
     fn bundle_seed(&mut self, name: &str) -> Result<[u8; 32]> {
         let seed: Vec<u8> = self
             .tx
-            .query_row("SELECT bundle_key FROM realms WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT bundle_key FROM realms WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
             .optional()
             .sql()?
             .ok_or_else(|| Error::not_found("realm", name))?;
@@ -288,7 +295,9 @@ impl Tx for SqliteTx<'_> {
                 e => super::db_err(e),
             })?;
         let mut member = tx
-            .prepare_cached("INSERT INTO user_groups (realm, user_id, group_id) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT INTO user_groups (realm, user_id, group_id) VALUES (?1, ?2, ?3)",
+            )
             .sql()?;
         for g in &user.groups {
             member
@@ -404,7 +413,12 @@ impl Tx for SqliteTx<'_> {
         self.w()?
             .execute(
                 "UPDATE users SET attrs = ?3, updated_at = ?4 WHERE realm = ?1 AND id = ?2",
-                params![realm, id, serde_json::to_string(attrs).unwrap_or_default(), now],
+                params![
+                    realm,
+                    id,
+                    serde_json::to_string(attrs).unwrap_or_default(),
+                    now
+                ],
             )
             .sql()?;
         Ok(())
@@ -709,7 +723,13 @@ impl Tx for SqliteTx<'_> {
         Ok(ids)
     }
 
-    fn set_group_parent(&mut self, realm: &str, group: &str, parent: &str, add: bool) -> Result<bool> {
+    fn set_group_parent(
+        &mut self,
+        realm: &str,
+        group: &str,
+        parent: &str,
+        add: bool,
+    ) -> Result<bool> {
         let sql = if add {
             "INSERT OR IGNORE INTO group_parents (realm, group_id, parent_id) VALUES (?1, ?2, ?3)"
         } else {
@@ -1174,11 +1194,7 @@ impl Tx for SqliteTx<'_> {
             .sql()?;
         let content = changed.iter().any(Option::is_none);
         let all_users = changed.iter().any(|c| c.as_deref() == Some("*"));
-        let users = changed
-            .into_iter()
-            .flatten()
-            .filter(|u| u != "*")
-            .collect();
+        let users = changed.into_iter().flatten().filter(|u| u != "*").collect();
         Ok(Some(Pending {
             upto,
             users,
