@@ -9,6 +9,7 @@ pub mod admin;
 pub mod error;
 pub mod group;
 pub mod import;
+pub mod password;
 pub mod policy;
 pub mod realm;
 pub mod routes;

@@ -140,7 +140,7 @@ impl Service {
     pub async fn bootstrap(&self, username: &str, email: &str, password: &str) -> Result<User> {
         let op = &Caller::Operator;
         let realm = self.settings.admin_realm.clone();
-        crate::backend::local_identity::password::check(password, &[username, email])?;
+        crate::domain::password::check(password, &[username, email])?;
         match self.realm(op, &realm).await {
             Ok(_) => {}
             Err(Error::NotFound { .. }) => {
