@@ -895,10 +895,29 @@ impl Directory {
             + self.overlay.len() * 256
     }
 
-    /// Serialize as a snapshot's `users.jsonl`.
+    /// Serialize as a snapshot's `users.jsonl`: the packed users in file
+    /// order, then those deltas added or changed, by id. Deterministic
+    /// (the overlay's own order is a hash map's), so the same directory
+    /// always gives the same bytes: compactions of one chain agree.
     pub fn to_jsonl(&self) -> String {
+        let mut loose: Vec<(&str, &Loose)> = self
+            .overlay
+            .iter()
+            .filter_map(|(id, slot)| slot.as_deref().map(|l| (&**id, l)))
+            .collect();
+        loose.sort_unstable_by_key(|(id, _)| *id);
+        let packed = self
+            .packed
+            .records()
+            .filter(|r| !self.overlay.contains_key(r.id))
+            .map(|r| UserRef {
+                inner: RefInner::Packed(r),
+            });
+        let loose = loose.into_iter().map(|(_, l)| UserRef {
+            inner: RefInner::Loose(l),
+        });
         let mut out = String::new();
-        for u in self.iter() {
+        for u in packed.chain(loose) {
             out.push_str(&UserChange::Upsert(u.to_record()).to_json_line());
             out.push('\n');
         }
