@@ -159,7 +159,8 @@ impl Iterator for Steps {
 /// every delta after it. A reader whose delta is missing stays on error
 /// until `HEAD` names a snapshot newer than what it holds.
 pub fn steps(held: Option<u64>, head: &Head, keys: &RealmKeys) -> Result<Steps, Behind> {
-    let empty = 1..=0;
+    // No deltas (start after end: an empty range, not a reversed one).
+    let empty = RangeInclusive::new(1, 0);
     let plan = Plan::new(held, head);
     let (snapshot, deltas) = match plan {
         Plan::Current => (None, empty),
