@@ -13,7 +13,8 @@ use crate::realm::{Realm, Remote, now};
 use crate::store::{Fetched, Store, StoreError};
 use pdp_core::BundleKind;
 use pdp_core::bundle::BundleError;
-use pdp_core::layout::{Head, HeadError, Plan};
+use pdp_core::chain::{self, Behind};
+use pdp_core::layout::{Head, HeadError};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -151,35 +152,16 @@ async fn poll(
     }
     let limit = state.realms.limits.archive;
     let mut installed = Vec::new();
-    let mut plan = Plan::new(held(), &head);
-    loop {
-        match plan {
-            Plan::Current => break,
-            Plan::Behind { held, head } => return Err(SyncError::Behind { held, head }),
-            Plan::Snapshot { snapshot, revision } => {
-                let key = keys.snapshot(snapshot);
-                let bytes = fetch(store, &key, limit).await?;
-                installed.push(install(state, realm, key, BundleKind::Snapshot, bytes).await?);
-                plan = match snapshot < revision {
-                    true => Plan::Deltas {
-                        from: snapshot + 1,
-                        to: revision,
-                    },
-                    false => Plan::Current,
-                };
-            }
-            // A missing delta or one on another base is an error until the
-            // store holds a snapshot newer than what is held (the control
-            // plane's compaction); `Plan` then loads that snapshot.
-            Plan::Deltas { from, to } => {
-                for rev in from..=to {
-                    let key = keys.delta(rev);
-                    let bytes = fetch(store, &key, limit).await?;
-                    installed.push(install(state, realm, key, BundleKind::Delta, bytes).await?);
-                }
-                plan = Plan::Current;
-            }
-        }
+    // The store is async, so the chain is walked here rather than by
+    // `chain::load`: each bundle is installed (and recorded) on its own.
+    // A missing delta or one on another base is an error until the store
+    // holds a snapshot newer than what is held (the control plane's
+    // compaction); the steps then start from that snapshot.
+    let steps = chain::steps(held(), &head, &keys)
+        .map_err(|Behind { held, head }| SyncError::Behind { held, head })?;
+    for step in steps {
+        let bytes = fetch(store, &step.key, limit).await?;
+        installed.push(install(state, realm, step.key, step.kind, bytes).await?);
     }
     if let Ok(mut e) = remote.etag.lock() {
         *e = etag;

@@ -268,7 +268,11 @@ impl Packed {
     }
 
     fn bucket(&self, hash: u64) -> usize {
-        (hash >> (64 - self.bits)) as usize
+        // `bits` is 0 only in the empty table of `Directory::default()`
+        // (a delta bringing the first users): a plain shift by 64 would
+        // panic in debug builds. Wrapping, it is the same instruction as a
+        // release build's, and any bucket of the empty table is absent.
+        hash.wrapping_shr(64 - self.bits) as usize
     }
 
     fn find(&self, id: &str) -> Option<Rec<'_>> {
@@ -895,10 +899,29 @@ impl Directory {
             + self.overlay.len() * 256
     }
 
-    /// Serialize as a snapshot's `users.jsonl`.
+    /// Serialize as a snapshot's `users.jsonl`: the packed users in file
+    /// order, then those deltas added or changed, by id. Deterministic
+    /// (the overlay's own order is a hash map's), so the same directory
+    /// always gives the same bytes: compactions of one chain agree.
     pub fn to_jsonl(&self) -> String {
+        let mut loose: Vec<(&str, &Loose)> = self
+            .overlay
+            .iter()
+            .filter_map(|(id, slot)| slot.as_deref().map(|l| (&**id, l)))
+            .collect();
+        loose.sort_unstable_by_key(|(id, _)| *id);
+        let packed = self
+            .packed
+            .records()
+            .filter(|r| !self.overlay.contains_key(r.id))
+            .map(|r| UserRef {
+                inner: RefInner::Packed(r),
+            });
+        let loose = loose.into_iter().map(|(_, l)| UserRef {
+            inner: RefInner::Loose(l),
+        });
         let mut out = String::new();
-        for u in self.iter() {
+        for u in packed.chain(loose) {
             out.push_str(&UserChange::Upsert(u.to_record()).to_json_line());
             out.push('\n');
         }
@@ -918,6 +941,19 @@ mod tests {
     fn a_packed_slot_stays_small() {
         // 1M users x this, plus their records, is the directory's footprint.
         assert_eq!(std::mem::size_of::<Slot>(), 8);
+    }
+
+    #[test]
+    fn an_empty_directory_takes_changes_and_answers_lookups() {
+        // A realm without users.jsonl whose delta brings the first users.
+        let changes = Directory::parse_changes(TEXT).unwrap();
+        let dir = Directory::default().with_changes(changes);
+        assert_eq!(dir.len(), 2);
+        assert_eq!(dir.get("u2").unwrap().state(), UserState::Suspended);
+        assert!(dir.get("nobody").is_none());
+        assert!(Directory::default().get("nobody").is_none());
+        // Delta users serialize by id, whatever the overlay's order.
+        assert_eq!(dir.to_jsonl(), Directory::parse(TEXT).unwrap().to_jsonl());
     }
 
     /// A file of `n` users with names (keys, groups, roles, entity types)

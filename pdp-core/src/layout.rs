@@ -118,55 +118,9 @@ impl RealmKeys {
     }
 }
 
-/// What a decision point holding `held` must fetch to reach `head`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
-    /// Already at `head.revision`.
-    Current,
-    /// Holds a revision newer than `HEAD` names: the store went backwards.
-    /// Keep what is held.
-    Behind {
-        /// The revision held.
-        held: u64,
-        /// The revision `HEAD` names.
-        head: u64,
-    },
-    /// Apply the deltas `from..=to` in order on what is held.
-    Deltas {
-        /// First delta revision.
-        from: u64,
-        /// Last delta revision.
-        to: u64,
-    },
-    /// Load snapshot `snapshot`, then deltas `snapshot+1..=revision`.
-    Snapshot {
-        /// Snapshot revision.
-        snapshot: u64,
-        /// Last delta revision (= `snapshot` when there are none).
-        revision: u64,
-    },
-}
-
-impl Plan {
-    /// The plan for a decision point that holds `held` (`None`: nothing).
-    pub fn new(held: Option<u64>, head: &Head) -> Plan {
-        match held {
-            Some(h) if h == head.revision => Plan::Current,
-            Some(h) if h > head.revision => Plan::Behind {
-                held: h,
-                head: head.revision,
-            },
-            Some(h) if h >= head.snapshot => Plan::Deltas {
-                from: h + 1,
-                to: head.revision,
-            },
-            _ => Plan::Snapshot {
-                snapshot: head.snapshot,
-                revision: head.revision,
-            },
-        }
-    }
-}
+/// The planner moved to [`crate::chain`], which also loads and folds the
+/// chain; re-exported here for existing callers.
+pub use crate::chain::Plan;
 
 #[cfg(test)]
 mod tests {
@@ -180,29 +134,6 @@ mod tests {
             snapshot,
             updated_at: 1,
         }
-    }
-
-    #[test]
-    fn plans() {
-        let h = head(10, 14);
-        assert_eq!(
-            Plan::new(None, &h),
-            Plan::Snapshot {
-                snapshot: 10,
-                revision: 14
-            }
-        );
-        assert_eq!(
-            Plan::new(Some(3), &h),
-            Plan::Snapshot {
-                snapshot: 10,
-                revision: 14
-            }
-        );
-        assert_eq!(Plan::new(Some(10), &h), Plan::Deltas { from: 11, to: 14 });
-        assert_eq!(Plan::new(Some(12), &h), Plan::Deltas { from: 13, to: 14 });
-        assert_eq!(Plan::new(Some(14), &h), Plan::Current);
-        assert_eq!(Plan::new(Some(15), &h), Plan::Behind { held: 15, head: 14 });
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 mod authorize;
 pub mod bundle;
+pub mod chain;
 pub mod decision;
 pub mod directory;
 mod encoded;

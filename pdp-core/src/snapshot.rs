@@ -6,6 +6,7 @@
 //! (nothing is mutated in place; the caller swaps the `Arc`).
 
 use crate::bundle::{Bundle, BundleError, Limits, Trust};
+use crate::chain::{Changes, Folded};
 use crate::decision::{
     Answer, BatchAnswer, BatchRequest, Decision, MAX_BATCH, Reason, Request, RequestError, Tagged,
     TokenRequest,
@@ -22,18 +23,13 @@ use cedar_policy::{
     SchemaFragment,
 };
 use serde_json::{Map, Value};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// Raw texts kept so a delta can recompile what it does not replace.
-#[derive(Debug, Default)]
-struct Sources {
-    schema: Option<String>,
-    policies: String,
-    links: Option<String>,
-    entities: Option<String>,
-}
+/// A snapshot's content members but `users.jsonl`, kept (shared) so a
+/// delta folds onto them and recompiles what it does not replace.
+type Members = BTreeMap<String, Arc<[u8]>>;
 
 /// Context attribute names an action declares (`None`: no schema, anything goes).
 type ContextShapes = HashMap<EntityUid, BTreeSet<String>>;
@@ -46,7 +42,7 @@ pub const DEFAULT_USER_CACHE: usize = 65_536;
 pub struct Snapshot {
     manifest: Arc<Manifest>,
     signed_by: Option<String>,
-    sources: Arc<Sources>,
+    members: Arc<Members>,
     schema: Option<Arc<Schema>>,
     context_shapes: Arc<ContextShapes>,
     policies: Arc<CompiledPolicies>,
@@ -197,40 +193,17 @@ fn context_shapes(json: &Value) -> ContextShapes {
 impl Snapshot {
     /// Compile a verified snapshot bundle.
     pub fn compile(bundle: &Bundle<'_>) -> Result<Snapshot, BundleError> {
-        let m = &bundle.manifest;
-        if m.kind != BundleKind::Snapshot {
-            return Err(BundleError::DeltaWithoutBase {
-                revision: m.revision,
-                why: "not a snapshot",
-            });
-        }
-        let text = |name: &str| {
-            bundle
-                .member(name)
-                .map(|b| utf8(name, b).map(str::to_owned))
-                .transpose()
-        };
-        let sources = Sources {
-            schema: text(member::SCHEMA)?,
-            policies: text(member::POLICIES)?
-                .ok_or_else(|| BundleError::MissingMember(member::POLICIES.into()))?,
-            links: text(member::LINKS)?,
-            entities: text(member::ENTITIES)?,
-        };
-        let directory = match bundle.member(member::USERS) {
-            Some(b) => Some(Directory::parse(utf8(member::USERS, b)?).map_err(|e| {
-                BundleError::invalid(member::USERS, Some((e.line, e.column)), e.message)
-            })?),
-            None => None,
-        };
-        let routes = match bundle.member(member::ROUTES) {
+        let Folded {
+            members, directory, ..
+        } = Folded::from_snapshot_bundle(bundle)?;
+        let routes = match members.get(member::ROUTES) {
             Some(b) => Some(Arc::new(parse_routes(b)?)),
             None => None,
         };
         Snapshot::assemble(
-            m.clone(),
+            bundle.manifest.clone(),
             bundle.signed_by.clone(),
-            sources,
+            members,
             directory,
             routes,
         )
@@ -239,20 +212,25 @@ impl Snapshot {
     fn assemble(
         manifest: Manifest,
         signed_by: Option<String>,
-        sources: Sources,
+        members: Members,
         directory: Option<Directory>,
         routes: Option<Arc<RouteTable>>,
     ) -> Result<Snapshot, BundleError> {
-        let (schema, context_shapes) = match &sources.schema {
+        let text = |name: &str| members.get(name).map(|b| utf8(name, b)).transpose();
+        let schema_text = text(member::SCHEMA)?;
+        let policies_text = text(member::POLICIES)?
+            .ok_or_else(|| BundleError::MissingMember(member::POLICIES.into()))?;
+        let links_text = text(member::LINKS)?;
+        let entities_text = text(member::ENTITIES)?;
+        let (schema, context_shapes) = match schema_text {
             Some(t) => {
                 let (s, c) = compile_schema(t)?;
                 (Some(s), c)
             }
             None => (None, HashMap::new()),
         };
-        let policies =
-            policies::compile(&sources.policies, sources.links.as_deref(), schema.as_ref())?;
-        let entities = match &sources.entities {
+        let policies = policies::compile(policies_text, links_text, schema.as_ref())?;
+        let entities = match entities_text {
             Some(t) => {
                 let json: Value = serde_json::from_str(t).map_err(|e| {
                     BundleError::invalid(
@@ -312,7 +290,7 @@ impl Snapshot {
             prepared: Arc::new(crate::authorize::PreparedSet::new(&policies.set)),
             users: Arc::new(crate::user_cache::UserCache::new(DEFAULT_USER_CACHE)),
             users_capacity: DEFAULT_USER_CACHE,
-            sources: Arc::new(sources),
+            members: Arc::new(members),
             schema: schema.map(Arc::new),
             context_shapes: Arc::new(context_shapes),
             policies: Arc::new(policies),
@@ -324,93 +302,76 @@ impl Snapshot {
     }
 
     /// Apply a verified delta bundle, producing a new snapshot.
+    ///
+    /// What the delta changes is decided by [`Changes::of`] and applied by
+    /// [`Folded::apply`], the member-level fold compaction uses too; this
+    /// then recompiles only what the fold replaced: the Cedar state when a
+    /// Cedar member changed, the routes or token verifier when those did,
+    /// and otherwise shares everything compiled (a users-only delta costs
+    /// the size of the directory's overlay, never of the directory).
     pub fn apply_delta(&self, bundle: &Bundle<'_>) -> Result<Snapshot, BundleError> {
-        let m = &bundle.manifest;
-        let base = m.base_revision.ok_or(BundleError::DeltaWithoutBase {
-            revision: m.revision,
-            why: "manifest has no base_revision",
-        })?;
-        if m.realm != self.manifest.realm {
-            return Err(BundleError::RealmMismatch {
-                held: self.manifest.realm.clone(),
-                offered: m.realm.clone(),
-            });
-        }
-        if base != self.revision() {
-            return Err(BundleError::DeltaBase {
-                held: self.revision(),
-                base,
-            });
-        }
-        let directory = match (bundle.member(member::USERS), &self.directory) {
-            (Some(b), dir) => {
-                let changes = Directory::parse_changes(utf8(member::USERS, b)?).map_err(|e| {
-                    BundleError::invalid(member::USERS, Some((e.line, e.column)), e.message)
-                })?;
-                Some(dir.clone().unwrap_or_default().with_changes(changes))
-            }
-            (None, dir) => dir.clone(),
+        let changes = Changes::of(bundle)?;
+        let replaces_cedar = changes.replaces_cedar();
+        let replaces_routes = changes.replaces(member::ROUTES);
+        let replaces_identity = changes.identity.is_some();
+        let Folded {
+            members,
+            directory,
+            identity,
+            ..
+        } = self.to_folded().apply(changes)?;
+        let routes = match (replaces_routes, members.get(member::ROUTES)) {
+            (true, Some(b)) => Some(Arc::new(parse_routes(b)?)),
+            (true, None) => None,
+            (false, _) => self.routes.clone(),
         };
-        let routes = match bundle.member(member::ROUTES) {
-            Some(b) => Some(Arc::new(parse_routes(b)?)),
-            None => self.routes.clone(),
-        };
-        let mut manifest = m.clone();
+        let mut manifest = bundle.manifest.clone();
         manifest.kind = BundleKind::Snapshot;
         manifest.base_revision = None;
-        if manifest.identity.is_none() {
-            manifest.identity.clone_from(&self.manifest.identity);
-        }
-        let replaces_cedar = [
-            member::SCHEMA,
-            member::POLICIES,
-            member::LINKS,
-            member::ENTITIES,
-        ]
-        .iter()
-        .any(|n| bundle.member(n).is_some());
-        if !replaces_cedar {
-            // Users (and maybe routes or identity) only: share everything else.
-            let verifier = match (&m.identity, &self.verifier) {
-                (Some(i), _) => {
-                    Some(Arc::new(Verifier::new(i).map_err(|e| {
-                        BundleError::Manifest(format!("identity: {e}"))
-                    })?))
-                }
-                (None, v) => v.clone(),
-            };
-            return Ok(Snapshot {
-                manifest: Arc::new(manifest),
-                signed_by: bundle.signed_by.clone(),
+        manifest.identity = identity;
+        if replaces_cedar {
+            return Snapshot::assemble(
+                manifest,
+                bundle.signed_by.clone(),
+                members,
                 directory,
                 routes,
-                verifier,
-                // The directory changed: nothing built for the old one is valid.
-                users: Arc::new(crate::user_cache::UserCache::new(self.users_capacity)),
-                ..self.clone()
-            });
+            )
+            .map(|s| s.with_user_cache(self.users_capacity));
         }
-        let text = |name: &str, old: &Option<String>| -> Result<Option<String>, BundleError> {
-            match bundle.member(name) {
-                Some(b) => Ok(Some(utf8(name, b)?.to_owned())),
-                None => Ok(old.clone()),
+        // Users (and maybe routes or identity) only: share everything else.
+        let verifier = match (replaces_identity, &manifest.identity) {
+            (true, Some(i)) => {
+                Some(Arc::new(Verifier::new(i).map_err(|e| {
+                    BundleError::Manifest(format!("identity: {e}"))
+                })?))
             }
+            _ => self.verifier.clone(),
         };
-        let sources = Sources {
-            schema: text(member::SCHEMA, &self.sources.schema)?,
-            policies: text(member::POLICIES, &Some(self.sources.policies.clone()))?
-                .unwrap_or_default(),
-            links: text(member::LINKS, &self.sources.links)?,
-            entities: text(member::ENTITIES, &self.sources.entities)?,
-        };
-        Snapshot::assemble(
-            manifest,
-            bundle.signed_by.clone(),
-            sources,
+        Ok(Snapshot {
+            manifest: Arc::new(manifest),
+            signed_by: bundle.signed_by.clone(),
+            members: Arc::new(members),
             directory,
             routes,
-        )
-        .map(|s| s.with_user_cache(self.users_capacity))
+            verifier,
+            // The directory changed: nothing built for the old one is valid.
+            users: Arc::new(crate::user_cache::UserCache::new(self.users_capacity)),
+            ..self.clone()
+        })
+    }
+
+    /// This snapshot's content as members: what a snapshot bundle of its
+    /// revision holds (see [`Folded`]). Cheap: members and directory are
+    /// shared, not copied.
+    pub fn to_folded(&self) -> Folded {
+        Folded {
+            realm: self.manifest.realm.clone(),
+            revision: self.manifest.revision,
+            members: (*self.members).clone(),
+            directory: self.directory.clone(),
+            identity: self.manifest.identity.clone(),
+        }
     }
 
     /// This snapshot with a user-entity cache of `capacity` users (0: none).

@@ -5,6 +5,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use pdp_core::bundle::{Bundle, BundleError, Limits, Trust};
+use pdp_core::chain::{self, ChainError};
 use pdp_core::decision::{BatchRequest, Request, Tagged, TokenRequest};
 use pdp_core::manifest::member;
 use pdp_core::sign::{BundleSigner, Keyring};
@@ -382,21 +383,40 @@ fn decide(args: &DecideArgs) -> Result<()> {
 
 /// A realm as published to a local store directory: `HEAD`, then the
 /// snapshot it names and every delta after it, each verified and applied
-/// in order.
+/// in order by `pdp_core::chain`. `dir` is the realm's directory (object
+/// keys are `<realm>/...`, so the realm part is dropped).
 fn load_published(dir: &Path, opts: &pdp_core::LoadOptions<'_>) -> Result<Snapshot> {
     let head_path = dir.join(pdp_core::layout::HEAD);
     let head = pdp_core::layout::Head::parse(&read(&head_path)?)
         .with_context(|| head_path.display().to_string())?;
     let keys = pdp_core::layout::RealmKeys::new("", &head.realm);
-    let file = |key: String| dir.join(key.split_once('/').map_or(key.as_str(), |(_, k)| k));
-    let first = file(keys.snapshot(head.snapshot));
-    let mut snap = load(&read(&first)?, opts, None).with_context(|| first.display().to_string())?;
-    for rev in head.snapshot + 1..=head.revision {
-        let delta = file(keys.delta(rev));
-        snap =
-            load(&read(&delta)?, opts, Some(&snap)).with_context(|| delta.display().to_string())?;
+    let file = |key: &str| dir.join(key.split_once('/').map_or(key, |(_, k)| k));
+    let get = |key: &str| {
+        let path = file(key);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(path.display().to_string())),
+        }
+    };
+    match chain::load(get, &head, &keys, None, opts) {
+        Ok(chain::Loaded::Updated(snap)) => Ok(snap),
+        Ok(chain::Loaded::Current) => bail!("{}: nothing to load", head_path.display()),
+        Err(ChainError::Get(e)) => Err(e),
+        Err(ChainError::Missing { key }) => bail!("{}: missing", file(&key).display()),
+        Err(ChainError::Bundle { key, source }) => {
+            Err(anyhow::Error::new(source).context(file(&key).display().to_string()))
+        }
+        Err(ChainError::Misplaced {
+            key,
+            expected,
+            found,
+        }) => bail!(
+            "{}: holds {found}, where the chain needs {expected}",
+            file(&key).display()
+        ),
+        Err(e) => Err(anyhow!("{}: {e}", dir.display())),
     }
-    Ok(snap)
 }
 
 /// One JSON Lines request to one tagged answer line.
