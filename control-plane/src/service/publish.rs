@@ -20,14 +20,14 @@ use crate::domain::policy::cedar_members;
 use crate::ports::repository::Pending;
 use crate::ports::{Condition, Fetched, ObjectStore, Put};
 use pdp_core::bundle::{BundleHeader, write_archive};
+use pdp_core::chain;
 use pdp_core::directory::UserChange;
 use pdp_core::layout::{HEAD_FORMAT, Head, RealmKeys};
 use pdp_core::manifest::member;
-use pdp_core::{
-    Bundle, BundleKind, BundleSigner, Directory, IdentitySettings, Keyring, Limits, Trust,
-};
+use pdp_core::{Bundle, BundleKind, BundleSigner, IdentitySettings, Keyring, Limits, Trust};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 
 /// How many times a publisher re-reads `HEAD` after losing a race before
 /// it gives up (each loss means another publisher made progress).
@@ -554,24 +554,34 @@ impl Service {
             if head.snapshot == head.revision {
                 return Ok(Published::none(realm, head.revision, Some(key)));
             }
-            let folded = self.fold(realm, &head, &signer).await?;
-            let users = folded.users;
-            let (members, identity) = (folded.members, folded.identity);
-            let header = BundleHeader {
-                realm: realm.into(),
-                revision: head.revision,
-                kind: BundleKind::Snapshot,
-                base_revision: None,
-                created_at: now,
-                identity,
-            };
-            let signer2 = signer.clone();
-            let (bytes, members) = tokio::task::spawn_blocking(move || {
-                write_archive(&header, &members, Some(&signer2), true).map(|b| (b, members))
+            let mut objects = fetch_chain(self.store.as_ref(), &self.keys(realm), &head, None)
+                .await
+                .inspect_err(|_| self.metrics.store_error())?;
+            let ring = own_ring(&signer);
+            let (keys, signer2, h) = (self.keys(realm), signer.clone(), head.clone());
+            // The chain folded by the same code decision points apply
+            // deltas with, then written as one snapshot.
+            let (bytes, members, users) = tokio::task::spawn_blocking(move || {
+                let options = pdp_core::LoadOptions {
+                    trust: Trust::Keyring(&ring),
+                    limits: Limits::default(),
+                };
+                let folded = chain::compact(
+                    |k| Ok::<_, Infallible>(objects.remove(k)),
+                    &h,
+                    &keys,
+                    &options,
+                )
+                .map_err(|e| Error::Publish(e.to_string()))?;
+                let users = folded.users();
+                let header = folded.header(now);
+                let members = folded.into_members();
+                let bytes = write_archive(&header, &members, Some(&signer2), true)
+                    .map_err(|e| Error::Publish(e.to_string()))?;
+                Ok::<_, Error>((bytes, members, users))
             })
             .await
-            .map_err(|e| Error::Internal(format!("bundle writer: {e}")))?
-            .map_err(|e| Error::Publish(e.to_string()))?;
+            .map_err(|e| Error::Internal(format!("compaction: {e}")))??;
             self.claim_compacted(realm, &key, &bytes, &members, &signer)
                 .await?;
             let new_head = Head {
@@ -643,23 +653,6 @@ impl Service {
         )))
     }
 
-    /// The content at `head.revision`: its snapshot's members with every
-    /// delta's applied in order (members replaced, users merged).
-    async fn fold(&self, realm: &str, head: &Head, signer: &BundleSigner) -> Result<Folded> {
-        let keys = self.keys(realm);
-        let base = self
-            .open(realm, &keys.snapshot(head.snapshot), signer)
-            .await?;
-        let mut deltas = Vec::new();
-        for rev in head.snapshot + 1..=head.revision {
-            let key = keys.delta(rev);
-            deltas.push((key.clone(), self.open(realm, &key, signer).await?));
-        }
-        tokio::task::spawn_blocking(move || fold_bundles(&base, &deltas))
-            .await
-            .map_err(|e| Error::Internal(format!("compaction: {e}")))?
-    }
-
     /// What is published and what is waiting.
     pub async fn publish_status(&self, caller: &Caller, realm: &str) -> Result<PublishStatus> {
         self.authorize(caller, AdminAction::BundleStatus, Some(realm))
@@ -688,69 +681,38 @@ impl Service {
     }
 }
 
-/// A realm's content at one revision, folded from the store.
-struct Folded {
-    members: BTreeMap<String, Vec<u8>>,
-    identity: Option<IdentitySettings>,
-    users: usize,
-}
-
 fn own_ring(signer: &BundleSigner) -> Keyring {
     let mut ring = Keyring::new();
     ring.add(signer.verifying_key());
     ring
 }
 
-fn fold_bundles(base: &Bundle<'_>, deltas: &[(String, Bundle<'_>)]) -> Result<Folded> {
-    let mut identity = base.manifest.identity.clone();
-    let mut members: BTreeMap<String, Vec<u8>> = base
-        .member_names()
-        .filter_map(|n| base.member(n).map(|b| (n.to_owned(), b.to_vec())))
-        .collect();
-    let text = |name: &str, b: &[u8]| {
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|e| Error::Publish(format!("{name}: {e}")))
-    };
-    let users_text = match members.remove(member::USERS) {
-        Some(b) => text(member::USERS, &b)?,
-        None => String::new(),
-    };
-    let mut directory = Directory::parse(&users_text)
-        .map_err(|e| Error::Publish(format!("snapshot users.jsonl: {e}")))?;
-    drop(users_text);
-    for (expected, (key, delta)) in (base.manifest.revision..).zip(deltas) {
-        if delta.manifest.kind != BundleKind::Delta
-            || delta.manifest.base_revision != Some(expected)
-        {
-            return Err(Error::Publish(format!(
-                "{key} is not the delta on revision {expected}"
-            )));
-        }
-        identity = delta.manifest.identity.clone();
-        for name in delta.member_names() {
-            let bytes = delta.member(name).unwrap_or_default();
-            if name == member::USERS {
-                let changes = Directory::parse_changes(&text(key, bytes)?)
-                    .map_err(|e| Error::Publish(format!("{key} users.jsonl: {e}")))?;
-                directory = directory.with_changes(changes);
-            } else {
-                members.insert(name.to_owned(), bytes.to_vec());
+/// Every object of the chain `head` names for a reader holding `held`
+/// (absent ones left out: the chain code names them when it needs them).
+async fn fetch_chain(
+    store: &dyn ObjectStore,
+    keys: &RealmKeys,
+    head: &Head,
+    held: Option<u64>,
+) -> Result<HashMap<String, Vec<u8>>> {
+    let steps = chain::steps(held, head, keys).map_err(|e| Error::Publish(e.to_string()))?;
+    let mut out = HashMap::new();
+    for step in steps {
+        match store.get(&step.key, None, Limits::default().archive).await {
+            Ok(Fetched::Found { bytes, .. }) => {
+                out.insert(step.key, bytes);
             }
+            Ok(_) => {}
+            Err(e) => return Err(store_err(e)),
         }
     }
-    let users = directory.len();
-    members.insert(member::USERS.into(), directory.to_jsonl().into_bytes());
-    Ok(Folded {
-        members,
-        identity,
-        users,
-    })
+    Ok(out)
 }
 
-/// What a decision point builds from the store: `HEAD`'s snapshot and
-/// every delta after it, each verified with `keyring` and applied in
-/// order. Used by tests and tools; edge hosts have their own poller.
+/// What a decision point builds from the store: `HEAD`'s chain loaded by
+/// `pdp_core::chain` (each bundle verified with `keyring`, deltas applied
+/// in order), as the edge host and the `pdp` CLI load it. For tests and
+/// tools.
 pub async fn load_published(
     store: &dyn ObjectStore,
     prefix: &str,
@@ -758,30 +720,26 @@ pub async fn load_published(
     keyring: &Keyring,
 ) -> Result<pdp_core::Snapshot> {
     let keys = RealmKeys::new(prefix, realm);
-    let get = |key: String| async move {
-        match store.get(&key, None, Limits::default().archive).await {
-            Ok(Fetched::Found { bytes, .. }) => Ok(bytes),
-            Ok(_) => Err(Error::Publish(format!("{key} is missing"))),
-            Err(e) => Err(store_err(e)),
-        }
-    };
     let head = match store.get(&keys.head(), None, HEAD_LIMIT).await {
         Ok(Fetched::Found { bytes, .. }) => bytes,
         Ok(_) => return Err(Error::not_found("published realm", realm)),
         Err(e) => return Err(store_err(e)),
     };
     let head = Head::parse(&head).map_err(|e| Error::Publish(e.to_string()))?;
-    let opts = pdp_core::LoadOptions {
+    let mut objects = fetch_chain(store, &keys, &head, None).await?;
+    let options = pdp_core::LoadOptions {
         trust: Trust::Keyring(keyring),
         limits: Limits::default(),
     };
-    let key = keys.snapshot(head.snapshot);
-    let mut snap = pdp_core::load(&get(key.clone()).await?, &opts, None)
-        .map_err(|e| Error::Publish(format!("{key}: {e}")))?;
-    for rev in head.snapshot + 1..=head.revision {
-        let key = keys.delta(rev);
-        snap = pdp_core::load(&get(key.clone()).await?, &opts, Some(&snap))
-            .map_err(|e| Error::Publish(format!("{key}: {e}")))?;
+    match chain::load(
+        |k| Ok::<_, Infallible>(objects.remove(k)),
+        &head,
+        &keys,
+        None,
+        &options,
+    ) {
+        Ok(chain::Loaded::Updated(snapshot)) => Ok(snapshot),
+        Ok(chain::Loaded::Current) => Err(Error::Internal("nothing was loaded".into())),
+        Err(e) => Err(Error::Publish(e.to_string())),
     }
-    Ok(snap)
 }
