@@ -103,6 +103,17 @@ pub async fn local_service(
     dir: &std::path::Path,
     settings: control_plane::Settings,
 ) -> control_plane::Service {
+    let store = std::sync::Arc::new(object_store::LocalDirStore::new(dir.join("store")));
+    service_on(dir, store, settings).await
+}
+
+/// A control-plane service on a SQLite file `dir/cp.db` publishing to
+/// `store`, with the local identity provider and the system clock.
+pub async fn service_on(
+    dir: &std::path::Path,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    settings: control_plane::Settings,
+) -> control_plane::Service {
     use control_plane::backend::local_identity::LocalIdentity;
     use control_plane::backend::sqlite::SqliteRepository;
     use control_plane::ports::repository::Repository;
@@ -115,7 +126,7 @@ pub async fn local_service(
     control_plane::Service::new(
         repo,
         control_plane::ports::identity::Identities::new(identity),
-        Arc::new(object_store::LocalDirStore::new(dir.join("store"))),
+        store,
         Arc::new(control_plane::ports::clock::SystemClock),
         settings,
     )
