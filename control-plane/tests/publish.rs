@@ -11,10 +11,10 @@ use control_plane::domain::policy::PolicyInput;
 use control_plane::ports::clock::ManualClock;
 use control_plane::ports::identity::Identities;
 use control_plane::ports::repository::Repository;
-use control_plane::ports::{Condition, Fetched, ObjectStore, Put, StoreError};
+use control_plane::ports::{Condition, Fetched, ObjectStore, Put};
 use control_plane::service::publish::load_published;
 use control_plane::{Error, Service, Settings};
-use object_store::{BoxFuture, LocalDirStore};
+use object_store::LocalDirStore;
 use pdp_core::decision::{EntityRef, Reason, Request};
 use pdp_core::layout::{Head, RealmKeys};
 use pdp_core::{Decision, LifecycleAction, Snapshot, UserState};
@@ -325,46 +325,15 @@ async fn two_publishers_never_lose_an_update() {
     assert!(h.snapshot > 1, "compaction ran (every 4 deltas): {h:?}");
 }
 
-/// A store that dies (the whole process, as a kill would) the moment
-/// anyone tries to advance `HEAD` — after the delta is written.
-#[derive(Debug)]
-struct DiesBeforeHead(LocalDirStore);
-
-impl ObjectStore for DiesBeforeHead {
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-        if_none_match: Option<&'a str>,
-        limit: u64,
-    ) -> BoxFuture<'a, Result<Fetched, StoreError>> {
-        self.0.get(key, if_none_match, limit)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        bytes: &'a [u8],
-        c: Condition,
-    ) -> BoxFuture<'a, Result<Put, StoreError>> {
-        if key.ends_with("/HEAD") && matches!(c, Condition::IfMatch(_)) {
-            std::process::abort();
-        }
-        self.0.put(key, bytes, c)
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.0.list(prefix)
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-}
-
 const CRASH_DIR: &str = "GATEHOUSE_TEST_CRASH_DIR";
 
 /// The killed publisher, in a child process: publish the pending change
 /// through a store that dies before `HEAD` moves.
 async fn publish_and_die(dir: &Path) {
     let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(&dir.join("cp.db")).unwrap());
-    let store = Arc::new(DiesBeforeHead(LocalDirStore::new(dir.join("store"))));
+    let store = Arc::new(support::DiesBeforeHead(Arc::new(LocalDirStore::new(
+        dir.join("store"),
+    ))));
     let s = service(repo, store, ManualClock::at(NOW + 1), settings(0, ""));
     let _ = s.publish(OP, "acme").await;
 }

@@ -19,7 +19,7 @@ use control_plane::domain::realm::NewRealm;
 use control_plane::ports::clock::ManualClock;
 use control_plane::ports::identity::Identities;
 use control_plane::ports::repository::Repository;
-use control_plane::ports::{BoxFuture, Condition, Fetched, ObjectStore, Put, StoreError};
+use control_plane::ports::{Fetched, ObjectStore};
 use control_plane::{Service, Settings};
 use http_body_util::BodyExt;
 use object_store::fault::FaultProxy;
@@ -80,6 +80,24 @@ async fn published(s: &Service, store: &dyn ObjectStore, realm: &str) -> pdp_cor
     control_plane::service::publish::load_published(store, "", realm, &ring)
         .await
         .unwrap()
+}
+
+/// Realm `acme` with one user, alice (Created); her id.
+async fn realm_with_alice(s: &Service) -> String {
+    s.create_realm(
+        OP,
+        &NewRealm {
+            name: "acme".into(),
+            ..NewRealm::default()
+        },
+    )
+    .await
+    .unwrap();
+    let new = control_plane::domain::user::NewUser {
+        email: "alice@acme.io".into(),
+        ..Default::default()
+    };
+    s.create_user(OP, "acme", &new).await.unwrap().id
 }
 
 /// Call an admin endpoint; the JSON answer (panics unless 2xx).
@@ -230,46 +248,13 @@ fn two_control_planes_on_one_bucket_lose_no_update() {
     );
 }
 
-/// A store that kills the whole process the moment anyone tries to
-/// advance `HEAD` — after the delta is written.
-#[derive(Debug)]
-struct DiesBeforeHead(Arc<dyn ObjectStore>);
-
-impl ObjectStore for DiesBeforeHead {
-    fn get<'a>(
-        &'a self,
-        key: &'a str,
-        if_none_match: Option<&'a str>,
-        limit: u64,
-    ) -> BoxFuture<'a, Result<Fetched, StoreError>> {
-        self.0.get(key, if_none_match, limit)
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a str,
-        bytes: &'a [u8],
-        condition: Condition,
-    ) -> BoxFuture<'a, Result<Put, StoreError>> {
-        if key.ends_with("/HEAD") && matches!(condition, Condition::IfMatch(_)) {
-            std::process::abort();
-        }
-        self.0.put(key, bytes, condition)
-    }
-    fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
-        self.0.list(prefix)
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-}
-
 const CRASH: &str = "GATEHOUSE_TEST_CRASH";
 
 /// In the process the test below starts again: publish, and die between
 /// the delta and `HEAD`.
 async fn crash(spec: &str) -> ! {
     let (dir, url) = spec.split_once(' ').unwrap();
-    let store = Arc::new(DiesBeforeHead(s3(url, 4).await));
+    let store = Arc::new(support::DiesBeforeHead(s3(url, 4).await));
     let s = control_plane(&Path::new(dir).join("cp.db"), store, no_auto());
     let _ = s.publish(OP, "acme").await;
     unreachable!("the publisher must have died");
@@ -297,27 +282,7 @@ fn a_publisher_killed_before_head_is_recovered_on_s3() {
             let db = dir.path().join("cp.db");
             let store = s3(&moto.url, 4).await;
             let s = control_plane(&db, store.clone(), no_auto());
-            s.create_realm(
-                OP,
-                &NewRealm {
-                    name: "acme".into(),
-                    ..NewRealm::default()
-                },
-            )
-            .await
-            .unwrap();
-            let alice = s
-                .create_user(
-                    OP,
-                    "acme",
-                    &control_plane::domain::user::NewUser {
-                        email: "alice@acme.io".into(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap()
-                .id;
+            let alice = realm_with_alice(&s).await;
             s.lifecycle(OP, "acme", &alice, LifecycleAction::Verify)
                 .await
                 .unwrap();
@@ -388,27 +353,7 @@ fn s3_failing_for_a_while_delays_publishes_and_never_corrupts_head() {
             let direct = s3(&moto.url, 1).await;
             // No retries: every injected failure reaches the publisher.
             let s = control_plane(&db, s3(&proxy.url(), 1).await, Settings::default());
-            s.create_realm(
-                OP,
-                &NewRealm {
-                    name: "acme".into(),
-                    ..NewRealm::default()
-                },
-            )
-            .await
-            .unwrap();
-            let alice = s
-                .create_user(
-                    OP,
-                    "acme",
-                    &control_plane::domain::user::NewUser {
-                        email: "alice@acme.io".into(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap()
-                .id;
+            let alice = realm_with_alice(&s).await;
             let before = head(direct.as_ref(), "acme").await.unwrap();
             assert!(s.ready().await.is_ok());
 

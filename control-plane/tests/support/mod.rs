@@ -148,3 +148,49 @@ impl Cp {
         control_plane::service::publish::load_published(self.store.as_ref(), "", realm, &ring).await
     }
 }
+
+/// A store that kills the whole process (as a kill would) the moment
+/// anyone tries to advance `HEAD` — after the bundle is written: a
+/// publisher that dies between the two.
+#[derive(Debug)]
+pub struct DiesBeforeHead(pub Arc<dyn ObjectStore>);
+
+impl ObjectStore for DiesBeforeHead {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        if_none_match: Option<&'a str>,
+        limit: u64,
+    ) -> control_plane::ports::BoxFuture<
+        'a,
+        Result<control_plane::ports::Fetched, control_plane::ports::StoreError>,
+    > {
+        self.0.get(key, if_none_match, limit)
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: &'a [u8],
+        condition: control_plane::ports::Condition,
+    ) -> control_plane::ports::BoxFuture<
+        'a,
+        Result<control_plane::ports::Put, control_plane::ports::StoreError>,
+    > {
+        if key.ends_with("/HEAD")
+            && matches!(condition, control_plane::ports::Condition::IfMatch(_))
+        {
+            std::process::abort();
+        }
+        self.0.put(key, bytes, condition)
+    }
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> control_plane::ports::BoxFuture<'a, Result<Vec<String>, control_plane::ports::StoreError>>
+    {
+        self.0.list(prefix)
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
