@@ -149,7 +149,10 @@ pub fn isolated<F: std::future::Future<Output = ()>>(name: &str, body: impl FnOn
     // What the child printed is the test's (timings it reports); its
     // runner's tally is not shown, so a run's counts stay the parent's.
     for line in stdout.lines() {
-        let line = match line.strip_prefix("test ").and_then(|l| l.split_once(" ... ")) {
+        let line = match line
+            .strip_prefix("test ")
+            .and_then(|l| l.split_once(" ... "))
+        {
             Some((_, rest)) => rest.trim_end_matches("ok").trim(),
             None => line,
         };
