@@ -436,6 +436,10 @@ pub fn load<E>(
 /// bundle like [`load`] does. Member-level: nothing is compiled, so the
 /// content is what the chain's bundles say, byte for byte (users
 /// re-serialized); loading it answers exactly like loading the chain.
+/// Content a decision point would refuse (a delta whose policies do not
+/// compile) is folded all the same, and the snapshot written from it is
+/// refused the same way; a writer that wants to know first loads the
+/// chain with [`load`].
 pub fn compact<E>(
     mut get: impl FnMut(&str) -> Result<Option<Vec<u8>>, E>,
     head: &Head,
