@@ -56,11 +56,18 @@ fn io_err(path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
-/// Run blocking file work off the async threads.
+/// Run blocking file work without stalling other tasks: in place on a
+/// multi-threaded runtime (its other tasks move to another worker; no hop
+/// to the blocking pool and back, which costs more than a small file
+/// write), on the blocking pool otherwise.
 async fn blocking<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        return tokio::task::block_in_place(f);
+    }
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(io_err(path, std::io::Error::other(e))))

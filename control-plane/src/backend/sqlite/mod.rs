@@ -3,7 +3,8 @@
 //! the change log that publishing drains.
 //!
 //! Every unit of work is one `IMMEDIATE` (write) or deferred (read)
-//! transaction on the blocking pool: it commits whole or changes nothing,
+//! transaction, run in place on a multi-threaded runtime
+//! (`block_in_place`) and on the blocking pool otherwise: it commits whole or changes nothing,
 //! and two processes on one database file serialise on SQLite's write lock
 //! (with a busy timeout) instead of failing. The SQL lives in [`tx`]; no
 //! `rusqlite` type leaves this folder.
@@ -279,27 +280,33 @@ impl SqliteRepository {
     }
 }
 
+/// Run blocking database work without stalling other tasks: in place on a
+/// multi-threaded runtime (its other tasks move to another worker; a hop
+/// to the blocking pool and back costs more than most transactions), on
+/// the blocking pool otherwise.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        return tokio::task::block_in_place(f);
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("repository worker: {e}")))?
+}
+
 impl Repository for SqliteRepository {
     fn transact(&self, mode: Mode, work: Work) -> BoxFuture<'_, Result<Box<dyn Any + Send>>> {
         let conn = Arc::clone(&self.conn);
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || SqliteRepository::run(&conn, mode, work))
-                .await
-                .map_err(|e| Error::Internal(format!("repository worker: {e}")))?
-        })
+        Box::pin(blocking(move || SqliteRepository::run(&conn, mode, work)))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            let conn = Arc::clone(&self.conn);
-            tokio::task::spawn_blocking(move || {
-                SqliteRepository::lock(&conn)
-                    .query_row("SELECT 1", [], |_| Ok(()))
-                    .sql()
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("repository worker: {e}")))?
-        })
+        let conn = Arc::clone(&self.conn);
+        Box::pin(blocking(move || {
+            SqliteRepository::lock(&conn)
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .sql()
+        }))
     }
 
     fn describe(&self) -> String {
