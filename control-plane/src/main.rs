@@ -5,8 +5,14 @@
 use clap::Parser;
 use control_plane::cli::{Cli, Command, openapi_text, run};
 use control_plane::config::Config;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// Write to stdout; a reader that went away (`| head`) is not a panic.
+fn out(text: &str) {
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,7 +33,7 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Openapi) {
         return match openapi_text() {
             Ok(doc) => {
-                print!("{doc}");
+                out(&doc);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -67,8 +73,11 @@ fn main() -> ExitCode {
             Ok(v) => {
                 match v {
                     serde_json::Value::Null => {}
-                    serde_json::Value::String(s) => print!("{s}"),
-                    v => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                    serde_json::Value::String(s) => out(&s),
+                    v => out(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&v).unwrap_or_default()
+                    )),
                 }
                 ExitCode::SUCCESS
             }
