@@ -147,6 +147,22 @@ pub enum Command {
     Serve,
     /// Print the admin API's OpenAPI 3.1 document.
     Openapi,
+    /// Bring the database's schema up to date (every other command does
+    /// too) and say which database it is; refuses a schema newer than this
+    /// build knows.
+    Migrate,
+    /// Copy everything (realms, users with credentials, groups, roles,
+    /// policies, schemas, keys, the change log, publish state) from one
+    /// database into an empty one, then verify the copy (rows and a digest
+    /// per table): `--from sqlite:gatehouse.db --to postgres://...`.
+    Copy {
+        /// The database copied (a path, `sqlite:PATH` or `postgres://...`).
+        #[arg(long)]
+        from: String,
+        /// The empty database written.
+        #[arg(long)]
+        to: String,
+    },
     /// Publish the realm's pending changes to the store (a signed delta; a
     /// snapshot the first time or after a bulk import).
     Publish {
@@ -646,10 +662,13 @@ fn stdin_line() -> Result<String, CliError> {
 
 impl Command {
     /// Whether the command works on the repository and the store (every
-    /// one but `openapi`, which prints a document, and `serve`, which the
-    /// binary runs itself).
+    /// one but `openapi`, which prints a document, and `serve`, `migrate`
+    /// and `copy`, which the binary runs itself).
     pub fn needs_service(&self) -> bool {
-        !matches!(self, Command::Openapi | Command::Serve)
+        !matches!(
+            self,
+            Command::Openapi | Command::Serve | Command::Migrate | Command::Copy { .. }
+        )
     }
 }
 
@@ -923,8 +942,8 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
             username, email, ..
         } => json_of(&s.bootstrap(&username, &email, &stdin_line()?).await?),
         Command::Openapi => Ok(Value::String(openapi_text()?)),
-        Command::Serve => Err(CliError::Usage(
-            "serve runs from the binary's main, not cli::run".into(),
+        Command::Serve | Command::Migrate | Command::Copy { .. } => Err(CliError::Usage(
+            "serve, migrate and copy run from the binary's main, not cli::run".into(),
         )),
         Command::Publish { realm } => json_of(&s.publish(op, &realm).await?),
         Command::Compact { realm } => json_of(&s.compact(op, &realm).await?),

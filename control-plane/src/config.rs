@@ -10,6 +10,7 @@
 //! chooses backends.
 
 use crate::backend::local_identity::LocalIdentity;
+use crate::backend::postgres::PostgresRepository;
 use crate::backend::sqlite::SqliteRepository;
 use crate::domain::error::{Error, Result as DomainResult};
 use crate::ports::clock::SystemClock;
@@ -21,12 +22,36 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Open the repository a `db` string names (a path, `sqlite:PATH` or
+/// `postgres://...`), its schema brought up to date.
+pub async fn open_repository(db: &str) -> DomainResult<Arc<dyn Repository>> {
+    let config = Config {
+        db: db.to_owned(),
+        ..Config::default()
+    };
+    Ok(match config.database()? {
+        Database::Sqlite(path) => Arc::new(SqliteRepository::open(&path)?),
+        Database::Postgres(url) => Arc::new(PostgresRepository::connect(&url).await?),
+    })
+}
+
+/// Which repository the `db` setting names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (a path, or `sqlite:PATH`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://...`; see
+    /// `backend::postgres` for TLS).
+    Postgres(String),
+}
+
 /// Everything the control plane can be told.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// The repository (`GATEHOUSE_CP_DB`): a SQLite file path, or
-    /// `sqlite:PATH`.
+    /// The repository (`GATEHOUSE_CP_DB`): a SQLite file path,
+    /// `sqlite:PATH`, or `postgres://user:password@host:port/database`
+    /// (`?sslmode=require&sslrootcert=CA.pem` for TLS to a private CA).
     pub db: String,
     /// The object store bundles are published to (`GATEHOUSE_CP_STORE`): a
     /// local directory, or `s3://bucket[/prefix]` (credentials, region and
@@ -161,24 +186,30 @@ impl Config {
         Ok(())
     }
 
-    /// The SQLite file `db` names.
-    pub fn sqlite_path(&self) -> DomainResult<PathBuf> {
+    /// The repository `db` names.
+    pub fn database(&self) -> DomainResult<Database> {
         let db = self.db.as_str();
         if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            return Err(Error::BadRequest(
-                "db: PostgreSQL is not supported by this build yet; use a SQLite path".into(),
-            ));
+            return Ok(Database::Postgres(db.to_owned()));
         }
         if let Some((scheme, _)) = db.split_once("://") {
-            return Err(Error::BadRequest(format!("db: unknown scheme {scheme:?}")));
+            return Err(Error::BadRequest(format!(
+                "db: unknown scheme {scheme:?} (a path, sqlite:PATH or postgres://...)"
+            )));
         }
-        Ok(PathBuf::from(db.strip_prefix("sqlite:").unwrap_or(db)))
+        Ok(Database::Sqlite(PathBuf::from(
+            db.strip_prefix("sqlite:").unwrap_or(db),
+        )))
+    }
+
+    /// Open the repository `db` names, its schema brought up to date.
+    pub async fn repository(&self) -> DomainResult<Arc<dyn Repository>> {
+        open_repository(&self.db).await
     }
 
     /// The service these settings describe, its backends opened.
     pub async fn service(&self) -> DomainResult<Service> {
-        let path = self.sqlite_path()?;
-        let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(&path)?);
+        let repo = self.repository().await?;
         let connect = object_store::Connect {
             s3_force_path_style: self.s3_force_path_style,
             ..object_store::Connect::default()
@@ -251,5 +282,29 @@ mod tests {
             Config::load(Some(&file), []),
             Err(ConfigError::Toml { .. })
         ));
+    }
+
+    #[test]
+    fn the_db_setting_names_sqlite_or_postgres_and_nothing_else() {
+        let db = |v: &str| {
+            Config {
+                db: v.into(),
+                ..Config::default()
+            }
+            .database()
+        };
+        assert_eq!(
+            db("/var/lib/gh.db").unwrap(),
+            Database::Sqlite("/var/lib/gh.db".into())
+        );
+        assert_eq!(
+            db("sqlite:gh.db").unwrap(),
+            Database::Sqlite("gh.db".into())
+        );
+        assert_eq!(
+            db("postgres://gh@db.internal/cp").unwrap(),
+            Database::Postgres("postgres://gh@db.internal/cp".into())
+        );
+        assert!(matches!(db("mysql://x/y"), Err(Error::BadRequest(_))));
     }
 }

@@ -53,6 +53,41 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
+        if let Command::Copy { from, to } = &cli.command {
+            let copied = async {
+                let from = control_plane::config::open_repository(from).await?;
+                let to = control_plane::config::open_repository(to).await?;
+                control_plane::service::copy::copy(from, to).await
+            };
+            return match copied.await {
+                Ok(report) => {
+                    out(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        if matches!(cli.command, Command::Migrate) {
+            return match config.repository().await {
+                Ok(repo) => {
+                    out(&format!(
+                        "{}\n",
+                        serde_json::json!({"db": repo.describe(), "schema": "up to date"})
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         let service = match config.service().await {
             Ok(s) => Arc::new(s),
             Err(e) => {

@@ -5,7 +5,6 @@
 mod support;
 
 use control_plane::backend::local_identity::LocalIdentity;
-use control_plane::backend::sqlite::SqliteRepository;
 use control_plane::domain::import::Format;
 use control_plane::domain::policy::PolicyInput;
 use control_plane::ports::clock::ManualClock;
@@ -326,11 +325,13 @@ async fn two_publishers_never_lose_an_update() {
 }
 
 const CRASH_DIR: &str = "GATEHOUSE_TEST_CRASH_DIR";
+const CRASH_DB: &str = "GATEHOUSE_TEST_CRASH_DB";
 
 /// The killed publisher, in a child process: publish the pending change
 /// through a store that dies before `HEAD` moves.
 async fn publish_and_die(dir: &Path) {
-    let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(&dir.join("cp.db")).unwrap());
+    let db = support::Db::from_env_value(&std::env::var(CRASH_DB).unwrap());
+    let repo = db.open().await;
     let store = Arc::new(support::DiesBeforeHead(Arc::new(LocalDirStore::new(
         dir.join("store"),
     ))));
@@ -364,6 +365,7 @@ async fn publisher_killed_before_head_recovers() {
             "--test-threads=1",
         ])
         .env(CRASH_DIR, cp.dir.path())
+        .env(CRASH_DB, cp.db.to_env_value())
         .stderr(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .status()
@@ -381,8 +383,7 @@ async fn publisher_killed_before_head_recovers() {
     // Restart (a fresh connection to the database, a fresh store handle):
     // the next publish adopts the orphan, republishes the change, and the
     // suspension is published with nothing lost.
-    let repo: Arc<dyn Repository> =
-        Arc::new(SqliteRepository::open(&cp.dir.path().join("cp.db")).unwrap());
+    let repo = cp.db.open().await;
     let store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(cp.dir.path().join("store")));
     let p = service(repo, store, cp.clock.clone(), settings(0, ""));
     assert_eq!(pending(&p).await, 1);

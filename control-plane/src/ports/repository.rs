@@ -33,10 +33,19 @@ pub enum Mode {
 /// A unit of work, boxed for the object-safe [`Repository::transact`].
 pub type Work = Box<dyn FnOnce(&mut dyn Tx) -> Result<Box<dyn Any + Send>> + Send>;
 
+/// Held while this control plane is a realm's publisher; dropping it lets
+/// the next one in.
+pub type PublisherLock = Box<dyn Any + Send>;
+
 /// Where the control plane keeps its state.
 pub trait Repository: Send + Sync + std::fmt::Debug {
     /// Run `work` as one transaction.
     fn transact(&self, mode: Mode, work: Work) -> BoxFuture<'_, Result<Box<dyn Any + Send>>>;
+    /// Become the realm's only publisher among every control plane on this
+    /// repository, or `None` while another one is. The lock ends with the
+    /// returned value, or with the holder's process.
+    fn lock_publisher<'a>(&'a self, realm: &'a str)
+    -> BoxFuture<'a, Result<Option<PublisherLock>>>;
     /// Check that the repository answers (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
     /// Which repository this is, for logs (no secrets).
@@ -219,6 +228,235 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// What kind of value a column holds, as a copy between repositories
+/// carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    /// A 64-bit integer.
+    Int,
+    /// UTF-8 text.
+    Text,
+    /// Bytes.
+    Bytes,
+    /// A boolean (an integer 0/1 in SQLite).
+    Bool,
+}
+
+/// One value of a copied row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// SQL `NULL`.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Cell {
+    /// Feed the value, tagged by kind, into a digest.
+    pub fn digest_into(&self, h: &mut impl sha2::Digest) {
+        let (tag, body): (u8, std::borrow::Cow<'_, [u8]>) = match self {
+            Cell::Null => (0, (&[][..]).into()),
+            Cell::Int(v) => (1, v.to_be_bytes().to_vec().into()),
+            Cell::Text(t) => (2, t.as_bytes().into()),
+            Cell::Bytes(b) => (3, b.as_slice().into()),
+            Cell::Bool(b) => (4, vec![u8::from(*b)].into()),
+        };
+        h.update([tag]);
+        h.update(u64::try_from(body.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(&body);
+    }
+}
+
+/// A table as both repositories lay it out, for copying and verifying.
+#[derive(Debug)]
+pub struct TableSpec {
+    /// Its name.
+    pub name: &'static str,
+    /// Its columns, in order.
+    pub columns: &'static [(&'static str, Column)],
+    /// The `ORDER BY` that lists its rows in key order; `{insertion}`
+    /// stands for the backend's insertion order (SQLite's `rowid`).
+    pub order: &'static str,
+}
+
+use Column::{Bool as B, Bytes as Y, Int as I, Text as T};
+
+/// Every table, parents before children.
+pub const TABLES: &[TableSpec] = &[
+    TableSpec {
+        name: "realms",
+        columns: &[
+            ("name", T),
+            ("display_name", T),
+            ("issuer", T),
+            ("clients", T),
+            ("identity", T),
+            ("bundle_key", Y),
+            ("version", I),
+            ("created_at", I),
+            ("deleted_at", I),
+        ],
+        order: "name",
+    },
+    TableSpec {
+        name: "users",
+        columns: &[
+            ("realm", T),
+            ("id", T),
+            ("username", T),
+            ("username_lc", T),
+            ("email", T),
+            ("email_lc", T),
+            ("state", T),
+            ("suspended_from", T),
+            ("deleted_from", T),
+            ("attrs", T),
+            ("tokens_valid_after", I),
+            ("created_at", I),
+            ("updated_at", I),
+        ],
+        order: "realm, id",
+    },
+    TableSpec {
+        name: "groups",
+        columns: &[
+            ("realm", T),
+            ("id", T),
+            ("description", T),
+            ("created_at", I),
+        ],
+        order: "realm, id",
+    },
+    TableSpec {
+        name: "roles",
+        columns: &[
+            ("realm", T),
+            ("id", T),
+            ("description", T),
+            ("created_at", I),
+        ],
+        order: "realm, id",
+    },
+    TableSpec {
+        name: "user_groups",
+        columns: &[("realm", T), ("user_id", T), ("group_id", T)],
+        order: "realm, user_id, group_id",
+    },
+    TableSpec {
+        name: "user_roles",
+        columns: &[("realm", T), ("user_id", T), ("role_id", T)],
+        order: "realm, user_id, role_id",
+    },
+    TableSpec {
+        name: "group_parents",
+        columns: &[("realm", T), ("group_id", T), ("parent_id", T)],
+        order: "realm, group_id, parent_id",
+    },
+    TableSpec {
+        name: "group_roles",
+        columns: &[("realm", T), ("group_id", T), ("role_id", T)],
+        order: "realm, group_id, role_id",
+    },
+    TableSpec {
+        name: "policies",
+        columns: &[
+            ("realm", T),
+            ("id", T),
+            ("template", B),
+            ("body", T),
+            ("description", T),
+            ("created_at", I),
+            ("updated_at", I),
+        ],
+        order: "realm, id",
+    },
+    TableSpec {
+        name: "template_links",
+        columns: &[
+            ("realm", T),
+            ("id", T),
+            ("template_id", T),
+            ("slots", T),
+            ("created_at", I),
+        ],
+        order: "realm, id",
+    },
+    TableSpec {
+        name: "schemas",
+        columns: &[("realm", T), ("version", I), ("text", T), ("created_at", I)],
+        order: "realm, version",
+    },
+    TableSpec {
+        name: "resources",
+        columns: &[("realm", T), ("entities", T)],
+        order: "realm",
+    },
+    TableSpec {
+        name: "routes",
+        columns: &[("realm", T), ("body", Y)],
+        order: "realm",
+    },
+    TableSpec {
+        name: "changes",
+        columns: &[("seq", I), ("realm", T), ("user_id", T), ("at", I)],
+        order: "seq",
+    },
+    TableSpec {
+        name: "signing_keys",
+        columns: &[
+            ("realm", T),
+            ("kid", T),
+            ("key", T),
+            ("public_jwk", T),
+            ("retired", B),
+            ("created_at", I),
+        ],
+        order: "realm, created_at, {insertion}",
+    },
+    TableSpec {
+        name: "published",
+        columns: &[("realm", T), ("revision", I), ("at", I)],
+        order: "realm",
+    },
+    TableSpec {
+        name: "credentials",
+        columns: &[
+            ("realm", T),
+            ("user_id", T),
+            ("password_hash", T),
+            ("new_password_required", B),
+            ("totp_secret", T),
+            ("totp_confirmed", B),
+            ("totp_last_step", I),
+            ("verify_code_hash", T),
+            ("verify_expires", I),
+        ],
+        order: "realm, user_id",
+    },
+    TableSpec {
+        name: "login_throttle",
+        columns: &[("realm", T), ("username_lc", T), ("record", T)],
+        order: "realm, username_lc",
+    },
+    TableSpec {
+        name: "login_sessions",
+        columns: &[
+            ("id", T),
+            ("realm", T),
+            ("user_id", T),
+            ("challenge", T),
+            ("expires_at", I),
+        ],
+        order: "id",
+    },
+];
+
 /// One transaction's view of the repository. Every realm-scoped method
 /// sees only live realms (a deleted realm is `NotFound`) unless it says
 /// otherwise, and only the rows of the realm it is given.
@@ -400,6 +638,19 @@ pub trait Tx {
     fn mark_published(&mut self, realm: &str, upto: i64, revision: u64, now: i64) -> Result<()>;
     /// The newest revision this repository's changes reached, and when.
     fn published(&mut self, realm: &str) -> Result<Option<(u64, i64)>>;
+
+    // ------------------------------------------------------------- copy
+    /// Every row of a table, in its key order, each value by its column's
+    /// kind (copying between repositories, verifying a copy).
+    fn export_rows(
+        &mut self,
+        table: &TableSpec,
+        f: &mut dyn FnMut(Vec<Cell>) -> Result<()>,
+    ) -> Result<()>;
+    /// Insert rows exported from another repository, as they are.
+    fn import_rows(&mut self, table: &TableSpec, rows: &[Vec<Cell>]) -> Result<()>;
+    /// After an import: bring generated sequences past what was imported.
+    fn copied(&mut self) -> Result<()>;
 
     // ------------------------------------------- rules over the above
     /// Apply a lifecycle action by the table of `pdp_core::lifecycle`.

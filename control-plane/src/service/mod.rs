@@ -7,6 +7,7 @@
 //! identity provider, and the withdrawal of a deleted realm.
 
 mod admin;
+pub mod copy;
 mod groups;
 mod import;
 mod login;

@@ -12,12 +12,19 @@
 //!   names the revision that carries the changes, so nothing is lost. A
 //!   change published twice is harmless: deltas carry whole user records
 //!   and whole Cedar members.
+//!
+//! On top of that, publishing a realm is one control plane's job at a
+//! time: [`Service::publisher`] takes the repository's per-realm publisher
+//! lock (a PostgreSQL advisory lock held on a connection; released when
+//! the holder's process dies), so control planes sharing a database drain
+//! its change log exactly once, and compaction runs in one of them at a
+//! time.
 
 use super::{Caller, Service};
 use crate::domain::admin::AdminAction;
 use crate::domain::error::{Error, Result};
 use crate::domain::policy::cedar_members;
-use crate::ports::repository::Pending;
+use crate::ports::repository::{Pending, PublisherLock};
 use crate::ports::{Condition, Fetched, ObjectStore, Put};
 use pdp_core::bundle::{BundleHeader, write_archive};
 use pdp_core::chain;
@@ -32,6 +39,10 @@ use std::convert::Infallible;
 /// How many times a publisher re-reads `HEAD` after losing a race before
 /// it gives up (each loss means another publisher made progress).
 const MAX_ATTEMPTS: usize = 64;
+
+/// How long a publisher waits for another control plane to finish
+/// publishing the same realm.
+const PUBLISHER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest `HEAD` object read, bytes.
 const HEAD_LIMIT: u64 = 64 << 10;
@@ -247,7 +258,10 @@ impl Service {
     /// With nothing pending it changes nothing.
     pub(super) async fn publish_now(&self, realm: &str) -> Result<Published> {
         let started = std::time::Instant::now();
-        let out = self.publish_inner(realm).await;
+        let out = match self.publisher(realm).await {
+            Ok(_lock) => self.publish_inner(realm).await,
+            Err(e) => Err(e),
+        };
         match &out {
             Ok(p) if p.kind != "none" => self.metrics.published(realm, started.elapsed()),
             Ok(_) => {}
@@ -499,6 +513,7 @@ impl Service {
     /// policies until they go stale. Nothing is removed from the store;
     /// with nothing published it does nothing.
     pub(super) async fn withdraw(&self, realm: &str) -> Result<Published> {
+        let _lock = self.publisher(realm).await?;
         let now = self.now();
         let signer = self.bundle_signer(realm).await?;
         for _ in 0..MAX_ATTEMPTS {
@@ -534,7 +549,28 @@ impl Service {
     pub async fn compact(&self, caller: &Caller, realm: &str) -> Result<Published> {
         self.authorize(caller, AdminAction::BundlePublish, Some(realm))
             .await?;
+        let _lock = self.publisher(realm).await?;
         self.compact_now(realm).await
+    }
+
+    /// Become the realm's publisher, waiting while another control plane
+    /// is (it finishes, or its process dies and the lock goes with it).
+    async fn publisher(&self, realm: &str) -> Result<PublisherLock> {
+        let deadline = std::time::Instant::now() + PUBLISHER_WAIT;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            if let Some(lock) = self.repo.lock_publisher(realm).await? {
+                return Ok(lock);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Publish(format!(
+                    "realm {realm:?}: another control plane has been publishing it for over {} s",
+                    PUBLISHER_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Fold the newest snapshot and the deltas after it into a snapshot at

@@ -1,9 +1,15 @@
-//! What the control plane's tests share: a service on a private SQLite
-//! database and a local-directory store, with a clock the test moves.
+//! What the control plane's tests share: a service on a private database
+//! and a local-directory store, with a clock the test moves.
+//!
+//! The database is SQLite, or — when `GATEHOUSE_TEST_POSTGRES` holds a
+//! `postgres://` URL (scripts/test starts a private cluster and sets it) —
+//! a schema of its own in that PostgreSQL database, so every test runs on
+//! both backends unchanged.
 
 #![allow(dead_code, reason = "each test binary uses a part of it")]
 
 use control_plane::backend::local_identity::LocalIdentity;
+use control_plane::backend::postgres::PostgresRepository;
 use control_plane::backend::sqlite::SqliteRepository;
 use control_plane::domain::realm::NewRealm;
 use control_plane::domain::user::NewUser;
@@ -23,6 +29,92 @@ pub const OP: &Caller = &Caller::Operator;
 /// Realm issuers are `<ISSUER_BASE>/realms/<realm>`.
 pub const ISSUER_BASE: &str = "https://cp.example";
 
+/// The variable naming the PostgreSQL database tests run on.
+pub const POSTGRES: &str = "GATEHOUSE_TEST_POSTGRES";
+
+/// The PostgreSQL URL tests run on, when there is one.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES).ok().filter(|u| !u.is_empty())
+}
+
+/// A name no other test (or run) uses.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Where a test's repository lives: open it again from here (a restart,
+/// another control plane, a child process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Db {
+    /// A private in-memory SQLite database (cannot be reopened).
+    Memory,
+    /// A SQLite file.
+    File(std::path::PathBuf),
+    /// A schema of a PostgreSQL database.
+    Postgres { url: String, schema: String },
+}
+
+impl Db {
+    /// A fresh database for one test: PostgreSQL when configured, else
+    /// SQLite (in a file under `dir` when `file`).
+    pub fn fresh(dir: &std::path::Path, file: bool) -> Db {
+        match postgres_url() {
+            Some(url) => Db::Postgres {
+                url,
+                schema: unique_name("t"),
+            },
+            None if file => Db::File(dir.join("cp.db")),
+            None => Db::Memory,
+        }
+    }
+
+    /// Open (another connection to) it.
+    pub async fn open(&self) -> Arc<dyn Repository> {
+        match self {
+            Db::Memory => Arc::new(SqliteRepository::open_in_memory().unwrap()),
+            Db::File(path) => Arc::new(SqliteRepository::open(path).unwrap()),
+            Db::Postgres { url, schema } => Arc::new(
+                PostgresRepository::connect_in_schema(url, schema)
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// As a string for a child process (`Db::from_env_value`).
+    pub fn to_env_value(&self) -> String {
+        match self {
+            Db::Memory => String::new(),
+            Db::File(path) => format!("file\n{}", path.display()),
+            Db::Postgres { url, schema } => format!("postgres\n{url}\n{schema}"),
+        }
+    }
+
+    /// What `to_env_value` wrote.
+    pub fn from_env_value(v: &str) -> Db {
+        let parts: Vec<&str> = v.split('\n').collect();
+        match parts.as_slice() {
+            ["file", path] => Db::File(path.into()),
+            ["postgres", url, schema] => Db::Postgres {
+                url: (*url).into(),
+                schema: (*schema).into(),
+            },
+            _ => Db::Memory,
+        }
+    }
+}
+
 /// A service and what it runs on.
 pub struct Cp {
     pub service: Arc<Service>,
@@ -30,6 +122,8 @@ pub struct Cp {
     pub repo: Arc<dyn Repository>,
     pub store: Arc<dyn ObjectStore>,
     pub dir: tempfile::TempDir,
+    /// Where `repo` lives.
+    pub db: Db,
 }
 
 /// Builds the identity provider of a test's service over its repository.
@@ -68,11 +162,8 @@ impl Cp {
     /// A service as `options` say.
     pub async fn open(options: Options) -> Cp {
         let dir = tempfile::tempdir().unwrap();
-        let repo: Arc<dyn Repository> = if options.file_db {
-            Arc::new(SqliteRepository::open(&dir.path().join("cp.db")).unwrap())
-        } else {
-            Arc::new(SqliteRepository::open_in_memory().unwrap())
-        };
+        let db = Db::fresh(dir.path(), options.file_db);
+        let repo = db.open().await;
         let store: Arc<dyn ObjectStore> =
             Arc::new(object_store::LocalDirStore::new(dir.path().join("store")));
         let clock = ManualClock::at(NOW);
@@ -93,6 +184,7 @@ impl Cp {
             repo,
             store,
             dir,
+            db,
         }
     }
 
@@ -124,6 +216,25 @@ impl Cp {
             .await
             .unwrap()
             .id
+    }
+
+    /// Another control plane on the same database (connections of its
+    /// own) and store, at the same clock, with the local identity provider.
+    pub async fn twin(&self, settings: Settings) -> Arc<Service> {
+        assert_ne!(
+            self.db,
+            Db::Memory,
+            "a twin needs a database it can open again"
+        );
+        let repo = self.db.open().await;
+        let identity = Arc::new(LocalIdentity::new(repo.clone(), ISSUER_BASE, 3600));
+        Arc::new(Service::new(
+            repo,
+            Identities::new(identity),
+            self.store.clone(),
+            Arc::new(self.clock.clone()),
+            settings,
+        ))
     }
 
     /// Set the clock.

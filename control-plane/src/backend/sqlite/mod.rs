@@ -11,11 +11,13 @@
 
 mod tx;
 
+use super::blocking;
 use crate::domain::error::{Error, Result};
 use crate::ports::BoxFuture;
-use crate::ports::repository::{Mode, Repository, Work};
+use crate::ports::repository::{Mode, PublisherLock, Repository, Work};
 use rusqlite::{Connection, TransactionBehavior};
 use std::any::Any;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -197,6 +199,9 @@ CREATE TABLE routes (
 pub struct SqliteRepository {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
+    /// Publisher locks of an in-memory database, by realm (a database
+    /// file's are lock files beside it).
+    publishers: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// A rusqlite error as the control plane's.
@@ -239,6 +244,15 @@ impl SqliteRepository {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .sql()?;
+        let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if version > known {
+            return Err(Error::Repository(format!(
+                "{}: the schema is at version {version}, newer than this build knows ({known}); \
+                 run a newer control plane",
+                path.as_deref()
+                    .map_or_else(|| ":memory:".into(), |p| p.display().to_string())
+            )));
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .sql()?;
@@ -253,6 +267,7 @@ impl SqliteRepository {
         Ok(SqliteRepository {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            publishers: Arc::default(),
         })
     }
 
@@ -280,24 +295,60 @@ impl SqliteRepository {
     }
 }
 
-/// Run blocking database work without stalling other tasks: in place on a
-/// multi-threaded runtime (its other tasks move to another worker; a hop
-/// to the blocking pool and back costs more than most transactions), on
-/// the blocking pool otherwise.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
-        return tokio::task::block_in_place(f);
-    }
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("repository worker: {e}")))?
+/// The publisher lock file of `realm` for the database at `db`.
+fn lock_file(db: &Path, realm: &str) -> PathBuf {
+    use sha2::Digest;
+    let name = data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(realm.as_bytes())[..16]);
+    let mut dir = db.as_os_str().to_owned();
+    dir.push(".publish");
+    PathBuf::from(dir).join(format!("{name}.lock"))
 }
 
 impl Repository for SqliteRepository {
     fn transact(&self, mode: Mode, work: Work) -> BoxFuture<'_, Result<Box<dyn Any + Send>>> {
         let conn = Arc::clone(&self.conn);
         Box::pin(blocking(move || SqliteRepository::run(&conn, mode, work)))
+    }
+
+    fn lock_publisher<'a>(
+        &'a self,
+        realm: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PublisherLock>>> {
+        if let Some(path) = &self.path {
+            // An exclusive lock on a file of the realm's beside the
+            // database: it excludes every other holder, in this process or
+            // another, and dies with its process.
+            let file = lock_file(path, realm);
+            return Box::pin(blocking(move || {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::Repository(format!("{}: {e}", dir.display())))?;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&file)
+                    .map_err(|e| Error::Repository(format!("{}: {e}", file.display())))?;
+                match f.try_lock() {
+                    Ok(()) => Ok(Some(Box::new(f) as PublisherLock)),
+                    Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        Err(Error::Repository(format!("{}: {e}", file.display())))
+                    }
+                }
+            }));
+        }
+        let lock = {
+            let mut map = self.publishers.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(map.entry(realm.to_owned()).or_default())
+        };
+        Box::pin(async move {
+            Ok(lock
+                .try_lock_owned()
+                .ok()
+                .map(|guard| Box::new(guard) as PublisherLock))
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
@@ -314,5 +365,22 @@ impl Repository for SqliteRepository {
             Some(p) => format!("sqlite:{}", p.display()),
             None => "sqlite::memory:".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_newer_than_this_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cp.db");
+        drop(SqliteRepository::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = SqliteRepository::open(&path).unwrap_err();
+        assert!(err.to_string().contains("newer than this build"), "{err}");
     }
 }

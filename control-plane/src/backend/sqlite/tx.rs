@@ -1,6 +1,7 @@
 //! The SQL of every [`Tx`] method, over one rusqlite transaction.
 
 use super::Sql;
+use crate::backend::take_for;
 use crate::domain::error::{Error, Result};
 use crate::domain::group::{Kind, NewNode, Node};
 use crate::domain::policy::{Link, SchemaVersion, StoredPolicy};
@@ -8,7 +9,8 @@ use crate::domain::realm::Realm;
 use crate::domain::throttle::Throttle;
 use crate::domain::user::{Search, SearchKey, User};
 use crate::ports::repository::{
-    Change, Credentials, NewRealmRecord, Pending, Session, StoredKey, Taken, Tx,
+    Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
+    Taken, Tx,
 };
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use rusqlite::{OptionalExtension, Transaction, params};
@@ -90,31 +92,6 @@ fn strings(tx: &Transaction<'_>, sql: &str, a: &str, b: &str) -> Result<Vec<Stri
         .collect::<rusqlite::Result<_>>()
         .sql()?;
     Ok(out)
-}
-
-/// Move the values of `id`'s rows from an id-ordered scan into `out`.
-/// Rows of ids before it cannot exist (foreign keys); they are skipped
-/// rather than mis-assigned.
-fn take_for<I>(iter: &mut std::iter::Peekable<I>, id: &str, out: &mut Vec<String>) -> Result<()>
-where
-    I: Iterator<Item = rusqlite::Result<(String, String)>>,
-{
-    loop {
-        match iter.peek() {
-            Some(Ok((u, _))) if u.as_str() <= id => {}
-            Some(Err(_)) => {
-                if let Some(Err(e)) = iter.next() {
-                    return Err(super::db_err(e));
-                }
-            }
-            _ => return Ok(()),
-        }
-        if let Some(Ok((u, v))) = iter.next()
-            && u == id
-        {
-            out.push(v);
-        }
-    }
 }
 
 fn exists(tx: &Transaction<'_>, sql: &str, p: impl rusqlite::Params) -> Result<bool> {
@@ -513,6 +490,7 @@ impl Tx for SqliteTx<'_> {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .sql()?
+            .map(Sql::sql)
             .peekable();
         let mut roles = tx
             .prepare(
@@ -524,6 +502,7 @@ impl Tx for SqliteTx<'_> {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .sql()?
+            .map(Sql::sql)
             .peekable();
         let mut users = tx
             .prepare(
@@ -1254,5 +1233,76 @@ impl Tx for SqliteTx<'_> {
             .optional()
             .sql()?;
         Ok(row.map(|(r, at)| (u64::try_from(r).unwrap_or(0), at)))
+    }
+
+    // ------------------------------------------------------------- copy
+    fn export_rows(
+        &mut self,
+        t: &TableSpec,
+        f: &mut dyn FnMut(Vec<Cell>) -> Result<()>,
+    ) -> Result<()> {
+        use rusqlite::types::Value as V;
+        let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cols.join(", "),
+            t.name,
+            t.order.replace("{insertion}", "rowid")
+        );
+        let mut stmt = self.tx.prepare(&sql).sql()?;
+        let mut rows = stmt.query([]).sql()?;
+        while let Some(r) = rows.next().sql()? {
+            let mut out = Vec::with_capacity(t.columns.len());
+            for (i, (name, kind)) in t.columns.iter().enumerate() {
+                let v: V = r.get(i).sql()?;
+                out.push(match (v, kind) {
+                    (V::Null, _) => Cell::Null,
+                    (V::Integer(n), Column::Bool) => Cell::Bool(n != 0),
+                    (V::Integer(n), Column::Int) => Cell::Int(n),
+                    (V::Text(s), Column::Text) => Cell::Text(s),
+                    (V::Blob(b), Column::Bytes) => Cell::Bytes(b),
+                    (v, k) => {
+                        return Err(Error::Internal(format!(
+                            "{}.{name}: {:?} where {k:?} belongs",
+                            t.name,
+                            v.data_type()
+                        )));
+                    }
+                });
+            }
+            f(out)?;
+        }
+        Ok(())
+    }
+
+    fn import_rows(&mut self, t: &TableSpec, rows: &[Vec<Cell>]) -> Result<()> {
+        use rusqlite::types::Value as V;
+        let tx = self.w()?;
+        let cols: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        let mut stmt = tx
+            .prepare_cached(&format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                t.name,
+                cols.join(", "),
+                marks.join(", ")
+            ))
+            .sql()?;
+        for row in rows {
+            let values = row.iter().map(|c| match c {
+                Cell::Null => V::Null,
+                Cell::Int(n) => V::Integer(*n),
+                Cell::Bool(b) => V::Integer(i64::from(*b)),
+                Cell::Text(s) => V::Text(s.clone()),
+                Cell::Bytes(b) => V::Blob(b.clone()),
+            });
+            stmt.execute(rusqlite::params_from_iter(values)).sql()?;
+        }
+        Ok(())
+    }
+
+    fn copied(&mut self) -> Result<()> {
+        // AUTOINCREMENT keeps its counter at the largest key inserted.
+        Ok(())
     }
 }
