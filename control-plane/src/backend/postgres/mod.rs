@@ -333,7 +333,7 @@ impl PostgresRepository {
     fn open(url: &str, schema: Option<&str>) -> Result<PostgresRepository> {
         let mut settings = tls::Settings::parse(url)?;
         if let Some(schema) = schema {
-            settings.config.options(&format!("-c search_path={schema}"));
+            settings.config.options(format!("-c search_path={schema}"));
         }
         let tls = settings.connector()?;
         let describe = settings.describe();
