@@ -271,12 +271,18 @@ fn no_auto() -> Settings {
 #[test]
 #[ignore = "needs moto_server (GATEHOUSE_MOTO_SERVER)"]
 fn a_publisher_killed_before_head_is_recovered_on_s3() {
+    // The publisher that dies: it uses the parent's moto_server (one of
+    // its own would be orphaned by the abort).
+    if let Ok(spec) = std::env::var(CRASH) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(crash(&spec));
+    }
     isolated(
         "a_publisher_killed_before_head_is_recovered_on_s3",
         |moto| async move {
-            if let Ok(spec) = std::env::var(CRASH) {
-                crash(&spec).await;
-            }
             moto.create_bucket(BUCKET).await;
             let dir = tempfile::tempdir().unwrap();
             let db = dir.path().join("cp.db");
