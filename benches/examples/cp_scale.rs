@@ -1,17 +1,19 @@
 //! One-shot control-plane scale run: bulk import of a `pdp synth` realm's
-//! users (1,000,000 by default) into a SQLite file, publication of the
+//! users (1,000,000 by default) into a SQLite file (or, with
+//! `--postgres`, a fresh schema in the database `GATEHOUSE_BENCH_POSTGRES`
+//! names), publication of the
 //! first snapshot, 100 lifecycle changes each published as a delta, and a
 //! compaction of snapshot + deltas into a new snapshot — each step timed,
 //! with the process's peak resident memory after it.
 //!
-//! `cargo run --profile bench -p gatehouse-benches --example cp_scale -- SYNTH_DIR`
+//! `cargo run --profile bench -p gatehouse-benches --example cp_scale -- [--postgres] SYNTH_DIR`
 //! (a directory from `pdp synth --users N -o SYNTH_DIR`).
 
 use control_plane::domain::group::{Kind, NewNode};
 use control_plane::domain::import::Format;
 use control_plane::domain::realm::NewRealm;
 use control_plane::{Caller, Settings};
-use gatehouse_benches::local_service;
+use gatehouse_benches::{Db, service_with};
 use pdp_core::LifecycleAction;
 use std::time::Instant;
 
@@ -29,25 +31,32 @@ fn peak_rss_mib() -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let op = &Caller::Operator;
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let postgres = args.iter().any(|a| a == "--postgres");
+    args.retain(|a| a != "--postgres");
     let synth = std::path::PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .ok_or("usage: cp_scale SYNTH_DIR [WORK_DIR]")?,
+        args.first()
+            .ok_or("usage: cp_scale [--postgres] SYNTH_DIR [WORK_DIR]")?,
     );
-    let work = match std::env::args().nth(2) {
+    let keep = args.get(1).is_some();
+    let work = match args.get(1) {
         Some(w) => std::path::PathBuf::from(w),
         None => std::env::temp_dir().join(format!("cp-scale-{}", std::process::id())),
     };
     std::fs::create_dir_all(&work)?;
-    let s = local_service(
-        &work,
+    let db = Db::for_run(&work, "cp", postgres)
+        .ok_or("--postgres: set GATEHOUSE_BENCH_POSTGRES to a postgres:// URL")?;
+    println!("repository: {}", db.backend());
+    let store = std::sync::Arc::new(object_store::LocalDirStore::new(work.join("store")));
+    let s = service_with(
+        db.open().await,
+        store,
         Settings {
             auto_publish: false,
             compact_after_deltas: 0,
             ..Settings::default()
         },
-    )
-    .await;
+    );
     s.create_realm(
         op,
         &NewRealm {
@@ -163,7 +172,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib()
     );
     println!("import + compaction: {:.1} s", import_s + compact_s);
-    if std::env::args().nth(2).is_none() {
+    if !keep {
         std::fs::remove_dir_all(&work)?;
     }
     Ok(())

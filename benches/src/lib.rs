@@ -114,14 +114,19 @@ pub async fn service_on(
     store: std::sync::Arc<dyn object_store::ObjectStore>,
     settings: control_plane::Settings,
 ) -> control_plane::Service {
+    let repo = Db::Sqlite(dir.join("cp.db")).open().await;
+    service_with(repo, store, settings)
+}
+
+/// A control-plane service on `repo` publishing to `store`, with the local
+/// identity provider and the system clock.
+pub fn service_with(
+    repo: std::sync::Arc<dyn control_plane::ports::repository::Repository>,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    settings: control_plane::Settings,
+) -> control_plane::Service {
     use control_plane::backend::local_identity::LocalIdentity;
-    use control_plane::backend::sqlite::SqliteRepository;
-    use control_plane::ports::repository::Repository;
     use std::sync::Arc;
-    let repo: Arc<dyn Repository> = match SqliteRepository::open(&dir.join("cp.db")) {
-        Ok(r) => Arc::new(r),
-        Err(e) => panic!("{}: {e}", dir.display()),
-    };
     let identity = Arc::new(LocalIdentity::new(repo.clone(), "https://cp.bench", 3600));
     control_plane::Service::new(
         repo,
@@ -130,4 +135,62 @@ pub async fn service_on(
         Arc::new(control_plane::ports::clock::SystemClock),
         settings,
     )
+}
+
+/// A benchmark's database: each [`Db::open`] is one more control plane's
+/// repository on it (its own connections).
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A schema of its own in the PostgreSQL database `url` names.
+    Postgres {
+        /// `postgres://...` (`GATEHOUSE_BENCH_POSTGRES`).
+        url: String,
+        /// Created if missing.
+        schema: String,
+    },
+}
+
+impl Db {
+    /// The database of a benchmark run: PostgreSQL when
+    /// `GATEHOUSE_BENCH_POSTGRES` names one and `postgres` is asked for
+    /// (a fresh schema named after `name` and this process), else a SQLite
+    /// file under `dir`.
+    pub fn for_run(dir: &std::path::Path, name: &str, postgres: bool) -> Option<Db> {
+        if !postgres {
+            return Some(Db::Sqlite(dir.join(format!("{name}.db"))));
+        }
+        let url = std::env::var("GATEHOUSE_BENCH_POSTGRES").ok()?;
+        Some(Db::Postgres {
+            url,
+            schema: format!("bench_{name}_{}", std::process::id()),
+        })
+    }
+
+    /// Which backend, for reports.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "SQLite",
+            Db::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    /// One more repository on this database.
+    pub async fn open(&self) -> std::sync::Arc<dyn control_plane::ports::repository::Repository> {
+        use control_plane::backend::postgres::PostgresRepository;
+        use control_plane::backend::sqlite::SqliteRepository;
+        match self {
+            Db::Sqlite(path) => match SqliteRepository::open(path) {
+                Ok(r) => std::sync::Arc::new(r),
+                Err(e) => panic!("{}: {e}", path.display()),
+            },
+            Db::Postgres { url, schema } => {
+                match PostgresRepository::connect_in_schema(url, schema).await {
+                    Ok(r) => std::sync::Arc::new(r),
+                    Err(e) => panic!("{schema}: {e}"),
+                }
+            }
+        }
+    }
 }

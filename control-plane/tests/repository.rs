@@ -314,3 +314,39 @@ async fn the_publisher_lock_admits_one_holder_and_passes_on() {
     println!("the lock passed on after {:?}", started.elapsed());
     drop(got);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publisher_locks_of_many_realms_leave_the_work_its_connections() {
+    // More realms publishing at once than a PostgreSQL repository keeps
+    // connections (16): each holder still gets its transactions done.
+    let (cp, _) = two(false).await;
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let lock = cp.repo.lock_publisher(&format!("realm{i}")).await.unwrap();
+        assert!(lock.is_some(), "realm{i}");
+        held.push(lock);
+    }
+    let started = std::time::Instant::now();
+    let mut writes = Vec::new();
+    for i in 0..20 {
+        let s = cp.service.clone();
+        writes.push(tokio::spawn(async move {
+            s.create_user(
+                OP,
+                "acme",
+                &new_user(&format!("w{i}@acme.io"), &format!("w{i}")),
+            )
+            .await
+        }));
+    }
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    // The pool waits 10 s for a connection before it gives up.
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    println!(
+        "20 concurrent writes with 40 publisher locks held: {:?}",
+        started.elapsed()
+    );
+    drop(held);
+}

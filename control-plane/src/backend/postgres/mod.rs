@@ -17,9 +17,10 @@
 //! consistent snapshot. Unique constraints back the checks all the same.
 //!
 //! Publishing is serialised per realm by a session-scoped advisory lock
-//! held on a connection of its own ([`Repository::lock_publisher`]); a
-//! control plane that dies while holding it loses its connection, and the
-//! server releases the lock at once.
+//! ([`Repository::lock_publisher`]), held on one connection kept for
+//! publisher locks alone (`locks`); a control plane that dies while
+//! holding one loses that connection, and the server releases its locks
+//! at once.
 //!
 //! The unit of work is synchronous (see `ports::repository`): it runs in
 //! place on a multi-threaded runtime (`block_in_place`), on the blocking
@@ -27,6 +28,7 @@
 //! Statements are prepared once per connection (`prepare_cached`). No
 //! `tokio_postgres` type leaves this folder.
 
+mod locks;
 mod tls;
 mod tx;
 
@@ -44,7 +46,8 @@ use tokio_postgres::IsolationLevel;
 /// integer the domain keeps as `i64`, `BYTEA` for bytes, `TEXT` for JSON
 /// (stored byte for byte as written, so bundles are the same from both),
 /// and every text column in byte order (`COLLATE "C"`), as SQLite sorts.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE realms (
     name          TEXT COLLATE "C" PRIMARY KEY,
     display_name  TEXT COLLATE "C" NOT NULL,
@@ -206,7 +209,12 @@ CREATE TABLE login_sessions (
     expires_at  BIGINT NOT NULL
 );
 CREATE INDEX login_sessions_expiry ON login_sessions (expires_at);
-"#];
+"#,
+    r#"
+-- A verification code takes a bounded number of wrong answers.
+ALTER TABLE credentials ADD COLUMN verify_attempts BIGINT NOT NULL DEFAULT 0;
+"#,
+];
 
 /// Advisory-lock namespaces (the first key of the two-key form).
 const LOCK_MIGRATE: i32 = 0x4748_0001;
@@ -222,6 +230,7 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PostgresRepository {
     pool: Pool,
+    locks: locks::Locks,
     describe: String,
     /// The schema the tables are in (the scope of advisory locks).
     scope: std::sync::Arc<str>,
@@ -333,26 +342,38 @@ impl PostgresRepository {
     fn open(url: &str, schema: Option<&str>) -> Result<PostgresRepository> {
         let mut settings = tls::Settings::parse(url)?;
         if let Some(schema) = schema {
-            settings.config.options(format!("-c search_path={schema}"));
+            // After any options the URL gives (`options=-c ...`).
+            let options = match settings.config.get_options() {
+                Some(given) if !given.trim().is_empty() => {
+                    format!("{given} -c search_path={schema}")
+                }
+                _ => format!("-c search_path={schema}"),
+            };
+            settings.config.options(options);
         }
         let tls = settings.connector()?;
         let describe = settings.describe();
-        let manager = Manager::from_config(
-            settings.config,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .map_err(|e| Error::Repository(format!("postgres pool: {e}")))?;
+        let build = |size: usize| {
+            let manager = Manager::from_config(
+                settings.config.clone(),
+                tls.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .wait_timeout(Some(POOL_WAIT))
+                .create_timeout(Some(POOL_WAIT))
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| Error::Repository(format!("postgres pool: {e}")))
+        };
+        let pool = build(POOL_SIZE)?;
+        let locks = locks::Locks::new(build(1)?);
         Ok(PostgresRepository {
             pool,
+            locks,
             describe,
             scope: "".into(),
         })
@@ -435,36 +456,6 @@ impl PostgresRepository {
     }
 }
 
-/// Holds a realm's publisher lock; dropping it releases the lock.
-struct PublisherGuard {
-    client: Option<Object>,
-    key: (i32, i32),
-}
-
-impl Drop for PublisherGuard {
-    fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        let (ns, key) = self.key;
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    if client
-                        .execute("SELECT pg_advisory_unlock($1, $2)", &[&ns, &key])
-                        .await
-                        .is_err()
-                    {
-                        // Closing the connection releases the lock too.
-                        drop(Object::take(client));
-                    }
-                });
-            }
-            Err(_) => drop(Object::take(client)),
-        }
-    }
-}
-
 impl Repository for PostgresRepository {
     fn transact(&self, mode: Mode, work: Work) -> BoxFuture<'_, Result<Box<dyn Any + Send>>> {
         Box::pin(async move {
@@ -500,20 +491,9 @@ impl Repository for PostgresRepository {
         realm: &'a str,
     ) -> BoxFuture<'a, Result<Option<PublisherLock>>> {
         Box::pin(async move {
-            let client = self.client().await?;
-            let key = lock_key(LOCK_PUBLISH, &self.scope, realm);
-            let got: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&key.0, &key.1])
+            self.locks
+                .try_lock(lock_key(LOCK_PUBLISH, &self.scope, realm))
                 .await
-                .pg()?
-                .try_get(0)
-                .pg()?;
-            Ok(got.then(|| {
-                Box::new(PublisherGuard {
-                    client: Some(client),
-                    key,
-                }) as PublisherLock
-            }))
         })
     }
 
