@@ -613,6 +613,7 @@ impl CliError {
                 | Error::Store(_)
                 | Error::Identity(_)
                 | Error::Internal(_)
+                | Error::Busy { .. }
                 | Error::Publish(_),
             ) => 1,
             _ => 2,

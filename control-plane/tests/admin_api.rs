@@ -773,6 +773,53 @@ fn users_resource_lifecycle_search_and_credentials() {
     assert_eq!(ok(&r, StatusCode::OK)["users"], 1);
 }
 
+/// A request body that never ends (nor sends a byte).
+struct Endless;
+
+impl hyper::body::Body for Endless {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+#[test]
+fn an_import_is_refused_before_its_body_is_read() {
+    // An import body is up to 256 MiB: a caller who may not import is
+    // answered without a byte of it being read (a handler that read
+    // first would wait here forever).
+    let h = Harness::new();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    for token in [None, Some("not-a-token")] {
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/v1/realms/acme/users/import")
+            .header(header::CONTENT_TYPE, "application/x-ndjson");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Body::new(Endless)).unwrap();
+        let started = std::time::Instant::now();
+        let app = h.app.clone();
+        let resp = h
+            .block(async move {
+                tokio::time::timeout(std::time::Duration::from_secs(30), app.oneshot(req)).await
+            })
+            .expect("the import waited for its body before checking the caller")
+            .unwrap();
+        println!("refused in {:?}", started.elapsed());
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+}
+
 #[test]
 fn groups_roles_and_memberships() {
     let h = Harness::new();

@@ -10,7 +10,8 @@ use control_plane::domain::import::Format;
 use control_plane::domain::policy::PolicyInput;
 use control_plane::domain::user::NewUser;
 use control_plane::ports::identity::{
-    Alg, ChallengeAnswer, ChallengeName, LoginResult, Tokens, VERIFICATION_TTL,
+    Alg, ChallengeAnswer, ChallengeName, LoginResult, Tokens, VERIFICATION_ATTEMPTS,
+    VERIFICATION_TTL,
 };
 use pdp_core::decision::{EntityRef, Reason, TokenRequest};
 use pdp_core::{LifecycleAction, Snapshot, TokenFailure, UserState};
@@ -337,6 +338,126 @@ async fn brute_force_is_throttled_per_username() {
 }
 
 #[tokio::test]
+async fn a_login_by_email_and_one_by_username_count_against_one_record() {
+    let cp = realm().await;
+    let jo = user(&cp, "jo", true).await;
+    cp.service
+        .set_password(OP, "acme", &jo, PW, false)
+        .await
+        .unwrap();
+    // Three wrong by username and three by email: six against jo.
+    for name in ["jo", "jo@acme.io"] {
+        for _ in 0..3 {
+            assert!(matches!(
+                login(&cp, name, "wrong-wrong-wrong", NOW).await,
+                Err(Error::Unauthenticated(_))
+            ));
+        }
+    }
+    for name in ["jo", "JO@acme.io"] {
+        assert!(
+            matches!(
+                login(&cp, name, PW, NOW).await,
+                Err(Error::Throttled { .. })
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_right_password_does_not_reopen_second_factor_guessing() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let kim = user(&cp, "kim", true).await;
+    s.set_password(OP, "acme", &kim, PW, false).await.unwrap();
+    let e = s.totp_enroll(OP, "acme", &kim).await.unwrap();
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(e.secret.as_bytes())
+        .unwrap();
+    cp.at(NOW)
+        .totp_confirm(OP, "acme", &kim, &totp::code_at(&secret, NOW))
+        .await
+        .unwrap();
+    let wrong = |session: String| ChallengeAnswer {
+        session,
+        new_password: None,
+        code: Some(not_a_code(&secret, NOW + 60)),
+    };
+    // The password is right every time, the code never: each wrong code
+    // counts against kim, and a right password clears nothing (only a
+    // login that ends in tokens does): five free failures, then locked.
+    let mut rounds = 0;
+    loop {
+        match login(&cp, "kim", PW, NOW + 60).await {
+            Err(Error::Throttled { .. }) => break,
+            r => {
+                let (name, session) = challenge(r);
+                assert_eq!(name, ChallengeName::SoftwareTokenMfa);
+                rounds += 1;
+                assert!(rounds <= 6, "second-factor guessing is not throttled");
+                match respond(&cp, &wrong(session), NOW + 60).await {
+                    Err(Error::Unauthenticated(_) | Error::Throttled { .. }) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    assert_eq!(rounds, 6, "five free wrong codes, and the sixth that locks");
+    // Once the lock has passed, the right code ends in tokens and clears
+    // the record.
+    let later = NOW + 90;
+    let (_, session) = challenge(login(&cp, "kim", PW, later).await);
+    let answer = ChallengeAnswer {
+        session,
+        new_password: None,
+        code: Some(totp::code_at(&secret, later)),
+    };
+    tokens(respond(&cp, &answer, later).await);
+    let (_, session) = challenge(login(&cp, "kim", PW, later).await);
+    assert!(matches!(
+        respond(&cp, &wrong(session), later).await,
+        Err(Error::Unauthenticated(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_guesses_all_count() {
+    // 32 wrong passwords for one user at once: each attempt is counted in
+    // the same write as its throttle check, so no more than the free five
+    // and the one that locks get their password checked.
+    let cp = realm().await;
+    let lou = user(&cp, "lou", true).await;
+    cp.service
+        .set_password(OP, "acme", &lou, PW, false)
+        .await
+        .unwrap();
+    let mut guesses = Vec::new();
+    cp.clock.set(NOW);
+    for i in 0..32 {
+        let s = cp.service.clone();
+        guesses.push(tokio::spawn(async move {
+            s.login("acme", "lou", &format!("wrong-guess-{i}"), None)
+                .await
+        }));
+    }
+    // Past the throttle check: refused as a wrong password, or (more
+    // hashes at once than the process runs) as busy; either way counted.
+    let (mut checked, mut busy, mut throttled) = (0, 0, 0);
+    for g in guesses {
+        match g.await.unwrap() {
+            Err(Error::Unauthenticated(_)) => checked += 1,
+            Err(Error::Busy { .. }) => busy += 1,
+            Err(Error::Throttled { .. }) => throttled += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    println!("32 concurrent guesses: {checked} checked, {busy} busy, {throttled} throttled");
+    assert_eq!(checked + busy, 6);
+    assert_eq!(throttled, 26);
+}
+
+#[tokio::test]
 async fn imported_bcrypt_hash_is_verified_and_upgraded() {
     let cp = realm().await;
     let hash = bcrypt::hash("imported passphrase", 4).unwrap();
@@ -460,7 +581,7 @@ async fn unverified_users_complete_only_the_email_verification() {
         Err(Error::Unauthenticated(_))
     ));
     // An expired code is refused. The session is taken at the same time,
-    // or it would have expired first (sessions live minutes, codes a day).
+    // or it would have expired first (sessions live 3 minutes, codes 15).
     let (_, session) = challenge(login(&cp, "lee", PW, NOW + VERIFICATION_TTL + 1).await);
     assert!(matches!(
         respond(
@@ -475,12 +596,62 @@ async fn unverified_users_complete_only_the_email_verification() {
     let (_, session) = challenge(login(&cp, "lee", PW, NOW).await);
     tokens(respond(&cp, &answer(session, &code.code), NOW).await);
     assert_eq!(state(&cp, &lee).await, UserState::Active);
+    const { assert!(VERIFICATION_TTL <= 15 * 60) };
     // An Active user gets no new code; the old one is spent.
     assert!(matches!(
         cp.at(NOW).start_verification(OP, "acme", &lee).await,
         Err(Error::Lifecycle(_))
     ));
     tokens(login(&cp, "lee", PW, NOW).await);
+}
+
+#[tokio::test]
+async fn a_verification_code_dies_after_five_wrong_answers() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let max = user(&cp, "max", false).await;
+    s.set_password(OP, "acme", &max, PW, false).await.unwrap();
+    let code = cp
+        .at(NOW)
+        .start_verification(OP, "acme", &max)
+        .await
+        .unwrap();
+    assert_eq!(code.expires_at, NOW + VERIFICATION_TTL);
+    let wrong = if code.code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    let answer = |session: String, code: &str| ChallengeAnswer {
+        session,
+        new_password: None,
+        code: Some(code.into()),
+    };
+    // Each wrong answer is a login and an answer apart; rounds are spaced
+    // past the throttle's short locks.
+    for round in 0..VERIFICATION_ATTEMPTS {
+        let t = NOW + 100 * round;
+        let (name, session) = challenge(login(&cp, "max", PW, t).await);
+        assert_eq!(name, ChallengeName::EmailVerification);
+        assert!(matches!(
+            respond(&cp, &answer(session, wrong), t).await,
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+    // The right code, in time, but after the fifth wrong answer: void.
+    let t = NOW + 100 * VERIFICATION_ATTEMPTS;
+    assert!(t < code.expires_at);
+    let (_, session) = challenge(login(&cp, "max", PW, t).await);
+    assert!(matches!(
+        respond(&cp, &answer(session, &code.code), t).await,
+        Err(Error::Unauthenticated(_))
+    ));
+    assert_eq!(state(&cp, &max).await, UserState::Unverified);
+    // A new code starts afresh.
+    let again = cp.at(t).start_verification(OP, "acme", &max).await.unwrap();
+    let (_, session) = challenge(login(&cp, "max", PW, t + 1).await);
+    tokens(respond(&cp, &answer(session, &again.code), t + 1).await);
+    assert_eq!(state(&cp, &max).await, UserState::Active);
 }
 
 /// A six-digit code that is valid in none of the steps around `now`.

@@ -97,10 +97,34 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     }
     for s in starts {
         let repo = s.await.unwrap().unwrap();
-        assert_eq!(repo.schema_version().await.unwrap(), 1);
+        assert_eq!(repo.schema_version().await.unwrap(), 2);
         repo.ping().await.unwrap();
     }
     let client = raw(&url).await;
+    // A database of the first version (before verification codes counted
+    // their wrong answers) is brought up to date, and only the missing
+    // migration runs.
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.credentials DROP COLUMN verify_attempts;
+             UPDATE {schema}.gatehouse_schema SET version = 1"
+        ))
+        .await
+        .unwrap();
+    let repo = PostgresRepository::connect_in_schema(&url, &schema)
+        .await
+        .unwrap();
+    assert_eq!(repo.schema_version().await.unwrap(), 2);
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns
+             WHERE table_schema = $1 AND table_name = 'credentials' AND column_name = 'verify_attempts'",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
     client
         .batch_execute(&format!(
             "UPDATE {schema}.gatehouse_schema SET version = 99"

@@ -443,18 +443,34 @@ async fn a_deleted_realm_is_withdrawn_from_decision_points() {
     let req = view_own_profile(&alice);
     let before = load(&cp, "acme").await.is_authorized(&req).unwrap();
     assert_eq!(before.decision, Decision::Allow);
-    // Deleting the realm withdraws it: a delta at the next revision.
+    let held = load(&cp, "acme").await;
+    assert!(held.user(&alice).is_some());
+    assert!(held.issuer().is_some());
+    // Deleting the realm withdraws it: a snapshot of an empty realm at the
+    // next revision, which decision points load in place of the old one.
     cp.at(NOW + 1).delete_realm(OP, "acme").await.unwrap();
     let h = head(&cp, "acme").await;
-    assert_eq!((h.snapshot, h.revision), (1, 2));
+    assert_eq!((h.snapshot, h.revision), (2, 2));
     assert!(
-        get(cp.store.as_ref(), &RealmKeys::new("", "acme").delta(2))
+        get(cp.store.as_ref(), &RealmKeys::new("", "acme").snapshot(2))
             .await
             .is_some()
     );
-    let after = load(&cp, "acme").await.is_authorized(&req).unwrap();
+    let withdrawn = load(&cp, "acme").await;
+    let after = withdrawn.is_authorized(&req).unwrap();
     assert_eq!(after.decision, Decision::Deny);
+    // alice is gone from the directory ...
+    assert_eq!(after.reason, Reason::UnknownUser);
+    // ... and whatever else asks is denied by the withdrawal's policy.
+    let mut other = req.clone();
+    other.principal = EntityRef::new("Service", "nightly-job");
+    let after = withdrawn.is_authorized(&other).unwrap();
     assert_eq!(after.reason, Reason::Forbid("realm-deleted".into()));
+    // No users (profiles are gone) and no identity settings (its tokens
+    // are no longer verified: introspection answers inactive).
+    assert!(withdrawn.user(&alice).is_none());
+    assert_eq!(withdrawn.directory().map(|d| d.len()), Some(0));
+    assert_eq!(withdrawn.issuer(), None);
     // Never published: nothing to withdraw, nothing written.
     cp.realm("other").await;
     cp.service.delete_realm(OP, "other").await.unwrap();

@@ -30,8 +30,11 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Verified tokens.
     pub tokens: crate::token_cache::TokenCache,
-    /// SHA-256 (hex) of the service bearer secrets.
-    pub service_tokens: Vec<String>,
+    /// The service credentials, each bound to a realm.
+    pub service_tokens: Vec<crate::config::ServiceCredential>,
+    /// The proxy whose headers forward-auth reads, and how many hops of
+    /// `X-Forwarded-For` it trusts.
+    pub forward_auth: crate::forward_auth::Trust,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -271,6 +274,18 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
             .evaluations
             .clone()
             .unwrap_or_else(|| vec![authzen::Evaluation::default()]);
+        // The cap of `/v1/batch_is_authorized`: one request body is not
+        // an unbounded amount of work on a runtime worker.
+        if items.len() > pdp_core::decision::MAX_BATCH {
+            return Err(Problem::bad_request(
+                "invalid_request",
+                format!(
+                    "evaluations holds at most {} items, not {}",
+                    pdp_core::decision::MAX_BATCH,
+                    items.len()
+                ),
+            ));
+        }
         let mut out = Vec::with_capacity(items.len());
         let mut any_allow = false;
         for item in items {
@@ -429,8 +444,12 @@ pub async fn not_found() -> Response {
     Problem::not_found("no such endpoint").into_response()
 }
 
-/// The caller must present a configured service secret as a bearer token.
-fn service_caller(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), Problem> {
+/// The realms the caller's service credential is for: it must present, as
+/// a bearer token, a secret configured for at least one realm (else 401).
+fn service_realms(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Vec<String>, Problem> {
     let unauthorized = || {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -446,17 +465,24 @@ fn service_caller(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(
         .ok_or_else(unauthorized)?;
     let digest = pdp_core::manifest::sha256_hex(presented.trim().as_bytes());
     // Compare every configured digest fully (no early exit on a prefix).
-    let mut ok = false;
-    for want in &state.service_tokens {
+    let mut realms = Vec::new();
+    for cred in &state.service_tokens {
+        let want = &cred.sha256;
         let same = want.len() == digest.len()
             && want
                 .bytes()
                 .zip(digest.bytes())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
-        ok |= same;
+        if same {
+            realms.push(cred.realm.clone());
+        }
     }
-    if ok { Ok(()) } else { Err(unauthorized()) }
+    if realms.is_empty() {
+        Err(unauthorized())
+    } else {
+        Ok(realms)
+    }
 }
 
 /// Decode `application/x-www-form-urlencoded`.
@@ -500,9 +526,10 @@ fn form(body: &[u8]) -> Vec<(String, String)> {
 /// means it verifies for a realm served here and its user exists, is
 /// Active, and was not signed out after it was issued.
 pub async fn introspect(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) -> Response {
-    if let Err(p) = service_caller(&s, &headers) {
-        return p.into_response();
-    }
+    let allowed = match service_realms(&s, &headers) {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
     let fields = form(&body);
     let Some(token) = fields
         .iter()
@@ -519,6 +546,10 @@ pub async fn introspect(State(s): Shared, headers: axum::http::HeaderMap, body: 
     let Ok(realm) = s.realms.pick(None, Some(&iss)) else {
         return inactive();
     };
+    // A token of a realm this credential is not for: nothing said about it.
+    if !allowed.iter().any(|r| r == realm.name()) {
+        return inactive();
+    }
     let Some(snap) = realm.snapshot() else {
         return inactive();
     };
@@ -531,7 +562,9 @@ pub async fn introspect(State(s): Shared, headers: axum::http::HeaderMap, body: 
     };
     if let Some(dir) = snap.directory() {
         match dir.get(&v.sub) {
-            Some(u) if u.state().is_authorizable() && v.iat >= u.tokens_valid_after() => {}
+            Some(u)
+                if u.state().is_authorizable()
+                    && !pdp_core::token::revoked(v.iat, u.tokens_valid_after()) => {}
             _ => return inactive(),
         }
     }
@@ -563,13 +596,23 @@ pub async fn user(
     axum::extract::Path(id): axum::extract::Path<String>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    if let Err(p) = service_caller(&s, &headers) {
-        return p.into_response();
-    }
+    let allowed = match service_realms(&s, &headers) {
+        Ok(r) => r,
+        Err(p) => return p.into_response(),
+    };
     let realm = match s.realms.pick(q.get("realm").map(String::as_str), None) {
         Ok(r) => r,
         Err(p) => return p.into_response(),
     };
+    if !allowed.iter().any(|r| r == realm.name()) {
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not this realm",
+            format!("the service credential is not for realm {:?}", realm.name()),
+        )
+        .into_response();
+    }
     let Some(snap) = realm.snapshot() else {
         return Problem::no_bundle(realm.name()).into_response();
     };

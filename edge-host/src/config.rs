@@ -62,11 +62,53 @@ pub struct Config {
     /// Verified tokens remembered (signature checks skipped until `exp`;
     /// user state always re-checked); 0 disables (`GATEHOUSE_TOKEN_CACHE_CAPACITY`).
     pub token_cache_capacity: usize,
-    /// Lower-case hex SHA-256 of the bearer secrets that services present to
-    /// call `/v1/introspect` and `/v1/users/{id}`; the secrets themselves are
-    /// never configured or logged (`GATEHOUSE_SERVICE_TOKEN_SHA256`,
-    /// comma-separated). Empty: those endpoints refuse every caller.
+    /// The bearer secrets that services present to call `/v1/introspect`
+    /// and `/v1/users/{id}`, each bound to one realm: `REALM:HEX`, HEX the
+    /// SHA-256 of the secret (the secrets themselves are never configured
+    /// or logged); a secret for several realms is listed once per realm
+    /// (`GATEHOUSE_SERVICE_TOKEN_SHA256`, comma-separated). Empty: those
+    /// endpoints refuse every caller.
     pub service_token_sha256: Vec<String>,
+    /// The reverse proxy in front of `/v1/forward-auth`, which decides the
+    /// headers the original request is read from (`GATEHOUSE_FORWARD_AUTH_PROXY`:
+    /// `nginx`, `traefik` or `envoy`). Unset: forward-auth answers 503.
+    pub forward_auth_proxy: Option<ForwardAuthProxy>,
+    /// How many proxies append to `X-Forwarded-For` on the way to this
+    /// host; the client address is the entry that many from the right
+    /// (`GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS`). 0: never read it.
+    pub forward_auth_trusted_hops: usize,
+}
+
+/// Which proxy sends forward-auth checks, and so which headers carry the
+/// original request. Only that family is read; a check carrying another
+/// is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardAuthProxy {
+    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI`,
+    /// which the location block sets (overwriting what the client sent).
+    Nginx,
+    /// Traefik `forwardAuth` (`trustForwardHeader: false`):
+    /// `X-Forwarded-Method` and `X-Forwarded-Uri`, which Traefik sets.
+    Traefik,
+    /// Envoy HTTP `ext_authz` with `path_prefix: /v1/forward-auth`: the
+    /// check's own method, and its path after the prefix.
+    Envoy,
+}
+
+impl std::str::FromStr for ForwardAuthProxy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "nginx" => Ok(ForwardAuthProxy::Nginx),
+            "traefik" => Ok(ForwardAuthProxy::Traefik),
+            "envoy" => Ok(ForwardAuthProxy::Envoy),
+            other => Err(format!(
+                "{other:?} is not a proxy this host knows (nginx, traefik, envoy)"
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -91,6 +133,8 @@ impl Default for Config {
             reload_interval_seconds: 5,
             token_cache_capacity: 100_000,
             service_token_sha256: Vec::new(),
+            forward_auth_proxy: None,
+            forward_auth_trusted_hops: 1,
         }
     }
 }
@@ -124,7 +168,43 @@ pub enum ConfigError {
     },
 }
 
+/// A service credential: the realm it may read, and the hex SHA-256 of
+/// its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCredential {
+    /// The one realm it is for.
+    pub realm: String,
+    /// Lower-case hex SHA-256 of the bearer secret.
+    pub sha256: String,
+}
+
 impl Config {
+    /// The service credentials, parsed from `service_token_sha256`; the
+    /// message names the entry that is not `REALM:HEX`.
+    pub fn service_credentials(&self) -> Result<Vec<ServiceCredential>, String> {
+        self.service_token_sha256
+            .iter()
+            .map(|entry| {
+                let Some((realm, hex)) = entry.rsplit_once(':') else {
+                    return Err(format!(
+                        "{entry:?}: a service credential names its realm: REALM:SHA256HEX"
+                    ));
+                };
+                let hex = hex.trim().to_ascii_lowercase();
+                if realm.trim().is_empty() {
+                    return Err(format!("{entry:?}: no realm before the ':'"));
+                }
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!("{entry:?}: {hex:?} is not a hex SHA-256"));
+                }
+                Ok(ServiceCredential {
+                    realm: realm.trim().to_owned(),
+                    sha256: hex,
+                })
+            })
+            .collect()
+    }
+
     /// Defaults, overridden by `file` (if given), then by `GATEHOUSE_*` variables in `env`.
     pub fn load(
         file: Option<&Path>,
@@ -145,6 +225,12 @@ impl Config {
         };
         for (name, value) in env {
             config.apply_env(&name, &value)?;
+        }
+        if let Err(message) = config.service_credentials() {
+            return Err(ConfigError::Toml {
+                path: file.map(Path::to_path_buf).unwrap_or_default(),
+                message: format!("service_token_sha256: {message}"),
+            });
         }
         Ok(config)
     }
@@ -211,19 +297,22 @@ impl Config {
             "GATEHOUSE_SERVICE_TOKEN_SHA256" => {
                 self.service_token_sha256 = value
                     .split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
+                    .map(|h| h.trim().to_owned())
                     .filter(|h| !h.is_empty())
                     .collect();
-                if let Some(h) = self
-                    .service_token_sha256
-                    .iter()
-                    .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
-                {
-                    return Err(bad(format!("{h:?} is not a hex SHA-256")));
-                }
+                self.service_credentials().map_err(bad)?;
             }
             "GATEHOUSE_TOKEN_CACHE_CAPACITY" => {
                 self.token_cache_capacity = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_FORWARD_AUTH_PROXY" => {
+                self.forward_auth_proxy = match value.trim() {
+                    "" => None,
+                    v => Some(v.parse().map_err(bad)?),
+                };
+            }
+            "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS" => {
+                self.forward_auth_trusted_hops = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
             "GATEHOUSE_MAX_CONCURRENCY" => {
                 self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;
@@ -276,10 +365,48 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gh-config-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("edge.toml");
-        std::fs::write(&file, "listen = 3\nunknown = true\n").unwrap();
-        assert!(matches!(
-            Config::load(Some(&file), []),
-            Err(ConfigError::Toml { .. })
-        ));
+        // One fault per file: a wrong type, then an unknown key alone (a
+        // typo of a real one), each refused and named.
+        std::fs::write(&file, "listen = 3\n").unwrap();
+        let e = Config::load(Some(&file), []).unwrap_err();
+        assert!(matches!(e, ConfigError::Toml { .. }), "{e}");
+        assert!(e.to_string().contains("listen"), "{e}");
+        std::fs::write(&file, "max_stalenes_seconds = 60\n").unwrap();
+        let e = Config::load(Some(&file), []).unwrap_err();
+        assert!(matches!(e, ConfigError::Toml { .. }), "{e}");
+        assert!(e.to_string().contains("max_stalenes_seconds"), "{e}");
+        std::fs::write(&file, "forward_auth_proxy = \"apache\"\n").unwrap();
+        let e = Config::load(Some(&file), []).unwrap_err();
+        assert!(e.to_string().contains("apache"), "{e}");
+        let e = Config::load(
+            None,
+            [(
+                "GATEHOUSE_FORWARD_AUTH_PROXY".to_owned(),
+                "apache".to_owned(),
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("GATEHOUSE_FORWARD_AUTH_PROXY:"),
+            "{e}"
+        );
+        let c = Config::load(
+            None,
+            [
+                (
+                    "GATEHOUSE_FORWARD_AUTH_PROXY".to_owned(),
+                    "envoy".to_owned(),
+                ),
+                (
+                    "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS".to_owned(),
+                    "2".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.forward_auth_proxy, c.forward_auth_trusted_hops),
+            (Some(ForwardAuthProxy::Envoy), 2)
+        );
     }
 }

@@ -2,22 +2,32 @@
 //! request (nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`
 //! in HTTP mode).
 //!
-//! The original request is read from the proxy's headers —
-//! `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik, and what the nginx
-//! example sets), else `X-Original-Method`/`X-Original-URI` — or, for Envoy,
-//! from this request itself (method, and the path after `/v1/forward-auth`).
-//! The bundle's route table turns method + path into an action and a
-//! resource; the bearer token names the principal. Answers:
+//! The original request is read from the headers of the proxy the
+//! configuration names (`forward_auth_proxy`), and from no other: nginx
+//! sets `X-Original-Method`/`X-Original-URI`, Traefik
+//! `X-Forwarded-Method`/`X-Forwarded-Uri`, and Envoy sends the original
+//! method with the original path after `/v1/forward-auth`. A proxy passes
+//! on headers the client sent, so a check that carries the other family's
+//! headers is refused (400) instead of read: a client cannot choose what
+//! its request is checked as. The client address (`source_ip`) is the
+//! `X-Forwarded-For` entry that the configured number of trusted hops puts
+//! it at, counted from the right (what the proxies appended), never an
+//! entry the client wrote. The bundle's route table turns method + path
+//! into an action and a resource; the bearer token names the principal.
+//! Answers:
 //!
+//! - 400: headers of another proxy's family, or the configured family's
+//!   missing (`forward_auth:...`).
 //! - 200: allowed; `X-Gatehouse-User` carries the token's `sub`.
 //! - 401 + `WWW-Authenticate: Bearer`: no token, or the token was refused
 //!   (bad signature, expired, revoked, unknown user, ...).
 //! - 403: a valid token, but denied (no route, a policy, the user's state).
-//! - 503: no bundle, or a stale one.
+//! - 503: no bundle, or a stale one; or no proxy configured.
 //!
 //! Every answer carries `X-Gatehouse-Reason`; nothing else is ever allowed.
 
 use crate::api::{AppState, outcome, token_decision, unverified_claims};
+use crate::config::ForwardAuthProxy;
 use crate::metrics::Outcome;
 use crate::realm::now;
 use axum::extract::State;
@@ -52,23 +62,66 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The proxied request's method and URI.
-fn original(method: &Method, uri: &Uri, headers: &HeaderMap) -> (String, String) {
-    let m = header_str(headers, "x-forwarded-method")
-        .or_else(|| header_str(headers, "x-original-method"))
-        .map_or_else(|| method.as_str().to_owned(), str::to_owned);
-    let u = header_str(headers, "x-forwarded-uri")
-        .or_else(|| header_str(headers, "x-original-uri"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let path = uri.path().strip_prefix(PREFIX).unwrap_or("");
-            let path = if path.is_empty() { "/" } else { path };
-            match uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_owned(),
+/// What forward-auth trusts, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trust {
+    /// Whose headers carry the original request; `None`: forward-auth is
+    /// not set up and refuses every check.
+    pub proxy: Option<ForwardAuthProxy>,
+    /// Proxies that append to `X-Forwarded-For` before this host.
+    pub trusted_hops: usize,
+}
+
+/// The header families, as (method, URI) names.
+const NGINX: (&str, &str) = ("x-original-method", "x-original-uri");
+const TRAEFIK: (&str, &str) = ("x-forwarded-method", "x-forwarded-uri");
+
+/// Why a check's headers do not describe a request this host may check.
+#[derive(Debug, PartialEq, Eq)]
+enum HeaderError {
+    /// It carries a header of a family the configured proxy never sets
+    /// (so a client put it there).
+    Foreign(&'static str),
+    /// The configured proxy's headers are missing.
+    Missing(&'static str),
+}
+
+/// The proxied request's method and URI, read from `proxy`'s headers only.
+fn original(
+    proxy: ForwardAuthProxy,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(String, String), HeaderError> {
+    let suffix = uri.path().strip_prefix(PREFIX).unwrap_or("");
+    let (own, foreign): ((&str, &str), &[(&str, &str)]) = match proxy {
+        ForwardAuthProxy::Nginx => (NGINX, &[TRAEFIK]),
+        ForwardAuthProxy::Traefik => (TRAEFIK, &[NGINX]),
+        ForwardAuthProxy::Envoy => (("", ""), &[NGINX, TRAEFIK]),
+    };
+    for (m, u) in foreign {
+        for name in [*m, *u] {
+            if headers.contains_key(name) {
+                return Err(HeaderError::Foreign(name));
             }
-        });
-    (m, u)
+        }
+    }
+    if proxy == ForwardAuthProxy::Envoy {
+        let path = if suffix.is_empty() { "/" } else { suffix };
+        let u = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        return Ok((method.as_str().to_owned(), u));
+    }
+    // nginx and Traefik call the endpoint itself; a path below it is
+    // Envoy's way of saying what the request was.
+    if !suffix.is_empty() {
+        return Err(HeaderError::Foreign("path below /v1/forward-auth"));
+    }
+    let m = header_str(headers, own.0).ok_or(HeaderError::Missing(own.0))?;
+    let u = header_str(headers, own.1).ok_or(HeaderError::Missing(own.1))?;
+    Ok((m.to_owned(), u.to_owned()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -80,14 +133,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The client address the proxy reports (`X-Real-IP`, else the first
-/// `X-Forwarded-For` entry), if it is an IP address.
-fn client_ip(headers: &HeaderMap) -> Option<std::net::IpAddr> {
-    header_str(headers, "x-real-ip")
-        .or_else(|| {
-            header_str(headers, "x-forwarded-for").and_then(|v| v.split(',').next().map(str::trim))
-        })
-        .and_then(|v| v.parse().ok())
+/// The client address: the `X-Forwarded-For` entry `hops` from the right
+/// (each trusted proxy appended the address it was called from; entries
+/// further left are whatever the client sent), if it is an IP address.
+/// Every `X-Forwarded-For` field counts, in order, as one list.
+fn client_ip(headers: &HeaderMap, hops: usize) -> Option<std::net::IpAddr> {
+    if hops == 0 {
+        return None;
+    }
+    let mut entries = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        entries.extend(v.to_str().ok()?.split(',').map(str::trim));
+    }
+    let at = entries.len().checked_sub(hops)?;
+    entries.get(at)?.parse().ok()
 }
 
 fn answer(status: StatusCode, reason: &str, revision: Option<u64>, user: Option<&str>) -> Response {
@@ -126,6 +185,35 @@ fn answer(status: StatusCode, reason: &str, revision: Option<u64>, user: Option<
 
 fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outcome, Response) {
     let deny = |status, reason: &str, rev| (Outcome::Deny, answer(status, reason, rev, None));
+    let Some(proxy) = s.forward_auth.proxy else {
+        return (
+            Outcome::Failure,
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "forward_auth:no_proxy_configured",
+                None,
+                None,
+            ),
+        );
+    };
+    // Before anything else: which request is being checked.
+    let (m, u) = match original(proxy, method, uri, headers) {
+        Ok(mu) => mu,
+        Err(e) => {
+            let reason = match e {
+                HeaderError::Foreign(h) => {
+                    tracing::warn!(
+                        header = h,
+                        ?proxy,
+                        "forward-auth check with another proxy's header refused"
+                    );
+                    "forward_auth:foreign_header"
+                }
+                HeaderError::Missing(_) => "forward_auth:missing_header",
+            };
+            return deny(StatusCode::BAD_REQUEST, reason, None);
+        }
+    };
     let Some(token) = bearer(headers) else {
         return deny(StatusCode::UNAUTHORIZED, "no_token", None);
     };
@@ -157,7 +245,6 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
     if s.realms.is_stale(realm, &snap, now()) {
         return deny(StatusCode::SERVICE_UNAVAILABLE, "stale_bundle", rev);
     }
-    let (m, u) = original(method, uri, headers);
     let Some(route) = snap.routes().and_then(|r| r.resolve(&m, &u)) else {
         return deny(StatusCode::FORBIDDEN, "no_route", rev);
     };
@@ -165,8 +252,8 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
     if snap.accepts_context(&route.action, "now") {
         context.insert("now".into(), json!(now()));
     }
-    if let Some(ip) =
-        client_ip(headers).filter(|_| snap.accepts_context(&route.action, "source_ip"))
+    if let Some(ip) = client_ip(headers, s.forward_auth.trusted_hops)
+        .filter(|_| snap.accepts_context(&route.action, "source_ip"))
     {
         context.insert(
             "source_ip".into(),

@@ -26,12 +26,19 @@ pub use realm::{Realms, StartError};
 /// with `tower::ServiceExt::oneshot`. Loads every bundle first: a host that
 /// cannot load its bundles does not start.
 pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> {
+    let service_tokens = config
+        .service_credentials()
+        .map_err(|m| StartError::Config(format!("service_token_sha256: {m}")))?;
     let realms = Realms::from_config(config)?;
     let state = Arc::new(api::AppState {
         realms,
         metrics: metrics::Metrics::default(),
         tokens: token_cache::TokenCache::new(config.token_cache_capacity),
-        service_tokens: config.service_token_sha256.clone(),
+        service_tokens,
+        forward_auth: forward_auth::Trust {
+            proxy: config.forward_auth_proxy,
+            trusted_hops: config.forward_auth_trusted_hops,
+        },
     });
     Ok((router(Arc::clone(&state), config), state))
 }

@@ -94,8 +94,9 @@ struct Args {
     /// re-checked); 0 disables [env GATEHOUSE_TOKEN_CACHE_CAPACITY; default 100000].
     #[arg(long)]
     token_cache_capacity: Option<usize>,
-    /// Hex SHA-256 of a service bearer secret allowed to call /v1/introspect
-    /// and /v1/users/{id}; repeatable (the secret itself is never configured)
+    /// A service bearer secret allowed to call /v1/introspect and
+    /// /v1/users/{id} for one realm, as REALM:HEX (HEX its SHA-256; the
+    /// secret itself is never configured); repeatable
     /// [env GATEHOUSE_SERVICE_TOKEN_SHA256, comma-separated].
     #[arg(long = "service-token-sha256")]
     service_token_sha256: Vec<String>,
@@ -137,11 +138,7 @@ fn config(args: Args) -> anyhow::Result<Config> {
         .unwrap_or(c.reload_interval_seconds);
     c.token_cache_capacity = args.token_cache_capacity.unwrap_or(c.token_cache_capacity);
     if !args.service_token_sha256.is_empty() {
-        c.service_token_sha256 = args
-            .service_token_sha256
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
+        c.service_token_sha256 = args.service_token_sha256;
     }
     Ok(c)
 }

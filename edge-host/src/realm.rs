@@ -102,6 +102,9 @@ pub enum StartError {
     /// Two bundles for one realm.
     #[error("realm {0:?} is configured twice")]
     DuplicateRealm(String),
+    /// A setting that cannot be used as given.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Unix seconds now.

@@ -330,6 +330,24 @@ async fn authzen_evaluation_and_evaluations() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // As many evaluations as a batch may hold, and one more: refused
+    // before any is decided (a 1 MiB body of `{}` would be ~350k).
+    let n = pdp_core::decision::MAX_BATCH;
+    let mut body = many("execute_all");
+    let item = json!({"resource": {"type": "Document", "id": "design-doc"}});
+    body["evaluations"] = Value::Array(vec![item.clone(); n]);
+    let (s, _, v) = call(&app, "POST", "/access/v1/evaluations", Some(body.clone())).await;
+    assert_eq!(
+        (s, v["evaluations"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(n))
+    );
+    body["evaluations"] = Value::Array(vec![item; n + 1]);
+    let (s, _, v) = call(&app, "POST", "/access/v1/evaluations", Some(body)).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{v}"
+    );
     let (s, _, v) = call(
         &app,
         "POST",
@@ -618,13 +636,38 @@ async fn cached_tokens_skip_only_the_signature_never_the_user_checks() {
 }
 
 const SERVICE_SECRET: &str = "s3rvice-secret-for-tests";
+/// A service credential of another realm.
+const OTHER_SECRET: &str = "s3rvice-secret-of-another-realm";
 
 fn service_app() -> Router {
     let config = Config {
-        service_token_sha256: vec![pdp_core::manifest::sha256_hex(SERVICE_SECRET.as_bytes())],
+        service_token_sha256: vec![
+            format!(
+                "default:{}",
+                pdp_core::manifest::sha256_hex(SERVICE_SECRET.as_bytes())
+            ),
+            format!(
+                "elsewhere:{}",
+                pdp_core::manifest::sha256_hex(OTHER_SECRET.as_bytes())
+            ),
+        ],
         ..Config::default()
     };
     edge_host::app(&config).unwrap().0
+}
+
+#[test]
+fn a_service_credential_names_its_realm() {
+    let hex = pdp_core::manifest::sha256_hex(SERVICE_SECRET.as_bytes());
+    for bad in [hex.clone(), format!(":{hex}"), "default:abc".to_owned()] {
+        let e = edge_host::app(&Config {
+            service_token_sha256: vec![bad.clone()],
+            ..Config::default()
+        })
+        .err()
+        .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+        assert!(e.to_string().contains("service_token_sha256"), "{e}");
+    }
 }
 
 async fn introspect(app: &Router, auth: Option<&str>, form: &str) -> (StatusCode, String, Value) {
@@ -682,6 +725,9 @@ async fn introspection_needs_a_service_credential_and_reflects_user_state() {
     }
     let (s, _, _) = introspect(&app, Some(SERVICE_SECRET), "token_type_hint=x").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Another realm's credential learns nothing about this realm's tokens.
+    let (s, _, v) = introspect(&app, Some(OTHER_SECRET), &format!("token={alice}")).await;
+    assert_eq!((s, v), (StatusCode::OK, json!({"active": false})));
 }
 
 #[tokio::test]
@@ -718,6 +764,10 @@ async fn user_lookup_needs_a_service_credential() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // Another realm's credential reads no profile of this one.
+    let (s, _, v) = raw(&app, get(Some(OTHER_SECRET), "/v1/users/dave")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(v.get("email").is_none());
 }
 
 async fn avp(app: &Router, op: &str, body: Value) -> (StatusCode, String, Value) {
@@ -848,7 +898,21 @@ async fn forward(
 
 #[tokio::test]
 async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
-    let app = default_app();
+    use edge_host::config::ForwardAuthProxy::{Envoy, Nginx, Traefik};
+    let app_for = |proxy| {
+        edge_host::app(&Config {
+            forward_auth_proxy: proxy,
+            ..Config::default()
+        })
+        .unwrap()
+        .0
+    };
+    let apps = [
+        (None, app_for(None)),
+        (Some(Nginx), app_for(Some(Nginx))),
+        (Some(Traefik), app_for(Some(Traefik))),
+        (Some(Envoy), app_for(Some(Envoy))),
+    ];
     let alice = format!("Bearer {}", token("alice", "rs256.key.pem", "test-rs256"));
     let judy = format!("Bearer {}", token("judy", "rs256.key.pem", "test-rs256"));
     let dave = format!("Bearer {}", token("dave", "rs256.key.pem", "test-rs256"));
@@ -857,6 +921,7 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
         token("alice", "attacker-rs256.key.pem", "test-rs256")
     );
     let ghost = format!("Bearer {}", token("nobody", "rs256.key.pem", "test-rs256"));
+    let sam = format!("Bearer {}", token("sam", "rs256.key.pem", "test-rs256"));
     let traefik = |auth: &str, method: &'static str, uri: &'static str| {
         vec![
             ("authorization", auth.to_owned()),
@@ -864,8 +929,19 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
             ("x-forwarded-uri", uri.to_owned()),
         ]
     };
+    let nginx = |auth: &str, method: &'static str, uri: &'static str| {
+        vec![
+            ("authorization", auth.to_owned()),
+            ("x-original-method", method.to_owned()),
+            ("x-original-uri", uri.to_owned()),
+        ]
+    };
+    let with = |mut h: Vec<(&'static str, String)>, name: &'static str, value: &str| {
+        h.push((name, value.to_owned()));
+        h
+    };
     type Case<'a> = (Vec<(&'a str, String)>, &'a str, StatusCode, &'a str);
-    let cases: Vec<Case<'_>> = vec![
+    let traefik_cases: Vec<Case<'_>> = vec![
         (
             traefik(&alice, "GET", "/documents/design-doc?x=1"),
             "/v1/forward-auth",
@@ -903,13 +979,16 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
             "token:malformed",
         ),
         (
-            vec![("x-forwarded-uri", "/documents/design-doc".into())],
+            vec![
+                ("x-forwarded-method", "GET".into()),
+                ("x-forwarded-uri", "/documents/design-doc".into()),
+            ],
             "/v1/forward-auth",
             StatusCode::UNAUTHORIZED,
             "no_token",
         ),
         (
-            vec![("authorization", "Basic YWxpY2U6eA==".into())],
+            traefik("Basic YWxpY2U6eA==", "GET", "/documents/design-doc"),
             "/v1/forward-auth",
             StatusCode::UNAUTHORIZED,
             "no_token",
@@ -938,18 +1017,93 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
             StatusCode::OK,
             "permit",
         ),
-        // nginx convention.
+    ];
+    let nginx_cases: Vec<Case<'_>> = vec![
         (
-            vec![
-                ("authorization", alice.clone()),
-                ("x-original-method", "GET".into()),
-                ("x-original-uri", "/documents/design-doc".into()),
-            ],
+            nginx(&alice, "GET", "/documents/design-doc"),
             "/v1/forward-auth",
             StatusCode::OK,
             "permit",
         ),
-        // Envoy: the original path is appended to the endpoint's.
+        // A client's own X-Forwarded-Method reaches the check (nginx
+        // passes every client header on): a DELETE dressed as a read is
+        // refused, not checked as a read.
+        (
+            with(
+                nginx(&alice, "DELETE", "/documents/design-doc"),
+                "x-forwarded-method",
+                "GET",
+            ),
+            "/v1/forward-auth",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:foreign_header",
+        ),
+        (
+            with(
+                nginx(&alice, "GET", "/documents/design-doc"),
+                "x-forwarded-uri",
+                "/documents/design-doc",
+            ),
+            "/v1/forward-auth",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:foreign_header",
+        ),
+        (
+            vec![
+                ("authorization", alice.clone()),
+                ("x-original-method", "GET".into()),
+            ],
+            "/v1/forward-auth",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:missing_header",
+        ),
+        (
+            nginx(&alice, "GET", "/documents/design-doc"),
+            "/v1/forward-auth/documents/design-doc",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:foreign_header",
+        ),
+        // The client address is the entry nginx appended, not the ones
+        // the client wrote before it: an edit from outside the office
+        // network claiming an office address is forbidden.
+        (
+            with(
+                nginx(&sam, "PUT", "/documents/design-doc"),
+                "x-forwarded-for",
+                "10.1.2.3, 192.168.1.1",
+            ),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "forbid:edits-from-office-network",
+        ),
+        (
+            with(
+                nginx(&sam, "PUT", "/documents/design-doc"),
+                "x-forwarded-for",
+                "10.1.2.3",
+            ),
+            "/v1/forward-auth",
+            StatusCode::OK,
+            "permit",
+        ),
+        // X-Real-IP is not read (a client can send it).
+        (
+            with(
+                with(
+                    nginx(&sam, "PUT", "/documents/design-doc"),
+                    "x-real-ip",
+                    "10.1.2.3",
+                ),
+                "x-forwarded-for",
+                "192.168.1.1",
+            ),
+            "/v1/forward-auth",
+            StatusCode::FORBIDDEN,
+            "forbid:edits-from-office-network",
+        ),
+    ];
+    let envoy_cases: Vec<Case<'_>> = vec![
+        // The original path is appended to the endpoint's.
         (
             vec![("authorization", alice.clone())],
             "/v1/forward-auth/documents/design-doc",
@@ -962,18 +1116,84 @@ async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
             StatusCode::FORBIDDEN,
             "no_permit",
         ),
+        (
+            vec![
+                ("authorization", alice.clone()),
+                ("x-original-uri", "/documents/design-doc".into()),
+            ],
+            "/v1/forward-auth/users/judy/profile",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:foreign_header",
+        ),
+        (
+            vec![
+                ("authorization", alice.clone()),
+                ("x-forwarded-method", "GET".into()),
+            ],
+            "/v1/forward-auth/documents/design-doc",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:foreign_header",
+        ),
     ];
-    for (headers, path, want_status, want_reason) in cases {
+    let unconfigured: Vec<Case<'_>> = vec![
+        (
+            traefik(&alice, "GET", "/documents/design-doc"),
+            "/v1/forward-auth",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "forward_auth:no_proxy_configured",
+        ),
+        (
+            vec![("authorization", alice.clone())],
+            "/v1/forward-auth/documents/design-doc",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "forward_auth:no_proxy_configured",
+        ),
+    ];
+    let mut traefik_cases = traefik_cases;
+    traefik_cases.extend([
+        (
+            with(
+                traefik(&alice, "DELETE", "/documents/design-doc"),
+                "x-original-method",
+                "GET",
+            ),
+            "/v1/forward-auth",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:foreign_header",
+        ),
+        (
+            vec![
+                ("authorization", alice.clone()),
+                ("x-forwarded-uri", "/documents/design-doc".into()),
+            ],
+            "/v1/forward-auth",
+            StatusCode::BAD_REQUEST,
+            "forward_auth:missing_header",
+        ),
+    ]);
+    let cases = [
+        (None, unconfigured),
+        (Some(Nginx), nginx_cases),
+        (Some(Traefik), traefik_cases),
+        (Some(Envoy), envoy_cases),
+    ]
+    .into_iter()
+    .flat_map(|(proxy, cases)| cases.into_iter().map(move |c| (proxy, c)));
+    for (proxy, (headers, path, want_status, want_reason)) in cases {
+        let app = &apps.iter().find(|(p, _)| *p == proxy).unwrap().1;
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (status, got) = forward(&app, &h, path).await;
+        let (status, got) = forward(app, &h, path).await;
         let reason = got.get("x-gatehouse-reason").and_then(|v| v.to_str().ok());
         assert_eq!(
             (status, reason),
             (want_status, Some(want_reason)),
-            "{headers:?} {path}"
+            "{proxy:?} {headers:?} {path}"
         );
         match status {
-            StatusCode::OK => assert_eq!(got["x-gatehouse-user"], "alice"),
+            StatusCode::OK => {
+                let user = got["x-gatehouse-user"].to_str().unwrap();
+                assert!(user == "alice" || user == "sam", "{user}");
+            }
             _ => assert!(got.get("x-gatehouse-user").is_none()),
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -996,12 +1216,22 @@ async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
     let bundles: Vec<Vec<u8>> = (2..=9)
         .map(|rev| std::fs::read(signed_bundle(&dir, rev, now()).0).unwrap())
         .collect();
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let app = app.clone();
+    // Four clients keep asking until the last swap; after each swap the
+    // swapper waits until every client has finished three more requests,
+    // so each swap happens while requests run and every client sees every
+    // revision.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const CLIENTS: usize = 4;
+    let served: std::sync::Arc<Vec<AtomicUsize>> =
+        std::sync::Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (app, served, done) = (app.clone(), served.clone(), done.clone());
             tokio::spawn(async move {
                 let mut revisions = Vec::new();
-                for _ in 0..150 {
+                while !done.load(Ordering::Acquire) {
+                    assert!(revisions.len() < 1_000_000, "the swapper never finished");
                     let (s, _, v) = alice_reads(&app).await;
                     assert_eq!(
                         (s, v["decision"].as_str()),
@@ -1009,6 +1239,7 @@ async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
                         "{v}"
                     );
                     revisions.push(v["revision"].as_u64().unwrap());
+                    served[i].fetch_add(1, Ordering::Release);
                     tokio::task::yield_now().await;
                 }
                 revisions
@@ -1016,20 +1247,41 @@ async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
         })
         .collect();
     let swapper = {
-        let state = std::sync::Arc::clone(&state);
+        let (state, served, done) = (std::sync::Arc::clone(&state), served.clone(), done.clone());
         tokio::task::spawn_blocking(move || {
             let realm = state.realms.get("demo").unwrap();
+            let started = std::time::Instant::now();
+            let wait_for_three_more = || {
+                let from: Vec<usize> = served.iter().map(|n| n.load(Ordering::Acquire)).collect();
+                while served
+                    .iter()
+                    .zip(&from)
+                    .any(|(n, f)| n.load(Ordering::Acquire) < f + 3)
+                {
+                    assert!(
+                        started.elapsed() < std::time::Duration::from_secs(60),
+                        "clients stopped answering"
+                    );
+                    std::thread::yield_now();
+                }
+            };
+            wait_for_three_more();
             for b in &bundles {
                 realm.offer(b, &state.realms.load_options()).unwrap();
+                wait_for_three_more();
             }
+            done.store(true, Ordering::Release);
+            println!("8 swaps under load in {:?}", started.elapsed());
         })
     };
     swapper.await.unwrap();
     for c in clients {
         let revs = c.await.unwrap();
-        // Each client sees revisions only move forward.
+        // Each client sees revisions only move forward, and saw each one.
         assert!(revs.windows(2).all(|w| w[0] <= w[1]), "{revs:?}");
-        assert!(revs.iter().all(|r| (1..=9).contains(r)));
+        let mut seen = revs.clone();
+        seen.dedup();
+        assert_eq!(seen, (1..=9).collect::<Vec<u64>>(), "{revs:?}");
     }
     let (_, _, v) = alice_reads(&app).await;
     assert_eq!(v["revision"], 9);

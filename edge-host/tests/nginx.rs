@@ -1,7 +1,10 @@
 //! A real nginx (`auth_request`) in front of a tiny upstream, asking the
 //! real edge-host binary: allowed requests reach the upstream with the
 //! user's id, denied ones get 403, missing or invalid tokens 401, a
-//! suspended user 403 — and the upstream never sees a refused request.
+//! suspended user 403 — and the upstream never sees a refused request,
+//! also when the client sends headers of its own to change what its
+//! request is checked as (another proxy's method/URI headers, a forged
+//! `X-Forwarded-For`).
 //!
 //! Needs nginx (Debian package `nginx-light` or `nginx`): `scripts/test`
 //! installs it and runs this with `--ignored`.
@@ -91,12 +94,25 @@ fn free_port() -> u16 {
 }
 
 fn get(port: u16, path: &str, auth: Option<&str>) -> (u16, String, String) {
+    send(port, "GET", path, auth, &[])
+}
+
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = auth.map_or(String::new(), |a| format!("Authorization: Bearer {a}\r\n"));
+    let mut headers = auth.map_or(String::new(), |a| format!("Authorization: Bearer {a}\r\n"));
+    for (k, v) in extra {
+        headers.push_str(&format!("{k}: {v}\r\n"));
+    }
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: app.local\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: app.local\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut resp = String::new();
@@ -113,6 +129,7 @@ fn nginx_auth_request_in_front_of_an_upstream() {
     let mut edge = Command::new(env!("CARGO_BIN_EXE_edge-host"))
         .args(["--listen", "127.0.0.1:0"])
         .env("GATEHOUSE_LOG", "warn")
+        .env("GATEHOUSE_FORWARD_AUTH_PROXY", "nginx")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -147,6 +164,8 @@ http {{
     location / {{
       auth_request /_gatehouse;
       auth_request_set $gatehouse_user $upstream_http_x_gatehouse_user;
+      auth_request_set $gatehouse_reason $upstream_http_x_gatehouse_reason;
+      add_header X-Gatehouse-Reason $gatehouse_reason always;
       proxy_set_header X-Gatehouse-User $gatehouse_user;
       proxy_pass http://127.0.0.1:{up_port};
     }}
@@ -157,7 +176,7 @@ http {{
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
     }}
   }}
 }}
@@ -217,6 +236,55 @@ http {{
         let (s, _, body) = get(port, path, auth);
         assert_eq!(s, want, "{path} {auth:?}: {body}");
     }
+    // Spoofing. A DELETE that alice may not make (403 as it is) ...
+    let (s, head, body) = send(port, "DELETE", "/documents/design-doc", Some(&alice), &[]);
+    assert_eq!(s, 403, "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-gatehouse-reason: "),
+        "{head}"
+    );
+    // ... dressed as a read with Traefik's headers, which nginx passes on:
+    // the check is refused (nginx answers 500 for an auth status other
+    // than 2xx/401/403), and the DELETE never reaches the upstream.
+    for (name, value) in [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Uri", "/documents/design-doc"),
+    ] {
+        let (s, _, body) = send(
+            port,
+            "DELETE",
+            "/documents/design-doc",
+            Some(&alice),
+            &[(name, value)],
+        );
+        assert_eq!(s, 500, "{name}: {body}");
+    }
+    // The client's own X-Original-* are overwritten by the location block.
+    let (s, _, body) = send(
+        port,
+        "DELETE",
+        "/documents/design-doc",
+        Some(&alice),
+        &[("X-Original-Method", "GET")],
+    );
+    assert_eq!(s, 403, "{body}");
+    // An edit is allowed only from the office network (10.0.0.0/8). The
+    // client is 127.0.0.1; claiming an office address in X-Forwarded-For
+    // (or X-Real-IP) changes nothing: only the entry nginx appended counts.
+    let sam = token("sam", "rs256.key.pem");
+    for extra in [
+        [("X-Forwarded-For", "10.1.2.3")],
+        [("X-Real-IP", "10.1.2.3")],
+    ] {
+        let (s, head, body) = send(port, "PUT", "/documents/design-doc", Some(&sam), &extra);
+        assert_eq!(s, 403, "{extra:?}: {body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-gatehouse-reason: forbid:edits-from-office-network"),
+            "{extra:?}: {head}"
+        );
+    }
+
     let reached = seen.lock().unwrap().clone();
     assert_eq!(
         reached,

@@ -86,6 +86,11 @@ pub enum BundleError {
     /// A required member is absent.
     #[error("missing member {0}")]
     MissingMember(String),
+    /// `manifest.json` or `manifest.sig` is not where the format puts it
+    /// (the first member and the one right after it): the manifest is
+    /// authenticated before any content member is read.
+    #[error("member {0} is out of place: manifest.json comes first, manifest.sig next")]
+    MisplacedMember(String),
     /// `manifest.json` is not valid.
     #[error("manifest.json: {0}")]
     Manifest(String),
@@ -173,6 +178,7 @@ impl BundleError {
             BundleError::DuplicateMember(_) => "duplicate_member",
             BundleError::UnexpectedMember(_) => "unexpected_member",
             BundleError::MissingMember(_) => "missing_member",
+            BundleError::MisplacedMember(_) => "misplaced_member",
             BundleError::Manifest(_) => "bad_manifest",
             BundleError::UnsupportedFormat(_) => "unsupported_format",
             BundleError::Unsigned => "unsigned",
@@ -214,33 +220,7 @@ impl<'a> Bundle<'a> {
                 limit: limits.archive,
             });
         }
-        let mut members = read_archive(bytes, limits)?;
-        let manifest_bytes = members
-            .remove(member::MANIFEST)
-            .ok_or_else(|| BundleError::MissingMember(member::MANIFEST.into()))?;
-        let signature = members.remove(member::SIGNATURE);
-        let signed_by = match (trust, signature) {
-            (Trust::Keyring(ring), Some(sig)) => {
-                let sig = std::str::from_utf8(&sig)
-                    .map_err(|_| SignatureError::Malformed("not UTF-8".into()))?;
-                Some(ring.verify(&manifest_bytes, sig)?)
-            }
-            (Trust::Keyring(_), None) => return Err(BundleError::Unsigned),
-            (Trust::Dev, _) => None,
-        };
-        let manifest = parse_manifest(&manifest_bytes)?;
-        for (name, bytes) in &members {
-            let want = manifest
-                .sha256
-                .get(name)
-                .ok_or_else(|| BundleError::NotCovered(name.clone()))?;
-            if !manifest::sha256_hex(bytes).eq_ignore_ascii_case(want) {
-                return Err(BundleError::HashMismatch(name.clone()));
-            }
-        }
-        if let Some(name) = manifest.sha256.keys().find(|n| !members.contains_key(*n)) {
-            return Err(BundleError::NotCovered(name.clone()));
-        }
+        let (manifest, signed_by, members) = read_archive(bytes, trust, limits)?;
         Ok(Bundle {
             manifest,
             signed_by,
@@ -309,15 +289,42 @@ fn parse_manifest(bytes: &[u8]) -> Result<Manifest, BundleError> {
     Ok(manifest)
 }
 
-/// Read every member of a tar (or gzip'd tar) archive, enforcing limits.
+/// Check the manifest's signature (as `trust` requires) and parse it.
+fn authenticate(
+    manifest_bytes: Option<&[u8]>,
+    signature: Option<&[u8]>,
+    trust: Trust<'_>,
+) -> Result<(Manifest, Option<String>), BundleError> {
+    let manifest_bytes =
+        manifest_bytes.ok_or_else(|| BundleError::MissingMember(member::MANIFEST.into()))?;
+    let signed_by = match (trust, signature) {
+        (Trust::Keyring(ring), Some(sig)) => {
+            let sig = std::str::from_utf8(sig)
+                .map_err(|_| SignatureError::Malformed("not UTF-8".into()))?;
+            Some(ring.verify(manifest_bytes, sig)?)
+        }
+        (Trust::Keyring(_), None) => return Err(BundleError::Unsigned),
+        (Trust::Dev, _) => None,
+    };
+    Ok((parse_manifest(manifest_bytes)?, signed_by))
+}
+
+type Members<'a> = BTreeMap<String, Cow<'a, [u8]>>;
+
+/// Read a tar (or gzip'd tar) archive: the manifest and its signature
+/// first, checked before any content member is read; then each content
+/// member, refused unless the manifest covers it, read under its size
+/// limit and checked against its hash.
 fn read_archive<'a>(
     bytes: &'a [u8],
+    trust: Trust<'_>,
     limits: &Limits,
-) -> Result<BTreeMap<String, Cow<'a, [u8]>>, BundleError> {
+) -> Result<(Manifest, Option<String>, Members<'a>), BundleError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
         read_tar(
             tar::Archive::new(flate2::read::GzDecoder::new(bytes)).entries(),
             None,
+            trust,
             limits,
         )
     } else {
@@ -326,20 +333,64 @@ fn read_archive<'a>(
         read_tar(
             tar::Archive::new(std::io::Cursor::new(bytes)).entries_with_seek(),
             Some(bytes),
+            trust,
             limits,
         )
     }
 }
 
-/// The members of an archive. `plain` is the whole archive when its bytes
-/// are the reader's, so member data is sliced out rather than read.
+/// One member's bytes, under `limit`. `plain` is the whole archive when
+/// its bytes are the reader's, so member data is sliced out rather than
+/// read.
+fn member_bytes<'a, R: Read>(
+    entry: tar::Entry<'_, R>,
+    name: &str,
+    size: u64,
+    plain: Option<&'a [u8]>,
+    limit: u64,
+) -> Result<Cow<'a, [u8]>, BundleError> {
+    let not_archive = |e: std::io::Error| BundleError::NotAnArchive(e.to_string());
+    let too_large = || BundleError::MemberTooLarge {
+        name: name.to_owned(),
+        limit,
+    };
+    let size = usize::try_from(size).map_err(|_| too_large())?;
+    match plain {
+        Some(all) => usize::try_from(entry.raw_file_position())
+            .ok()
+            .and_then(|at| all.get(at..at.checked_add(size)?))
+            .map(Cow::Borrowed)
+            .ok_or_else(|| {
+                BundleError::NotAnArchive(format!("{name} runs past the end of the archive"))
+            }),
+        None => {
+            let mut buf = Vec::new();
+            buf.try_reserve_exact(size).map_err(|_| too_large())?;
+            entry
+                .take(limit + 1)
+                .read_to_end(&mut buf)
+                .map_err(not_archive)?;
+            if buf.len() as u64 > limit {
+                return Err(too_large());
+            }
+            Ok(Cow::Owned(buf))
+        }
+    }
+}
+
+/// The members of an archive, authenticated as [`read_archive`] says.
 fn read_tar<'a, 'r, R: Read + 'r>(
     entries: std::io::Result<tar::Entries<'r, R>>,
     plain: Option<&'a [u8]>,
+    trust: Trust<'_>,
     limits: &Limits,
-) -> Result<BTreeMap<String, Cow<'a, [u8]>>, BundleError> {
+) -> Result<(Manifest, Option<String>, Members<'a>), BundleError> {
     let not_archive = |e: std::io::Error| BundleError::NotAnArchive(e.to_string());
+    let mut manifest_bytes: Option<Cow<'a, [u8]>> = None;
+    let mut signature: Option<Cow<'a, [u8]>> = None;
+    let mut authenticated: Option<(Manifest, Option<String>)> = None;
     let mut out = BTreeMap::new();
+    let mut seen = 0usize;
     for entry in entries.map_err(not_archive)? {
         let entry = entry.map_err(not_archive)?;
         let path = entry.path().map_err(not_archive)?;
@@ -348,6 +399,7 @@ fn read_tar<'a, 'r, R: Read + 'r>(
         if kind.is_dir() && (name.is_empty() || name == ".") {
             continue;
         }
+        seen += 1;
         let known = name == member::MANIFEST
             || name == member::SIGNATURE
             || member::CONTENT.contains(&name.as_str());
@@ -359,43 +411,63 @@ fn read_tar<'a, 'r, R: Read + 'r>(
         if size > limit {
             return Err(BundleError::MemberTooLarge { name, limit });
         }
-        let size = usize::try_from(size).map_err(|_| BundleError::MemberTooLarge {
-            name: name.clone(),
-            limit,
-        })?;
-        let buf = match plain {
-            Some(all) => usize::try_from(entry.raw_file_position())
-                .ok()
-                .and_then(|at| all.get(at..at.checked_add(size)?))
-                .map(Cow::Borrowed)
-                .ok_or_else(|| {
-                    BundleError::NotAnArchive(format!("{name} runs past the end of the archive"))
-                })?,
-            None => {
-                let mut buf = Vec::new();
-                buf.try_reserve_exact(size)
-                    .map_err(|_| BundleError::MemberTooLarge {
-                        name: name.clone(),
-                        limit,
-                    })?;
-                entry
-                    .take(limit + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(not_archive)?;
-                if buf.len() as u64 > limit {
-                    return Err(BundleError::MemberTooLarge { name, limit });
-                }
-                Cow::Owned(buf)
+        if name == member::MANIFEST {
+            if manifest_bytes.is_some() {
+                return Err(BundleError::DuplicateMember(name));
             }
+            if seen != 1 {
+                return Err(BundleError::MisplacedMember(name));
+            }
+            manifest_bytes = Some(member_bytes(entry, &name, size, plain, limit)?);
+            continue;
+        }
+        if name == member::SIGNATURE {
+            if signature.is_some() {
+                return Err(BundleError::DuplicateMember(name));
+            }
+            if seen != 2 || manifest_bytes.is_none() {
+                return Err(BundleError::MisplacedMember(name));
+            }
+            signature = Some(member_bytes(entry, &name, size, plain, limit)?);
+            continue;
+        }
+        // The first content member: nothing of it is read before the
+        // manifest is authenticated.
+        if authenticated.is_none() {
+            authenticated = Some(authenticate(
+                manifest_bytes.as_deref(),
+                signature.as_deref(),
+                trust,
+            )?);
+        }
+        let Some((manifest, _)) = &authenticated else {
+            return Err(BundleError::MissingMember(member::MANIFEST.into()));
         };
-        if out.insert(name.clone(), buf).is_some() {
+        let want = manifest
+            .sha256
+            .get(&name)
+            .ok_or_else(|| BundleError::NotCovered(name.clone()))?
+            .clone();
+        if out.contains_key(&name) {
             return Err(BundleError::DuplicateMember(name));
         }
+        let bytes = member_bytes(entry, &name, size, plain, limit)?;
+        if !manifest::sha256_hex(&bytes).eq_ignore_ascii_case(&want) {
+            return Err(BundleError::HashMismatch(name));
+        }
+        out.insert(name, bytes);
     }
-    if out.is_empty() {
+    if seen == 0 {
         return Err(BundleError::NotAnArchive("no members".into()));
     }
-    Ok(out)
+    let (manifest, signed_by) = match authenticated {
+        Some(a) => a,
+        None => authenticate(manifest_bytes.as_deref(), signature.as_deref(), trust)?,
+    };
+    if let Some(name) = manifest.sha256.keys().find(|n| !out.contains_key(*n)) {
+        return Err(BundleError::NotCovered(name.clone()));
+    }
+    Ok((manifest, signed_by, out))
 }
 
 /// What to write into a new bundle's manifest.

@@ -379,7 +379,7 @@ impl<'a> UserRef<'a> {
             RefInner::Loose(l) => l.record.state,
         }
     }
-    /// Tokens issued before this unix second are refused.
+    /// Tokens issued in or before this unix second are refused.
     pub fn tokens_valid_after(&self) -> i64 {
         match self.inner {
             RefInner::Packed(r) => r.tokens_valid_after,

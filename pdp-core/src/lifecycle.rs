@@ -222,7 +222,7 @@ impl LifecycleAction {
     }
 
     /// Whether the action sets `tokens_valid_after` to now, killing every
-    /// token issued before it. These actions only take access away: the
+    /// token issued in or before that second. These actions only take access away: the
     /// control plane publishes them before touching an external identity
     /// provider, and the others after, so a crash in between never leaves
     /// extra access.

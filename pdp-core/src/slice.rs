@@ -330,7 +330,7 @@ impl<'a> Found<'a> {
         }
     }
 
-    /// Tokens issued before this unix second are refused.
+    /// Tokens issued in or before this unix second are refused.
     pub fn tokens_valid_after(&self) -> i64 {
         match self {
             Found::Built(b) => b.tokens_valid_after,

@@ -564,7 +564,7 @@ impl Snapshot {
 
     /// Decide for a token that already passed [`Snapshot::verify_token`]
     /// (hosts cache those). The directory checks — user exists, is Active,
-    /// token not issued before `tokens_valid_after` — always run here.
+    /// token issued after `tokens_valid_after` — always run here.
     pub fn decide_verified(
         &self,
         token: &VerifiedToken,
@@ -585,7 +585,7 @@ impl Snapshot {
             if !user.state().is_authorizable() {
                 return Ok(Answer::deny(Reason::UserState(user.state()), revision));
             }
-            if token.iat < user.tokens_valid_after() {
+            if crate::token::revoked(token.iat, user.tokens_valid_after()) {
                 return Ok(Answer::deny(Reason::Token(TokenFailure::Revoked), revision));
             }
             found = Some(user);

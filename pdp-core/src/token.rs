@@ -6,7 +6,7 @@
 //! a public key must not become a shared secret), `kid` in the realm's JWKS,
 //! signature, `iss`, `token_use`, audience (`aud` for ID tokens, `client_id`
 //! for access tokens), `exp`/`nbf`/`iat` with a small leeway. The user-record
-//! checks (exists, Active, `iat >= tokens_valid_after`) follow in the
+//! checks (exists, Active, `iat > tokens_valid_after`) follow in the
 //! snapshot, because they need the directory.
 
 use crate::manifest::IdentitySettings;
@@ -56,7 +56,7 @@ pub enum TokenFailure {
     MissingClaim,
     /// `sub` is not in the directory.
     UnknownUser,
-    /// Issued before the user's `tokens_valid_after` (signed out, suspended...).
+    /// Issued in or before the second of the user's `tokens_valid_after` (signed out, suspended...).
     Revoked,
     /// The realm takes no tokens (no identity settings in the bundle).
     NoIdentity,
@@ -98,6 +98,15 @@ pub enum TokenUse {
     Id,
     /// `token_use: access`: claims describe the grant.
     Access,
+}
+
+/// Whether a user's `tokens_valid_after` revokes a token issued at `iat`:
+/// it does unless the token is strictly newer. Both are whole seconds (as
+/// every issuer's `iat` is, Cognito's included), so a token minted in the
+/// very second of a suspension or sign-out is refused with the older ones;
+/// a login in that second has to be made again a second later.
+pub fn revoked(iat: i64, tokens_valid_after: i64) -> bool {
+    iat <= tokens_valid_after
 }
 
 /// A token that passed every check that needs no directory.

@@ -7,6 +7,14 @@ use pdp_core::decision::Tagged;
 use pdp_core::{Directory, Keyring, Limits, LoadOptions, Trust, load};
 use proptest::prelude::*;
 
+/// The kind of a failure's first error; `None` for an answer.
+fn first_kind<T>(t: &Tagged<T>) -> Option<&str> {
+    match t {
+        Tagged::Failure { errors } => Some(errors.first().map_or("", |e| e.kind.as_str())),
+        Tagged::Success(_) => None,
+    }
+}
+
 fn mutate(base: &[u8], edits: &[(usize, u8)]) -> Vec<u8> {
     let mut out = base.to_vec();
     for (i, b) in edits {
@@ -56,12 +64,16 @@ proptest! {
     #[test]
     fn request_json_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), text in "\\PC{0,200}") {
         let snap = common::reference_snapshot_cached();
-        let tagged = snap.is_authorized_json(&bytes);
-        let is_failure = matches!(tagged, Tagged::Failure { .. });
-        // Random bytes are essentially never a valid request.
-        let starts_with_brace = bytes.first() == Some(&b'{');
-        prop_assert!(is_failure || starts_with_brace);
-        let _ = snap.is_authorized_json(text.as_bytes());
+        // Whatever is not even JSON is an `invalid_json` failure, and
+        // whatever is not a request object a failure of some kind.
+        for input in [bytes.as_slice(), text.as_bytes()] {
+            let tagged = snap.is_authorized_json(input);
+            match serde_json::from_slice::<serde_json::Value>(input) {
+                Err(_) => prop_assert_eq!(first_kind(&tagged), Some("invalid_json")),
+                Ok(v) if v.get("principal").is_none() => prop_assert!(first_kind(&tagged).is_some()),
+                Ok(_) => {}
+            }
+        }
         let _ = snap.verify_token(&text, 0);
         let _ = Keyring::new().verify(&bytes, &text);
     }
@@ -70,7 +82,20 @@ proptest! {
     fn structured_garbage_requests_are_tagged(ty in "[A-Za-z:\"]{0,12}", id in "\\PC{0,12}", ctx in "\\PC{0,40}") {
         let snap = common::reference_snapshot_cached();
         let json = format!(r#"{{"principal":{{"type":"{ty}","id":"{id}"}},"action":{{"type":"Action","id":"readDocument"}},"resource":{{"type":"Document","id":"d"}},"context":{ctx}}}"#);
-        let _ = snap.is_authorized_json(json.as_bytes());
+        let tagged = snap.is_authorized_json(json.as_bytes());
+        let parsed = serde_json::from_str::<serde_json::Value>(&json);
+        let context_is_object = parsed.as_ref().is_ok_and(|v| v["context"].is_object());
+        // `readDocument` takes a User principal: any other type, or a
+        // context that is not an object, is a failure with a kind; what
+        // does not parse at all, `invalid_json`. Only a User with an
+        // object context may be decided.
+        match parsed {
+            Err(_) => prop_assert_eq!(first_kind(&tagged), Some("invalid_json")),
+            Ok(_) if ty != "User" || !context_is_object => {
+                prop_assert!(first_kind(&tagged).is_some(), "{json} was decided");
+            }
+            Ok(_) => {}
+        }
     }
 }
 
@@ -103,6 +128,104 @@ fn a_gzip_bomb_stops_at_the_member_limit() {
     )
     .unwrap_err();
     assert_eq!(e.kind(), "member_too_large");
+}
+
+#[test]
+fn the_manifest_is_authenticated_before_any_member_is_read() {
+    // A gzip'd bundle whose users.jsonl is cut off half way: had the
+    // member been decompressed before the signature was checked, the
+    // broken stream would be the error. It is refused as unsigned (and as
+    // signed by an unknown key) from the manifest alone.
+    use std::io::Write;
+    let users: String = (0..20_000)
+        .map(|i| format!("{{\"id\":\"u{i}\",\"username\":\"u{i}\",\"email\":\"u{i}@x.io\",\"state\":\"Active\"}}\n"))
+        .collect();
+    let header = pdp_core::bundle::BundleHeader {
+        realm: "default".into(),
+        revision: 7,
+        kind: pdp_core::BundleKind::Snapshot,
+        base_revision: None,
+        created_at: 0,
+        identity: None,
+    };
+    let members =
+        std::collections::BTreeMap::from([("users.jsonl".to_owned(), users.into_bytes())]);
+    let stranger = pdp_core::BundleSigner::from_seed(&[99; 32]);
+    for (signer, want) in [(None, "unsigned"), (Some(&stranger), "unknown_kid")] {
+        let whole = pdp_core::bundle::write_archive(&header, &members, signer, false).unwrap();
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&whole).unwrap();
+        let gz = enc.finish().unwrap();
+        let cut = &gz[..gz.len() / 2];
+        let ring = common::keyring();
+        let e = load(
+            cut,
+            &LoadOptions {
+                trust: Trust::Keyring(&ring),
+                limits: Limits::default(),
+            },
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), want, "{e}");
+        // In dev mode (nothing to authenticate) the broken member is read
+        // and is the error.
+        let e = load(
+            cut,
+            &LoadOptions {
+                trust: Trust::Dev,
+                limits: Limits::default(),
+            },
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), "not_an_archive", "{e}");
+    }
+}
+
+#[test]
+fn manifest_and_signature_come_first() {
+    let archive = |members: &[(&str, &[u8])]| {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, bytes) in members {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            tar.append_data(&mut h, name, *bytes).unwrap();
+        }
+        tar.into_inner().unwrap()
+    };
+    let policy: &[u8] = b"permit(principal, action, resource);\n";
+    let dev = LoadOptions {
+        trust: Trust::Dev,
+        limits: Limits::default(),
+    };
+    for (members, want) in [
+        (
+            vec![
+                ("policies.cedar", policy),
+                ("manifest.json", b"{}".as_slice()),
+            ],
+            "missing_member",
+        ),
+        (
+            vec![
+                ("manifest.sig", b"x".as_slice()),
+                ("manifest.json", b"{}".as_slice()),
+            ],
+            "misplaced_member",
+        ),
+        (
+            vec![
+                ("manifest.json", b"{}".as_slice()),
+                ("manifest.json", b"{}".as_slice()),
+            ],
+            "duplicate_member",
+        ),
+    ] {
+        let e = load(&archive(&members), &dev, None).unwrap_err();
+        assert_eq!(e.kind(), want, "{members:?}: {e}");
+    }
 }
 
 #[test]

@@ -214,7 +214,7 @@ fn token_attacks_are_each_refused_with_their_reason() {
 }
 
 #[test]
-fn tokens_issued_before_tokens_valid_after_are_revoked() {
+fn tokens_issued_before_or_at_tokens_valid_after_are_revoked() {
     let base = common::reference_snapshot();
     // Sign-out-everywhere for alice at NOW - 30: state stays Active.
     let users = format!(
@@ -239,6 +239,14 @@ fn tokens_issued_before_tokens_valid_after_are_revoked() {
     let snap = common::load_signed(&d, Some(&base)).unwrap();
     let old = id_claims("alice"); // iat NOW - 60
     refused_with(&snap, rs(&old), TokenFailure::Revoked);
+    // Minted in the very second of the sign-out: whole seconds cannot
+    // tell it was after, so it is refused too.
+    let mut same_second = old.clone();
+    same_second["iat"] = json!(NOW - 30);
+    refused_with(&snap, rs(&same_second), TokenFailure::Revoked);
+    let mut next_second = old.clone();
+    next_second["iat"] = json!(NOW - 29);
+    assert_eq!(read(&snap, rs(&next_second)).decision, Decision::Allow);
     let mut fresh = old.clone();
     fresh["iat"] = json!(NOW - 10);
     assert_eq!(read(&snap, rs(&fresh)).decision, Decision::Allow);

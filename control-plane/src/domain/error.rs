@@ -85,6 +85,15 @@ pub enum Error {
         /// Seconds until the next attempt is considered.
         retry_after: u64,
     },
+    /// Too much work of one kind at once (password hashing); try again
+    /// shortly.
+    #[error("busy: {what}; retry after {retry_after} s")]
+    Busy {
+        /// What is saturated.
+        what: &'static str,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// The repository (database) failed or is unreachable.
     #[error("repository: {0}")]
     Repository(String),

@@ -49,7 +49,7 @@ pub struct ImportRecord {
     /// A bcrypt (`$2a$`, `$2b$`, `$2y$`) or Argon2 PHC password hash.
     #[serde(default)]
     pub password_hash: Option<String>,
-    /// Tokens issued before this unix second stay refused.
+    /// Tokens issued in or before this unix second stay refused.
     #[serde(default)]
     pub tokens_valid_after: i64,
     /// Ignored (a bundle's `users.jsonl` carries it; the import time is used).
@@ -175,12 +175,9 @@ pub fn check_record(
     roles.sort();
     roles.dedup();
     if let Some(h) = &rec.password_hash
-        && !(h.starts_with("$2") || h.starts_with("$argon2"))
+        && let Err(why) = crate::domain::password::check_hash(h)
     {
-        return Err(line_error(
-            line,
-            "password_hash is not a bcrypt or Argon2 hash",
-        ));
+        return Err(line_error(line, format!("password_hash: {why}")));
     }
     let mut user = User {
         username,

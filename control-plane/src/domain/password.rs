@@ -25,6 +25,64 @@ fn refuse(message: String) -> Error {
     }
 }
 
+/// The costliest stored hashes accepted (at import) and ever verified: a
+/// hash is work an attacker who can log in makes the server do, so its
+/// parameters are bounded. Argon2: memory (KiB), passes, lanes.
+pub const MAX_ARGON2: (u32, u32, u32) = (64 * 1024, 4, 4);
+/// bcrypt's largest cost (2^14 rounds).
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// Whether a stored PHC hash is one this control plane checks: bcrypt
+/// (`$2a$`, `$2b$`, `$2y$`) of cost at most [`MAX_BCRYPT_COST`], or Argon2
+/// (`$argon2id$`, `$argon2i$`, `$argon2d$`) within [`MAX_ARGON2`]. The
+/// message says what is wrong.
+pub fn check_hash(h: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = h.split('$').collect();
+    match parts.get(1).copied() {
+        Some("2a" | "2b" | "2y") => {
+            let cost: u32 = parts
+                .get(2)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| "a bcrypt hash without a cost".to_owned())?;
+            if cost > MAX_BCRYPT_COST {
+                return Err(format!(
+                    "bcrypt cost {cost} is above the largest accepted ({MAX_BCRYPT_COST})"
+                ));
+            }
+            Ok(())
+        }
+        Some("argon2id" | "argon2i" | "argon2d") => {
+            let params = parts
+                .iter()
+                .find(|p| p.contains("m="))
+                .ok_or_else(|| "an Argon2 hash without parameters".to_owned())?;
+            let mut got = (None, None, None);
+            for kv in params.split(',') {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let v: Option<u32> = v.parse().ok();
+                match k {
+                    "m" => got.0 = v,
+                    "t" => got.1 = v,
+                    "p" => got.2 = v,
+                    _ => {}
+                }
+            }
+            let (Some(m), Some(t), Some(p)) = got else {
+                return Err("an Argon2 hash without m, t and p".into());
+            };
+            let (max_m, max_t, max_p) = MAX_ARGON2;
+            if m > max_m || t > max_t || p > max_p {
+                return Err(format!(
+                    "Argon2 parameters m={m},t={t},p={p} are above the largest accepted \
+                     (m={max_m},t={max_t},p={max_p})"
+                ));
+            }
+            Ok(())
+        }
+        _ => Err("not a bcrypt or Argon2 hash".into()),
+    }
+}
+
 /// Check a new password against the rules. `identities` are the user's
 /// username and email, which the password may not equal.
 pub fn check(password: &str, identities: &[&str]) -> Result<()> {
@@ -54,6 +112,22 @@ pub fn check(password: &str, identities: &[&str]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_hashes_are_bounded_in_cost() {
+        assert!(check_hash("$2b$12$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234").is_ok());
+        assert!(check_hash("$2b$14$x").is_ok());
+        assert!(check_hash("$2y$15$x").unwrap_err().contains("cost 15"));
+        assert!(check_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA").is_ok());
+        assert!(check_hash("$argon2id$v=19$m=65536,t=4,p=4$c2FsdA$aGFzaA").is_ok());
+        for over in ["m=65537,t=1,p=1", "m=1024,t=5,p=1", "m=1024,t=1,p=5"] {
+            let h = format!("$argon2id$v=19${over}$c2FsdA$aGFzaA");
+            assert!(check_hash(&h).unwrap_err().contains("above"), "{h}");
+        }
+        assert!(check_hash("$argon2id$v=19$c2FsdA$aGFzaA").is_err());
+        assert!(check_hash("$5$rounds=5000$x").is_err());
+        assert!(check_hash("plain").is_err());
+    }
 
     #[test]
     fn rules() {

@@ -1,8 +1,9 @@
-//! Brute-force throttling per realm and username (known or not, so the
-//! answer says nothing about which usernames exist). Five failures are
-//! free; each further failure locks the name for twice as long as the
-//! last (1 s, 2 s, 4 s, ... at most 15 minutes). A success clears the
-//! record; a record with no failure for 15 minutes is forgotten.
+//! Brute-force throttling per realm and user (the typed name when it names
+//! no one, so the answer says nothing about which usernames exist). Five
+//! failures are free; each further failure locks the record for twice as
+//! long as the last (1 s, 2 s, 4 s, ... at most 15 minutes). A login that
+//! ends in tokens clears the record; a record with no failure for 15
+//! minutes is forgotten.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,25 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// The record with one failure fewer (a failure counted ahead of a
+    /// check that then passed), its lock as that many failures set it.
+    pub fn undo_one(self) -> Throttle {
+        let failures = self.failures.saturating_sub(1);
+        let locked_until = if failures > FREE_FAILURES {
+            let exp = (failures - FREE_FAILURES - 1).min(20);
+            (self.last_failure + (1_i64 << exp).min(MAX_LOCK)).min(self.locked_until)
+        } else {
+            0
+        };
+        Throttle {
+            failures,
+            last_failure: self.last_failure,
+            locked_until,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +94,22 @@ mod tests {
         let later = now + 10 + FORGET_AFTER + 1;
         assert_eq!(t.retry_after(later), None);
         assert_eq!(t.failed(later).failures, 1);
+    }
+
+    #[test]
+    fn undoing_a_failure_takes_back_its_lock() {
+        let now = 1_800_000_000;
+        let mut t = Throttle::default();
+        for _ in 0..FREE_FAILURES {
+            t = t.failed(now);
+        }
+        let locked = t.failed(now);
+        assert_eq!(locked.retry_after(now), Some(1));
+        assert_eq!(locked.undo_one().retry_after(now), None);
+        assert_eq!(locked.undo_one().failures, FREE_FAILURES);
+        let twice = locked.failed(now);
+        assert_eq!(twice.retry_after(now), Some(2));
+        assert_eq!(twice.undo_one().retry_after(now), Some(1));
+        assert_eq!(Throttle::default().undo_one(), Throttle::default());
     }
 }

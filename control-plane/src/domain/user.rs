@@ -27,7 +27,7 @@ pub struct User {
     pub groups: Vec<String>,
     /// Roles assigned directly.
     pub roles: Vec<String>,
-    /// Tokens issued before this unix second are refused.
+    /// Tokens issued in or before this unix second are refused.
     pub tokens_valid_after: i64,
     /// Creation time, unix seconds.
     pub created_at: i64,

@@ -333,8 +333,23 @@ async fn import_users(
     caller: Caller,
     headers: HeaderMap,
     Path(realm): Path<String>,
-    bytes: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Json<Imported>> {
+    // The caller is checked before a byte of the (up to 256 MiB) body is
+    // read: an unauthenticated client costs no memory.
+    s.authorize(
+        &caller,
+        crate::domain::admin::AdminAction::UserImport,
+        Some(&realm),
+    )
+    .await?;
+    let bytes = axum::body::to_bytes(body, IMPORT_LIMIT)
+        .await
+        .map_err(|e| {
+            ApiError(Error::BadRequest(format!(
+                "import body (at most {IMPORT_LIMIT} bytes): {e}"
+            )))
+        })?;
     let csv = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -68,6 +68,7 @@ impl IntoResponse for ApiError {
                 "throttled",
                 "Too many attempts",
             ),
+            Error::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy", "Busy"),
             Error::Repository(_) | Error::Store(_) | Error::Identity(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -79,7 +80,7 @@ impl IntoResponse for ApiError {
                 "Internal error",
             ),
         };
-        let detail = if status.is_server_error() {
+        let detail = if status.is_server_error() && !matches!(self.0, Error::Busy { .. }) {
             tracing::error!(error = %self.0, "request failed");
             "the request failed inside the control plane; see its log".to_owned()
         } else {
@@ -95,7 +96,9 @@ impl IntoResponse for ApiError {
                 _ => Vec::new(),
             },
             retry_after: match &self.0 {
-                Error::Throttled { retry_after } => Some(*retry_after),
+                Error::Throttled { retry_after } | Error::Busy { retry_after, .. } => {
+                    Some(*retry_after)
+                }
                 _ => None,
             },
         };
@@ -111,11 +114,32 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
             );
         }
-        if let Error::Throttled { retry_after } = &self.0
+        if let Error::Throttled { retry_after } | Error::Busy { retry_after, .. } = &self.0
             && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
         {
             h.insert(header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_503_with_retry_after_and_says_why() {
+        let resp = ApiError(Error::Busy {
+            what: "too many password checks at once",
+            retry_after: 1,
+        })
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let resp = ApiError(Error::Throttled { retry_after: 7 }).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let resp = ApiError(Error::Internal("x".into())).into_response();
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
     }
 }

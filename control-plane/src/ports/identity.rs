@@ -95,7 +95,10 @@ pub struct ChallengeAnswer {
 }
 
 /// How long a verification code is good for, seconds.
-pub const VERIFICATION_TTL: i64 = 24 * 3600;
+pub const VERIFICATION_TTL: i64 = 15 * 60;
+
+/// Wrong answers a verification code takes before it is void.
+pub const VERIFICATION_ATTEMPTS: i64 = 5;
 
 /// A verification code to deliver to the user's email (the embedded
 /// backend sends no mail: the caller does).

@@ -159,6 +159,8 @@ pub struct Credentials {
     pub verify_code_hash: Option<String>,
     /// When that code expires, unix seconds.
     pub verify_expires: i64,
+    /// Wrong answers that code has taken.
+    pub verify_attempts: i64,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -436,6 +438,7 @@ pub const TABLES: &[TableSpec] = &[
             ("totp_last_step", I),
             ("verify_code_hash", T),
             ("verify_expires", I),
+            ("verify_attempts", I),
         ],
         order: "realm, user_id",
     },

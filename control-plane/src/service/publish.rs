@@ -507,36 +507,67 @@ impl Service {
         ))
     }
 
-    /// After a realm is deleted: publish a delta whose only policy forbids
-    /// everything, so decision points holding the realm deny from then on
-    /// (reason: the `realm-deleted` forbid) instead of serving its last
-    /// policies until they go stale. Nothing is removed from the store;
-    /// with nothing published it does nothing.
+    /// After a realm is deleted: publish, at the next revision, a snapshot
+    /// of an empty realm whose only policy forbids everything, so decision
+    /// points holding the realm deny from then on (reason: the
+    /// `realm-deleted` forbid) instead of serving its last policies until
+    /// they go stale — and hold no users and no identity settings, so its
+    /// tokens are no longer verified (introspection says inactive) and its
+    /// profiles are gone. Older objects stay in the store; with nothing
+    /// published it does nothing.
     pub(super) async fn withdraw(&self, realm: &str) -> Result<Published> {
         let _lock = self.publisher(realm).await?;
         let now = self.now();
         let signer = self.bundle_signer(realm).await?;
+        let members = BTreeMap::from([
+            (
+                member::POLICIES.to_owned(),
+                WITHDRAWN_POLICIES.as_bytes().to_vec(),
+            ),
+            (member::LINKS.to_owned(), b"[]\n".to_vec()),
+            (member::USERS.to_owned(), Vec::new()),
+        ]);
         for _ in 0..MAX_ATTEMPTS {
             let Some((head, etag)) = self.head(realm).await? else {
                 return Ok(Published::none(realm, 0, None));
             };
-            let mut members = BTreeMap::new();
-            members.insert(
-                member::POLICIES.to_owned(),
-                WITHDRAWN_POLICIES.as_bytes().to_vec(),
-            );
-            members.insert(member::LINKS.to_owned(), b"[]\n".to_vec());
-            let delta = DeltaContent {
-                upto: None,
-                members,
-                users: Vec::new(),
+            let revision = head.revision + 1;
+            let header = BundleHeader {
+                realm: realm.into(),
+                revision,
+                kind: BundleKind::Snapshot,
+                base_revision: None,
+                created_at: now,
                 identity: None,
             };
-            if let Some(done) = self
-                .publish_delta(realm, &head, &etag, delta, &signer, now)
+            let bytes = write_archive(&header, &members, Some(&signer), true)
+                .map_err(|e| Error::Publish(e.to_string()))?;
+            let key = self.keys(realm).snapshot(revision);
+            let new_head = Head {
+                format: HEAD_FORMAT.into(),
+                realm: realm.into(),
+                revision,
+                snapshot: revision,
+                updated_at: now,
+            };
+            if !self
+                .claim(realm, &key, &bytes, BundleKind::Snapshot, revision, &signer)
                 .await?
             {
-                return Ok(done);
+                // Someone else's bundle at this revision: adopt it, then
+                // withdraw on top of it.
+                self.advance(realm, Some(&etag), &new_head).await?;
+                continue;
+            }
+            if self.advance(realm, Some(&etag), &new_head).await? {
+                return Ok(Published {
+                    realm: realm.into(),
+                    revision,
+                    kind: "snapshot".into(),
+                    key: Some(key),
+                    bytes: bytes.len(),
+                    users: 0,
+                });
             }
         }
         Err(Error::Publish(format!(

@@ -13,6 +13,14 @@
 //! `EMAIL_VERIFICATION` challenge and nothing else; the right code makes
 //! them Active. Created users without a temporary password, and Suspended,
 //! Deactivated and Deleted users, are refused.
+//!
+//! Guessing is throttled per user: wrong passwords, wrong second factors
+//! and wrong verification codes all count against one record (the user's,
+//! however the login named them; the typed name's when it names nobody),
+//! and only a login that ends in tokens clears it. Each attempt is counted
+//! before it is checked, in the same write as the throttle check, so
+//! concurrent guesses see each other. A challenge session takes one
+//! answer; a verification code lives 15 minutes and takes 5 wrong answers.
 
 pub mod keys;
 pub mod password;
@@ -20,11 +28,12 @@ pub mod totp;
 
 use crate::domain::error::{Error, Result};
 use crate::domain::realm::{LOCAL_IDENTITY, Realm};
+use crate::domain::throttle::Throttle;
 use crate::domain::user::User;
 use crate::ports::BoxFuture;
 use crate::ports::identity::{
     Alg, ChallengeAnswer, ChallengeName, IdentityProvider, KeyInfo, LoginResult, Provisioned,
-    SESSION_TTL, Tokens, TotpEnrollment, VERIFICATION_TTL, VerificationCode,
+    SESSION_TTL, Tokens, TotpEnrollment, VERIFICATION_ATTEMPTS, VERIFICATION_TTL, VerificationCode,
 };
 use crate::ports::repository::{Credentials, Repository, Session, Tx};
 use base64::Engine;
@@ -62,8 +71,20 @@ fn bad_login() -> Error {
     Error::Unauthenticated("incorrect username or password".into())
 }
 
-fn check_throttle(tx: &mut dyn Tx, realm: &str, login_lc: &str, now: i64) -> Result<()> {
-    match tx.throttle(realm, login_lc)?.retry_after(now) {
+/// The throttle record a login attempt counts against: the user's own
+/// once the typed name resolves to one (a login by email and one by
+/// username share it, and so do the second factors), else the typed
+/// name's (unknown names are throttled alike, so the answers say nothing
+/// about which names exist). The prefixes keep the two apart.
+fn throttle_key(user_id: Option<&str>, login_lc: &str) -> String {
+    match user_id {
+        Some(id) => format!("user:{id}"),
+        None => format!("name:{login_lc}"),
+    }
+}
+
+fn check_throttle(tx: &mut dyn Tx, realm: &str, key: &str, now: i64) -> Result<()> {
+    match tx.throttle(realm, key)?.retry_after(now) {
         Some(s) => Err(Error::Throttled {
             retry_after: u64::try_from(s).unwrap_or(1),
         }),
@@ -71,9 +92,55 @@ fn check_throttle(tx: &mut dyn Tx, realm: &str, login_lc: &str, now: i64) -> Res
     }
 }
 
-fn record_failure(tx: &mut dyn Tx, realm: &str, login_lc: &str, now: i64) -> Result<()> {
-    let t = tx.throttle(realm, login_lc)?.failed(now);
-    tx.put_throttle(realm, login_lc, Some(&t))
+fn record_failure(tx: &mut dyn Tx, realm: &str, key: &str, now: i64) -> Result<()> {
+    let t = tx.throttle(realm, key)?.failed(now);
+    tx.put_throttle(realm, key, Some(&t))
+}
+
+/// Check the throttle and count this attempt as failed, in one write, so
+/// that concurrent guesses each see the ones before them. Returns the
+/// record before and after, for [`Attempt::passed`].
+fn begin_attempt(tx: &mut dyn Tx, realm: &str, key: &str, now: i64) -> Result<Attempt> {
+    check_throttle(tx, realm, key, now)?;
+    let before = tx.throttle(realm, key)?;
+    let after = before.failed(now);
+    tx.put_throttle(realm, key, Some(&after))?;
+    Ok(Attempt { before, after })
+}
+
+/// An attempt counted before its secret was checked.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    before: Throttle,
+    after: Throttle,
+}
+
+impl Attempt {
+    /// The secret was right: take back the failure counted for it (the
+    /// record as it was, if nothing counted since; else one failure less).
+    /// The failures before it stay until a login ends in tokens.
+    fn passed(self, tx: &mut dyn Tx, realm: &str, key: &str) -> Result<()> {
+        let now = tx.throttle(realm, key)?;
+        let back = if now == self.after {
+            self.before
+        } else {
+            now.undo_one()
+        };
+        tx.put_throttle(realm, key, Some(&back))
+    }
+}
+
+/// Clear the throttle record when `step` is the end of a login.
+fn cleared_on_tokens(
+    tx: &mut dyn Tx,
+    realm: &str,
+    key: &str,
+    step: LoginResult,
+) -> Result<LoginResult> {
+    if matches!(step, LoginResult::Tokens(_)) {
+        tx.put_throttle(realm, key, None)?;
+    }
+    Ok(step)
 }
 
 fn totp_secret(c: &Credentials) -> Result<Option<Vec<u8>>> {
@@ -184,14 +251,24 @@ fn mint(tx: &mut dyn Tx, realm: &str, user: &User, grant: &Grant) -> Result<Toke
             .ok_or_else(|| Error::Conflict(format!("realm {realm:?} has no app client")))?,
     };
     let key = keys::active_in(tx, realm)?;
+    // Decision points refuse a token not issued strictly after the user's
+    // last revocation (whole seconds). A login in the very second of a
+    // revocation (a new password signs every session out) gets tokens
+    // dated the next second, within every verifier's leeway; tokens minted
+    // before the revocation keep the earlier `iat` and stay refused.
+    let iat = if user.tokens_valid_after >= now {
+        user.tokens_valid_after + 1
+    } else {
+        now
+    };
     let id_claims = json!({
         "sub": user.id,
         "iss": r.issuer,
         "aud": client,
         "token_use": "id",
         "auth_time": now,
-        "iat": now,
-        "exp": now + ttl,
+        "iat": iat,
+        "exp": iat + ttl,
         "jti": crate::random::uuid_v4()?,
         "email": user.email,
         "email_verified": true,
@@ -205,8 +282,8 @@ fn mint(tx: &mut dyn Tx, realm: &str, user: &User, grant: &Grant) -> Result<Toke
         "token_use": "access",
         "scope": "openid email profile",
         "auth_time": now,
-        "iat": now,
-        "exp": now + ttl,
+        "iat": iat,
+        "exp": iat + ttl,
         "jti": crate::random::uuid_v4()?,
         "username": user.username,
         "cognito:groups": user.groups,
@@ -250,45 +327,39 @@ impl LocalIdentity {
     ) -> Result<LoginResult> {
         let login_lc = login.to_lowercase();
         let (r, l) = (realm.clone(), login_lc.clone());
-        let found = self
+        let (key, attempt, found) = self
             .repo
-            .read(move |tx| {
+            .write(move |tx| {
                 tx.live_realm(&r)?;
-                check_throttle(tx, &r, &l, now)?;
-                match tx.user_id_by_login(&r, &login)? {
-                    Some(id) => Ok(Some((id.clone(), tx.credentials(&r, &id)?))),
-                    None => Ok(None),
+                let id = tx.user_id_by_login(&r, &login)?;
+                let key = throttle_key(id.as_deref(), &l);
+                let attempt = begin_attempt(tx, &r, &key, now)?;
+                match id {
+                    Some(id) => {
+                        let creds = tx.credentials(&r, &id)?;
+                        Ok((key, attempt, Some((id, creds))))
+                    }
+                    None => Ok((key, attempt, None)),
                 }
             })
             .await?;
         // The password is checked outside any transaction: Argon2 takes
-        // tens of milliseconds.
-        let verified = match found.as_ref().and_then(|(_, c)| c.password_hash.as_deref()) {
-            Some(h) => password::verify(&password, h)?,
-            None => {
-                password::verify_nothing(&password);
-                password::Verified::No
-            }
-        };
+        // tens of milliseconds. The attempt is counted already.
+        let stored = found.as_ref().and_then(|(_, c)| c.password_hash.as_deref());
+        let verified = password::verify_async(&password, stored).await?;
         let user_id = match (found, verified) {
             (Some((id, _)), password::Verified::Yes | password::Verified::YesUpgrade) => id,
-            _ => {
-                let (r, l) = (realm.clone(), login_lc.clone());
-                self.repo
-                    .write(move |tx| record_failure(tx, &r, &l, now))
-                    .await?;
-                return Err(bad_login());
-            }
+            _ => return Err(bad_login()),
         };
         let upgraded = if verified == password::Verified::YesUpgrade {
-            Some(password::hash(&password)?)
+            Some(password::hash_async(&password).await?)
         } else {
             None
         };
         let ttl = self.token_ttl;
         self.repo
             .write(move |tx| {
-                tx.put_throttle(&realm, &login_lc, None)?;
+                attempt.passed(tx, &realm, &key)?;
                 let mut creds = tx.credentials(&realm, &user_id)?;
                 if let Some(h) = upgraded {
                     creds.password_hash = Some(h);
@@ -296,7 +367,7 @@ impl LocalIdentity {
                 }
                 // Re-read: the user may have changed since the password check.
                 let user = tx.user(&realm, &user_id)?;
-                next_step(
+                let step = next_step(
                     tx,
                     &realm,
                     &user,
@@ -307,7 +378,8 @@ impl LocalIdentity {
                         ttl,
                         now,
                     },
-                )
+                )?;
+                cleared_on_tokens(tx, &realm, &key, step)
             })
             .await
     }
@@ -334,23 +406,11 @@ impl LocalIdentity {
         let (r, u) = (realm.clone(), session.user_id.clone());
         let user = self.repo.read(move |tx| tx.user(&r, &u)).await?;
         let challenge = session.challenge;
-        let login_lc = user.username.to_lowercase();
-        let (r, l) = (realm.clone(), login_lc.clone());
-        self.repo
-            .read(move |tx| check_throttle(tx, &r, &l, now))
-            .await?;
+        let key = throttle_key(Some(&user.id), "");
         let grant = Grant {
             client_id,
             ttl: self.token_ttl,
             now,
-        };
-        let refused = |message: &'static str| {
-            let (repo, realm, login_lc) = (self.repo.clone(), realm.clone(), login_lc.clone());
-            async move {
-                repo.write(move |tx| record_failure(tx, &realm, &login_lc, now))
-                    .await?;
-                Err::<LoginResult, Error>(Error::Unauthenticated(message.into()))
-            }
         };
         match challenge.as_str() {
             "NEW_PASSWORD_REQUIRED" => {
@@ -358,9 +418,10 @@ impl LocalIdentity {
                     Error::BadRequest("NEW_PASSWORD_REQUIRED is answered with new_password".into())
                 })?;
                 password::check(new, &[&user.username, &user.email])?;
-                let hash = password::hash(new)?;
+                let hash = password::hash_async(new).await?;
                 self.repo
                     .write(move |tx| {
+                        check_throttle(tx, &realm, &key, now)?;
                         let mut creds = tx.credentials(&realm, &user.id)?;
                         creds.password_hash = Some(hash);
                         creds.new_password_required = false;
@@ -377,7 +438,8 @@ impl LocalIdentity {
                             }
                             _ => tx.user(&realm, &user.id)?,
                         };
-                        next_step(tx, &realm, &user, &creds, false, &grant)
+                        let step = next_step(tx, &realm, &user, &creds, false, &grant)?;
+                        cleared_on_tokens(tx, &realm, &key, step)
                     })
                     .await
             }
@@ -389,22 +451,24 @@ impl LocalIdentity {
                 let result = self
                     .repo
                     .write(move |tx| {
+                        check_throttle(tx, &r, &key, now)?;
                         let mut creds = tx.credentials(&r, &user.id)?;
                         let secret = totp_secret(&creds)?.unwrap_or_default();
                         let Some(step) = totp::verify(&secret, &code, now, creds.totp_last_step)
                         else {
+                            record_failure(tx, &r, &key, now)?;
                             return Ok(None);
                         };
                         creds.totp_last_step = step;
                         tx.put_credentials(&r, &user.id, &creds)?;
                         let user = tx.user(&r, &user.id)?;
-                        next_step(tx, &r, &user, &creds, true, &grant).map(Some)
+                        let step = next_step(tx, &r, &user, &creds, true, &grant)?;
+                        cleared_on_tokens(tx, &r, &key, step).map(Some)
                     })
                     .await?;
-                match result {
-                    Some(r) => Ok(r),
-                    None => refused("wrong or reused code; log in again").await,
-                }
+                result.ok_or_else(|| {
+                    Error::Unauthenticated("wrong or reused code; log in again".into())
+                })
             }
             "EMAIL_VERIFICATION" => {
                 let code = answer.code.clone().ok_or_else(|| {
@@ -414,6 +478,7 @@ impl LocalIdentity {
                 let result = self
                     .repo
                     .write(move |tx| {
+                        check_throttle(tx, &r, &key, now)?;
                         let mut creds = tx.credentials(&r, &user.id)?;
                         // Hashes are compared, so timing says nothing about the code.
                         let good = creds
@@ -422,19 +487,32 @@ impl LocalIdentity {
                             .is_some_and(|h| h == code_hash(&code))
                             && now <= creds.verify_expires;
                         if !good {
+                            record_failure(tx, &r, &key, now)?;
+                            // The code dies after its last wrong answer.
+                            if creds.verify_code_hash.is_some() {
+                                creds.verify_attempts += 1;
+                                if creds.verify_attempts >= VERIFICATION_ATTEMPTS {
+                                    creds.verify_code_hash = None;
+                                    creds.verify_expires = 0;
+                                }
+                                tx.put_credentials(&r, &user.id, &creds)?;
+                            }
                             return Ok(None);
                         }
                         creds.verify_code_hash = None;
                         creds.verify_expires = 0;
+                        creds.verify_attempts = 0;
                         tx.put_credentials(&r, &user.id, &creds)?;
                         let user = tx.lifecycle(&r, &user.id, LifecycleAction::Verify, now)?;
-                        next_step(tx, &r, &user, &creds, false, &grant).map(Some)
+                        let step = next_step(tx, &r, &user, &creds, false, &grant)?;
+                        cleared_on_tokens(tx, &r, &key, step).map(Some)
                     })
                     .await?;
-                match result {
-                    Some(r) => Ok(r),
-                    None => refused("wrong or expired verification code; log in again").await,
-                }
+                result.ok_or_else(|| {
+                    Error::Unauthenticated(
+                        "wrong or expired verification code; log in again".into(),
+                    )
+                })
             }
             other => Err(Error::Internal(format!("unknown challenge {other:?}"))),
         }
@@ -500,7 +578,7 @@ impl IdentityProvider for LocalIdentity {
                 })
                 .await?;
             password::check(new_password, &[&user.username, &user.email])?;
-            let hash = password::hash(new_password)?;
+            let hash = password::hash_async(new_password).await?;
             let (r, u) = (realm.to_owned(), user_id.to_owned());
             self.repo
                 .write(move |tx| {
@@ -582,6 +660,7 @@ impl IdentityProvider for LocalIdentity {
                     let mut creds = tx.credentials(&r, &u)?;
                     creds.verify_code_hash = Some(hash);
                     creds.verify_expires = now + VERIFICATION_TTL;
+                    creds.verify_attempts = 0;
                     tx.put_credentials(&r, &u, &creds)
                 })
                 .await?;

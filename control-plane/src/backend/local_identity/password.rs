@@ -2,6 +2,12 @@
 //! lane), and verification of imported bcrypt hashes, which are upgraded to
 //! Argon2id at the next successful login. The rules a new password must
 //! meet are `domain::password`'s.
+//!
+//! Hashing is bounded: at most two hashes per core at once in this process
+//! ([`hash_async`], [`verify_async`]; beyond that [`Error::Busy`], which
+//! the API answers with 503 and `Retry-After`), each on the blocking pool
+//! (not a runtime worker); and no stored hash costlier than
+//! `domain::password::check_hash` allows is ever verified.
 
 use crate::domain::error::{Error, Result};
 pub use crate::domain::password::check;
@@ -39,6 +45,8 @@ pub enum Verified {
 
 /// Check `password` against a stored bcrypt or Argon2 hash.
 pub fn verify(password: &str, stored: &str) -> Result<Verified> {
+    crate::domain::password::check_hash(stored)
+        .map_err(|why| Error::Internal(format!("stored password hash refused: {why}")))?;
     if stored.starts_with("$2") {
         let ok = bcrypt::verify(password, stored)
             .map_err(|e| Error::Internal(format!("bcrypt hash: {e}")))?;
@@ -71,6 +79,48 @@ pub fn verify(password: &str, stored: &str) -> Result<Verified> {
     })
 }
 
+/// Password hashes computed at once in this process, at most.
+pub fn slots() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 2
+}
+
+fn semaphore() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(slots()))
+}
+
+/// Run `f` (a hash or a verification) in a free slot on the blocking pool,
+/// or refuse at once when every slot is taken.
+async fn in_slot<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let _slot = semaphore().try_acquire().map_err(|_| Error::Busy {
+        what: "too many password checks at once",
+        retry_after: 1,
+    })?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing: {e}")))?
+}
+
+/// [`hash`] in a slot.
+pub async fn hash_async(password: &str) -> Result<String> {
+    let p = password.to_owned();
+    in_slot(move || hash(&p)).await
+}
+
+/// [`verify`] in a slot; without a stored hash, [`verify_nothing`] (the
+/// same time spent, so an unknown username answers as slowly).
+pub async fn verify_async(password: &str, stored: Option<&str>) -> Result<Verified> {
+    let (p, s) = (password.to_owned(), stored.map(str::to_owned));
+    in_slot(move || match s {
+        Some(s) => verify(&p, &s),
+        None => {
+            verify_nothing(&p);
+            Ok(Verified::No)
+        }
+    })
+    .await
+}
+
 /// Spend the time of one verification without a user, so an unknown
 /// username answers as slowly as a wrong password.
 pub fn verify_nothing(password: &str) {
@@ -83,6 +133,45 @@ pub fn verify_nothing(password: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_beyond_its_slots_is_refused_at_once() {
+        let n = u32::try_from(slots()).unwrap();
+        let all = semaphore().try_acquire_many(n).unwrap();
+        assert!(matches!(
+            hash_async("correct horse battery staple").await,
+            Err(Error::Busy { retry_after: 1, .. })
+        ));
+        assert!(matches!(
+            verify_async("x", None).await,
+            Err(Error::Busy { .. })
+        ));
+        drop(all);
+        let h = hash_async("correct horse battery staple").await.unwrap();
+        assert_eq!(
+            verify_async("correct horse battery staple", Some(&h))
+                .await
+                .unwrap(),
+            Verified::Yes
+        );
+    }
+
+    #[test]
+    fn hashes_above_the_cost_limits_are_never_verified() {
+        let costly = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8, 5, 1, None).unwrap(),
+        )
+        .hash_password(
+            b"pw-pw-pw-pw",
+            &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        let e = verify("pw-pw-pw-pw", &costly).unwrap_err();
+        assert!(e.to_string().contains("above"), "{e}");
+    }
 
     #[test]
     fn argon2id_round_trip_and_bcrypt_upgrade() {

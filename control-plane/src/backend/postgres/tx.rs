@@ -1068,7 +1068,7 @@ impl Tx for PgTx<'_, '_> {
         self.row(
             realm,
             "SELECT password_hash, new_password_required, totp_secret, totp_confirmed,
-                    totp_last_step, verify_code_hash, verify_expires
+                    totp_last_step, verify_code_hash, verify_expires, verify_attempts
              FROM credentials WHERE realm = $1 AND user_id = $2",
             &[&realm, &user],
         )?
@@ -1081,6 +1081,7 @@ impl Tx for PgTx<'_, '_> {
                 totp_last_step: get(&r, 4)?,
                 verify_code_hash: get(&r, 5)?,
                 verify_expires: get(&r, 6)?,
+                verify_attempts: get(&r, 7)?,
             })
         })
         .transpose()
@@ -1092,8 +1093,9 @@ impl Tx for PgTx<'_, '_> {
         self.exec(
             realm,
             "INSERT INTO credentials (realm, user_id, password_hash, new_password_required,
-                 totp_secret, totp_confirmed, totp_last_step, verify_code_hash, verify_expires)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 totp_secret, totp_confirmed, totp_last_step, verify_code_hash, verify_expires,
+                 verify_attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (realm, user_id) DO UPDATE SET
                  password_hash = excluded.password_hash,
                  new_password_required = excluded.new_password_required,
@@ -1101,7 +1103,8 @@ impl Tx for PgTx<'_, '_> {
                  totp_confirmed = excluded.totp_confirmed,
                  totp_last_step = excluded.totp_last_step,
                  verify_code_hash = excluded.verify_code_hash,
-                 verify_expires = excluded.verify_expires",
+                 verify_expires = excluded.verify_expires,
+                     verify_attempts = excluded.verify_attempts",
             &[
                 &realm,
                 &user,
@@ -1112,6 +1115,7 @@ impl Tx for PgTx<'_, '_> {
                 &c.totp_last_step,
                 &c.verify_code_hash,
                 &c.verify_expires,
+                &c.verify_attempts,
             ],
         )?;
         Ok(())

@@ -191,6 +191,10 @@ CREATE TABLE routes (
     body   BLOB NOT NULL                 -- routes.json bytes
 );
 "#,
+    r#"
+-- A verification code takes a bounded number of wrong answers.
+ALTER TABLE credentials ADD COLUMN verify_attempts INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The SQLite repository. One connection behind a mutex: SQLite

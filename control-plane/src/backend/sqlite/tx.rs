@@ -1008,7 +1008,7 @@ impl Tx for SqliteTx<'_> {
             .tx
             .query_row(
                 "SELECT password_hash, new_password_required, totp_secret, totp_confirmed,
-                        totp_last_step, verify_code_hash, verify_expires
+                        totp_last_step, verify_code_hash, verify_expires, verify_attempts
                  FROM credentials WHERE realm = ?1 AND user_id = ?2",
                 params![realm, user],
                 |r| {
@@ -1020,6 +1020,7 @@ impl Tx for SqliteTx<'_> {
                         totp_last_step: r.get(4)?,
                         verify_code_hash: r.get(5)?,
                         verify_expires: r.get(6)?,
+                        verify_attempts: r.get(7)?,
                     })
                 },
             )
@@ -1032,8 +1033,9 @@ impl Tx for SqliteTx<'_> {
         self.w()?
             .execute(
                 "INSERT INTO credentials (realm, user_id, password_hash, new_password_required,
-                     totp_secret, totp_confirmed, totp_last_step, verify_code_hash, verify_expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     totp_secret, totp_confirmed, totp_last_step, verify_code_hash, verify_expires,
+                 verify_attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (realm, user_id) DO UPDATE SET
                      password_hash = excluded.password_hash,
                      new_password_required = excluded.new_password_required,
@@ -1041,7 +1043,8 @@ impl Tx for SqliteTx<'_> {
                      totp_confirmed = excluded.totp_confirmed,
                      totp_last_step = excluded.totp_last_step,
                      verify_code_hash = excluded.verify_code_hash,
-                     verify_expires = excluded.verify_expires",
+                     verify_expires = excluded.verify_expires,
+                     verify_attempts = excluded.verify_attempts",
                 params![
                     realm,
                     user,
@@ -1051,7 +1054,8 @@ impl Tx for SqliteTx<'_> {
                     c.totp_confirmed,
                     c.totp_last_step,
                     c.verify_code_hash,
-                    c.verify_expires
+                    c.verify_expires,
+                    c.verify_attempts
                 ],
             )
             .sql()?;
