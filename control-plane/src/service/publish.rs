@@ -315,6 +315,30 @@ impl Service {
     ) -> Result<Option<Published>> {
         let (upto, members) = self.snapshot_content(realm).await?;
         let identity = self.token_settings(realm).await?;
+        let Some(done) = self
+            .write_snapshot(realm, head, members, identity, signer, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(upto) = upto {
+            self.mark_published(realm, upto, done.revision, now).await?;
+        }
+        Ok(Some(done))
+    }
+
+    /// Write `members` as the snapshot after `head` (revision 1 when
+    /// nothing is published) and point `HEAD` at it. `None`: lost a race
+    /// (another publisher's bundle at that revision is adopted); retry.
+    async fn write_snapshot(
+        &self,
+        realm: &str,
+        head: Option<(&Head, &String)>,
+        members: BTreeMap<String, Vec<u8>>,
+        identity: Option<IdentitySettings>,
+        signer: &BundleSigner,
+        now: i64,
+    ) -> Result<Option<Published>> {
         let revision = head.map_or(1, |(h, _)| h.revision + 1);
         let users = members
             .get(member::USERS)
@@ -353,9 +377,6 @@ impl Service {
         }
         if !self.advance(realm, head.map(|(_, e)| e), &new_head).await? {
             return Ok(None);
-        }
-        if let Some(upto) = upto {
-            self.mark_published(realm, upto, revision, now).await?;
         }
         Ok(Some(Published {
             realm: realm.into(),
@@ -531,43 +552,18 @@ impl Service {
             let Some((head, etag)) = self.head(realm).await? else {
                 return Ok(Published::none(realm, 0, None));
             };
-            let revision = head.revision + 1;
-            let header = BundleHeader {
-                realm: realm.into(),
-                revision,
-                kind: BundleKind::Snapshot,
-                base_revision: None,
-                created_at: now,
-                identity: None,
-            };
-            let bytes = write_archive(&header, &members, Some(&signer), true)
-                .map_err(|e| Error::Publish(e.to_string()))?;
-            let key = self.keys(realm).snapshot(revision);
-            let new_head = Head {
-                format: HEAD_FORMAT.into(),
-                realm: realm.into(),
-                revision,
-                snapshot: revision,
-                updated_at: now,
-            };
-            if !self
-                .claim(realm, &key, &bytes, BundleKind::Snapshot, revision, &signer)
+            if let Some(done) = self
+                .write_snapshot(
+                    realm,
+                    Some((&head, &etag)),
+                    members.clone(),
+                    None,
+                    &signer,
+                    now,
+                )
                 .await?
             {
-                // Someone else's bundle at this revision: adopt it, then
-                // withdraw on top of it.
-                self.advance(realm, Some(&etag), &new_head).await?;
-                continue;
-            }
-            if self.advance(realm, Some(&etag), &new_head).await? {
-                return Ok(Published {
-                    realm: realm.into(),
-                    revision,
-                    kind: "snapshot".into(),
-                    key: Some(key),
-                    bytes: bytes.len(),
-                    users: 0,
-                });
+                return Ok(done);
             }
         }
         Err(Error::Publish(format!(

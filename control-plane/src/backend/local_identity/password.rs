@@ -134,6 +134,21 @@ pub fn verify_nothing(password: &str) {
 mod tests {
     use super::*;
 
+    /// An Argon2id hash of `pw` with these parameters (KiB, passes, lanes).
+    fn argon2id_of(pw: &str, m: u32, t: u32, p: u32) -> String {
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(m, t, p, None).unwrap(),
+        )
+        .hash_password(
+            pw.as_bytes(),
+            &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
+        )
+        .unwrap()
+        .to_string()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashing_beyond_its_slots_is_refused_at_once() {
         let n = u32::try_from(slots()).unwrap();
@@ -158,17 +173,7 @@ mod tests {
 
     #[test]
     fn hashes_above_the_cost_limits_are_never_verified() {
-        let costly = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(8, 5, 1, None).unwrap(),
-        )
-        .hash_password(
-            b"pw-pw-pw-pw",
-            &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
-        )
-        .unwrap()
-        .to_string();
+        let costly = argon2id_of("pw-pw-pw-pw", 8, 5, 1);
         let e = verify("pw-pw-pw-pw", &costly).unwrap_err();
         assert!(e.to_string().contains("above"), "{e}");
     }
@@ -188,17 +193,7 @@ mod tests {
         let b = bcrypt::hash("hunter2hunter2", 4).unwrap();
         assert_eq!(verify("hunter2hunter2", &b).unwrap(), Verified::YesUpgrade);
         assert_eq!(verify("hunter2hunter3", &b).unwrap(), Verified::No);
-        let weak = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(1024, 1, 1, None).unwrap(),
-        )
-        .hash_password(
-            b"pw-pw-pw-pw",
-            &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
-        )
-        .unwrap()
-        .to_string();
+        let weak = argon2id_of("pw-pw-pw-pw", 1024, 1, 1);
         assert_eq!(verify("pw-pw-pw-pw", &weak).unwrap(), Verified::YesUpgrade);
         assert!(verify("x", "not a hash").is_err());
     }
