@@ -33,8 +33,11 @@ pub struct Config {
     pub source_timeout_ms: u64,
     /// Largest bundle archive fetched or loaded, bytes (`GATEHOUSE_MAX_BUNDLE_BYTES`).
     pub max_bundle_bytes: u64,
-    /// Trusted bundle-signing public keys, SPKI PEM (`GATEHOUSE_TRUST_KEYS`).
-    pub trust_keys: Vec<PathBuf>,
+    /// Trusted bundle-signing public keys, SPKI PEM, each bound to the
+    /// realm whose bundles it may sign: `REALM=PATH`, listed once per realm
+    /// (`GATEHOUSE_TRUST_KEYS`, comma-separated). A bundle signed by a key
+    /// not bound to its realm is refused.
+    pub trust_keys: Vec<String>,
     /// Accept unsigned bundles and source directories (`GATEHOUSE_DEV`).
     /// Never in production; the host says so loudly at start.
     pub dev: bool,
@@ -205,6 +208,22 @@ impl Config {
             .collect()
     }
 
+    /// The trust keys as (realm, file); the message names an entry that is
+    /// not `REALM=PATH`.
+    pub fn trust_key_bindings(&self) -> Result<Vec<(String, PathBuf)>, String> {
+        self.trust_keys
+            .iter()
+            .map(|entry| match entry.split_once('=') {
+                Some((realm, path)) if !realm.trim().is_empty() && !path.trim().is_empty() => {
+                    Ok((realm.trim().to_owned(), PathBuf::from(path.trim())))
+                }
+                _ => Err(format!(
+                    "trust key {entry:?}: name the realm it signs, as REALM=PATH"
+                )),
+            })
+            .collect()
+    }
+
     /// Defaults, overridden by `file` (if given), then by `GATEHOUSE_*` variables in `env`.
     pub fn load(
         file: Option<&Path>,
@@ -255,7 +274,12 @@ impl Config {
         match name {
             "GATEHOUSE_LISTEN" => self.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
             "GATEHOUSE_BUNDLES" => self.bundles = list(value),
-            "GATEHOUSE_TRUST_KEYS" => self.trust_keys = list(value),
+            "GATEHOUSE_TRUST_KEYS" => {
+                self.trust_keys = list(value)
+                    .into_iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+            }
             "GATEHOUSE_DEV" => self.dev = boolean(value)?,
             "GATEHOUSE_SOURCES" => {
                 self.sources = list(value)

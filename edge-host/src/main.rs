@@ -54,10 +54,11 @@ struct Args {
     /// Largest bundle archive fetched or loaded, bytes [env GATEHOUSE_MAX_BUNDLE_BYTES; default 1073741824].
     #[arg(long)]
     max_bundle_bytes: Option<u64>,
-    /// Trusted bundle-signing public key (SPKI PEM); repeatable for key
-    /// rotation [env GATEHOUSE_TRUST_KEYS, comma-separated].
+    /// Trusted bundle-signing public key (SPKI PEM) and the realm it signs,
+    /// as REALM=PATH; repeatable (key rotation, a key for several realms)
+    /// [env GATEHOUSE_TRUST_KEYS, comma-separated].
     #[arg(long = "trust-key")]
-    trust_keys: Vec<PathBuf>,
+    trust_keys: Vec<String>,
     /// Accept unsigned bundles and source directories. Development only
     /// [env GATEHOUSE_DEV].
     #[arg(long)]

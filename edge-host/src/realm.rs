@@ -207,15 +207,17 @@ impl Realms {
     /// Load every configured bundle (or the embedded default).
     pub fn from_config(config: &Config) -> Result<Realms, StartError> {
         let mut keyring = Keyring::new();
-        for path in &config.trust_keys {
-            let pem = std::fs::read_to_string(path).map_err(|e| StartError::TrustKey {
+        for (realm, path) in config.trust_key_bindings().map_err(StartError::Config)? {
+            let pem = std::fs::read_to_string(&path).map_err(|e| StartError::TrustKey {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
-            keyring.add_pem(&pem).map_err(|e| StartError::TrustKey {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            keyring
+                .add_pem_for(&pem, &realm)
+                .map_err(|e| StartError::TrustKey {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
         }
         let mut realms = Realms {
             list: Vec::new(),

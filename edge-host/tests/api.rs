@@ -406,7 +406,7 @@ async fn signed_bundles_load_unsigned_ones_only_in_dev_mode() {
     let (file, key) = signed_bundle(&dir, 3, now());
     let config = Config {
         bundles: vec![file.clone()],
-        trust_keys: vec![key],
+        trust_keys: vec![format!("demo={}", key.display())],
         ..Config::default()
     };
     let (app, state) = edge_host::app(&config).unwrap();
@@ -441,12 +441,45 @@ async fn signed_bundles_load_unsigned_ones_only_in_dev_mode() {
     )
     .unwrap();
     let e = edge_host::app(&Config {
-        bundles: vec![file],
-        trust_keys: vec![other],
+        bundles: vec![file.clone()],
+        trust_keys: vec![format!("demo={}", other.display())],
         ..Config::default()
     })
     .unwrap_err();
     assert!(e.to_string().contains("unknown key id"), "{e}");
+    // The right key, bound to another realm: a key signs the bundles of
+    // the realms it is bound to only (realm A's key cannot publish for B).
+    let e = edge_host::app(&Config {
+        bundles: vec![file.clone()],
+        trust_keys: vec![format!("acme={}", key.display())],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not sign bundles of realm \"demo\""),
+        "{e}"
+    );
+    // Bound to both: loads.
+    assert!(
+        edge_host::app(&Config {
+            bundles: vec![file.clone()],
+            trust_keys: vec![
+                format!("acme={}", key.display()),
+                format!("demo={}", key.display())
+            ],
+            ..Config::default()
+        })
+        .is_ok()
+    );
+    // A key that names no realm is refused at start.
+    let e = edge_host::app(&Config {
+        bundles: vec![file.clone()],
+        trust_keys: vec![key.display().to_string()],
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("REALM=PATH"), "{e}");
     // A source directory: dev mode only.
     let policies_dir = root().join("policies");
     let e = edge_host::app(&Config {
@@ -471,7 +504,7 @@ async fn a_stale_bundle_denies_and_fails_readiness() {
     let (file, key) = signed_bundle(&dir, 1, now() - 3600);
     let config = Config {
         bundles: vec![file],
-        trust_keys: vec![key],
+        trust_keys: vec![format!("demo={}", key.display())],
         max_staleness_seconds: Some(600),
         ..Config::default()
     };
@@ -499,7 +532,7 @@ async fn hot_swap_takes_newer_bundles_and_refuses_rollbacks() {
     let (file, key) = signed_bundle(&dir, 5, now());
     let config = Config {
         bundles: vec![file],
-        trust_keys: vec![key],
+        trust_keys: vec![format!("demo={}", key.display())],
         ..Config::default()
     };
     let (app, state) = edge_host::app(&config).unwrap();
@@ -535,7 +568,7 @@ async fn changed_bundle_files_are_reloaded_and_bad_ones_refused() {
     let (file, key) = signed_bundle(&dir, 7, now());
     let config = Config {
         bundles: vec![file.clone()],
-        trust_keys: vec![key],
+        trust_keys: vec![format!("demo={}", key.display())],
         ..Config::default()
     };
     let (app, state) = edge_host::app(&config).unwrap();
@@ -570,7 +603,7 @@ async fn cached_tokens_skip_only_the_signature_never_the_user_checks() {
     let (file, key) = signed_bundle(&dir, 1, now());
     let config = Config {
         bundles: vec![file],
-        trust_keys: vec![key],
+        trust_keys: vec![format!("demo={}", key.display())],
         ..Config::default()
     };
     let (app, state) = edge_host::app(&config).unwrap();
@@ -1209,7 +1242,7 @@ async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
     let (file, key) = signed_bundle(&dir, 1, now());
     let config = Config {
         bundles: vec![file],
-        trust_keys: vec![key],
+        trust_keys: vec![format!("demo={}", key.display())],
         ..Config::default()
     };
     let (app, state) = edge_host::app(&config).unwrap();

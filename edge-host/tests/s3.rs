@@ -269,7 +269,7 @@ impl Host {
         cmd.args(["--listen", "127.0.0.1:0", "--reload-interval-seconds", "1"])
             .args(["--source", &format!("s3://{bucket}/gatehouse/{REALM}")])
             .arg("--trust-key")
-            .arg(&key)
+            .arg(format!("{REALM}={}", key.display()))
             .args(["--s3-force-path-style", "--source-timeout-ms", "2000"])
             .args(["--max-staleness-seconds", "4"])
             .env("AWS_ENDPOINT_URL", format!("http://{}", relay.addr))

@@ -150,7 +150,7 @@ async fn a_local_store_directory_is_followed_revision_by_revision() {
     let store = Store::new(&dir.join("store"));
     let config = Config {
         sources: vec![dir.join("store").join(REALM).display().to_string()],
-        trust_keys: vec![trust_key(&dir)],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
         state_dir: Some(dir.join("state")),
         ..Config::default()
     };
@@ -191,7 +191,7 @@ async fn unsigned_foreign_and_oversized_bundles_are_refused() {
     let source = dir.join("store").join(REALM).display().to_string();
     let config = Config {
         sources: vec![source.clone()],
-        trust_keys: vec![trust_key(&dir)],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
         ..Config::default()
     };
     let (_, state) = edge_host::app(&config).unwrap();
@@ -200,9 +200,26 @@ async fn unsigned_foreign_and_oversized_bundles_are_refused() {
     store.head(REALM, 1, 1);
     assert_eq!(sync_one(&state).await.unwrap_err().kind(), "unsigned");
 
-    // Signed, but for another realm than the source names.
+    // Signed, but for another realm than the source names: the key is
+    // trusted for acme only, so the signature is refused before the realm
+    // is compared (with the key bound to both, the realm check refuses it).
     store.snapshot(1, "other", Some(&signer()));
-    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "realm_mismatch");
+    assert_eq!(
+        sync_one(&state).await.unwrap_err().kind(),
+        "key_not_for_realm"
+    );
+    let both = Config {
+        trust_keys: vec![
+            format!("{REALM}={}", trust_key(&dir).display()),
+            format!("other={}", trust_key(&dir).display()),
+        ],
+        ..config.clone()
+    };
+    let (_, lenient) = edge_host::app(&both).unwrap();
+    assert_eq!(
+        sync_one(&lenient).await.unwrap_err().kind(),
+        "realm_mismatch"
+    );
     assert_eq!(revision(&state), None);
 
     store.snapshot(1, REALM, Some(&signer()));
@@ -229,7 +246,7 @@ async fn unsigned_foreign_and_oversized_bundles_are_refused() {
     // A URL with credentials in it is refused.
     let e = edge_host::app(&Config {
         sources: vec!["https://user:secret@example.invalid/acme".into()],
-        trust_keys: vec![trust_key(&dir)],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
         ..Config::default()
     })
     .unwrap_err();
@@ -283,7 +300,7 @@ async fn an_http_source_polls_with_entity_tags() {
 
     let config = Config {
         sources: vec![format!("http://{addr}/bundles/{REALM}")],
-        trust_keys: vec![trust_key(&dir)],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
         ..Config::default()
     };
     let (_, state) = edge_host::app(&config).unwrap();

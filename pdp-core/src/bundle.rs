@@ -184,6 +184,7 @@ impl BundleError {
             BundleError::Unsigned => "unsigned",
             BundleError::Signature(SignatureError::UnknownKid(_)) => "unknown_kid",
             BundleError::Signature(SignatureError::Invalid(_)) => "bad_signature",
+            BundleError::Signature(SignatureError::NotForRealm { .. }) => "key_not_for_realm",
             BundleError::Signature(_) => "malformed_signature",
             BundleError::HashMismatch(_) => "hash_mismatch",
             BundleError::NotCovered(_) => "not_covered",
@@ -306,7 +307,12 @@ fn authenticate(
         (Trust::Keyring(_), None) => return Err(BundleError::Unsigned),
         (Trust::Dev, _) => None,
     };
-    Ok((parse_manifest(manifest_bytes)?, signed_by))
+    let manifest = parse_manifest(manifest_bytes)?;
+    // A key bound to realms signs bundles of those realms only.
+    if let (Trust::Keyring(ring), Some(kid)) = (trust, &signed_by) {
+        ring.may_sign(kid, &manifest.realm)?;
+    }
+    Ok((manifest, signed_by))
 }
 
 type Members<'a> = BTreeMap<String, Cow<'a, [u8]>>;

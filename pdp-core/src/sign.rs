@@ -30,6 +30,14 @@ pub enum SignatureError {
     /// A PEM key could not be read.
     #[error("bad key: {0}")]
     Key(String),
+    /// The key is trusted, but not for the realm the bundle names.
+    #[error("key {kid:?} does not sign bundles of realm {realm:?}")]
+    NotForRealm {
+        /// The signing key.
+        kid: String,
+        /// The realm the manifest names.
+        realm: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -141,6 +149,8 @@ fn signing_input(header_b64: &str, payload: &[u8]) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     keys: BTreeMap<String, VerifyingKey>,
+    /// The realms each bound key may sign; a key absent here signs any.
+    realms: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Keyring {
@@ -169,6 +179,28 @@ impl Keyring {
                 .map_err(|e| SignatureError::Key(e.to_string()))?,
         };
         Ok(self.add(key))
+    }
+
+    /// Trust an SPKI PEM public key for `realm` only (call again for more
+    /// realms); returns its key id. A key added both ways is bound.
+    pub fn add_pem_for(&mut self, pem: &str, realm: &str) -> Result<String, SignatureError> {
+        let kid = self.add_pem(pem)?;
+        self.realms
+            .entry(kid.clone())
+            .or_default()
+            .insert(realm.to_owned());
+        Ok(kid)
+    }
+
+    /// Whether the key `kid` may sign bundles of `realm`.
+    pub fn may_sign(&self, kid: &str, realm: &str) -> Result<(), SignatureError> {
+        match self.realms.get(kid) {
+            Some(realms) if !realms.contains(realm) => Err(SignatureError::NotForRealm {
+                kid: kid.to_owned(),
+                realm: realm.to_owned(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Whether the keyring trusts no key.
@@ -227,6 +259,28 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bound_key_signs_only_its_realms() {
+        let a = BundleSigner::from_seed(&[7; 32]);
+        let mut ring = Keyring::new();
+        let kid = ring.add_pem_for(&a.public_pem().unwrap(), "acme").unwrap();
+        assert!(ring.may_sign(&kid, "acme").is_ok());
+        assert_eq!(
+            ring.may_sign(&kid, "globex"),
+            Err(SignatureError::NotForRealm {
+                kid: kid.clone(),
+                realm: "globex".into()
+            })
+        );
+        ring.add_pem_for(&a.public_pem().unwrap(), "globex")
+            .unwrap();
+        assert!(ring.may_sign(&kid, "globex").is_ok());
+        // Added without a realm: any (the control plane's own ring, the CLI).
+        let mut any = Keyring::new();
+        let kid = any.add(a.verifying_key());
+        assert!(any.may_sign(&kid, "whatever").is_ok());
+    }
 
     #[test]
     fn sign_verify_round_trip_and_refusals() {
