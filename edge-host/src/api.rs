@@ -32,6 +32,8 @@ pub struct AppState {
     pub tokens: crate::token_cache::TokenCache,
     /// The service credentials, each bound to a realm.
     pub service_tokens: Vec<crate::config::ServiceCredential>,
+    /// Realms whose by-id decisions name the user state to any caller.
+    pub user_state_detail: Vec<String>,
     /// The proxy whose headers forward-auth reads, and how many hops of
     /// `X-Forwarded-For` it trusts.
     pub forward_auth: crate::forward_auth::Trust,
@@ -109,21 +111,50 @@ fn finish<T: serde::Serialize>(
     }
 }
 
+/// Whether by-id answers in `realm` may say why a user was denied before
+/// any policy ran: the realm is configured so, or the caller presents the
+/// realm's service credential.
+fn user_detail(s: &AppState, headers: &axum::http::HeaderMap, realm: &Realm) -> bool {
+    s.user_state_detail.iter().any(|r| r == realm.name())
+        || service_realms(s, headers).is_ok_and(|r| r.iter().any(|r| r == realm.name()))
+}
+
+/// Without [`user_detail`], a denial for the principal's directory record
+/// (absent, or not Active) reads as no permit.
+fn redacted(a: Answer, detail: bool) -> Answer {
+    match a.reason {
+        Reason::UnknownUser | Reason::UserState(_) if !detail => Answer {
+            reason: Reason::NoPermit,
+            ..a
+        },
+        _ => a,
+    }
+}
+
 /// `POST /v1/is_authorized`
-pub async fn is_authorized(State(s): Shared, body: Bytes) -> Response {
+pub async fn is_authorized(
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let r = (|| {
         let (realm, req): (_, Request) = parse(&body)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let a = decide_fresh(&s.realms, realm, &snap, &req)?;
+        let detail = user_detail(&s, &headers, realm);
+        let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
 }
 
 /// `POST /v1/batch_is_authorized`
-pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
+pub async fn batch_is_authorized(
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let r = (|| {
         let (realm, batch): (_, BatchRequest) = parse(&body)?;
@@ -140,9 +171,15 @@ pub async fn batch_is_authorized(State(s): Shared, body: Bytes) -> Response {
                 Tagged::Success(pdp_core::BatchAnswer { results }),
             ));
         }
-        let answers = snap
+        let detail = user_detail(&s, &headers, realm);
+        let mut answers = snap
             .batch_is_authorized(&batch)
             .map_err(|e| request_problem(&e))?;
+        for r in &mut answers.results {
+            if let Tagged::Success(a) = r {
+                *a = redacted(a.clone(), detail);
+            }
+        }
         let any_allow = answers
             .results
             .iter()
@@ -240,7 +277,11 @@ pub(crate) fn token_decision(
 }
 
 /// `POST /access/v1/evaluation`
-pub async fn authzen_evaluation(State(s): Shared, body: Bytes) -> Response {
+pub async fn authzen_evaluation(
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let r = (|| {
         let (realm, value) = parse_body(&body)?;
@@ -250,14 +291,19 @@ pub async fn authzen_evaluation(State(s): Shared, body: Bytes) -> Response {
             .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let a = decide_fresh(&s.realms, realm, &snap, &req)?;
+        let detail = user_detail(&s, &headers, realm);
+        let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
     finish(&s.metrics, started, r)
 }
 
 /// `POST /access/v1/evaluations`
-pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
+pub async fn authzen_evaluations(
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let r = (|| {
         let (realm, value) = parse_body(&body)?;
@@ -270,6 +316,7 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
         };
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
+        let detail = user_detail(&s, &headers, realm);
         let items = batch
             .evaluations
             .clone()
@@ -293,7 +340,7 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
                 .or(&batch.defaults)
                 .to_request()
                 .map_err(|m| Problem::bad_request("invalid_request", m))?;
-            let a = decide_fresh(&s.realms, realm, &snap, &req)?;
+            let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
             let allowed = a.decision == Decision::Allow;
             any_allow |= allowed;
             out.push(authzen::Response::from(&a));
@@ -314,16 +361,21 @@ pub async fn authzen_evaluations(State(s): Shared, body: Bytes) -> Response {
     finish(&s.metrics, started, r)
 }
 
+/// A by-id decision on a bundle that is not stale, its user-state reason
+/// kept only with `detail` ([`redacted`]).
 fn decide_fresh(
     realms: &Realms,
     realm: &Realm,
     snap: &Snapshot,
     req: &Request,
+    detail: bool,
 ) -> Result<Answer, Problem> {
     if realms.is_stale(realm, snap, now()) {
         return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
     }
-    snap.is_authorized(req).map_err(|e| request_problem(&e))
+    snap.is_authorized(req)
+        .map(|a| redacted(a, detail))
+        .map_err(|e| request_problem(&e))
 }
 
 /// `GET /healthz`: the process answers.
@@ -685,7 +737,9 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         );
     };
     let problem = |p: Problem| AvpError::validation(p.detail.unwrap_or_default());
-    let decide = |req: &Request| decide_fresh(&s.realms, realm, &snap, req).map_err(problem);
+    let detail = user_detail(&s, &headers, realm);
+    let decide =
+        |req: &Request| decide_fresh(&s.realms, realm, &snap, req, detail).map_err(problem);
     let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
         let principal = item
             .get("principal")

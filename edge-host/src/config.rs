@@ -80,6 +80,15 @@ pub struct Config {
     /// host; the client address is the entry that many from the right
     /// (`GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS`). 0: never read it.
     pub forward_auth_trusted_hops: usize,
+    /// Realms whose decisions for a principal named by id say why a user
+    /// was denied before any policy ran (`unknown_user`,
+    /// `user_state:Suspended`, ...) to any caller
+    /// (`GATEHOUSE_USER_STATE_DETAIL`, comma-separated). Elsewhere only a
+    /// caller presenting the realm's service credential learns it; others
+    /// get `no_permit`, so an unauthenticated caller cannot probe which
+    /// users exist or are suspended. Token requests always say it (the
+    /// caller holds that user's own token).
+    pub user_state_detail: Vec<String>,
 }
 
 /// Which proxy sends forward-auth checks, and so which headers carry the
@@ -138,6 +147,7 @@ impl Default for Config {
             service_token_sha256: Vec::new(),
             forward_auth_proxy: None,
             forward_auth_trusted_hops: 1,
+            user_state_detail: Vec::new(),
         }
     }
 }
@@ -337,6 +347,12 @@ impl Config {
             }
             "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS" => {
                 self.forward_auth_trusted_hops = value.parse().map_err(|e| bad(format!("{e}")))?;
+            }
+            "GATEHOUSE_USER_STATE_DETAIL" => {
+                self.user_state_detail = list(value)
+                    .into_iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
             }
             "GATEHOUSE_MAX_CONCURRENCY" => {
                 self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;

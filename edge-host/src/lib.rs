@@ -35,6 +35,7 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
         metrics: metrics::Metrics::default(),
         tokens: token_cache::TokenCache::new(config.token_cache_capacity),
         service_tokens,
+        user_state_detail: config.user_state_detail.clone(),
         forward_auth: forward_auth::Trust {
             proxy: config.forward_auth_proxy,
             trusted_hops: config.forward_auth_trusted_hops,

@@ -120,17 +120,43 @@ async fn v1_decisions_on_the_embedded_default() {
         ),
         (Some("success"), Some("Allow"), Some("permit"))
     );
-    let (_, _, v) = call(
-        &app,
-        "POST",
-        "/v1/is_authorized",
-        Some(req("dave", "readDocument", ("Document", "design-doc"))),
-    )
-    .await;
-    assert_eq!(
-        (v["decision"].as_str(), v["reason"].as_str()),
-        (Some("Deny"), Some("user_state:Suspended"))
-    );
+    // dave is Suspended: an unauthenticated by-id request learns only
+    // that nothing permits it (no probing which users exist or are
+    // suspended), like one for a user who does not exist.
+    for who in ["dave", "nobody-at-all"] {
+        let (_, _, v) = call(
+            &app,
+            "POST",
+            "/v1/is_authorized",
+            Some(req(who, "readDocument", ("Document", "design-doc"))),
+        )
+        .await;
+        assert_eq!(
+            (v["decision"].as_str(), v["reason"].as_str()),
+            (Some("Deny"), Some("no_permit")),
+            "{who}"
+        );
+    }
+    // With the detail configured for the realm, it says why.
+    let detailed = edge_host::app(&Config {
+        user_state_detail: vec!["default".into()],
+        ..Config::default()
+    })
+    .unwrap()
+    .0;
+    for (who, why) in [
+        ("dave", "user_state:Suspended"),
+        ("nobody-at-all", "unknown_user"),
+    ] {
+        let (_, _, v) = call(
+            &detailed,
+            "POST",
+            "/v1/is_authorized",
+            Some(req(who, "readDocument", ("Document", "design-doc"))),
+        )
+        .await;
+        assert_eq!(v["reason"], why, "{who}");
+    }
     let mut named = req("carol", "viewProfile", ("User", "alice"));
     named["realm"] = json!("default");
     let (_, _, v) = call(&app, "POST", "/v1/is_authorized", Some(named)).await;
@@ -801,6 +827,28 @@ async fn user_lookup_needs_a_service_credential() {
     let (s, _, v) = raw(&app, get(Some(OTHER_SECRET), "/v1/users/dave")).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert!(v.get("email").is_none());
+    // By-id decisions say why a user was denied before the policies only
+    // to this realm's service credential (and AuthZEN the same).
+    let decide = |auth: Option<&'static str>, path: &'static str, body: Value| {
+        let mut r = Request::post(path).header("content-type", "application/json");
+        if let Some(a) = auth {
+            r = r.header("authorization", format!("Bearer {a}"));
+        }
+        r.body(Body::from(body.to_string())).unwrap()
+    };
+    let v1 = req("dave", "readDocument", ("Document", "design-doc"));
+    let zen = json!({"subject": {"type": "User", "id": "dave"}, "action": {"name": "readDocument"},
+        "resource": {"type": "Document", "id": "design-doc"}});
+    for (auth, want) in [
+        (Some(SERVICE_SECRET), "user_state:Suspended"),
+        (Some(OTHER_SECRET), "no_permit"),
+        (None, "no_permit"),
+    ] {
+        let (_, _, v) = raw(&app, decide(auth, "/v1/is_authorized", v1.clone())).await;
+        assert_eq!(v["reason"], want, "{auth:?}");
+        let (_, _, v) = raw(&app, decide(auth, "/access/v1/evaluation", zen.clone())).await;
+        assert_eq!(v["context"]["reason"], want, "{auth:?}: {v}");
+    }
 }
 
 async fn avp(app: &Router, op: &str, body: Value) -> (StatusCode, String, Value) {

@@ -272,6 +272,7 @@ impl Host {
             .arg(format!("{REALM}={}", key.display()))
             .args(["--s3-force-path-style", "--source-timeout-ms", "2000"])
             .args(["--max-staleness-seconds", "4"])
+            .env("GATEHOUSE_USER_STATE_DETAIL", REALM)
             .env("AWS_ENDPOINT_URL", format!("http://{}", relay.addr))
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
