@@ -118,14 +118,36 @@ async fn a_bad_line_imports_nothing_and_is_named() {
         // Not a password hash.
         "{\"email\":\"a@x.io\",\"password_hash\":\"hunter2\"}\n",
     ];
-    let lines = [3, 2, 1, 2, 1];
+    let mut cases: Vec<String> = cases.iter().map(|c| (*c).to_owned()).collect();
+    let mut lines = vec![3, 2, 1, 2, 1];
+    // Past the first batches the repository is sent (1,000 users each): a
+    // duplicate of line 17 on line 2,345, an unknown group on line 1,777.
+    let many = |bad_at: u64, bad: &str| {
+        (1..=2500u64)
+            .map(|i| {
+                if i == bad_at {
+                    format!("{bad}\n")
+                } else {
+                    format!("{{\"email\":\"u{i}@x.io\"}}\n")
+                }
+            })
+            .collect::<String>()
+    };
+    cases.push(many(
+        2345,
+        "{\"email\":\"U17@x.io\",\"username\":\"someone\"}",
+    ));
+    lines.push(2345);
+    cases.push(many(1777, "{\"email\":\"g@x.io\",\"groups\":[\"nope\"]}"));
+    lines.push(1777);
     for (input, line) in cases.iter().zip(lines) {
+        let input = input.as_str();
         let r = import(&cp, input, Format::JsonLines).await;
         let Err(Error::Invalid { diagnostics, .. }) = r else {
-            panic!("{input}: {r:?}")
+            panic!("line {line}: {r:?}")
         };
-        assert_eq!(diagnostics[0].line, Some(line), "{input}: {diagnostics:?}");
-        assert_eq!(count(&cp).await, 0, "{input}");
+        assert_eq!(diagnostics[0].line, Some(line), "{diagnostics:?}");
+        assert_eq!(count(&cp).await, 0, "line {line}");
     }
 }
 

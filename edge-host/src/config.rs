@@ -152,6 +152,93 @@ impl Default for Config {
     }
 }
 
+/// Every `GATEHOUSE_*` variable this host reads.
+pub const ENV: &[&str] = &[
+    "GATEHOUSE_LISTEN",
+    "GATEHOUSE_BUNDLES",
+    "GATEHOUSE_TRUST_KEYS",
+    "GATEHOUSE_DEV",
+    "GATEHOUSE_SOURCES",
+    "GATEHOUSE_STATE_DIR",
+    "GATEHOUSE_S3_FORCE_PATH_STYLE",
+    "GATEHOUSE_SOURCE_TIMEOUT_MS",
+    "GATEHOUSE_MAX_BUNDLE_BYTES",
+    "GATEHOUSE_MAX_STALENESS_SECONDS",
+    "GATEHOUSE_MAX_BODY_BYTES",
+    "GATEHOUSE_MAX_HEADER_BYTES",
+    "GATEHOUSE_MAX_HEADERS",
+    "GATEHOUSE_HEADER_READ_TIMEOUT_MS",
+    "GATEHOUSE_REQUEST_TIMEOUT_MS",
+    "GATEHOUSE_RELOAD_INTERVAL_SECONDS",
+    "GATEHOUSE_SERVICE_TOKEN_SHA256",
+    "GATEHOUSE_TOKEN_CACHE_CAPACITY",
+    "GATEHOUSE_FORWARD_AUTH_PROXY",
+    "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS",
+    "GATEHOUSE_USER_STATE_DETAIL",
+    "GATEHOUSE_MAX_CONCURRENCY",
+    // The log filter, read by the binary.
+    "GATEHOUSE_LOG",
+];
+
+/// `GATEHOUSE_*` names that belong to the other Gatehouse programs and to
+/// the project's own test and benchmark tooling, by prefix or whole: not
+/// this host's to refuse. Any other unknown `GATEHOUSE_*` variable is a
+/// typo of one of [`ENV`] and stops the host at start.
+const OTHER_PROGRAMS: &[&str] = &[
+    "GATEHOUSE_CP_",
+    "GATEHOUSE_TEST_",
+    "GATEHOUSE_BENCH_",
+    "GATEHOUSE_PDP_WASM",
+    "GATEHOUSE_URL",
+    "GATEHOUSE_MOTO_SERVER",
+    "GATEHOUSE_NGINX",
+    "GATEHOUSE_VENV",
+    "GATEHOUSE_WASM_VENV",
+    "GATEHOUSE_CARGO_FLAGS",
+    "GATEHOUSE_WORKSPACE_CHECKED",
+    "GATEHOUSE_HA_CALLS",
+    "GATEHOUSE_RESIDENT_PROBE",
+];
+
+/// Edit distance (insertions, deletions, substitutions) between `a` and
+/// `b`, ASCII case-insensitive.
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<u8>, Vec<u8>) = (
+        a.bytes().map(|c| c.to_ascii_lowercase()).collect(),
+        b.bytes().map(|c| c.to_ascii_lowercase()).collect(),
+    );
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j] + 1)
+                .min(row[j + 1] + 1)
+                .min(diagonal + usize::from(ca != cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The known name nearest to `name`, when it is near enough to be a typo.
+pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (distance(name, k), k))
+        .min()
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .map(|(_, k)| k)
+}
+
+/// TOML keys of [`Config`] (the variables' names without the prefix).
+fn toml_keys() -> impl Iterator<Item = String> {
+    ENV.iter()
+        .filter(|n| **n != "GATEHOUSE_LOG")
+        .map(|n| n.trim_start_matches("GATEHOUSE_").to_ascii_lowercase())
+}
+
 /// Why configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -245,9 +332,24 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Toml {
-                    path: path.to_owned(),
-                    message: e.to_string().replace('\n', " "),
+                toml::from_str(&text).map_err(|e| {
+                    let mut message = e.to_string().replace('\n', " ");
+                    // serde names the unknown key; say which one was meant.
+                    if let Some(key) = message
+                        .split("unknown field `")
+                        .nth(1)
+                        .and_then(|rest| rest.split('`').next())
+                    {
+                        let keys: Vec<String> = toml_keys().collect();
+                        if let Some(k) = nearest(key, keys.iter().map(String::as_str)) {
+                            message =
+                                format!("unknown setting {key:?}; did you mean {k:?}? ({message})");
+                        }
+                    }
+                    ConfigError::Toml {
+                        path: path.to_owned(),
+                        message,
+                    }
                 })?
             }
             None => Config::default(),
@@ -357,8 +459,15 @@ impl Config {
             "GATEHOUSE_MAX_CONCURRENCY" => {
                 self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;
             }
-            // Other variables (and other programs' GATEHOUSE_* settings, such
-            // as the control plane's) are not ours to refuse.
+            "GATEHOUSE_LOG" => {}
+            other if OTHER_PROGRAMS.iter().any(|p| other.starts_with(p)) => {}
+            other if other.starts_with("GATEHOUSE_") => {
+                return Err(bad(match nearest(other, ENV.iter().copied()) {
+                    Some(k) => format!("not a setting of the edge host; did you mean {k}?"),
+                    None => "not a setting of the edge host (see edge-host --help)".into(),
+                }));
+            }
+            // Variables of other programs altogether.
             _ => {}
         }
         Ok(())
@@ -392,6 +501,57 @@ mod tests {
         assert_eq!(c.bundles, [PathBuf::from("a.tar.gz")]);
         assert!(c.dev);
         assert_eq!(c.max_body_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_variables_and_keys_are_refused_with_the_nearest_name() {
+        // The typos the review found: each would have been ignored.
+        for (typo, meant) in [
+            (
+                "GATEHOUSE_MAX_STALENES_SECONDS",
+                "GATEHOUSE_MAX_STALENESS_SECONDS",
+            ),
+            ("GATEHOUSE_SOURCE", "GATEHOUSE_SOURCES"),
+            ("GATEHOUSE_TRUST_KEY", "GATEHOUSE_TRUST_KEYS"),
+        ] {
+            let e = Config::load(None, [(typo.to_owned(), "1".to_owned())]).unwrap_err();
+            let e = e.to_string();
+            assert!(
+                e.starts_with(typo) && e.contains(&format!("did you mean {meant}?")),
+                "{e}"
+            );
+        }
+        let e = Config::load(
+            None,
+            [("GATEHOUSE_WHATEVER_ELSE".to_owned(), "1".to_owned())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a setting"), "{e}");
+        // The control plane's, the tooling's, and other programs' are left.
+        for other in [
+            "GATEHOUSE_CP_DB",
+            "GATEHOUSE_TEST_POSTGRES",
+            "GATEHOUSE_MOTO_SERVER",
+            "PATH",
+        ] {
+            assert!(
+                Config::load(None, [(other.to_owned(), "x".to_owned())]).is_ok(),
+                "{other}"
+            );
+        }
+        // Every name in ENV is one apply_env knows (a bad value may be
+        // refused, but never as an unknown name).
+        for name in ENV {
+            if let Err(e) = Config::load(None, [((*name).to_owned(), "not-a-value".to_owned())]) {
+                assert!(!e.to_string().contains("not a setting"), "{name}: {e}");
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("gh-config-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.toml");
+        std::fs::write(&file, "max_stalenes_seconds = 60\n").unwrap();
+        let e = Config::load(Some(&file), []).unwrap_err().to_string();
+        assert!(e.contains("did you mean \"max_staleness_seconds\"?"), "{e}");
     }
 
     #[test]

@@ -180,6 +180,29 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// One user of a bulk insert ([`Tx::insert_users`]).
+#[derive(Clone)]
+pub struct NewUserRow {
+    /// The user, with groups and roles.
+    pub user: User,
+    /// What the lifecycle table remembers.
+    pub memory: Memory,
+    /// An imported password hash.
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for NewUserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUserRow")
+            .field("user", &self.user.id)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 /// A login challenge waiting for its answer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
@@ -503,6 +526,20 @@ pub trait Tx {
         memory: &Memory,
         password_hash: Option<&str>,
     ) -> Result<()>;
+    /// Store new users as [`Tx::insert_user`] does, in order; when one is
+    /// refused, its index and why (the transaction is then to be given
+    /// up). A backend may send them in bulk.
+    fn insert_users(
+        &mut self,
+        realm: &str,
+        users: &[NewUserRow],
+    ) -> std::result::Result<(), (usize, Error)> {
+        for (i, u) in users.iter().enumerate() {
+            self.insert_user(realm, &u.user, &u.memory, u.password_hash.as_deref())
+                .map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
     /// A user.
     fn user(&mut self, realm: &str, id: &str) -> Result<User>;
     /// The id of the user whose username (preferred) or email is `login`,

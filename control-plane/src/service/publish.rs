@@ -582,6 +582,10 @@ impl Service {
 
     /// Become the realm's publisher, waiting while another control plane
     /// is (it finishes, or its process dies and the lock goes with it).
+    /// The wait polls, backing off to 5 ms: every admin call that changes
+    /// a realm waits here with auto-publish, so the poll interval is part
+    /// of its latency (a wait in this process costs no database round
+    /// trip: the lock's holders in this process are known locally).
     async fn publisher(&self, realm: &str) -> Result<PublisherLock> {
         let deadline = std::time::Instant::now() + PUBLISHER_WAIT;
         let mut pause = std::time::Duration::from_millis(1);
@@ -596,7 +600,7 @@ impl Service {
                 )));
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
         }
     }
 

@@ -48,6 +48,7 @@ pub struct LocalIdentity {
     repo: Arc<dyn Repository>,
     issuer_base: String,
     token_ttl: i64,
+    hashing: password::Hashing,
 }
 
 impl LocalIdentity {
@@ -58,6 +59,7 @@ impl LocalIdentity {
             repo,
             issuer_base: issuer_base.trim_end_matches('/').to_owned(),
             token_ttl,
+            hashing: password::Hashing::default(),
         }
     }
 }
@@ -346,13 +348,13 @@ impl LocalIdentity {
         // The password is checked outside any transaction: Argon2 takes
         // tens of milliseconds. The attempt is counted already.
         let stored = found.as_ref().and_then(|(_, c)| c.password_hash.as_deref());
-        let verified = password::verify_async(&password, stored).await?;
+        let verified = self.hashing.verify(&password, stored).await?;
         let user_id = match (found, verified) {
             (Some((id, _)), password::Verified::Yes | password::Verified::YesUpgrade) => id,
             _ => return Err(bad_login()),
         };
         let upgraded = if verified == password::Verified::YesUpgrade {
-            Some(password::hash_async(&password).await?)
+            Some(self.hashing.hash(&password).await?)
         } else {
             None
         };
@@ -418,7 +420,7 @@ impl LocalIdentity {
                     Error::BadRequest("NEW_PASSWORD_REQUIRED is answered with new_password".into())
                 })?;
                 password::check(new, &[&user.username, &user.email])?;
-                let hash = password::hash_async(new).await?;
+                let hash = self.hashing.hash(new).await?;
                 self.repo
                     .write(move |tx| {
                         check_throttle(tx, &realm, &key, now)?;
@@ -578,7 +580,7 @@ impl IdentityProvider for LocalIdentity {
                 })
                 .await?;
             password::check(new_password, &[&user.username, &user.email])?;
-            let hash = password::hash_async(new_password).await?;
+            let hash = self.hashing.hash(new_password).await?;
             let (r, u) = (realm.to_owned(), user_id.to_owned());
             self.repo
                 .write(move |tx| {

@@ -3,10 +3,10 @@
 //! Argon2id at the next successful login. The rules a new password must
 //! meet are `domain::password`'s.
 //!
-//! Hashing is bounded: at most two hashes per core at once in this process
-//! ([`hash_async`], [`verify_async`]; beyond that [`Error::Busy`], which
-//! the API answers with 503 and `Retry-After`), each on the blocking pool
-//! (not a runtime worker); and no stored hash costlier than
+//! Hashing is bounded: at most two hashes per core at once per provider
+//! ([`Hashing`]; beyond that [`Error::Busy`], which the API answers with
+//! 503 and `Retry-After`), each on the blocking pool (not a runtime
+//! worker); and no stored hash costlier than
 //! `domain::password::check_hash` allows is ever verified.
 
 use crate::domain::error::{Error, Result};
@@ -79,46 +79,65 @@ pub fn verify(password: &str, stored: &str) -> Result<Verified> {
     })
 }
 
-/// Password hashes computed at once in this process, at most.
+/// Password hashes computed at once by one provider, at most.
 pub fn slots() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get) * 2
 }
 
-fn semaphore() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| tokio::sync::Semaphore::new(slots()))
+/// Where a provider hashes and verifies passwords: in a bounded number of
+/// slots, on the blocking pool; a call that finds every slot taken is
+/// refused at once with [`Error::Busy`].
+#[derive(Debug, Clone)]
+pub struct Hashing {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
-/// Run `f` (a hash or a verification) in a free slot on the blocking pool,
-/// or refuse at once when every slot is taken.
-async fn in_slot<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    let _slot = semaphore().try_acquire().map_err(|_| Error::Busy {
-        what: "too many password checks at once",
-        retry_after: 1,
-    })?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("password hashing: {e}")))?
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing::new(slots())
+    }
 }
 
-/// [`hash`] in a slot.
-pub async fn hash_async(password: &str) -> Result<String> {
-    let p = password.to_owned();
-    in_slot(move || hash(&p)).await
-}
-
-/// [`verify`] in a slot; without a stored hash, [`verify_nothing`] (the
-/// same time spent, so an unknown username answers as slowly).
-pub async fn verify_async(password: &str, stored: Option<&str>) -> Result<Verified> {
-    let (p, s) = (password.to_owned(), stored.map(str::to_owned));
-    in_slot(move || match s {
-        Some(s) => verify(&p, &s),
-        None => {
-            verify_nothing(&p);
-            Ok(Verified::No)
+impl Hashing {
+    /// At most `slots` hashes at once.
+    pub fn new(slots: usize) -> Hashing {
+        Hashing {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(slots)),
         }
-    })
-    .await
+    }
+
+    async fn in_slot<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _slot = self.slots.try_acquire().map_err(|_| Error::Busy {
+            what: "too many password checks at once",
+            retry_after: 1,
+        })?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Internal(format!("password hashing: {e}")))?
+    }
+
+    /// [`hash`] in a slot.
+    pub async fn hash(&self, password: &str) -> Result<String> {
+        let p = password.to_owned();
+        self.in_slot(move || hash(&p)).await
+    }
+
+    /// [`verify`] in a slot; without a stored hash, [`verify_nothing`] (the
+    /// same time spent, so an unknown username answers as slowly).
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verified> {
+        let (p, s) = (password.to_owned(), stored.map(str::to_owned));
+        self.in_slot(move || match s {
+            Some(s) => verify(&p, &s),
+            None => {
+                verify_nothing(&p);
+                Ok(Verified::No)
+            }
+        })
+        .await
+    }
 }
 
 /// Spend the time of one verification without a user, so an unknown
@@ -151,20 +170,21 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashing_beyond_its_slots_is_refused_at_once() {
-        let n = u32::try_from(slots()).unwrap();
-        let all = semaphore().try_acquire_many(n).unwrap();
+        let hashing = Hashing::new(2);
+        let all = hashing.slots.clone().try_acquire_many_owned(2).unwrap();
         assert!(matches!(
-            hash_async("correct horse battery staple").await,
+            hashing.hash("correct horse battery staple").await,
             Err(Error::Busy { retry_after: 1, .. })
         ));
         assert!(matches!(
-            verify_async("x", None).await,
+            hashing.verify("x", None).await,
             Err(Error::Busy { .. })
         ));
         drop(all);
-        let h = hash_async("correct horse battery staple").await.unwrap();
+        let h = hashing.hash("correct horse battery staple").await.unwrap();
         assert_eq!(
-            verify_async("correct horse battery staple", Some(&h))
+            hashing
+                .verify("correct horse battery staple", Some(&h))
                 .await
                 .unwrap(),
             Verified::Yes

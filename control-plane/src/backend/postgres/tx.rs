@@ -12,8 +12,8 @@ use crate::domain::realm::Realm;
 use crate::domain::throttle::Throttle;
 use crate::domain::user::{Search, SearchKey, User};
 use crate::ports::repository::{
-    Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
-    Taken, Tx,
+    Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, Session, StoredKey,
+    TableSpec, Taken, Tx,
 };
 use deadpool_postgres::Transaction;
 use pdp_core::{Memory, Transition, UserRecord, UserState};
@@ -136,6 +136,150 @@ impl<'t, 'c> PgTx<'t, 'c> {
     fn exists(&mut self, realm: &str, sql: &str, params: Params<'_>) -> Result<bool> {
         Ok(self.row(realm, sql, params)?.is_some())
     }
+}
+
+/// `INSERT INTO table (columns) VALUES (...), (...), ...` of `rows`, in
+/// statements of at most `per` rows (PostgreSQL takes 65,535 parameters).
+async fn insert_rows(
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<&(dyn ToSql + Sync)>],
+    per: usize,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    for chunk in rows.chunks(per.max(1)) {
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * columns.len());
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.iter().enumerate() {
+                if j > 0 {
+                    sql.push_str(", ");
+                }
+                params.push(*value);
+                sql.push_str(&format!("${}", params.len()));
+            }
+            sql.push(')');
+        }
+        let stmt = tx.prepare_cached(&sql).await?;
+        tx.execute(&stmt, &params).await?;
+    }
+    Ok(())
+}
+
+/// The rows of [`Tx::insert_users`] for `users`: the users, their groups
+/// and roles, and imported password hashes.
+async fn bulk_insert_users(
+    tx: &Transaction<'_>,
+    realm: &str,
+    users: &[NewUserRow],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    struct Owned {
+        username_lc: String,
+        email_lc: String,
+        attrs: String,
+    }
+    let owned: Vec<Owned> = users
+        .iter()
+        .map(|u| Owned {
+            username_lc: u.user.username.to_lowercase(),
+            email_lc: u.user.email.to_lowercase(),
+            attrs: serde_json::to_string(&u.user.attrs).unwrap_or_default(),
+        })
+        .collect();
+    let states: Vec<(&str, Option<&str>, Option<&str>)> = users
+        .iter()
+        .map(|u| {
+            (
+                u.user.state.as_str(),
+                u.memory.suspended_from.map(UserState::as_str),
+                u.memory.deleted_from.map(UserState::as_str),
+            )
+        })
+        .collect();
+    let realm: &(dyn ToSql + Sync) = &realm;
+    let user_rows: Vec<Vec<&(dyn ToSql + Sync)>> = users
+        .iter()
+        .zip(&owned)
+        .zip(&states)
+        .map(|((u, o), s)| {
+            vec![
+                realm,
+                &u.user.id as &(dyn ToSql + Sync),
+                &u.user.username,
+                &o.username_lc,
+                &u.user.email,
+                &o.email_lc,
+                &s.0,
+                &o.attrs,
+                &u.user.tokens_valid_after,
+                &u.user.created_at,
+                &u.user.updated_at,
+                &s.1,
+                &s.2,
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "users",
+        &[
+            "realm",
+            "id",
+            "username",
+            "username_lc",
+            "email",
+            "email_lc",
+            "state",
+            "attrs",
+            "tokens_valid_after",
+            "created_at",
+            "updated_at",
+            "suspended_from",
+            "deleted_from",
+        ],
+        &user_rows,
+        1000,
+    )
+    .await?;
+    let mut groups: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::new();
+    let mut roles: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::new();
+    let mut hashes: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::new();
+    for u in users {
+        for g in &u.user.groups {
+            groups.push(vec![realm, &u.user.id, g]);
+        }
+        for r in &u.user.roles {
+            roles.push(vec![realm, &u.user.id, r]);
+        }
+        if let Some(h) = &u.password_hash {
+            hashes.push(vec![realm, &u.user.id, h]);
+        }
+    }
+    insert_rows(
+        tx,
+        "user_groups",
+        &["realm", "user_id", "group_id"],
+        &groups,
+        5000,
+    )
+    .await?;
+    insert_rows(
+        tx,
+        "user_roles",
+        &["realm", "user_id", "role_id"],
+        &roles,
+        5000,
+    )
+    .await?;
+    insert_rows(
+        tx,
+        "credentials",
+        &["realm", "user_id", "password_hash"],
+        &hashes,
+        5000,
+    )
+    .await
 }
 
 fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
@@ -448,6 +592,43 @@ impl Tx for PgTx<'_, '_> {
             )?;
         }
         Ok(())
+    }
+
+    fn insert_users(
+        &mut self,
+        realm: &str,
+        users: &[NewUserRow],
+    ) -> std::result::Result<(), (usize, Error)> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        self.w().map_err(|e| (0, e))?;
+        self.enter(realm).map_err(|e| (0, e))?;
+        // The whole batch in a few multi-row statements; if any is
+        // refused, back to the savepoint and one user at a time, to say
+        // which.
+        let tx = self.tx;
+        let bulk = self.rt.block_on(async {
+            tx.batch_execute("SAVEPOINT gatehouse_bulk").await?;
+            bulk_insert_users(tx, realm, users).await?;
+            tx.batch_execute("RELEASE SAVEPOINT gatehouse_bulk").await
+        });
+        match bulk {
+            Ok(()) => Ok(()),
+            Err(bulk_error) => {
+                self.rt
+                    .block_on(tx.batch_execute("ROLLBACK TO SAVEPOINT gatehouse_bulk"))
+                    .map_err(|e| (0, super::pg_err(e)))?;
+                for (i, u) in users.iter().enumerate() {
+                    self.insert_user(realm, &u.user, &u.memory, u.password_hash.as_deref())
+                        .map_err(|e| (i, e))?;
+                }
+                // One at a time went through (the bulk error was of the
+                // statement, not of a user): the users are in.
+                tracing::debug!(error = %bulk_error, "bulk user insert retried one by one");
+                Ok(())
+            }
+        }
     }
 
     fn user(&mut self, realm: &str, id: &str) -> Result<User> {
