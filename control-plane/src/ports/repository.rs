@@ -670,6 +670,9 @@ pub trait Tx {
     fn record_change(&mut self, realm: &str, change: Change, now: i64) -> Result<()>;
     /// What waits to be published, or `None`.
     fn pending(&mut self, realm: &str) -> Result<Option<Pending>>;
+    /// Whether any change up to `seq` (a [`Pending::upto`]) still waits to
+    /// be published.
+    fn unpublished_through(&mut self, realm: &str, seq: i64) -> Result<bool>;
     /// How many changes wait.
     fn pending_count(&mut self, realm: &str) -> Result<u64>;
     /// When the oldest waiting change was committed, unix seconds.

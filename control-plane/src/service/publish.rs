@@ -256,10 +256,21 @@ impl Service {
     /// Publish what changed since the last publish: the first publish (or
     /// a bulk change of every user) writes a snapshot, every other a delta.
     /// With nothing pending it changes nothing.
+    ///
+    /// When another control plane is publishing the realm, it waits until
+    /// either it becomes the publisher or everything committed before the
+    /// call has been published by the other one (then it returns at once
+    /// with nothing written): a publisher that keeps the lock busy with
+    /// its own changes publishes ours too, and we do not wait our turn for
+    /// nothing.
     pub(super) async fn publish_now(&self, realm: &str) -> Result<Published> {
         let started = std::time::Instant::now();
-        let out = match self.publisher(realm).await {
-            Ok(_lock) => self.publish_inner(realm).await,
+        let out = match self.publisher_unless_covered(realm).await {
+            Ok(Some(_lock)) => self.publish_inner(realm).await,
+            Ok(None) => {
+                let revision = self.head(realm).await?.map_or(0, |(h, _)| h.revision);
+                Ok(Published::none(realm, revision, None))
+            }
             Err(e) => Err(e),
         };
         match &out {
@@ -578,6 +589,47 @@ impl Service {
             .await?;
         let _lock = self.publisher(realm).await?;
         self.compact_now(realm).await
+    }
+
+    /// [`Service::publisher`], or `None` as soon as what was pending when
+    /// the lock was first found taken has been published by its holder.
+    async fn publisher_unless_covered(&self, realm: &str) -> Result<Option<PublisherLock>> {
+        if let Some(lock) = self.repo.lock_publisher(realm).await? {
+            return Ok(Some(lock));
+        }
+        let r = realm.to_owned();
+        let Some(target) = self
+            .repo
+            .read(move |tx| Ok(tx.pending(&r)?.map(|p| p.upto)))
+            .await?
+        else {
+            // Nothing waits (the first publish of a realm is a snapshot
+            // of nothing pending, so still become the publisher).
+            return self.publisher(realm).await.map(Some);
+        };
+        let deadline = std::time::Instant::now() + PUBLISHER_WAIT;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+            if let Some(lock) = self.repo.lock_publisher(realm).await? {
+                return Ok(Some(lock));
+            }
+            let r = realm.to_owned();
+            let waiting = self
+                .repo
+                .read(move |tx| tx.unpublished_through(&r, target))
+                .await?;
+            if !waiting {
+                return Ok(None);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Publish(format!(
+                    "realm {realm:?}: another control plane has been publishing it for over {} s",
+                    PUBLISHER_WAIT.as_secs()
+                )));
+            }
+        }
     }
 
     /// Become the realm's publisher, waiting while another control plane

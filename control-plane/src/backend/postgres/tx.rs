@@ -1399,6 +1399,15 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn unpublished_through(&mut self, realm: &str, seq: i64) -> Result<bool> {
+        self.row(
+            realm,
+            "SELECT EXISTS (SELECT 1 FROM changes WHERE realm = $1 AND seq <= $2)",
+            &[&realm, &seq],
+        )?
+        .map_or(Ok(false), |r| get(&r, 0))
+    }
+
     fn pending(&mut self, realm: &str) -> Result<Option<Pending>> {
         let upto: Option<i64> = self
             .row(

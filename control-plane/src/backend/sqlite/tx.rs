@@ -1151,6 +1151,17 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn unpublished_through(&mut self, realm: &str, seq: i64) -> Result<bool> {
+        self.tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM changes
+                                WHERE realm = ?1 AND published_rev IS NULL AND seq <= ?2)",
+                params![realm, seq],
+                |r| r.get(0),
+            )
+            .sql()
+    }
+
     fn pending(&mut self, realm: &str) -> Result<Option<Pending>> {
         let upto: Option<i64> = self
             .tx
