@@ -185,11 +185,22 @@ impl Keyring {
     /// realms); returns its key id. A key added both ways is bound.
     pub fn add_pem_for(&mut self, pem: &str, realm: &str) -> Result<String, SignatureError> {
         let kid = self.add_pem(pem)?;
+        self.bind(&kid, realm);
+        Ok(kid)
+    }
+
+    /// Trust a key for `realm` only, as [`Keyring::add_pem_for`].
+    pub fn add_for(&mut self, key: VerifyingKey, realm: &str) -> String {
+        let kid = self.add(key);
+        self.bind(&kid, realm);
+        kid
+    }
+
+    fn bind(&mut self, kid: &str, realm: &str) {
         self.realms
-            .entry(kid.clone())
+            .entry(kid.to_owned())
             .or_default()
             .insert(realm.to_owned());
-        Ok(kid)
     }
 
     /// Whether the key `kid` may sign bundles of `realm`.

@@ -28,6 +28,11 @@ pub struct Options {
     /// Trusted bundle-signing keys, SPKI PEM (`pdp keygen` writes these).
     #[serde(default, alias = "trustKeys")]
     pub trust_keys: Vec<String>,
+    /// The realm this engine serves: when given, the keys are trusted for
+    /// bundles of that realm only (another realm's bundle signed with one
+    /// of them is refused, `key_not_for_realm`).
+    #[serde(default)]
+    pub realm: Option<String>,
     /// Trusted bundle-signing keys as a JWKS (`{"keys": [{"kty": "OKP",
     /// "crv": "Ed25519", "x": ...}]}`).
     #[serde(default)]
@@ -143,8 +148,11 @@ impl Options {
     fn keyring(&self) -> Result<Keyring, Failure> {
         let mut ring = Keyring::new();
         for (i, pem) in self.trust_keys.iter().enumerate() {
-            ring.add_pem(pem)
-                .map_err(|e| Failure::new("invalid_options", format!("trust_keys[{i}]: {e}")))?;
+            match &self.realm {
+                Some(realm) => ring.add_pem_for(pem, realm),
+                None => ring.add_pem(pem),
+            }
+            .map_err(|e| Failure::new("invalid_options", format!("trust_keys[{i}]: {e}")))?;
         }
         if let Some(jwks) = &self.jwks {
             for (i, jwk) in jwks.keys.iter().enumerate() {
@@ -160,7 +168,10 @@ impl Options {
                     .ok_or_else(|| bad("x is not 32 base64url bytes"))?;
                 let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                     .map_err(|e| bad(&format!("x: {e}")))?;
-                let kid = ring.add(key);
+                let kid = match &self.realm {
+                    Some(realm) => ring.add_for(key, realm),
+                    None => ring.add(key),
+                };
                 if let Some(want) = &jwk.kid
                     && *want != kid
                 {
@@ -432,6 +443,22 @@ mod tests {
         let wrong_kid = serde_json::json!({"jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1"}]}});
         let e = Pdp::load(&bytes, wrong_kid.to_string().as_bytes()).unwrap_err();
         assert_eq!(e.kind, "invalid_options");
+        // Keys bound to the realm the engine serves: a bundle of another
+        // realm signed with them is refused.
+        let ours = serde_json::json!({ "trust_keys": [pem], "realm": "default" }).to_string();
+        assert!(Pdp::load(&bytes, ours.as_bytes()).is_ok());
+        let theirs = serde_json::json!({ "trust_keys": [pem], "realm": "globex" }).to_string();
+        assert_eq!(
+            Pdp::load(&bytes, theirs.as_bytes()).unwrap_err().kind,
+            "key_not_for_realm"
+        );
+        let theirs = serde_json::json!({"realm": "globex", "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x}]}});
+        assert_eq!(
+            Pdp::load(&bytes, theirs.to_string().as_bytes())
+                .unwrap_err()
+                .kind,
+            "key_not_for_realm"
+        );
         // Nothing trusted and not dev: refused before the bundle is read.
         assert_eq!(Pdp::load(&bytes, b"").unwrap_err().kind, "invalid_options");
         // Unsigned bundle with a keyring: refused even with dev.

@@ -63,6 +63,8 @@ export interface LoadOptions {
   trustKeys?: string[];
   /** Trusted bundle-signing keys as a JWKS. */
   jwks?: { keys: Jwk[] };
+  /** The realm served: the keys then sign bundles of that realm only. */
+  realm?: string;
   limits?: Limits;
   /** Largest request accepted, bytes (default 1 MiB). */
   max_request_bytes?: number;
