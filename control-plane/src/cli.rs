@@ -350,6 +350,14 @@ pub enum UserCmd {
         /// User id.
         id: String,
     },
+    /// Issue a password-reset code (prints it for delivery; 15 minutes, 5
+    /// wrong answers) to an Active user or one who must reset.
+    ResetCode {
+        /// Realm.
+        realm: String,
+        /// User id.
+        id: String,
+    },
     /// Start TOTP enrolment; prints the secret and the otpauth URI.
     TotpEnroll {
         /// Realm.
@@ -761,6 +769,9 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
                 json_of(&s.user(op, &realm, &id).await?)
             }
             UserCmd::Invite { realm, id } => json_of(&s.start_verification(op, &realm, &id).await?),
+            UserCmd::ResetCode { realm, id } => {
+                json_of(&s.start_password_reset(op, &realm, &id).await?)
+            }
             UserCmd::TotpEnroll { realm, id } => json_of(&s.totp_enroll(op, &realm, &id).await?),
             UserCmd::TotpConfirm { realm, id, code } => {
                 s.totp_confirm(op, &realm, &id, &code).await?;

@@ -1259,6 +1259,70 @@ fn policies_schema_entities_keys_and_bundles() {
 }
 
 #[test]
+fn a_password_reset_through_the_api() {
+    let h = Harness::new();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let id = ok(
+        &h.root(
+            "POST",
+            "/v1/realms/acme/users",
+            Some(json!({"email": "ann@acme.io", "username": "ann"})),
+        ),
+        StatusCode::CREATED,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/realms/acme/users/{id}/password-reset");
+    // A Created user gets no reset code; only administrators issue them.
+    problem(&h.root("POST", &path, None), StatusCode::CONFLICT);
+    ok(
+        &h.root(
+            "POST",
+            &format!("/v1/realms/acme/users/{id}/lifecycle/verify"),
+            None,
+        ),
+        StatusCode::OK,
+    );
+    problem(&h.call("POST", &path, None, None), StatusCode::UNAUTHORIZED);
+    let code = ok(&h.root("POST", &path, None), StatusCode::CREATED)["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let confirm = |code: &str, pw: &str| {
+        h.call(
+            "POST",
+            "/realms/acme/password-reset",
+            None,
+            Some(json!({"username": "ann", "code": code, "new_password": pw})),
+        )
+    };
+    problem(
+        &confirm("not-the-code", "ann passphrase 2"),
+        StatusCode::UNAUTHORIZED,
+    );
+    problem(
+        &h.call(
+            "POST",
+            "/realms/acme/password-reset",
+            None,
+            Some(json!({"username": "ann", "code": code})),
+        ),
+        StatusCode::BAD_REQUEST,
+    );
+    let r = confirm(&code, "ann passphrase 2");
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+    h.token("acme", "ann", "ann passphrase 2");
+    problem(
+        &confirm(&code, "ann passphrase 3"),
+        StatusCode::UNAUTHORIZED,
+    );
+}
+
+#[test]
 fn login_endpoint_refusals_and_throttling() {
     let h = Harness::new();
     let login = |pw: &str| {

@@ -236,21 +236,139 @@ async fn temporary_password_and_required_reset_are_challenges_that_activate() {
     assert!(login(&cp, "frank", "temporary-pass-1", NOW).await.is_err());
     tokens(login(&cp, "frank", PW, NOW).await);
 
-    // Reset required: the old password only opens the challenge.
+    // Reset required: the old password opens nothing any more.
     cp.service
         .lifecycle(OP, "acme", &frank, LifecycleAction::RequirePasswordReset)
         .await
         .unwrap();
-    let (name, session) = challenge(login(&cp, "frank", PW, NOW + 1).await);
+    assert!(matches!(
+        login(&cp, "frank", PW, NOW + 1).await,
+        Err(Error::Forbidden(_))
+    ));
+    // An administrator's temporary password does, to the challenge only,
+    // and the new password may not be the temporary one.
+    cp.at(NOW + 1)
+        .set_password(OP, "acme", &frank, "temporary-pass-2", true)
+        .await
+        .unwrap();
+    let (name, session) = challenge(login(&cp, "frank", "temporary-pass-2", NOW + 2).await);
     assert_eq!(name, ChallengeName::NewPasswordRequired);
+    assert!(matches!(
+        respond(&cp, &answer(&session, "temporary-pass-2"), NOW + 2).await,
+        Err(Error::Invalid { .. })
+    ));
     // Expired sessions are refused.
+    let (_, session) = challenge(login(&cp, "frank", "temporary-pass-2", NOW + 2).await);
     assert!(matches!(
         respond(&cp, &answer(&session, "a brand new passphrase"), NOW + 1000).await,
         Err(Error::Unauthenticated(_))
     ));
-    let (_, session) = challenge(login(&cp, "frank", PW, NOW + 1).await);
-    tokens(respond(&cp, &answer(&session, "a brand new passphrase"), NOW + 2).await);
+    let (_, session) = challenge(login(&cp, "frank", "temporary-pass-2", NOW + 1000).await);
+    tokens(respond(&cp, &answer(&session, "a brand new passphrase"), NOW + 1001).await);
     assert_eq!(state(&cp, &frank).await, UserState::Active);
+}
+
+#[tokio::test]
+async fn a_required_reset_is_completed_with_a_reset_code_and_a_new_password() {
+    let cp = realm().await;
+    let s = &cp.service;
+    let gus = user(&cp, "gus", true).await;
+    s.set_password(OP, "acme", &gus, PW, false).await.unwrap();
+    tokens(login(&cp, "gus", PW, NOW).await);
+    cp.at(NOW)
+        .lifecycle(OP, "acme", &gus, LifecycleAction::RequirePasswordReset)
+        .await
+        .unwrap();
+    assert!(matches!(
+        login(&cp, "gus", PW, NOW + 1).await,
+        Err(Error::Forbidden(_))
+    ));
+    let code = cp
+        .at(NOW + 1)
+        .start_password_reset(OP, "acme", &gus)
+        .await
+        .unwrap();
+    assert_eq!(code.expires_at, NOW + 1 + VERIFICATION_TTL);
+    let confirm = |t: i64, code: &str, pw: &str| {
+        let (s, code, pw) = (cp.at(t), code.to_owned(), pw.to_owned());
+        async move {
+            s.confirm_password_reset("acme", "gus@acme.io", &code, &pw)
+                .await
+        }
+    };
+    let wrong = if code.code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    assert!(matches!(
+        confirm(NOW + 2, wrong, "a brand new passphrase").await,
+        Err(Error::Unauthenticated(_))
+    ));
+    // The old password again: refused, and the code stays good.
+    assert!(matches!(
+        confirm(NOW + 2, &code.code, PW).await,
+        Err(Error::Invalid { .. })
+    ));
+    // Expired: refused.
+    assert!(matches!(
+        confirm(
+            NOW + 2 + VERIFICATION_TTL,
+            &code.code,
+            "a brand new passphrase"
+        )
+        .await,
+        Err(Error::Unauthenticated(_))
+    ));
+    confirm(NOW + 3, &code.code, "a brand new passphrase")
+        .await
+        .unwrap();
+    assert_eq!(state(&cp, &gus).await, UserState::Active);
+    assert!(login(&cp, "gus", PW, NOW + 4).await.is_err());
+    tokens(login(&cp, "gus", "a brand new passphrase", NOW + 4).await);
+    // Spent: the same code does not set another password.
+    assert!(matches!(
+        confirm(NOW + 5, &code.code, "yet another passphrase").await,
+        Err(Error::Unauthenticated(_))
+    ));
+    // Five wrong answers void a code; an unknown name is refused alike.
+    let again = cp
+        .at(NOW + 10)
+        .start_password_reset(OP, "acme", &gus)
+        .await
+        .unwrap();
+    let wrong = if again.code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for i in 0..VERIFICATION_ATTEMPTS {
+        assert!(matches!(
+            confirm(NOW + 100 + 100 * i, wrong, "yet another passphrase").await,
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+    assert!(matches!(
+        confirm(NOW + 700, &again.code, "yet another passphrase").await,
+        Err(Error::Unauthenticated(_))
+    ));
+    assert!(matches!(
+        cp.at(NOW + 700)
+            .confirm_password_reset(
+                "acme",
+                "nobody@acme.io",
+                "12345678",
+                "yet another passphrase"
+            )
+            .await,
+        Err(Error::Unauthenticated(_))
+    ));
+    // Codes are for Active users and users who must reset only.
+    let new = user(&cp, "hal", false).await;
+    assert!(matches!(
+        cp.at(NOW).start_password_reset(OP, "acme", &new).await,
+        Err(Error::Conflict(_))
+    ));
 }
 
 #[tokio::test]

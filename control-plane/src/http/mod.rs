@@ -286,6 +286,50 @@ async fn start_verification(
     Ok(created(s.start_verification(&caller, &realm, &id).await?))
 }
 
+/// Issue a password-reset code to an Active user or one who must reset
+/// their password. The control plane sends no mail: the caller delivers
+/// the code; the user sets a new password with it at
+/// `POST /realms/{realm}/password-reset`. It lives 15 minutes and dies
+/// after 5 wrong answers.
+#[utoipa::path(post, path = "/v1/realms/{realm}/users/{id}/password-reset", tag = "users",
+    params(("realm" = String, Path), ("id" = String, Path)),
+    responses((status = 201, body = VerificationCode), (status = "4XX", body = Problem)))]
+async fn start_password_reset(
+    State(s): St,
+    caller: Caller,
+    Path((realm, id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<VerificationCode>)> {
+    Ok(created(s.start_password_reset(&caller, &realm, &id).await?))
+}
+
+/// A new password, with the reset code that allows it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// Username or email.
+    pub username: String,
+    /// The code from `POST /v1/realms/{realm}/users/{id}/password-reset`.
+    pub code: String,
+    /// The new password (the realm's password rules; not the old one).
+    pub new_password: String,
+}
+
+/// Set a new password with a reset code. A user who had to reset their
+/// password becomes Active; any other user's sessions end.
+#[utoipa::path(post, path = "/realms/{realm}/password-reset", tag = "identity",
+    security(()), params(("realm" = String, Path)), request_body = PasswordResetRequest,
+    responses((status = 204, description = "The new password is set"), (status = "4XX", body = Problem)))]
+async fn confirm_password_reset(
+    State(s): St,
+    Path(realm): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<StatusCode> {
+    let r: PasswordResetRequest = body(&bytes)?;
+    s.confirm_password_reset(&realm, &r.username, &r.code, &r.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A TOTP code.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -997,6 +1041,8 @@ fn routes() -> (Router<Arc<Service>>, utoipa::openapi::OpenApi) {
         .routes(routes!(lifecycle))
         .routes(routes!(set_password))
         .routes(routes!(start_verification))
+        .routes(routes!(start_password_reset))
+        .routes(routes!(confirm_password_reset))
         .routes(routes!(totp_enroll, totp_remove))
         .routes(routes!(totp_confirm))
         .routes(routes!(add_user_group, remove_user_group))

@@ -225,6 +225,40 @@ pub trait IdentityProvider: Send + Sync {
         user_id: &'a str,
         now: i64,
     ) -> BoxFuture<'a, Result<VerificationCode>>;
+    /// Issue a one-time password-reset code to a user who must reset
+    /// their password (or forgot it); the caller delivers it. A provider
+    /// without reset codes refuses.
+    fn start_password_reset<'a>(
+        &'a self,
+        realm: &'a str,
+        user_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<VerificationCode>> {
+        let _ = (realm, user_id, now);
+        Box::pin(async move {
+            Err(Error::Conflict(format!(
+                "the {} identity provider issues no reset codes here",
+                self.name()
+            )))
+        })
+    }
+    /// Set a new password with a reset code (the login names the user).
+    fn confirm_password_reset<'a>(
+        &'a self,
+        realm: &'a str,
+        login: &'a str,
+        code: &'a str,
+        new_password: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (realm, login, code, new_password, now);
+        Box::pin(async move {
+            Err(Error::Conflict(format!(
+                "the {} identity provider takes no reset codes here",
+                self.name()
+            )))
+        })
+    }
     /// Start TOTP enrolment.
     fn totp_enroll<'a>(
         &'a self,

@@ -41,4 +41,23 @@ impl Service {
         }
         result
     }
+
+    /// Set a new password with a reset code (no admin authorization: the
+    /// code is the proof). A required reset is then complete, and the
+    /// change is published.
+    pub async fn confirm_password_reset(
+        &self,
+        realm: &str,
+        login: &str,
+        code: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        let idp = self.identity_of(realm).await?;
+        self.identity_result(
+            idp.confirm_password_reset(realm, login, code, new_password, self.now())
+                .await,
+        )?;
+        self.changed(realm).await;
+        Ok(())
+    }
 }

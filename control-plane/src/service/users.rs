@@ -172,6 +172,22 @@ impl Service {
         Ok(())
     }
 
+    /// Issue a password-reset code to an Active user or one who must reset
+    /// their password (15 minutes, 5 wrong answers). The caller delivers
+    /// it; the user sets a new password with it at
+    /// [`Service::confirm_password_reset`].
+    pub async fn start_password_reset(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        id: &str,
+    ) -> Result<VerificationCode> {
+        self.authorize(caller, AdminAction::UserSetPassword, Some(realm))
+            .await?;
+        let idp = self.identity_of(realm).await?;
+        self.identity_result(idp.start_password_reset(realm, id, self.now()).await)
+    }
+
     /// Send a Created or Unverified user a new email verification code (a
     /// Created user becomes Unverified). The caller delivers the code.
     pub async fn start_verification(

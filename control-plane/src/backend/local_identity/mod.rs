@@ -6,9 +6,13 @@
 //! repository port.
 //!
 //! Only an Active user gets tokens. A user whose password is temporary
-//! (set by an administrator) or who must reset it gets the
-//! `NEW_PASSWORD_REQUIRED` challenge and nothing else; answering it makes
-//! them Active (complete-password-reset, or verify for a Created user).
+//! (set by an administrator) gets the `NEW_PASSWORD_REQUIRED` challenge
+//! and nothing else; answering it makes them Active (complete-password-
+//! reset, or verify for a Created user). A user who must reset their
+//! password is refused with their old one: they set a new one with a
+//! reset code (`start_password_reset`, `confirm_password_reset`; 15
+//! minutes, 5 wrong answers), or log in with a temporary password an
+//! administrator set. A new password may not be the one it replaces.
 //! An Unverified user (one sent a verification code) gets the
 //! `EMAIL_VERIFICATION` challenge and nothing else; the right code makes
 //! them Active. Created users without a temporary password, and Suspended,
@@ -203,8 +207,16 @@ fn next_step(
 ) -> Result<LoginResult> {
     let now = grant.now;
     match user.state {
-        UserState::PasswordResetRequired => {
+        // The old password does not open a required reset: only a
+        // temporary one an administrator set, or a reset code
+        // (`confirm_password_reset`), does.
+        UserState::PasswordResetRequired if creds.new_password_required => {
             return new_session(tx, realm, &user.id, ChallengeName::NewPasswordRequired, now);
+        }
+        UserState::PasswordResetRequired => {
+            return Err(Error::Forbidden(
+                "a password reset is required: set a new password with a reset code".into(),
+            ));
         }
         UserState::Created if creds.new_password_required => {
             return new_session(tx, realm, &user.id, ChallengeName::NewPasswordRequired, now);
@@ -386,6 +398,112 @@ impl LocalIdentity {
             .await
     }
 
+    /// A new password may not be the one it replaces.
+    async fn refuse_reuse(&self, new: &str, current: Option<&str>) -> Result<()> {
+        let Some(current) = current else {
+            return Ok(());
+        };
+        match self.hashing.verify(new, Some(current)).await? {
+            password::Verified::No => Ok(()),
+            _ => Err(Error::Invalid {
+                what: "password".into(),
+                diagnostics: vec![crate::domain::error::Diagnostic {
+                    subject: "password".into(),
+                    message: "must differ from the password it replaces".into(),
+                    line: None,
+                    column: None,
+                }],
+            }),
+        }
+    }
+
+    async fn confirm_reset_now(
+        &self,
+        realm: String,
+        login: String,
+        code: String,
+        new_password: String,
+        now: i64,
+    ) -> Result<()> {
+        let wrong = || Error::Unauthenticated("wrong or expired reset code".into());
+        let login_lc = login.to_lowercase();
+        let (r, l, c) = (realm.clone(), login_lc.clone(), code.clone());
+        // Checked and counted in one write: the code, the user's throttle.
+        let found = self
+            .repo
+            .write(move |tx| {
+                tx.live_realm(&r)?;
+                let id = tx.user_id_by_login(&r, &l)?;
+                let key = throttle_key(id.as_deref(), &l);
+                check_throttle(tx, &r, &key, now)?;
+                let Some(id) = id else {
+                    record_failure(tx, &r, &key, now)?;
+                    return Ok(None);
+                };
+                let user = tx.user(&r, &id)?;
+                let mut creds = tx.credentials(&r, &id)?;
+                let resettable = matches!(
+                    user.state,
+                    UserState::PasswordResetRequired | UserState::Active
+                );
+                let good = resettable
+                    && creds
+                        .verify_code_hash
+                        .as_deref()
+                        .is_some_and(|h| h == code_hash(&c))
+                    && now <= creds.verify_expires;
+                if !good {
+                    record_failure(tx, &r, &key, now)?;
+                    if resettable && creds.verify_code_hash.is_some() {
+                        creds.verify_attempts += 1;
+                        if creds.verify_attempts >= VERIFICATION_ATTEMPTS {
+                            creds.verify_code_hash = None;
+                            creds.verify_expires = 0;
+                        }
+                        tx.put_credentials(&r, &id, &creds)?;
+                    }
+                    return Ok(None);
+                }
+                Ok(Some((id, user, creds.password_hash)))
+            })
+            .await?;
+        let Some((id, user, current)) = found else {
+            return Err(wrong());
+        };
+        // The code is good; the new password must be too (the code stays
+        // valid until a good one is given).
+        password::check(&new_password, &[&user.username, &user.email])?;
+        self.refuse_reuse(&new_password, current.as_deref()).await?;
+        let hash = self.hashing.hash(&new_password).await?;
+        let (r, key) = (realm.clone(), throttle_key(Some(&id), &login_lc));
+        self.repo
+            .write(move |tx| {
+                let mut creds = tx.credentials(&r, &id)?;
+                // Spent by a concurrent confirmation meanwhile: refused.
+                if creds.verify_code_hash.as_deref() != Some(code_hash(&code).as_str()) {
+                    return Err(wrong());
+                }
+                creds.password_hash = Some(hash);
+                creds.new_password_required = false;
+                creds.verify_code_hash = None;
+                creds.verify_expires = 0;
+                creds.verify_attempts = 0;
+                tx.put_credentials(&r, &id, &creds)?;
+                tx.put_throttle(&r, &key, None)?;
+                // A required reset is complete; a forgotten password's new
+                // one ends every session, as a password an admin sets does.
+                let action = match tx.user(&r, &id)?.state {
+                    UserState::PasswordResetRequired => LifecycleAction::CompletePasswordReset,
+                    _ => LifecycleAction::SignOutEverywhere,
+                };
+                match tx.lifecycle(&r, &id, action, now) {
+                    Ok(_) | Err(Error::Lifecycle(_)) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+    }
+
     async fn respond_now(
         &self,
         realm: String,
@@ -420,6 +538,12 @@ impl LocalIdentity {
                     Error::BadRequest("NEW_PASSWORD_REQUIRED is answered with new_password".into())
                 })?;
                 password::check(new, &[&user.username, &user.email])?;
+                let (r, u) = (realm.clone(), user.id.clone());
+                let current = self
+                    .repo
+                    .read(move |tx| Ok(tx.credentials(&r, &u)?.password_hash))
+                    .await?;
+                self.refuse_reuse(new, current.as_deref()).await?;
                 let hash = self.hashing.hash(new).await?;
                 self.repo
                     .write(move |tx| {
@@ -671,6 +795,61 @@ impl IdentityProvider for LocalIdentity {
                 expires_at: now + VERIFICATION_TTL,
             })
         })
+    }
+
+    fn start_password_reset<'a>(
+        &'a self,
+        realm: &'a str,
+        user_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<VerificationCode>> {
+        Box::pin(async move {
+            let n = u32::from_be_bytes(crate::random::bytes::<4>()?) % 100_000_000;
+            let code = format!("{n:08}");
+            let hash = code_hash(&code);
+            let (r, u) = (realm.to_owned(), user_id.to_owned());
+            self.repo
+                .write(move |tx| {
+                    tx.live_realm(&r)?;
+                    let user = tx.user(&r, &u)?;
+                    if !matches!(
+                        user.state,
+                        UserState::PasswordResetRequired | UserState::Active
+                    ) {
+                        return Err(Error::Conflict(format!(
+                            "user is {}: reset codes are for Active users and users who must reset their password",
+                            user.state
+                        )));
+                    }
+                    let mut creds = tx.credentials(&r, &u)?;
+                    creds.verify_code_hash = Some(hash);
+                    creds.verify_expires = now + VERIFICATION_TTL;
+                    creds.verify_attempts = 0;
+                    tx.put_credentials(&r, &u, &creds)
+                })
+                .await?;
+            Ok(VerificationCode {
+                code,
+                expires_at: now + VERIFICATION_TTL,
+            })
+        })
+    }
+
+    fn confirm_password_reset<'a>(
+        &'a self,
+        realm: &'a str,
+        login: &'a str,
+        code: &'a str,
+        new_password: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.confirm_reset_now(
+            realm.to_owned(),
+            login.to_owned(),
+            code.to_owned(),
+            new_password.to_owned(),
+            now,
+        ))
     }
 
     fn totp_enroll<'a>(
