@@ -789,7 +789,7 @@ impl hyper::body::Body for Endless {
 }
 
 #[test]
-fn an_import_is_refused_before_its_body_is_read() {
+fn an_admin_call_is_refused_before_its_body_is_read() {
     // An import body is up to 256 MiB: a caller who may not import is
     // answered without a byte of it being read (a handler that read
     // first would wait here forever).
@@ -798,10 +798,17 @@ fn an_import_is_refused_before_its_body_is_read() {
         &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
         StatusCode::CREATED,
     );
-    for token in [None, Some("not-a-token")] {
+    for (token, path) in [
+        (None, "/v1/realms/acme/users/import"),
+        (Some("not-a-token"), "/v1/realms/acme/users/import"),
+        // Every admin endpoint: the caller is authenticated before the
+        // (1 MiB) body is read.
+        (None, "/v1/realms"),
+        (Some("not-a-token"), "/v1/realms/acme/users"),
+    ] {
         let mut req = Request::builder()
             .method("POST")
-            .uri("/v1/realms/acme/users/import")
+            .uri(path)
             .header(header::CONTENT_TYPE, "application/x-ndjson");
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -816,7 +823,7 @@ fn an_import_is_refused_before_its_body_is_read() {
             .expect("the import waited for its body before checking the caller")
             .unwrap();
         println!("refused in {:?}", started.elapsed());
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{path}");
     }
 }
 

@@ -1104,7 +1104,29 @@ pub fn app(service: Arc<Service>) -> Router {
                 id: "no such endpoint".into(),
             })
         })
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            authenticated_first,
+        ))
         .with_state(service)
+}
+
+/// Every admin endpoint (`/v1/...`) checks that its caller holds a token
+/// the admin realm verifies before a byte of the request body is read (up
+/// to 256 MiB for an import): an unauthenticated client costs no memory.
+/// What the caller may do is decided later, per call.
+async fn authenticated_first(
+    State(s): St,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path().starts_with("/v1/") {
+        let caller = Caller::Bearer(bearer(request.headers()));
+        if let Err(e) = s.authenticate(&caller).await {
+            return ApiError(e).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// The interactive docs page: reads `/openapi.json` and renders every

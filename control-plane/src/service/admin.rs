@@ -78,6 +78,33 @@ impl Service {
     /// for global operations) is decided by the admin realm's policies. A
     /// missing or refused token, or a user who is not Active, is
     /// `Unauthenticated`; a policy denial is `Forbidden`.
+    /// Whether `caller` is an administrator at all (a token the admin
+    /// realm verifies), before any body is read; what it may do is
+    /// [`Service::authorize`]'s question.
+    pub async fn authenticate(&self, caller: &Caller) -> Result<()> {
+        let token = match caller {
+            Caller::Operator => return Ok(()),
+            Caller::Bearer(t) => t
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?,
+        };
+        let now = self.now();
+        let snapshot = match self.admin_snapshot(now).await {
+            Ok(s) => s,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::Unauthenticated(
+                    "the admin realm does not exist; run `control-plane bootstrap`".into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        snapshot
+            .verify_token(token, now)
+            .map(|_| ())
+            .map_err(|why| Error::Unauthenticated(format!("token refused: {why}")))
+    }
+
     pub(super) async fn authorize_at(
         &self,
         caller: &Caller,
