@@ -760,16 +760,18 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
             entities,
         })
     };
+    let token_of = || {
+        v.get("identityToken")
+            .or_else(|| v.get("accessToken"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| AvpError::validation("identityToken or accessToken is required"))
+    };
     let result: Result<(Outcome, Value), AvpError> = match op {
         "IsAuthorized" => one(&v, &[])
             .and_then(|r| decide(&r))
             .map(|a| (outcome(&a), wire::answer(&a))),
         "IsAuthorizedWithToken" => (|| {
-            let token = v
-                .get("identityToken")
-                .or_else(|| v.get("accessToken"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| AvpError::validation("identityToken or accessToken is required"))?;
+            let token = token_of()?;
             let req = TokenRequest {
                 token: token.to_owned(),
                 action: wire::action(
@@ -818,6 +820,53 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
                     Outcome::Deny
                 },
                 json!({ "results": results }),
+            ))
+        })(),
+        "BatchIsAuthorizedWithToken" => (|| {
+            // One token (one principal), up to 30 actions on resources.
+            let token = token_of()?;
+            let shared = wire::entities(v.get("entities"))?;
+            let items = v
+                .get("requests")
+                .and_then(Value::as_array)
+                .ok_or_else(|| AvpError::validation("requests must be a list"))?;
+            if items.is_empty() || items.len() > 30 {
+                return Err(AvpError::validation("a batch holds 1 to 30 requests"));
+            }
+            let mut results = Vec::with_capacity(items.len());
+            let (mut any_allow, mut accepted) = (false, true);
+            for item in items {
+                let req = TokenRequest {
+                    token: token.to_owned(),
+                    action: wire::action(
+                        item.get("action")
+                            .ok_or_else(|| AvpError::validation("action is required"))?,
+                    )?,
+                    resource: wire::entity(
+                        item.get("resource")
+                            .ok_or_else(|| AvpError::validation("resource is required"))?,
+                    )?,
+                    context: wire::context(item.get("context"))?,
+                    entities: shared.clone(),
+                };
+                let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
+                any_allow |= a.decision == Decision::Allow;
+                accepted &= !matches!(a.reason, Reason::Token(_));
+                let mut r = wire::answer(&a);
+                r["request"] = item.clone();
+                results.push(r);
+            }
+            let mut body = json!({ "results": results });
+            if let Some(sub) = unverified_claim(token, "sub").filter(|_| accepted) {
+                body["principal"] = json!({"entityType": "User", "entityId": sub});
+            }
+            Ok((
+                if any_allow {
+                    Outcome::Allow
+                } else {
+                    Outcome::Deny
+                },
+                body,
             ))
         })(),
         _ => {

@@ -167,3 +167,35 @@ def test_an_expired_token_is_denied():
         resource={"entityType": "Document", "entityId": "design-doc"},
     )
     assert got["decision"] == "DENY"
+
+
+def test_batch_is_authorized_with_token():
+    # One token, several actions on resources: each answered as its own
+    # IsAuthorizedWithToken would be, with the principal named once.
+    c = client()
+    requests = [
+        {"action": {"actionType": "Action", "actionId": "readDocument"},
+         "resource": {"entityType": "Document", "entityId": doc}}
+        for doc in ["design-doc", "salaries", "incident-report"]
+    ]
+    got = c.batch_is_authorized_with_token(
+        policyStoreId="default", identityToken=token("alice"), requests=requests)
+    assert got["principal"] == {"entityType": "User", "entityId": "alice"}
+    decisions = [r["decision"] for r in got["results"]]
+    singles = [
+        c.is_authorized_with_token(policyStoreId="default", identityToken=token("alice"), **r)["decision"]
+        for r in requests
+    ]
+    assert decisions == singles
+    assert "ALLOW" in decisions and "DENY" in decisions
+    assert [r["request"]["resource"]["entityId"] for r in got["results"]] == [
+        "design-doc", "salaries", "incident-report"]
+    # A forged token: every request denied, no principal.
+    got = c.batch_is_authorized_with_token(
+        policyStoreId="default", identityToken=token("alice", "attacker-rs256.key.pem"), requests=requests)
+    assert [r["decision"] for r in got["results"]] == ["DENY"] * 3
+    assert "principal" not in got
+    # More than 30 requests: a validation error, as AVP gives.
+    with pytest.raises(c.exceptions.ValidationException):
+        c.batch_is_authorized_with_token(
+            policyStoreId="default", identityToken=token("alice"), requests=requests * 11)
