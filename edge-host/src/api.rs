@@ -34,6 +34,8 @@ pub struct AppState {
     pub service_tokens: Vec<crate::config::ServiceCredential>,
     /// Realms whose by-id decisions name the user state to any caller.
     pub user_state_detail: Vec<String>,
+    /// The AuthZEN PDP identifier (`policy_decision_point`), if configured.
+    pub authzen_pdp_url: Option<String>,
     /// The proxy whose headers forward-auth reads, and how many hops of
     /// `X-Forwarded-For` it trusts.
     pub forward_auth: crate::forward_auth::Trust,
@@ -109,6 +111,38 @@ fn finish<T: serde::Serialize>(
             p.into_response()
         }
     }
+}
+
+/// AuthZEN: the request's `X-Request-ID`, if any, is echoed on the answer
+/// (success or problem), so a PEP can match them.
+fn with_request_id(headers: &axum::http::HeaderMap, mut resp: Response) -> Response {
+    if let Some(id) = headers.get("x-request-id").filter(|v| v.len() <= 256) {
+        resp.headers_mut().insert("x-request-id", id.clone());
+    }
+    resp
+}
+
+/// `GET /.well-known/authzen-configuration`: the AuthZEN metadata of this
+/// PDP (the evaluation endpoints it serves), under the URL the caller
+/// reached it at (`Host`), or `authzen_pdp_url` when configured.
+pub async fn authzen_configuration(State(s): Shared, headers: axum::http::HeaderMap) -> Response {
+    let base = match &s.authzen_pdp_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+    .into_response()
 }
 
 /// Whether by-id answers in `realm` may say why a user was denied before
@@ -295,7 +329,7 @@ pub async fn authzen_evaluation(
         let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
-    finish(&s.metrics, started, r)
+    with_request_id(&headers, finish(&s.metrics, started, r))
 }
 
 /// `POST /access/v1/evaluations`
@@ -358,7 +392,7 @@ pub async fn authzen_evaluations(
             json!({ "evaluations": out }),
         ))
     })();
-    finish(&s.metrics, started, r)
+    with_request_id(&headers, finish(&s.metrics, started, r))
 }
 
 /// A by-id decision on a bundle that is not stale, its user-state reason

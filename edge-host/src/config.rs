@@ -89,6 +89,11 @@ pub struct Config {
     /// users exist or are suspended. Token requests always say it (the
     /// caller holds that user's own token).
     pub user_state_detail: Vec<String>,
+    /// This PDP's AuthZEN identifier, the base URL PEPs reach it at
+    /// (`GATEHOUSE_AUTHZEN_PDP_URL`); the metadata document
+    /// (`/.well-known/authzen-configuration`) names its endpoints under it.
+    /// Unset: `http://` and the request's `Host`.
+    pub authzen_pdp_url: Option<String>,
 }
 
 /// Which proxy sends forward-auth checks, and so which headers carry the
@@ -148,6 +153,7 @@ impl Default for Config {
             forward_auth_proxy: None,
             forward_auth_trusted_hops: 1,
             user_state_detail: Vec::new(),
+            authzen_pdp_url: None,
         }
     }
 }
@@ -175,6 +181,7 @@ pub const ENV: &[&str] = &[
     "GATEHOUSE_FORWARD_AUTH_PROXY",
     "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS",
     "GATEHOUSE_USER_STATE_DETAIL",
+    "GATEHOUSE_AUTHZEN_PDP_URL",
     "GATEHOUSE_MAX_CONCURRENCY",
     // The log filter, read by the binary.
     "GATEHOUSE_LOG",
@@ -455,6 +462,9 @@ impl Config {
                     .into_iter()
                     .map(|p| p.to_string_lossy().into_owned())
                     .collect();
+            }
+            "GATEHOUSE_AUTHZEN_PDP_URL" => {
+                self.authzen_pdp_url = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
             }
             "GATEHOUSE_MAX_CONCURRENCY" => {
                 self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;

@@ -36,6 +36,7 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
         tokens: token_cache::TokenCache::new(config.token_cache_capacity),
         service_tokens,
         user_state_detail: config.user_state_detail.clone(),
+        authzen_pdp_url: config.authzen_pdp_url.clone(),
         forward_auth: forward_auth::Trust {
             proxy: config.forward_auth_proxy,
             trusted_hops: config.forward_auth_trusted_hops,
@@ -55,6 +56,10 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         )
         .route("/access/v1/evaluation", post(api::authzen_evaluation))
         .route("/access/v1/evaluations", post(api::authzen_evaluations))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(api::authzen_configuration),
+        )
         .route("/", post(api::avp))
         .route(forward_auth::PREFIX, any(forward_auth::forward_auth))
         .route(

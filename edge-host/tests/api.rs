@@ -294,6 +294,58 @@ async fn token_decisions_pick_the_realm_by_issuer_and_refuse_forgeries() {
 }
 
 #[tokio::test]
+async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
+    let app = default_app();
+    let one = json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
+    for (path, body) in [
+        ("/access/v1/evaluation", one.clone()),
+        (
+            "/access/v1/evaluations",
+            json!({"evaluations": [one.clone()]}),
+        ),
+        ("/access/v1/evaluation", json!({"subject": 3})),
+    ] {
+        let req = Request::post(path)
+            .header("content-type", "application/json")
+            .header("x-request-id", "req-7f3a")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["x-request-id"], "req-7f3a", "{path} {body}");
+    }
+    let req = Request::get("/.well-known/authzen-configuration")
+        .header("host", "pdp.example:8180")
+        .body(Body::empty())
+        .unwrap();
+    let (s, ct, v) = raw(&app, req).await;
+    assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
+    assert_eq!(v["policy_decision_point"], "http://pdp.example:8180");
+    assert_eq!(
+        v["access_evaluations_endpoint"],
+        "http://pdp.example:8180/access/v1/evaluations"
+    );
+    // Configured: the configured identifier, whatever the Host says.
+    let configured = edge_host::app(&Config {
+        authzen_pdp_url: Some("https://pdp.acme.io/".into()),
+        ..Config::default()
+    })
+    .unwrap()
+    .0;
+    let req = Request::get("/.well-known/authzen-configuration")
+        .header("host", "evil.example")
+        .body(Body::empty())
+        .unwrap();
+    let (_, _, v) = raw(&configured, req).await;
+    assert_eq!(v["policy_decision_point"], "https://pdp.acme.io");
+    assert_eq!(
+        v["access_evaluation_endpoint"],
+        "https://pdp.acme.io/access/v1/evaluation"
+    );
+    // Only what is served is advertised (search comes later).
+    assert!(v.get("search_subject_endpoint").is_none());
+}
+
+#[tokio::test]
 async fn authzen_evaluation_and_evaluations() {
     let app = default_app();
     let one = json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
