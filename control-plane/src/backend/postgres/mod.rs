@@ -315,10 +315,23 @@ impl PostgresRepository {
         let mut repo = PostgresRepository::open(url, schema)?;
         let client = repo.client().await?;
         if let Some(schema) = schema {
-            client
+            // `IF NOT EXISTS` is not safe against a concurrent creation:
+            // two control planes starting together may both try, and the
+            // loser gets a unique violation on the catalog. The schema is
+            // there either way.
+            if let Err(e) = client
                 .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .await
-                .pg()?;
+            {
+                let raced = matches!(
+                    e.code(),
+                    Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                        | Some(&tokio_postgres::error::SqlState::DUPLICATE_SCHEMA)
+                );
+                if !raced {
+                    return Err(pg_err(e));
+                }
+            }
         }
         let scope: Option<String> = client
             .query_one("SELECT current_schema()", &[])
