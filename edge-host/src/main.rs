@@ -170,6 +170,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "DEV MODE: unsigned bundles and source directories are accepted. Never run production like this."
         );
     }
+    if config.bundles.is_empty() && config.sources.is_empty() {
+        tracing::warn!(
+            "DEMO REALM: no --bundle or --source is configured, so this host serves the embedded demo \
+             realm built from policies/, whose token keys are the test keys in pdp-core/tests/keys \
+             (their private halves are public). Never run production like this."
+        );
+    }
     let (app, state) = edge_host::app(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
