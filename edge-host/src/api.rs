@@ -800,25 +800,56 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
             .and_then(Value::as_str)
             .ok_or_else(|| AvpError::validation("identityToken or accessToken is required"))
     };
+    // A token request for `token` from an item's action, resource and
+    // context.
+    let token_request = |token: &str, item: &Value, entities: Vec<Value>| {
+        Ok::<_, AvpError>(TokenRequest {
+            token: token.to_owned(),
+            action: wire::action(
+                item.get("action")
+                    .ok_or_else(|| AvpError::validation("action is required"))?,
+            )?,
+            resource: wire::entity(
+                item.get("resource")
+                    .ok_or_else(|| AvpError::validation("resource is required"))?,
+            )?,
+            context: wire::context(item.get("context"))?,
+            entities,
+        })
+    };
+    // A batch: 1 to 30 `requests`, each decided by `decide_item` and
+    // answered with the request echoed.
+    let batch = |decide_item: &mut dyn FnMut(&Value) -> Result<Answer, AvpError>| {
+        let items = v
+            .get("requests")
+            .and_then(Value::as_array)
+            .ok_or_else(|| AvpError::validation("requests must be a list"))?;
+        if items.is_empty() || items.len() > 30 {
+            return Err(AvpError::validation("a batch holds 1 to 30 requests"));
+        }
+        let mut results = Vec::with_capacity(items.len());
+        let mut any_allow = false;
+        for item in items {
+            let a = decide_item(item)?;
+            any_allow |= a.decision == Decision::Allow;
+            let mut r = wire::answer(&a);
+            r["request"] = item.clone();
+            results.push(r);
+        }
+        let o = if any_allow {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
+        Ok::<_, AvpError>((o, results))
+    };
     let result: Result<(Outcome, Value), AvpError> = match op {
         "IsAuthorized" => one(&v, &[])
             .and_then(|r| decide(&r))
             .map(|a| (outcome(&a), wire::answer(&a))),
         "IsAuthorizedWithToken" => (|| {
             let token = token_of()?;
-            let req = TokenRequest {
-                token: token.to_owned(),
-                action: wire::action(
-                    v.get("action")
-                        .ok_or_else(|| AvpError::validation("action is required"))?,
-                )?,
-                resource: wire::entity(
-                    v.get("resource")
-                        .ok_or_else(|| AvpError::validation("resource is required"))?,
-                )?,
-                context: wire::context(v.get("context"))?,
-                entities: wire::entities(v.get("entities"))?,
-            };
+            let req = token_request(token, &v, wire::entities(v.get("entities"))?)?;
             let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
             let mut body = wire::answer(&a);
             // As AVP does: the principal the token stands for, once the
@@ -831,77 +862,25 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         })(),
         "BatchIsAuthorized" => (|| {
             let shared = wire::entities(v.get("entities"))?;
-            let items = v
-                .get("requests")
-                .and_then(Value::as_array)
-                .ok_or_else(|| AvpError::validation("requests must be a list"))?;
-            if items.is_empty() || items.len() > 30 {
-                return Err(AvpError::validation("a batch holds 1 to 30 requests"));
-            }
-            let mut results = Vec::with_capacity(items.len());
-            let mut any_allow = false;
-            for item in items {
-                let a = decide(&one(item, &shared)?)?;
-                any_allow |= a.decision == Decision::Allow;
-                let mut r = wire::answer(&a);
-                r["request"] = item.clone();
-                results.push(r);
-            }
-            Ok((
-                if any_allow {
-                    Outcome::Allow
-                } else {
-                    Outcome::Deny
-                },
-                json!({ "results": results }),
-            ))
+            let (o, results) = batch(&mut |item| decide(&one(item, &shared)?))?;
+            Ok((o, json!({ "results": results })))
         })(),
         "BatchIsAuthorizedWithToken" => (|| {
             // One token (one principal), up to 30 actions on resources.
             let token = token_of()?;
             let shared = wire::entities(v.get("entities"))?;
-            let items = v
-                .get("requests")
-                .and_then(Value::as_array)
-                .ok_or_else(|| AvpError::validation("requests must be a list"))?;
-            if items.is_empty() || items.len() > 30 {
-                return Err(AvpError::validation("a batch holds 1 to 30 requests"));
-            }
-            let mut results = Vec::with_capacity(items.len());
-            let (mut any_allow, mut accepted) = (false, true);
-            for item in items {
-                let req = TokenRequest {
-                    token: token.to_owned(),
-                    action: wire::action(
-                        item.get("action")
-                            .ok_or_else(|| AvpError::validation("action is required"))?,
-                    )?,
-                    resource: wire::entity(
-                        item.get("resource")
-                            .ok_or_else(|| AvpError::validation("resource is required"))?,
-                    )?,
-                    context: wire::context(item.get("context"))?,
-                    entities: shared.clone(),
-                };
+            let mut accepted = true;
+            let (o, results) = batch(&mut |item| {
+                let req = token_request(token, item, shared.clone())?;
                 let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
-                any_allow |= a.decision == Decision::Allow;
                 accepted &= !matches!(a.reason, Reason::Token(_));
-                let mut r = wire::answer(&a);
-                r["request"] = item.clone();
-                results.push(r);
-            }
+                Ok(a)
+            })?;
             let mut body = json!({ "results": results });
             if let Some(sub) = unverified_claim(token, "sub").filter(|_| accepted) {
                 body["principal"] = json!({"entityType": "User", "entityId": sub});
             }
-            Ok((
-                if any_allow {
-                    Outcome::Allow
-                } else {
-                    Outcome::Deny
-                },
-                body,
-            ))
+            Ok((o, body))
         })(),
         _ => {
             return avp_error(

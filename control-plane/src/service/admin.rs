@@ -72,32 +72,36 @@ impl Service {
         Ok(snapshot)
     }
 
-    /// The one authorization step: the operator may do everything; an API
-    /// caller's bearer token (an ID or access token of the admin realm) is
-    /// verified and its subject's request for `action` on `realm` (`None`
-    /// for global operations) is decided by the admin realm's policies. A
-    /// missing or refused token, or a user who is not Active, is
-    /// `Unauthenticated`; a policy denial is `Forbidden`.
-    /// Whether `caller` is an administrator at all (a token the admin
-    /// realm verifies), before any body is read; what it may do is
-    /// [`Service::authorize`]'s question.
-    pub async fn authenticate(&self, caller: &Caller) -> Result<()> {
+    /// An API caller's bearer token with the admin realm's snapshot that
+    /// verifies it; `None` for the operator.
+    async fn admin_token<'c>(
+        &self,
+        caller: &'c Caller,
+        now: i64,
+    ) -> Result<Option<(&'c str, Arc<Snapshot>)>> {
         let token = match caller {
-            Caller::Operator => return Ok(()),
+            Caller::Operator => return Ok(None),
             Caller::Bearer(t) => t
                 .as_deref()
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?,
         };
+        match self.admin_snapshot(now).await {
+            Ok(s) => Ok(Some((token, s))),
+            Err(Error::NotFound { .. }) => Err(Error::Unauthenticated(
+                "the admin realm does not exist; run `control-plane bootstrap`".into(),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `caller` is an administrator at all (a token the admin
+    /// realm verifies), before any body is read; what it may do is
+    /// [`Service::authorize`]'s question.
+    pub async fn authenticate(&self, caller: &Caller) -> Result<()> {
         let now = self.now();
-        let snapshot = match self.admin_snapshot(now).await {
-            Ok(s) => s,
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::Unauthenticated(
-                    "the admin realm does not exist; run `control-plane bootstrap`".into(),
-                ));
-            }
-            Err(e) => return Err(e),
+        let Some((token, snapshot)) = self.admin_token(caller, now).await? else {
+            return Ok(());
         };
         snapshot
             .verify_token(token, now)
@@ -105,6 +109,12 @@ impl Service {
             .map_err(|why| Error::Unauthenticated(format!("token refused: {why}")))
     }
 
+    /// The one authorization step: the operator may do everything; an API
+    /// caller's bearer token (an ID or access token of the admin realm) is
+    /// verified and its subject's request for `action` on `realm` (`None`
+    /// for global operations) is decided by the admin realm's policies. A
+    /// missing or refused token, or a user who is not Active, is
+    /// `Unauthenticated`; a policy denial is `Forbidden`.
     pub(super) async fn authorize_at(
         &self,
         caller: &Caller,
@@ -112,21 +122,8 @@ impl Service {
         realm: Option<&str>,
         now: i64,
     ) -> Result<Actor> {
-        let token = match caller {
-            Caller::Operator => return Ok(Actor::Operator),
-            Caller::Bearer(t) => t
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| Error::Unauthenticated("a bearer token is required".into()))?,
-        };
-        let snapshot = match self.admin_snapshot(now).await {
-            Ok(s) => s,
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::Unauthenticated(
-                    "the admin realm does not exist; run `control-plane bootstrap`".into(),
-                ));
-            }
-            Err(e) => return Err(e),
+        let Some((token, snapshot)) = self.admin_token(caller, now).await? else {
+            return Ok(Actor::Operator);
         };
         let target = realm.unwrap_or("*");
         let request = TokenRequest {

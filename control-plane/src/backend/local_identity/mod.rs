@@ -73,6 +73,24 @@ fn code_hash(code: &str) -> String {
     data_encoding::HEXLOWER.encode(&Sha256::digest(code.trim().as_bytes()))
 }
 
+/// A fresh one-time code (8 digits) and the hash kept of it.
+fn new_code() -> Result<(String, String)> {
+    let n = u32::from_be_bytes(crate::random::bytes::<4>()?) % 100_000_000;
+    let code = format!("{n:08}");
+    let hash = code_hash(&code);
+    Ok((code, hash))
+}
+
+/// Keep `hash` as the user's one pending code (verification or reset),
+/// good for [`VERIFICATION_TTL`] and [`VERIFICATION_ATTEMPTS`] wrong answers.
+fn put_code(tx: &mut dyn Tx, realm: &str, user: &str, hash: String, now: i64) -> Result<()> {
+    let mut creds = tx.credentials(realm, user)?;
+    creds.verify_code_hash = Some(hash);
+    creds.verify_expires = now + VERIFICATION_TTL;
+    creds.verify_attempts = 0;
+    tx.put_credentials(realm, user, &creds)
+}
+
 fn bad_login() -> Error {
     Error::Unauthenticated("incorrect username or password".into())
 }
@@ -763,9 +781,7 @@ impl IdentityProvider for LocalIdentity {
         now: i64,
     ) -> BoxFuture<'a, Result<VerificationCode>> {
         Box::pin(async move {
-            let n = u32::from_be_bytes(crate::random::bytes::<4>()?) % 100_000_000;
-            let code = format!("{n:08}");
-            let hash = code_hash(&code);
+            let (code, hash) = new_code()?;
             let (r, u) = (realm.to_owned(), user_id.to_owned());
             self.repo
                 .write(move |tx| {
@@ -783,11 +799,7 @@ impl IdentityProvider for LocalIdentity {
                             }));
                         }
                     }
-                    let mut creds = tx.credentials(&r, &u)?;
-                    creds.verify_code_hash = Some(hash);
-                    creds.verify_expires = now + VERIFICATION_TTL;
-                    creds.verify_attempts = 0;
-                    tx.put_credentials(&r, &u, &creds)
+                    put_code(tx, &r, &u, hash, now)
                 })
                 .await?;
             Ok(VerificationCode {
@@ -804,9 +816,7 @@ impl IdentityProvider for LocalIdentity {
         now: i64,
     ) -> BoxFuture<'a, Result<VerificationCode>> {
         Box::pin(async move {
-            let n = u32::from_be_bytes(crate::random::bytes::<4>()?) % 100_000_000;
-            let code = format!("{n:08}");
-            let hash = code_hash(&code);
+            let (code, hash) = new_code()?;
             let (r, u) = (realm.to_owned(), user_id.to_owned());
             self.repo
                 .write(move |tx| {
@@ -821,11 +831,7 @@ impl IdentityProvider for LocalIdentity {
                             user.state
                         )));
                     }
-                    let mut creds = tx.credentials(&r, &u)?;
-                    creds.verify_code_hash = Some(hash);
-                    creds.verify_expires = now + VERIFICATION_TTL;
-                    creds.verify_attempts = 0;
-                    tx.put_credentials(&r, &u, &creds)
+                    put_code(tx, &r, &u, hash, now)
                 })
                 .await?;
             Ok(VerificationCode {
