@@ -34,8 +34,8 @@ pub struct AppState {
     pub service_tokens: Vec<crate::config::ServiceCredential>,
     /// Realms whose by-id decisions name the user state to any caller.
     pub user_state_detail: Vec<String>,
-    /// The AuthZEN PDP identifier (`policy_decision_point`), if configured.
-    pub authzen_pdp_url: Option<String>,
+    /// The AuthZEN PDP identifier (`policy_decision_point`).
+    pub authzen_pdp_url: String,
     /// The proxy whose headers forward-auth reads, and how many hops of
     /// `X-Forwarded-For` it trusts.
     pub forward_auth: crate::forward_auth::Trust,
@@ -123,20 +123,11 @@ fn with_request_id(headers: &axum::http::HeaderMap, mut resp: Response) -> Respo
 }
 
 /// `GET /.well-known/authzen-configuration`: the AuthZEN metadata of this
-/// PDP (the evaluation endpoints it serves), under the URL the caller
-/// reached it at (`Host`), or `authzen_pdp_url` when configured.
-pub async fn authzen_configuration(State(s): Shared, headers: axum::http::HeaderMap) -> Response {
-    let base = match &s.authzen_pdp_url {
-        Some(u) => u.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-                .unwrap_or("localhost");
-            format!("http://{host}")
-        }
-    };
+/// PDP (the evaluation endpoints it serves) under its configured
+/// identifier. Never built from the request's `Host`: a client (or a cache
+/// in between) could make the document name endpoints elsewhere.
+pub async fn authzen_configuration(State(s): Shared) -> Response {
+    let base = s.authzen_pdp_url.as_str();
     Json(json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
@@ -153,15 +144,14 @@ fn user_detail(s: &AppState, headers: &axum::http::HeaderMap, realm: &Realm) -> 
         || service_realms(s, headers).is_ok_and(|r| r.iter().any(|r| r == realm.name()))
 }
 
-/// Without [`user_detail`], a denial for the principal's directory record
-/// (absent, or not Active) reads as no permit.
-fn redacted(a: Answer, detail: bool) -> Answer {
-    match a.reason {
-        Reason::UnknownUser | Reason::UserState(_) if !detail => Answer {
-            reason: Reason::NoPermit,
-            ..a
-        },
-        _ => a,
+/// A by-id answer denied for the principal's directory record (absent, or
+/// not Active) reads as no permit unless [`user_detail`] allows the
+/// detail; only such an answer pays for that check.
+fn redact(s: &AppState, headers: &axum::http::HeaderMap, realm: &Realm, a: &mut Answer) {
+    if matches!(a.reason, Reason::UnknownUser | Reason::UserState(_))
+        && !user_detail(s, headers, realm)
+    {
+        a.reason = Reason::NoPermit;
     }
 }
 
@@ -176,8 +166,8 @@ pub async fn is_authorized(
         let (realm, req): (_, Request) = parse(&body)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let detail = user_detail(&s, &headers, realm);
-        let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
+        let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
+        redact(&s, &headers, realm, &mut a);
         Ok((outcome(&a), Tagged::Success(a)))
     })();
     finish(&s.metrics, started, r)
@@ -205,13 +195,12 @@ pub async fn batch_is_authorized(
                 Tagged::Success(pdp_core::BatchAnswer { results }),
             ));
         }
-        let detail = user_detail(&s, &headers, realm);
         let mut answers = snap
             .batch_is_authorized(&batch)
             .map_err(|e| request_problem(&e))?;
         for r in &mut answers.results {
             if let Tagged::Success(a) = r {
-                *a = redacted(a.clone(), detail);
+                redact(&s, &headers, realm, a);
             }
         }
         let any_allow = answers
@@ -325,8 +314,8 @@ pub async fn authzen_evaluation(
             .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let detail = user_detail(&s, &headers, realm);
-        let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
+        let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
+        redact(&s, &headers, realm, &mut a);
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
     with_request_id(&headers, finish(&s.metrics, started, r))
@@ -350,7 +339,6 @@ pub async fn authzen_evaluations(
         };
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
-        let detail = user_detail(&s, &headers, realm);
         let items = batch
             .evaluations
             .clone()
@@ -374,7 +362,8 @@ pub async fn authzen_evaluations(
                 .or(&batch.defaults)
                 .to_request()
                 .map_err(|m| Problem::bad_request("invalid_request", m))?;
-            let a = decide_fresh(&s.realms, realm, &snap, &req, detail)?;
+            let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
+            redact(&s, &headers, realm, &mut a);
             let allowed = a.decision == Decision::Allow;
             any_allow |= allowed;
             out.push(authzen::Response::from(&a));
@@ -395,21 +384,17 @@ pub async fn authzen_evaluations(
     with_request_id(&headers, finish(&s.metrics, started, r))
 }
 
-/// A by-id decision on a bundle that is not stale, its user-state reason
-/// kept only with `detail` ([`redacted`]).
+/// A by-id decision on a bundle that is not stale.
 fn decide_fresh(
     realms: &Realms,
     realm: &Realm,
     snap: &Snapshot,
     req: &Request,
-    detail: bool,
 ) -> Result<Answer, Problem> {
     if realms.is_stale(realm, snap, now()) {
         return Ok(Answer::deny(Reason::StaleBundle, snap.revision()));
     }
-    snap.is_authorized(req)
-        .map(|a| redacted(a, detail))
-        .map_err(|e| request_problem(&e))
+    snap.is_authorized(req).map_err(|e| request_problem(&e))
 }
 
 /// `GET /healthz`: the process answers.
@@ -771,9 +756,11 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         );
     };
     let problem = |p: Problem| AvpError::validation(p.detail.unwrap_or_default());
-    let detail = user_detail(&s, &headers, realm);
-    let decide =
-        |req: &Request| decide_fresh(&s.realms, realm, &snap, req, detail).map_err(problem);
+    let decide = |req: &Request| {
+        let mut a = decide_fresh(&s.realms, realm, &snap, req).map_err(problem)?;
+        redact(&s, &headers, realm, &mut a);
+        Ok::<_, AvpError>(a)
+    };
     let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
         let principal = item
             .get("principal")

@@ -92,7 +92,7 @@ pub struct Config {
     /// This PDP's AuthZEN identifier, the base URL PEPs reach it at
     /// (`GATEHOUSE_AUTHZEN_PDP_URL`); the metadata document
     /// (`/.well-known/authzen-configuration`) names its endpoints under it.
-    /// Unset: `http://` and the request's `Host`.
+    /// Unset: `http://` and the listen address.
     pub authzen_pdp_url: Option<String>,
 }
 

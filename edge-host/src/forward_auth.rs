@@ -202,7 +202,8 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
         Err(e) => {
             let reason = match e {
                 HeaderError::Foreign(h) => {
-                    tracing::warn!(
+                    // Not a warning per request: a client controls how often.
+                    tracing::debug!(
                         header = h,
                         ?proxy,
                         "forward-auth check with another proxy's header refused"

@@ -36,7 +36,10 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
         tokens: token_cache::TokenCache::new(config.token_cache_capacity),
         service_tokens,
         user_state_detail: config.user_state_detail.clone(),
-        authzen_pdp_url: config.authzen_pdp_url.clone(),
+        authzen_pdp_url: match &config.authzen_pdp_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", config.listen),
+        },
         forward_auth: forward_auth::Trust {
             proxy: config.forward_auth_proxy,
             trusted_hops: config.forward_auth_trusted_hops,

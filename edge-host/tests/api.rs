@@ -319,10 +319,11 @@ async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
         .unwrap();
     let (s, ct, v) = raw(&app, req).await;
     assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
-    assert_eq!(v["policy_decision_point"], "http://pdp.example:8180");
+    // Unconfigured: the listen address, never the Host a client sent.
+    assert_eq!(v["policy_decision_point"], "http://127.0.0.1:8180");
     assert_eq!(
         v["access_evaluations_endpoint"],
-        "http://pdp.example:8180/access/v1/evaluations"
+        "http://127.0.0.1:8180/access/v1/evaluations"
     );
     // Configured: the configured identifier, whatever the Host says.
     let configured = edge_host::app(&Config {

@@ -51,6 +51,14 @@ const HEAD_LIMIT: u64 = 64 << 10;
 pub const WITHDRAWN_POLICIES: &str =
     "@id(\"realm-deleted\")\nforbid (principal, action, resource);\n";
 
+/// How a wait for the publisher lock ended.
+enum Turn {
+    /// This control plane is the realm's publisher.
+    Publish(PublisherLock),
+    /// The holder published what we waited for, at this revision.
+    Covered(u64),
+}
+
 /// What one publish or compaction wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Published {
@@ -265,12 +273,9 @@ impl Service {
     /// nothing.
     pub(super) async fn publish_now(&self, realm: &str) -> Result<Published> {
         let started = std::time::Instant::now();
-        let out = match self.publisher_unless_covered(realm).await {
-            Ok(Some(_lock)) => self.publish_inner(realm).await,
-            Ok(None) => {
-                let revision = self.head(realm).await?.map_or(0, |(h, _)| h.revision);
-                Ok(Published::none(realm, revision, None))
-            }
+        let out = match self.wait_turn(realm, true).await {
+            Ok(Turn::Publish(_lock)) => self.publish_inner(realm).await,
+            Ok(Turn::Covered(revision)) => Ok(Published::none(realm, revision, None)),
             Err(e) => Err(e),
         };
         match &out {
@@ -591,59 +596,57 @@ impl Service {
         self.compact_now(realm).await
     }
 
-    /// [`Service::publisher`], or `None` as soon as what was pending when
-    /// the lock was first found taken has been published by its holder.
-    async fn publisher_unless_covered(&self, realm: &str) -> Result<Option<PublisherLock>> {
-        if let Some(lock) = self.repo.lock_publisher(realm).await? {
-            return Ok(Some(lock));
-        }
-        let r = realm.to_owned();
-        let Some(target) = self
-            .repo
-            .read(move |tx| Ok(tx.pending(&r)?.map(|p| p.upto)))
-            .await?
-        else {
-            // Nothing waits (the first publish of a realm is a snapshot
-            // of nothing pending, so still become the publisher).
-            return self.publisher(realm).await.map(Some);
-        };
-        let deadline = std::time::Instant::now() + PUBLISHER_WAIT;
-        let mut pause = std::time::Duration::from_millis(1);
-        loop {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_millis(5));
-            if let Some(lock) = self.repo.lock_publisher(realm).await? {
-                return Ok(Some(lock));
-            }
-            let r = realm.to_owned();
-            let waiting = self
-                .repo
-                .read(move |tx| tx.unpublished_through(&r, target))
-                .await?;
-            if !waiting {
-                return Ok(None);
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(Error::Publish(format!(
-                    "realm {realm:?}: another control plane has been publishing it for over {} s",
-                    PUBLISHER_WAIT.as_secs()
-                )));
-            }
+    /// Become the realm's publisher, waiting while another control plane
+    /// is (it finishes, or its process dies and the lock goes with it).
+    async fn publisher(&self, realm: &str) -> Result<PublisherLock> {
+        match self.wait_turn(realm, false).await? {
+            Turn::Publish(lock) => Ok(lock),
+            // Not asked for: a waiter without a target is never covered.
+            Turn::Covered(_) => Err(Error::Internal("publisher wait covered".into())),
         }
     }
 
-    /// Become the realm's publisher, waiting while another control plane
-    /// is (it finishes, or its process dies and the lock goes with it).
-    /// The wait polls, backing off to 5 ms: every admin call that changes
-    /// a realm waits here with auto-publish, so the poll interval is part
-    /// of its latency (a wait in this process costs no database round
-    /// trip: the lock's holders in this process are known locally).
-    async fn publisher(&self, realm: &str) -> Result<PublisherLock> {
+    /// Wait for the realm's publisher lock. With `covered_ok`, the wait
+    /// also ends (with the revision that carried it) as soon as the holder
+    /// has published everything that was pending when the lock was first
+    /// found taken: a holder that keeps the lock busy publishes our
+    /// changes too, and we do not wait our turn for nothing. The wait
+    /// polls, backing off to 5 ms (every admin call with auto-publish may
+    /// wait here, so the interval is part of its latency; a holder in this
+    /// process costs no database round trip).
+    async fn wait_turn(&self, realm: &str, covered_ok: bool) -> Result<Turn> {
         let deadline = std::time::Instant::now() + PUBLISHER_WAIT;
         let mut pause = std::time::Duration::from_millis(1);
+        let mut target = None;
         loop {
             if let Some(lock) = self.repo.lock_publisher(realm).await? {
-                return Ok(lock);
+                return Ok(Turn::Publish(lock));
+            }
+            if covered_ok {
+                let (r, t) = (realm.to_owned(), target);
+                let (pending, covered) = self
+                    .repo
+                    .read(move |tx| {
+                        // The first time: what we wait to see published
+                        // (nothing pending: still become the publisher,
+                        // a realm's first publish has nothing pending).
+                        let t = match t {
+                            Some(t) => Some(t),
+                            None => tx.pending(&r)?.map(|p| p.upto),
+                        };
+                        let covered = match t {
+                            Some(t) if !tx.unpublished_through(&r, t)? => {
+                                tx.published(&r)?.map(|(revision, _)| revision)
+                            }
+                            _ => None,
+                        };
+                        Ok((t, covered))
+                    })
+                    .await?;
+                if let Some(revision) = covered {
+                    return Ok(Turn::Covered(revision));
+                }
+                target = pending;
             }
             if std::time::Instant::now() >= deadline {
                 return Err(Error::Publish(format!(
