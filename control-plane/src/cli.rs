@@ -53,6 +53,9 @@ Settings (TOML file given with --config, then environment, then flags):
   auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change as it is committed (API and CLI) [true]
   compact_after_deltas  GATEHOUSE_CP_COMPACT_AFTER_DELTAS  deltas after a snapshot that trigger a compaction; 0 never [100]
   token_ttl_seconds     GATEHOUSE_CP_TOKEN_TTL_SECONDS     lifetime of minted ID and access tokens [3600]
+  head_resign_interval_seconds  GATEHOUSE_CP_HEAD_RESIGN_INTERVAL_SECONDS
+                        re-sign every realm's HEAD at least this often, while `serve` runs [30];
+                        edge hosts need a staleness limit of at least 4 times this
 S3 credentials, region and endpoint: the standard AWS settings (AWS_REGION, AWS_ENDPOINT_URL, profiles).
 An unknown GATEHOUSE_CP_* variable or file key is refused.
 Log level of `serve`: GATEHOUSE_LOG (tracing filter syntax) [info].";
@@ -175,6 +178,11 @@ pub enum Command {
         /// Realm.
         realm: String,
     },
+    /// Re-sign the HEAD of every live realm whose record is half an
+    /// interval old (what `serve` does in the background). Edge hosts count
+    /// freshness from signed HEADs only: a deployment that publishes from
+    /// the command line alone runs this from a timer.
+    Resign,
     /// What is published for the realm and what waits.
     Status {
         /// Realm.
@@ -960,5 +968,6 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
         Command::Publish { realm } => json_of(&s.publish(op, &realm).await?),
         Command::Compact { realm } => json_of(&s.compact(op, &realm).await?),
         Command::Status { realm } => json_of(&s.publish_status(op, &realm).await?),
+        Command::Resign => json_of(&s.resign_heads().await?),
     }
 }

@@ -77,6 +77,11 @@ pub struct Config {
     pub compact_after_deltas: u64,
     /// Lifetime of minted ID and access tokens, seconds (`GATEHOUSE_CP_TOKEN_TTL_SECONDS`).
     pub token_ttl_seconds: i64,
+    /// Re-sign every realm's `HEAD` at least this often, seconds, even when
+    /// nothing changed (`GATEHOUSE_CP_HEAD_RESIGN_INTERVAL_SECONDS`). Edge
+    /// hosts count freshness only from signed `HEAD` records and refuse a
+    /// staleness limit shorter than 4 times this.
+    pub head_resign_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -92,6 +97,7 @@ impl Default for Config {
             auto_publish: true,
             compact_after_deltas: 100,
             token_ttl_seconds: 3600,
+            head_resign_interval_seconds: pdp_core::layout::DEFAULT_RESIGN_INTERVAL_SECONDS,
         }
     }
 }
@@ -148,6 +154,12 @@ impl Config {
         for (name, value) in env {
             config.apply_env(&name, &value)?;
         }
+        if config.head_resign_interval_seconds == 0 {
+            return Err(ConfigError::Env {
+                name: "head_resign_interval_seconds".into(),
+                message: "must be at least 1 (seconds)".into(),
+            });
+        }
         Ok(config)
     }
 
@@ -176,6 +188,9 @@ impl Config {
             }
             "GATEHOUSE_CP_TOKEN_TTL_SECONDS" => {
                 self.token_ttl_seconds = num(value).map_err(bad)?;
+            }
+            "GATEHOUSE_CP_HEAD_RESIGN_INTERVAL_SECONDS" => {
+                self.head_resign_interval_seconds = num(value).map_err(bad)?;
             }
             other if other.starts_with("GATEHOUSE_CP_") => {
                 return Err(bad("is not a control-plane setting (see --help)".into()));
@@ -238,6 +253,7 @@ impl Config {
             auto_publish: self.auto_publish,
             compact_after_deltas: self.compact_after_deltas,
             store_prefix: self.store_prefix.clone(),
+            head_resign_interval_seconds: self.head_resign_interval_seconds,
         }
     }
 }

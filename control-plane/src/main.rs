@@ -136,6 +136,9 @@ async fn serve(service: Arc<control_plane::Service>, config: &Config) -> anyhow:
     let addr = listener.local_addr()?;
     println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");
     tracing::info!(%addr, store = %service.store().describe(), "serving");
+    // Edge hosts count a realm fresh only as long as its HEAD was signed
+    // recently: keep every HEAD signed while serving.
+    tokio::spawn(Arc::clone(&service).keep_heads_signed());
     // A bound on each request (an import of a million users takes about a
     // minute) and on how many run at once (the database serialises writes
     // anyway).

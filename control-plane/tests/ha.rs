@@ -88,7 +88,9 @@ async fn call(
 /// The realm's `HEAD`, if any.
 async fn head(store: &dyn object_store::ObjectStore, keys: &RealmKeys) -> Option<Head> {
     match store.get(&keys.head(), None, 1 << 16).await.unwrap() {
-        object_store::Fetched::Found { bytes, .. } => Some(Head::parse(&bytes).unwrap()),
+        object_store::Fetched::Found { bytes, .. } => {
+            Some(Head::open(&bytes, pdp_core::Trust::Dev).unwrap())
+        }
         _ => None,
     }
 }

@@ -75,7 +75,7 @@ async fn get(store: &dyn ObjectStore, key: &str) -> Option<Vec<u8>> {
 async fn head_in(store: &dyn ObjectStore, prefix: &str, realm: &str) -> Head {
     let key = RealmKeys::new(prefix, realm).head();
     let bytes = get(store, &key).await.unwrap_or_else(|| panic!("no {key}"));
-    Head::parse(&bytes).unwrap()
+    Head::open(&bytes, pdp_core::Trust::Dev).unwrap()
 }
 
 async fn head(cp: &Cp, realm: &str) -> Head {
@@ -479,4 +479,90 @@ async fn a_deleted_realm_is_withdrawn_from_decision_points() {
         cp.published("other").await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// Issue 16 item 4: `HEAD` is a record signed with the realm's bundle key,
+/// re-signed every half interval while nothing changes, never going
+/// backwards in time; the control plane never builds on a `HEAD` it did
+/// not sign (its `issued_at` would be carried into the next signed one).
+#[tokio::test]
+async fn head_is_signed_and_re_signed_while_nothing_changes() {
+    let cp = open(settings(0, "")).await;
+    let s = &cp.service;
+    s.publish(OP, "acme").await.unwrap();
+    let key = RealmKeys::new("", "acme").head();
+    let raw = get(cp.store.as_ref(), &key).await.unwrap();
+    let ring = cp.keyring("acme").await;
+    let h = Head::open(&raw, pdp_core::Trust::Keyring(&ring)).unwrap();
+    assert_eq!(
+        (h.revision, h.issued_at, h.resign_interval_seconds),
+        (1, NOW, 30)
+    );
+    let mut stranger = pdp_core::Keyring::new();
+    stranger.add(pdp_core::BundleSigner::from_seed(&[1; 32]).verifying_key());
+    assert!(Head::open(&raw, pdp_core::Trust::Keyring(&stranger)).is_err());
+
+    // Under half an interval old: left alone. Then re-signed, same revision.
+    assert_eq!(cp.at(NOW + 14).resign_heads().await.unwrap(), []);
+    assert_eq!(head(&cp, "acme").await.issued_at, NOW);
+    let done = cp.at(NOW + 15).resign_heads().await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(
+        (done[0].realm.as_str(), done[0].revision, done[0].issued_at),
+        ("acme", 1, NOW + 15)
+    );
+    let h = head(&cp, "acme").await;
+    assert_eq!((h.revision, h.snapshot, h.issued_at), (1, 1, NOW + 15));
+    let text = s.metrics_text().await.unwrap();
+    assert!(text.contains("gatehouse_cp_head_resigns_total 1"), "{text}");
+
+    // A clock that went back: the next record is not older.
+    cp.user("acme", "b@acme.io").await;
+    cp.at(NOW + 5).publish(OP, "acme").await.unwrap();
+    let h = head(&cp, "acme").await;
+    assert_eq!((h.revision, h.issued_at), (2, NOW + 15));
+
+    // Someone with write access to the store puts an unsigned record (or
+    // one signed by another key) claiming a far-future issued_at: neither
+    // publishing nor re-signing builds on it.
+    let forged = Head {
+        issued_at: NOW + 1_000_000,
+        ..h.clone()
+    };
+    for (failures, bytes) in [
+        serde_json::to_vec(&forged).unwrap(),
+        forged.seal(&pdp_core::BundleSigner::from_seed(&[1; 32])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cp.store.put(&key, &bytes, Condition::None).await.unwrap();
+        cp.user("acme", &format!("c{}@acme.io", bytes.len())).await;
+        let err = cp.at(NOW + 60).publish(OP, "acme").await.unwrap_err();
+        assert!(matches!(err, Error::Publish(_)), "{err}");
+        assert_eq!(cp.at(NOW + 60).resign_heads().await.unwrap(), []);
+        let text = s.metrics_text().await.unwrap();
+        let line = format!("gatehouse_cp_head_resign_failures_total {}", failures + 1);
+        assert!(text.contains(&line), "{text}");
+    }
+
+    // The unsigned HEAD of an earlier release is read for its revisions
+    // only, and replaced by a signed record dated now.
+    let legacy = format!(
+        r#"{{"format":"gatehouse.head/v1","realm":"acme","revision":2,"snapshot":1,"updated_at":{}}}"#,
+        NOW + 1_000_000
+    );
+    cp.store
+        .put(&key, legacy.as_bytes(), Condition::None)
+        .await
+        .unwrap();
+    let done = cp.at(NOW + 70).resign_heads().await.unwrap();
+    assert_eq!(done.len(), 1);
+    let raw = get(cp.store.as_ref(), &key).await.unwrap();
+    let h = Head::open(&raw, pdp_core::Trust::Keyring(&ring)).unwrap();
+    assert_eq!((h.revision, h.snapshot, h.issued_at), (2, 1, NOW + 70));
+    // And the pending users publish on top of it.
+    let p = cp.at(NOW + 71).publish(OP, "acme").await.unwrap();
+    assert_eq!(p.revision, 3);
+    assert_eq!(load(&cp, "acme").await.revision(), 3);
 }

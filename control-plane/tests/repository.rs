@@ -209,7 +209,9 @@ async fn deltas_after(cp: &Cp, from: u64) -> BTreeMap<u64, Vec<String>> {
     let keys = RealmKeys::new("", "acme");
     let ring = cp.keyring("acme").await;
     let head = match cp.store.get(&keys.head(), None, 1 << 16).await.unwrap() {
-        control_plane::ports::Fetched::Found { bytes, .. } => Head::parse(&bytes).unwrap(),
+        control_plane::ports::Fetched::Found { bytes, .. } => {
+            Head::open(&bytes, pdp_core::Trust::Dev).unwrap()
+        }
         other => panic!("{other:?}"),
     };
     let mut out = BTreeMap::new();

@@ -68,7 +68,7 @@ async fn head(store: &dyn ObjectStore, realm: &str) -> Option<Head> {
         .await
         .unwrap()
     {
-        Fetched::Found { bytes, .. } => Some(Head::parse(&bytes).unwrap()),
+        Fetched::Found { bytes, .. } => Some(Head::open(&bytes, pdp_core::Trust::Dev).unwrap()),
         _ => None,
     }
 }

@@ -7,6 +7,12 @@
 //! and renamed; `chain.json` is replaced last, so a crash at any point
 //! leaves the previous chain whole. At boot the chain is verified again,
 //! like any bundle, before it is served.
+//!
+//! Beside the chain: `HEAD`, the newest signed `HEAD` record verified (a
+//! restarted host counts freshness from it, verified again, and from
+//! nothing else), and `high_water`, the highest revision installed or
+//! named by a verified `HEAD` (a store that offers less after a restart is
+//! refused, even when the chain itself was lost).
 
 use pdp_core::BundleKind;
 use serde::{Deserialize, Serialize};
@@ -14,7 +20,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 const CHAIN: &str = "chain.json";
-const CONFIRMED: &str = "confirmed_at";
+const HEAD: &str = "HEAD";
+const HIGH_WATER: &str = "high_water";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,11 +93,12 @@ impl StateDir {
         write_atomic(&dir, &name, bytes)?;
         let json = serde_json::to_vec_pretty(&chain).map_err(std::io::Error::other)?;
         write_atomic(&dir, CHAIN, &json)?;
+        self.raise_high_water(realm, revision)?;
         if kind == BundleKind::Snapshot {
             for entry in std::fs::read_dir(&dir)?.flatten() {
                 let file = entry.file_name();
                 let Some(file) = file.to_str() else { continue };
-                if file != CHAIN && file != name && file != CONFIRMED {
+                if ![CHAIN, HEAD, HIGH_WATER, name.as_str()].contains(&file) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -98,23 +106,41 @@ impl StateDir {
         Ok(())
     }
 
-    /// Record that the store confirmed, at `at` (unix seconds), that the
-    /// recorded chain is its newest: a restarted host serves the chain only
-    /// as long as the staleness limit allows from that moment.
-    pub fn confirm(&self, realm: &str, at: i64) -> std::io::Result<()> {
+    /// Record the newest signed `HEAD` record verified, exactly as read
+    /// (it is verified again at boot), and the revision it names as seen.
+    pub fn record_head(&self, realm: &str, revision: u64, bytes: &[u8]) -> std::io::Result<()> {
         let dir = self.realm_dir(realm);
-        if !dir.join(CHAIN).exists() {
-            return Ok(());
-        }
-        write_atomic(&dir, CONFIRMED, at.to_string().as_bytes())
+        std::fs::create_dir_all(&dir)?;
+        self.raise_high_water(realm, revision)?;
+        write_atomic(&dir, HEAD, bytes)
     }
 
-    /// When the recorded chain was last confirmed (0: never).
-    pub fn confirmed_at(&self, realm: &str) -> i64 {
-        std::fs::read_to_string(self.realm_dir(realm).join(CONFIRMED))
+    /// The `HEAD` record last recorded (`None`: none).
+    pub fn head(&self, realm: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.realm_dir(realm).join(HEAD)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The highest revision seen for `realm` (0: none).
+    pub fn high_water(&self, realm: &str) -> u64 {
+        std::fs::read_to_string(self.realm_dir(realm).join(HIGH_WATER))
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    fn raise_high_water(&self, realm: &str, revision: u64) -> std::io::Result<()> {
+        if revision <= self.high_water(realm) {
+            return Ok(());
+        }
+        write_atomic(
+            &self.realm_dir(realm),
+            HIGH_WATER,
+            revision.to_string().as_bytes(),
+        )
     }
 
     /// The recorded chain of `realm`, oldest first (`None`: nothing recorded).
@@ -176,16 +202,21 @@ mod tests {
         s.record("acme", BundleKind::Snapshot, 4, b"s4").unwrap();
         assert_eq!(s.restore("acme").unwrap().unwrap(), [b"s4".to_vec()]);
         let files = std::fs::read_dir(s.realm_dir("acme")).unwrap().count();
-        assert_eq!(files, 2, "old chain files are removed");
-        assert_eq!(s.confirmed_at("acme"), 0);
-        s.confirm("acme", 1234).unwrap();
-        assert_eq!(s.confirmed_at("acme"), 1234);
-        s.confirm("other", 1).unwrap();
         assert_eq!(
-            s.confirmed_at("other"),
-            0,
-            "nothing recorded, nothing confirmed"
+            files, 3,
+            "old chain files are removed (chain, snapshot, high_water stay)"
         );
+        assert_eq!(s.high_water("acme"), 4);
+        assert!(s.head("acme").unwrap().is_none());
+        s.record_head("acme", 6, b"head-6").unwrap();
+        assert_eq!(s.head("acme").unwrap().unwrap(), b"head-6");
+        assert_eq!(s.high_water("acme"), 6);
+        // A lower revision never lowers the mark; a new snapshot keeps HEAD.
+        s.record_head("acme", 5, b"head-5").unwrap();
+        assert_eq!(s.high_water("acme"), 6);
+        s.record("acme", BundleKind::Snapshot, 6, b"s6").unwrap();
+        assert_eq!(s.head("acme").unwrap().unwrap(), b"head-5");
+        assert_eq!(s.high_water("other"), 0);
         assert!(s.restore("other").unwrap().is_none());
         assert!(s.realm_dir("../x").starts_with(&root));
     }

@@ -197,7 +197,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Store-sourced realms: one poll before saying we listen, so a host
     // whose store answers starts ready (one whose store is down serves its
     // last known good bundle, or denies, and keeps trying).
-    log_syncs(edge_host::sync::sync_all(&state).await);
+    let first = edge_host::sync::sync_all(&state).await;
+    // A staleness limit the realm's control plane cannot keep (it re-signs
+    // HEAD too rarely) would deny at random: refuse to start instead.
+    for (_, r) in &first {
+        if let Err(e @ edge_host::sync::SyncError::StalenessLimit(_)) = r {
+            anyhow::bail!("{e}");
+        }
+    }
+    log_syncs(first);
     if config.reload_interval_seconds > 0 {
         let state = std::sync::Arc::clone(&state);
         let every = std::time::Duration::from_secs(config.reload_interval_seconds);

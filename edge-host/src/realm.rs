@@ -6,8 +6,9 @@ use crate::config::Config;
 use crate::lkg::StateDir;
 use crate::problem::Problem;
 use crate::store::{Connect, Location, Store};
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use pdp_core::bundle::{BundleError, Limits, Trust};
+use pdp_core::layout::{Head, min_staleness};
 use pdp_core::source::{BuildOptions, build_and_load};
 use pdp_core::{Keyring, LoadOptions, Snapshot, load};
 use std::path::{Path, PathBuf};
@@ -59,14 +60,63 @@ pub(crate) struct Remote {
     pub(crate) store: tokio::sync::OnceCell<Store>,
     /// `ETag` of the `HEAD` last applied in full.
     pub(crate) etag: std::sync::Mutex<Option<String>>,
-    /// When the store last confirmed that the revision held is the newest.
-    pub(crate) confirmed_at: AtomicI64,
-    /// The last confirmation written to the state directory.
-    pub(crate) persisted_confirmation: AtomicI64,
+    /// The newest signed `HEAD` records verified and reached (see
+    /// [`Signed`]): the only freshness this host counts for the realm.
+    pub(crate) signed: ArcSwap<Signed>,
+    /// `issued_at` of the `HEAD` record last written to the state directory.
+    pub(crate) persisted_head: AtomicI64,
+    /// The highest revision a signed `HEAD` named or this host installed
+    /// (kept in the state directory): a store offering less is refused,
+    /// also after a restart that lost the last known good chain.
+    pub(crate) high_water: AtomicU64,
     /// One sync at a time.
     pub(crate) lock: tokio::sync::Mutex<()>,
     /// Why the last sync failed (cleared by a successful one).
     pub(crate) last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Freshness from signed `HEAD` records: each says "revision R was the
+/// newest at T". A snapshot of revision at least R is fresh as of T. The
+/// record before the newest is kept too, so a request still holding the
+/// previous snapshot at the moment a newer one is installed is judged by
+/// the record that covered it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Signed {
+    /// The newest record reached: (`revision`, `issued_at`).
+    pub(crate) newest: Option<(u64, i64)>,
+    /// The one before it.
+    pub(crate) previous: Option<(u64, i64)>,
+}
+
+impl Signed {
+    /// When a snapshot of `revision` was last confirmed newest (0: never).
+    pub(crate) fn fresh_at(&self, revision: u64) -> i64 {
+        [self.newest, self.previous]
+            .into_iter()
+            .flatten()
+            .filter(|(r, _)| revision >= *r)
+            .map(|(_, t)| t)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// After a record naming `revision` issued at `issued_at` was verified
+    /// and the host holds that revision. Only a record at least as new as
+    /// the newest counts; an older one (replayed, or from a lagging cache)
+    /// changes nothing.
+    pub(crate) fn with(self, revision: u64, issued_at: i64) -> Signed {
+        match self.newest {
+            Some((_, t)) if issued_at < t => self,
+            Some((r, _)) if r == revision => Signed {
+                newest: Some((revision, issued_at)),
+                previous: self.previous,
+            },
+            _ => Signed {
+                newest: Some((revision, issued_at)),
+                previous: self.newest,
+            },
+        }
+    }
 }
 
 /// Why the host could not start with its bundles.
@@ -140,15 +190,17 @@ impl Realm {
         self.reload_failures.fetch_add(1, Relaxed);
     }
 
-    /// When the realm's source last confirmed the revision held is its
-    /// newest: the later of the bundle's build time and, for a store, the
-    /// last successful poll.
+    /// When the revision held was last known to be the newest: the later
+    /// of the bundle's build time (signed in its manifest) and, for a
+    /// store, the newest signed `HEAD` record that named a revision it
+    /// reaches. Nothing unsigned counts: not a 304, not an unchanged
+    /// `HEAD`, not a successful poll.
     pub fn fresh_at(&self, snap: &Snapshot) -> i64 {
-        let confirmed = self
+        let signed = self
             .remote
             .as_ref()
-            .map_or(0, |r| r.confirmed_at.load(Relaxed));
-        snap.manifest().created_at.max(confirmed)
+            .map_or(0, |r| r.signed.load().fresh_at(snap.revision()));
+        snap.manifest().created_at.max(signed)
     }
 
     /// Why the last poll of the store failed, if it did.
@@ -278,19 +330,68 @@ impl Realms {
             seen: std::sync::Mutex::new(None),
             remote: Some(Remote::default()),
         };
-        self.restore(&realm);
+        self.restore(&realm)?;
         self.list.push(Arc::new(realm));
         Ok(())
     }
 
-    fn restore(&self, realm: &Realm) {
-        let Some(dir) = &self.state_dir else { return };
+    /// The staleness limit must leave room for 4 re-signing intervals of
+    /// the realm's control plane (as its signed `HEAD` says): a shorter one
+    /// would turn a poll or two lost to a slow store into denials.
+    pub(crate) fn check_interval(&self, realm: &str, interval: u64) -> Result<(), String> {
+        let min = min_staleness(interval);
+        match self.max_staleness {
+            Some(max) if u64::try_from(max).unwrap_or(0) < min => Err(format!(
+                "realm {realm:?}: the staleness limit of {max} s is shorter than 4 times the \
+                 {interval} s its control plane re-signs HEAD at; set max_staleness_seconds to at \
+                 least {min}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the state directory kept of a store-sourced realm: the highest
+    /// revision seen, the newest signed `HEAD` (verified again, and its
+    /// freshness counted only once the revision it names is held), and the
+    /// last known good chain.
+    fn restore(&self, realm: &Realm) -> Result<(), StartError> {
+        let (Some(dir), Some(remote)) = (&self.state_dir, &realm.remote) else {
+            return Ok(());
+        };
+        remote
+            .high_water
+            .store(dir.high_water(&realm.name), Relaxed);
+        match dir.head(&realm.name) {
+            Ok(Some(bytes)) => match Head::open(&bytes, self.load_options().trust) {
+                Ok(head) if head.realm == realm.name => {
+                    self.check_interval(&realm.name, head.resign_interval_seconds)
+                        .map_err(StartError::Config)?;
+                    remote.high_water.fetch_max(head.revision, Relaxed);
+                    remote.signed.store(Arc::new(
+                        Signed::default().with(head.revision, head.issued_at),
+                    ));
+                    remote.persisted_head.store(head.issued_at, Relaxed);
+                }
+                Ok(head) => {
+                    tracing::warn!(
+                        realm = realm.name,
+                        found = head.realm,
+                        "recorded HEAD is of another realm; ignored"
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(realm = realm.name, error = %e, "recorded HEAD refused; ignored")
+                }
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(realm = realm.name, error = %e, "recorded HEAD unreadable"),
+        }
         let chain = match dir.restore(&realm.name) {
             Ok(Some(chain)) => chain,
-            Ok(None) => return,
+            Ok(None) => return Ok(()),
             Err(e) => {
                 tracing::warn!(realm = realm.name, error = %e, "last known good bundle unreadable");
-                return;
+                return Ok(());
             }
         };
         let options = self.load_options();
@@ -300,16 +401,14 @@ impl Realms {
                 break;
             }
         }
-        if let (Some(s), Some(remote)) = (realm.snapshot(), &realm.remote) {
-            remote
-                .confirmed_at
-                .store(dir.confirmed_at(&realm.name), Relaxed);
+        if let Some(s) = realm.snapshot() {
             tracing::info!(
                 realm = realm.name,
                 revision = s.revision(),
                 "serving the last known good bundle until the store answers"
             );
         }
+        Ok(())
     }
 
     fn load_path(&self, path: &Path) -> Result<(Source, Snapshot), StartError> {

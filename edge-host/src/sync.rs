@@ -7,9 +7,16 @@
 //! snapshot; a failure keeps the last one and is retried at the next poll.
 //! What is installed is recorded in the state directory as the last known
 //! good chain.
+//!
+//! `HEAD` is a signed record (`pdp_core::layout`): it is verified with the
+//! realm's trust keys before anything it says is used, and it is the only
+//! thing that makes the realm fresh. A 304, an unchanged `HEAD`, an
+//! unsigned one or an older signed one (a replay) confirms nothing, so a
+//! store or cache that keeps answering with the past turns into
+//! `stale_bundle` denials once the staleness limit passes.
 
 use crate::api::AppState;
-use crate::realm::{Realm, Remote, now};
+use crate::realm::{Realm, Remote};
 use crate::store::{Fetched, Store, StoreError};
 use pdp_core::BundleKind;
 use pdp_core::bundle::BundleError;
@@ -45,6 +52,10 @@ pub enum SyncError {
     /// `HEAD` is unreadable.
     #[error(transparent)]
     Head(#[from] HeadError),
+    /// The realm's control plane re-signs `HEAD` too rarely for this
+    /// host's staleness limit (it needs 4 intervals).
+    #[error("{0}")]
+    StalenessLimit(String),
     /// `HEAD` is of another realm.
     #[error("HEAD names realm {found:?}, expected {expected:?}")]
     HeadRealm {
@@ -83,7 +94,9 @@ impl SyncError {
             SyncError::Store(StoreError::TooLarge { .. }) => "bundle_too_large",
             SyncError::Store(_) => "store_refused",
             SyncError::NoHead(_) => "no_head",
-            SyncError::Head(_) | SyncError::HeadRealm { .. } => "bad_head",
+            SyncError::Head(e) => e.kind(),
+            SyncError::HeadRealm { .. } => "bad_head",
+            SyncError::StalenessLimit(_) => "staleness_limit_too_short",
             SyncError::Behind { .. } => "store_behind",
             SyncError::Missing(_) => "bundle_missing",
             SyncError::Bundle { source, .. } => source.kind(),
@@ -133,21 +146,38 @@ async fn poll(
     let keys = location.keys();
     let etag = remote.etag.lock().ok().and_then(|e| e.clone());
     let held = || realm.snapshot().map(|s| s.revision());
-    let (head, etag) = match store.get(&keys.head(), etag.as_deref(), HEAD_LIMIT).await? {
+    let (head, bytes, etag) = match store.get(&keys.head(), etag.as_deref(), HEAD_LIMIT).await? {
+        // Unchanged: nothing new, and no confirmation either (only a newly
+        // signed record makes the realm fresher).
         Fetched::NotModified => {
-            confirm(state, realm, remote);
             return Ok(Synced {
                 revision: held().unwrap_or(0),
                 installed: Vec::new(),
             });
         }
         Fetched::Missing => return Err(SyncError::NoHead(realm.name().to_owned())),
-        Fetched::Found { bytes, etag } => (Head::parse(&bytes)?, etag),
+        Fetched::Found { bytes, etag } => {
+            let head = Head::open(&bytes, state.realms.load_options().trust)?;
+            (head, bytes, etag)
+        }
     };
     if head.realm != realm.name() {
         return Err(SyncError::HeadRealm {
             expected: realm.name().to_owned(),
             found: head.realm,
+        });
+    }
+    state
+        .realms
+        .check_interval(realm.name(), head.resign_interval_seconds)
+        .map_err(SyncError::StalenessLimit)?;
+    // Below what a signed HEAD named or this host installed before (also
+    // before a restart): a rolled-back store, or a replayed HEAD.
+    let high_water = remote.high_water.load(Relaxed);
+    if head.revision < high_water {
+        return Err(SyncError::Behind {
+            held: high_water,
+            head: head.revision,
         });
     }
     let limit = state.realms.limits.archive;
@@ -166,34 +196,50 @@ async fn poll(
     if let Ok(mut e) = remote.etag.lock() {
         *e = etag;
     }
-    confirm(state, realm, remote);
+    confirm(state, realm, remote, &head, &bytes);
     Ok(Synced {
         revision: held().unwrap_or(0),
         installed,
     })
 }
 
-/// How often, at most, a store's confirmation is written to the state
+/// How often, at most, a newer signed `HEAD` is written to the state
 /// directory (memory has it from every poll): a quarter of the staleness
-/// limit, at most this often. A restarted host then takes its chain as up to
-/// that much older than it is — stale sooner, never later. Without a limit
-/// the confirmation is never read, so never written.
-const CONFIRM_PERSIST_SECONDS: i64 = 30;
+/// limit, at most this often. A restarted host then counts freshness from
+/// a record up to that much older than the newest it saw: stale sooner,
+/// never later.
+const HEAD_PERSIST_SECONDS: i64 = 30;
 
-fn confirm(state: &AppState, realm: &Realm, remote: &Remote) {
-    let t = now();
-    remote.confirmed_at.store(t, Relaxed);
-    let (Some(dir), Some(max)) = (&state.realms.state_dir, state.realms.max_staleness()) else {
+/// The chain named by `head` is held: count its signed freshness (only a
+/// record at least as new as the newest seen counts), raise the high-water
+/// mark, and keep the record in the state directory now and then.
+fn confirm(state: &AppState, realm: &Realm, remote: &Remote, head: &Head, bytes: &[u8]) {
+    let before = **remote.signed.load();
+    let after = before.with(head.revision, head.issued_at);
+    if after != before {
+        remote.signed.store(std::sync::Arc::new(after));
+    }
+    let raised = remote.high_water.fetch_max(head.revision, Relaxed) < head.revision;
+    let Some(dir) = &state.realms.state_dir else {
         return;
     };
-    let every = (max / 4).clamp(1, CONFIRM_PERSIST_SECONDS);
-    if t.saturating_sub(remote.persisted_confirmation.load(Relaxed)) < every {
+    let every = state
+        .realms
+        .max_staleness()
+        .map_or(HEAD_PERSIST_SECONDS, |max| {
+            (max / 4).clamp(1, HEAD_PERSIST_SECONDS)
+        });
+    let persisted = remote.persisted_head.load(Relaxed);
+    if after == before && !raised {
         return;
     }
-    match dir.confirm(realm.name(), t) {
-        Ok(()) => remote.persisted_confirmation.store(t, Relaxed),
+    if !raised && head.issued_at.saturating_sub(persisted) < every {
+        return;
+    }
+    match dir.record_head(realm.name(), head.revision, bytes) {
+        Ok(()) => remote.persisted_head.store(head.issued_at, Relaxed),
         Err(e) => {
-            tracing::warn!(realm = realm.name(), error = %e, "could not record the store's confirmation")
+            tracing::warn!(realm = realm.name(), error = %e, "could not record the signed HEAD")
         }
     }
 }

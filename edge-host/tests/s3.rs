@@ -22,9 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const REALM: &str = "acme";
-/// Bundles are built "an hour ago": freshness then comes only from the
-/// store confirming them, which is what the staleness checks test.
+/// Bundles are built "an hour ago": freshness then comes only from signed
+/// `HEAD` records, which is what the staleness checks test.
 const AN_HOUR: i64 = 3600;
+/// The hosts' staleness limit, seconds, and the control plane's re-signing
+/// interval it allows (a quarter of it).
+const STALENESS: u64 = 8;
+const RESIGN: u64 = STALENESS / 4;
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -168,15 +172,18 @@ impl Publisher {
             .unwrap();
     }
 
+    /// A `HEAD` signed now, as a control plane re-signing every
+    /// [`RESIGN`] seconds writes it.
     fn head(&self, snapshot: u64, revision: u64) {
         let head = Head {
             format: HEAD_FORMAT.into(),
             realm: REALM.into(),
             revision,
             snapshot,
-            updated_at: now(),
+            issued_at: now(),
+            resign_interval_seconds: RESIGN,
         };
-        self.put(&self.keys.head(), head.to_json());
+        self.put(&self.keys.head(), head.seal(&signer()));
     }
 
     fn snapshot(&self, revision: u64, users: &[Value]) {
@@ -271,7 +278,7 @@ impl Host {
             .arg("--trust-key")
             .arg(format!("{REALM}={}", key.display()))
             .args(["--s3-force-path-style", "--source-timeout-ms", "2000"])
-            .args(["--max-staleness-seconds", "4"])
+            .args(["--max-staleness-seconds", &STALENESS.to_string()])
             .env("GATEHOUSE_USER_STATE_DETAIL", REALM)
             .env("AWS_ENDPOINT_URL", format!("http://{}", relay.addr))
             .env("AWS_ACCESS_KEY_ID", "testing")
@@ -368,6 +375,17 @@ fn deny(reason: &str, rev: u64) -> (u16, String, String, u64) {
     (200, "Deny".into(), reason.into(), rev)
 }
 
+/// The revision at which `user` is denied (fails if allowed).
+fn denied_at(host: &Host, user: &str) -> u64 {
+    let (status, decision, reason, rev) = host.decide(user);
+    assert_eq!((status, decision.as_str()), (200, "Deny"), "{reason}");
+    assert!(
+        ["user_state:Suspended", "stale_bundle"].contains(&reason.as_str()),
+        "{reason}"
+    );
+    rev
+}
+
 #[test]
 #[ignore = "needs moto_server; scripts/test runs it"]
 fn an_s3_source_follows_the_store_and_survives_its_outages() {
@@ -420,7 +438,9 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
     host.until("the forged delta refused", |h| {
         h.status()["reload_failures"].as_u64().unwrap() > failures
     });
-    assert_eq!(host.decide("alice"), deny("user_state:Suspended", 2));
+    // Still revision 2, denied (for her state, or as stale: HEAD names a
+    // revision 3 this host cannot reach, so nothing confirms revision 2).
+    assert_eq!(denied_at(&host, "alice"), 2);
     let err = host.status()["source_error"].as_str().unwrap().to_owned();
     assert!(err.contains("deltas/3.tar.gz"), "{err}");
 
@@ -442,7 +462,7 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
             .as_str()
             .is_some_and(|e| e.contains("older than revision 2"))
     });
-    assert_eq!(host.decide("alice"), deny("user_state:Suspended", 2));
+    assert_eq!(denied_at(&host, "alice"), 2);
 
     // A gap (delta 3 missing, HEAD at 4 on snapshot 1): refused until a
     // newer snapshot exists, then the host jumps to it.
@@ -467,7 +487,7 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
     assert_eq!(host.status()["source_error"], Value::Null);
 
     // S3 goes away: the host keeps serving revision 5 until the staleness
-    // limit (4 s), then denies with stale_bundle and is not ready.
+    // limit (8 s), then denies with stale_bundle and is not ready.
     relay.set_up(false);
     s3.delta(6, &[with_state("sam", "Active")]);
     s3.head(4, 6);
@@ -480,8 +500,10 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
     host.until("stale", |h| h.decide("alice") == deny("stale_bundle", 5));
     assert_eq!(host.ready(), 503);
 
-    // S3 is back: the host catches up and is fresh again.
+    // S3 is back, and the control plane re-signs HEAD (as it does every
+    // interval): the host catches up and is fresh again.
     relay.set_up(true);
+    s3.head(4, 6);
     host.until("revision 6 after the outage", |h| {
         h.decide("sam") == allow(6)
     });

@@ -30,6 +30,11 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+fn now() -> i64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(t.unwrap().as_secs()).unwrap()
+}
+
 fn signer() -> BundleSigner {
     BundleSigner::from_seed(&[5; 32])
 }
@@ -118,14 +123,22 @@ impl Store {
     }
 
     fn head(&self, realm: &str, snapshot: u64, revision: u64) {
-        let head = Head {
-            format: HEAD_FORMAT.into(),
-            realm: realm.into(),
-            revision,
-            snapshot,
-            updated_at: 1_764_000_200,
-        };
-        self.put(&self.keys.head(), &head.to_json());
+        self.put(
+            &self.keys.head(),
+            &head(realm, snapshot, revision, now()).seal(&signer()),
+        );
+    }
+}
+
+/// A `HEAD` record issued at `issued_at`, re-signed every 30 s.
+fn head(realm: &str, snapshot: u64, revision: u64, issued_at: i64) -> Head {
+    Head {
+        format: HEAD_FORMAT.into(),
+        realm: realm.into(),
+        revision,
+        snapshot,
+        issued_at,
+        resign_interval_seconds: 30,
     }
 }
 
@@ -170,9 +183,13 @@ async fn a_local_store_directory_is_followed_revision_by_revision() {
         "unchanged HEAD"
     );
 
-    // HEAD of another realm: refused, revision 2 stays.
+    // HEAD of another realm: its signature is refused (the key signs for
+    // acme only), revision 2 stays.
     store.head("other", 1, 3);
-    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "bad_head");
+    assert_eq!(
+        sync_one(&state).await.unwrap_err().kind(),
+        "head_key_not_for_realm"
+    );
     // Garbage HEAD.
     store.put(&store.keys.head(), b"{\"format\":");
     assert_eq!(sync_one(&state).await.unwrap_err().kind(), "bad_head");
@@ -328,4 +345,146 @@ async fn an_http_source_polls_with_entity_tags() {
     assert_eq!(revision(&state), Some(3));
     let status = state.realms.get(REALM).unwrap().last_error().unwrap();
     assert!(status.contains("unreachable"), "{status}");
+}
+
+fn is_stale(state: &edge_host::api::AppState) -> bool {
+    let realm = state.realms.get(REALM).unwrap();
+    let snap = realm.snapshot().unwrap();
+    state.realms.is_stale(realm, &snap, now())
+}
+
+/// Issue 16 item 4: freshness comes from signed `HEAD` records only. The
+/// bundle is old (built 2025-11); what keeps it fresh is a `HEAD` the
+/// control plane signed recently. Before signed HEADs, every poll
+/// answered by the store (a 304 or the same old `HEAD`) counted as
+/// confirmation, so the old-HEAD step below stayed fresh for ever.
+#[tokio::test]
+async fn only_newer_signed_heads_keep_a_realm_fresh() {
+    let dir = tmp("fresh");
+    let store = Store::new(&dir.join("store"));
+    let config = Config {
+        sources: vec![dir.join("store").join(REALM).display().to_string()],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
+        state_dir: Some(dir.join("state")),
+        max_staleness_seconds: Some(120),
+        ..Config::default()
+    };
+    let (_, state) = edge_host::app(&config).unwrap();
+    store.snapshot(1, REALM, Some(&signer()));
+
+    // Signed 200 s ago, beyond the 120 s limit: loaded, but stale, and
+    // polling the unchanged HEAD again (a 304 from the local store's
+    // entity tag) confirms nothing.
+    let t = now();
+    store.put(
+        &store.keys.head(),
+        &head(REALM, 1, 1, t - 200).seal(&signer()),
+    );
+    assert_eq!(sync_one(&state).await.unwrap(), [1]);
+    assert!(
+        is_stale(&state),
+        "a HEAD signed 200 s ago is no confirmation"
+    );
+    for _ in 0..3 {
+        assert_eq!(sync_one(&state).await.unwrap(), Vec::<u64>::new());
+        assert!(is_stale(&state), "an unchanged HEAD is no confirmation");
+    }
+
+    // The same record unsigned, with a fresh issued_at: refused, still stale.
+    let forged = serde_json::to_vec(&head(REALM, 1, 1, t)).unwrap();
+    store.put(&store.keys.head(), &forged);
+    assert_eq!(sync_one(&state).await.unwrap_err().kind(), "unsigned_head");
+    assert!(is_stale(&state));
+    // Signed by a key this host does not trust: refused.
+    let stranger = BundleSigner::from_seed(&[6; 32]);
+    store.put(&store.keys.head(), &head(REALM, 1, 1, t).seal(&stranger));
+    assert_eq!(
+        sync_one(&state).await.unwrap_err().kind(),
+        "head_unknown_kid"
+    );
+    assert!(is_stale(&state));
+
+    // Re-signed now: fresh.
+    store.put(&store.keys.head(), &head(REALM, 1, 1, t).seal(&signer()));
+    assert_eq!(sync_one(&state).await.unwrap(), Vec::<u64>::new());
+    assert!(!is_stale(&state), "a newly signed HEAD confirms revision 1");
+
+    // An older signed record replayed (by a cache, or an attacker who
+    // kept it) verifies, but counts for nothing; a newer revision
+    // installs. The realm stays fresh from the newest record.
+    store.put(
+        &store.keys.head(),
+        &head(REALM, 1, 1, t - 500).seal(&signer()),
+    );
+    assert_eq!(sync_one(&state).await.unwrap(), Vec::<u64>::new());
+    let realm = state.realms.get(REALM).unwrap();
+    let fresh_at = realm.fresh_at(&realm.snapshot().unwrap());
+    assert_eq!(
+        fresh_at, t,
+        "the replayed record did not move freshness back"
+    );
+    store.delta(2, &[with_state("alice", "Suspended")]);
+    store.put(&store.keys.head(), &head(REALM, 1, 2, t).seal(&signer()));
+    assert_eq!(sync_one(&state).await.unwrap(), [2]);
+    assert!(!is_stale(&state));
+
+    // A restarted host counts freshness from the recorded signed HEAD.
+    let (_, again) = edge_host::app(&config).unwrap();
+    assert_eq!(revision(&again), Some(2));
+    assert!(!is_stale(&again));
+
+    // The store rolled back to revision 1 (a HEAD signed now, so it
+    // verifies), after a restart that lost the last known good chain:
+    // refused by the high-water mark kept in the state directory.
+    let realm_dir = std::fs::read_dir(dir.join("state"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(realm_dir.join("chain.json")).unwrap();
+    store.put(
+        &store.keys.head(),
+        &head(REALM, 1, 1, t + 1).seal(&signer()),
+    );
+    let (_, lost) = edge_host::app(&config).unwrap();
+    assert_eq!(revision(&lost), None, "nothing held after losing the chain");
+    let e = sync_one(&lost).await.unwrap_err();
+    assert_eq!(e.kind(), "store_behind", "{e}");
+    assert_eq!(revision(&lost), None, "revision 1 was never served");
+}
+
+/// Issue 16 item 4: a staleness limit shorter than 4 times the interval
+/// the realm's control plane re-signs HEAD at is refused: by the poll
+/// that reads it, and at start when the state directory recorded it.
+#[tokio::test]
+async fn a_staleness_limit_under_four_intervals_is_refused() {
+    let dir = tmp("interval");
+    let store = Store::new(&dir.join("store"));
+    let config = Config {
+        sources: vec![dir.join("store").join(REALM).display().to_string()],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
+        state_dir: Some(dir.join("state")),
+        max_staleness_seconds: Some(120),
+        ..Config::default()
+    };
+    store.snapshot(1, REALM, Some(&signer()));
+    store.head(REALM, 1, 1);
+    let (_, state) = edge_host::app(&config).unwrap();
+    assert_eq!(sync_one(&state).await.unwrap(), [1]);
+
+    let short = Config {
+        max_staleness_seconds: Some(119),
+        ..config.clone()
+    };
+    let e = edge_host::app(&short).unwrap_err().to_string();
+    assert!(e.contains("shorter than 4 times"), "{e}");
+    let fresh_dir = Config {
+        state_dir: Some(dir.join("state2")),
+        ..short
+    };
+    let (_, state) = edge_host::app(&fresh_dir).unwrap();
+    let e = sync_one(&state).await.unwrap_err();
+    assert_eq!(e.kind(), "staleness_limit_too_short", "{e}");
+    assert_eq!(revision(&state), None);
 }

@@ -101,7 +101,7 @@ pub enum BundleError {
     #[error("bundle is not signed (manifest.sig missing) and the host is not in dev mode")]
     Unsigned,
     /// The signature was refused.
-    #[error(transparent)]
+    #[error("manifest.sig: {0}")]
     Signature(#[from] SignatureError),
     /// A member's bytes do not match the manifest's hash.
     #[error("member {0} does not match its sha256 in the manifest")]

@@ -714,7 +714,8 @@ mod tests {
             realm: "acme".into(),
             revision,
             snapshot,
-            updated_at: 1,
+            issued_at: 1,
+            resign_interval_seconds: 30,
         }
     }
 

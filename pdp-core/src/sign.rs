@@ -15,17 +15,18 @@ use std::collections::BTreeMap;
 /// Why a signature or key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    /// `manifest.sig` is not a detached compact JWS with a valid header.
-    #[error("manifest.sig is malformed: {0}")]
+    /// The signature (`manifest.sig`, or the signature line of `HEAD`) is
+    /// not a detached compact JWS with a valid header.
+    #[error("signature is malformed: {0}")]
     Malformed(String),
     /// The header names an algorithm other than EdDSA.
-    #[error("manifest.sig uses algorithm {0:?}; only EdDSA is accepted")]
+    #[error("signature uses algorithm {0:?}; only EdDSA is accepted")]
     Algorithm(String),
     /// No key with this `kid` in the keyring.
-    #[error("manifest.sig is signed by unknown key id {0:?}")]
+    #[error("signed by unknown key id {0:?}")]
     UnknownKid(String),
     /// The signature does not verify with the named key.
-    #[error("manifest.sig does not verify with key {0:?}")]
+    #[error("signature does not verify with key {0:?}")]
     Invalid(String),
     /// A PEM key could not be read.
     #[error("bad key: {0}")]
@@ -50,7 +51,12 @@ struct Header {
     crit: Option<Vec<String>>,
 }
 
+/// The `typ` of a bundle manifest's signature.
 const TYP: &str = "gatehouse-manifest+jws";
+
+/// The `typ` of a signed `HEAD` record's signature: a signature made for
+/// one kind of document never verifies as the other.
+pub(crate) const HEAD_TYP: &str = "gatehouse-head+jws";
 
 /// The RFC 7638 thumbprint of an Ed25519 public key: the key id used for it.
 pub fn key_id(key: &VerifyingKey) -> String {
@@ -119,12 +125,18 @@ impl BundleSigner {
         self.key.verifying_key()
     }
 
-    /// A detached compact JWS over `payload`: `header..signature`.
+    /// A detached compact JWS over `payload` (a bundle manifest):
+    /// `header..signature`.
     pub fn sign(&self, payload: &[u8]) -> String {
+        self.sign_typed(payload, TYP)
+    }
+
+    /// A detached compact JWS over `payload` whose header says `typ`.
+    pub(crate) fn sign_typed(&self, payload: &[u8], typ: &str) -> String {
         let header = Header {
             alg: "EdDSA".into(),
             kid: self.kid.clone(),
-            typ: Some(TYP.into()),
+            typ: Some(typ.into()),
             crit: None,
         };
         // Serializing a struct of strings cannot fail.
@@ -224,8 +236,22 @@ impl Keyring {
         self.keys.keys().map(String::as_str)
     }
 
-    /// Verify a detached JWS over `payload`; returns the signing key id.
+    /// Verify a detached JWS over `payload` (a bundle manifest); returns
+    /// the signing key id. A signature made for another kind of document
+    /// (a `HEAD` record) is refused.
     pub fn verify(&self, payload: &[u8], jws: &str) -> Result<String, SignatureError> {
+        self.verify_typed(payload, jws, TYP)
+    }
+
+    /// Verify a detached JWS over `payload` whose header must say `typ`
+    /// (a manifest's may also say nothing: signatures made before `typ`
+    /// was written).
+    pub(crate) fn verify_typed(
+        &self,
+        payload: &[u8],
+        jws: &str,
+        typ: &str,
+    ) -> Result<String, SignatureError> {
         let jws = jws.trim();
         let mut parts = jws.split('.');
         let (Some(h), Some(body), Some(sig), None) =
@@ -250,6 +276,15 @@ impl Keyring {
         }
         if header.crit.is_some() {
             return Err(SignatureError::Malformed("unsupported crit header".into()));
+        }
+        match header.typ.as_deref() {
+            Some(t) if t == typ => {}
+            None if typ == TYP => {}
+            other => {
+                return Err(SignatureError::Malformed(format!(
+                    "signature typ {other:?} is not {typ:?}"
+                )));
+            }
         }
         let key = self
             .keys

@@ -29,7 +29,8 @@ fn head(snapshot: u64, revision: u64) -> Head {
         realm: REALM.into(),
         revision,
         snapshot,
-        updated_at: 1_764_000_000,
+        issued_at: 1_764_000_000,
+        resign_interval_seconds: 30,
     }
 }
 

@@ -17,6 +17,8 @@ pub struct Metrics {
     realms: Mutex<BTreeMap<String, RealmCounters>>,
     store_errors: AtomicU64,
     identity_errors: AtomicU64,
+    head_resigns: AtomicU64,
+    head_resign_failures: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,6 +55,16 @@ impl Metrics {
     /// An identity provider failed a request.
     pub fn identity_error(&self) {
         self.identity_errors.fetch_add(1, Relaxed);
+    }
+
+    /// A realm's `HEAD` was re-signed (`ok`), or re-signing it failed.
+    pub fn head_resigned(&self, ok: bool) {
+        let c = if ok {
+            &self.head_resigns
+        } else {
+            &self.head_resign_failures
+        };
+        c.fetch_add(1, Relaxed);
     }
 }
 
@@ -162,6 +174,17 @@ impl Service {
              # TYPE gatehouse_cp_identity_errors_total counter\n\
              gatehouse_cp_identity_errors_total {}",
             self.metrics.identity_errors.load(Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "# HELP gatehouse_cp_head_resigns_total HEAD records re-signed with nothing new to publish.\n\
+             # TYPE gatehouse_cp_head_resigns_total counter\n\
+             gatehouse_cp_head_resigns_total {}\n\
+             # HELP gatehouse_cp_head_resign_failures_total HEAD re-signings that failed (edge hosts go stale after 4 intervals).\n\
+             # TYPE gatehouse_cp_head_resign_failures_total counter\n\
+             gatehouse_cp_head_resign_failures_total {}",
+            self.metrics.head_resigns.load(Relaxed),
+            self.metrics.head_resign_failures.load(Relaxed)
         );
         Ok(s)
     }

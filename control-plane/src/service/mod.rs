@@ -39,6 +39,10 @@ pub struct Settings {
     pub compact_after_deltas: u64,
     /// Key prefix inside the object store.
     pub store_prefix: String,
+    /// `HEAD` is re-signed at least this often, seconds, even when nothing
+    /// changed: the freshness edge hosts count (they refuse a staleness
+    /// limit under 4 times this).
+    pub head_resign_interval_seconds: u64,
 }
 
 impl Default for Settings {
@@ -48,6 +52,7 @@ impl Default for Settings {
             auto_publish: true,
             compact_after_deltas: 100,
             store_prefix: String::new(),
+            head_resign_interval_seconds: pdp_core::layout::DEFAULT_RESIGN_INTERVAL_SECONDS,
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::ports::{Condition, Fetched, ObjectStore, Put};
 use pdp_core::bundle::{BundleHeader, write_archive};
 use pdp_core::chain;
 use pdp_core::directory::UserChange;
-use pdp_core::layout::{HEAD_FORMAT, Head, RealmKeys};
+use pdp_core::layout::{Head, HeadError, RealmKeys};
 use pdp_core::manifest::member;
 use pdp_core::{Bundle, BundleKind, BundleSigner, IdentitySettings, Keyring, Limits, Trust};
 use serde::Serialize;
@@ -99,14 +99,28 @@ pub struct PublishStatus {
     pub head_revision: Option<u64>,
     /// `HEAD`'s snapshot revision.
     pub snapshot_revision: Option<u64>,
-    /// When `HEAD` was written, unix seconds.
-    pub head_updated_at: Option<i64>,
+    /// When `HEAD` was last signed, unix seconds (the freshness edge
+    /// hosts count).
+    pub head_issued_at: Option<i64>,
+    /// How often this control plane re-signs `HEAD`, seconds.
+    pub head_resign_interval_seconds: u64,
     /// Changes committed and not yet published.
     pub pending_changes: u64,
     /// The public key edge hosts must trust for this realm's bundles (PEM).
     pub bundle_key: String,
     /// Its key id.
     pub bundle_kid: String,
+}
+
+/// A `HEAD` re-signed with nothing new to publish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resigned {
+    /// The realm.
+    pub realm: String,
+    /// The revision it still names.
+    pub revision: u64,
+    /// The new record's `issued_at`.
+    pub issued_at: i64,
 }
 
 /// What a delta carries.
@@ -145,14 +159,24 @@ impl Service {
         })
     }
 
-    /// `HEAD` and its entity tag.
-    async fn head(&self, realm: &str) -> Result<Option<(Head, String)>> {
+    /// `HEAD` and its entity tag. Its signature must verify with the
+    /// realm's bundle key: an unsigned or forged record (someone with
+    /// write access to the store) is never built on, since its `issued_at`
+    /// would be carried into the next signed one. The unsigned `HEAD` of
+    /// an earlier release is read for its revisions only (`issued_at` 0),
+    /// and replaced by a signed one at the next publish or re-signing.
+    async fn head(&self, realm: &str, signer: &BundleSigner) -> Result<Option<(Head, String)>> {
         let key = self.keys(realm).head();
         let Some((bytes, etag)) = self.get(&key, HEAD_LIMIT).await? else {
             return Ok(None);
         };
         let etag = etag.ok_or_else(|| Error::Store(format!("{key}: the store gave no ETag")))?;
-        let head = Head::parse(&bytes).map_err(|e| Error::Publish(format!("{key}: {e}")))?;
+        let ring = own_ring(signer);
+        let head = match Head::open(&bytes, Trust::Keyring(&ring)) {
+            Err(HeadError::Legacy) => Head::open_legacy(&bytes).map(|h| Head { issued_at: 0, ..h }),
+            other => other,
+        }
+        .map_err(|e| Error::Publish(format!("{key}: {e}")))?;
         if head.realm != realm {
             return Err(Error::Publish(format!(
                 "{key} names realm {:?}",
@@ -290,7 +314,7 @@ impl Service {
         let now = self.now();
         let signer = self.bundle_signer(realm).await?;
         for _ in 0..MAX_ATTEMPTS {
-            let head = self.head(realm).await?;
+            let head = self.head(realm, &signer).await?;
             let pending = self.pending_content(realm).await?;
             let step = match (&head, pending) {
                 (Some((h, _)), None) => return Ok(Published::none(realm, h.revision, None)),
@@ -307,7 +331,7 @@ impl Service {
             if let Some(done) = step {
                 if done.kind == "delta"
                     && self.settings.compact_after_deltas > 0
-                    && let Some((h, _)) = self.head(realm).await?
+                    && let Some((h, _)) = self.head(realm, &signer).await?
                     && h.revision - h.snapshot >= self.settings.compact_after_deltas
                 {
                     self.compact_now(realm).await?;
@@ -375,12 +399,10 @@ impl Service {
         .map_err(|e| Error::Internal(format!("bundle writer: {e}")))?
         .map_err(|e| Error::Publish(e.to_string()))?;
         let key = self.keys(realm).snapshot(revision);
-        let new_head = Head {
-            format: HEAD_FORMAT.into(),
-            realm: realm.into(),
-            revision,
-            snapshot: revision,
-            updated_at: now,
+        let interval = self.settings.head_resign_interval_seconds;
+        let new_head = match head {
+            Some((h, _)) => h.next(revision, revision, now, interval),
+            None => Head::first(realm, revision, now, interval),
         };
         if !self
             .claim(realm, &key, &bytes, BundleKind::Snapshot, revision, signer)
@@ -388,10 +410,14 @@ impl Service {
         {
             // Someone else's snapshot at this revision: adopt it, then
             // publish ours on top.
-            self.advance(realm, head.map(|(_, e)| e), &new_head).await?;
+            self.advance(realm, head.map(|(_, e)| e), &new_head, signer)
+                .await?;
             return Ok(None);
         }
-        if !self.advance(realm, head.map(|(_, e)| e), &new_head).await? {
+        if !self
+            .advance(realm, head.map(|(_, e)| e), &new_head, signer)
+            .await?
+        {
             return Ok(None);
         }
         Ok(Some(Published {
@@ -440,26 +466,25 @@ impl Service {
         )
         .map_err(|e| Error::Publish(e.to_string()))?;
         let key = self.keys(realm).delta(revision);
-        let new_head = Head {
-            format: HEAD_FORMAT.into(),
-            realm: realm.into(),
+        let new_head = head.next(
             revision,
-            snapshot: head.snapshot,
-            updated_at: now,
-        };
+            head.snapshot,
+            now,
+            self.settings.head_resign_interval_seconds,
+        );
         let etag = etag.to_owned();
         if !self
             .claim(realm, &key, &bytes, BundleKind::Delta, revision, signer)
             .await?
         {
-            self.advance(realm, Some(&etag), &new_head).await?;
+            self.advance(realm, Some(&etag), &new_head, signer).await?;
             return Ok(None);
         }
-        if !self.advance(realm, Some(&etag), &new_head).await? {
+        if !self.advance(realm, Some(&etag), &new_head, signer).await? {
             // HEAD moved. Our delta is in the chain if HEAD reached its
             // revision without a snapshot at or after it (a snapshot there
             // was built without it); otherwise publish the changes again.
-            let Some((now_head, _)) = self.head(realm).await? else {
+            let Some((now_head, _)) = self.head(realm, signer).await? else {
                 return Ok(None);
             };
             if !(now_head.revision >= revision && now_head.snapshot < revision) {
@@ -531,14 +556,21 @@ impl Service {
         Ok(bundle)
     }
 
-    /// Compare-and-swap `HEAD` from `etag` (`None`: create it) to `head`.
-    async fn advance(&self, realm: &str, etag: Option<&String>, head: &Head) -> Result<bool> {
+    /// Compare-and-swap `HEAD` from `etag` (`None`: create it) to `head`,
+    /// signed with the realm's bundle key.
+    async fn advance(
+        &self,
+        realm: &str,
+        etag: Option<&String>,
+        head: &Head,
+        signer: &BundleSigner,
+    ) -> Result<bool> {
         let cond = match etag {
             Some(e) => Condition::IfMatch(e.clone()),
             None => Condition::IfAbsent,
         };
         Ok(matches!(
-            self.put(&self.keys(realm).head(), &head.to_json(), cond)
+            self.put(&self.keys(realm).head(), &head.seal(signer), cond)
                 .await?,
             Put::Written(_)
         ))
@@ -565,7 +597,7 @@ impl Service {
             (member::USERS.to_owned(), Vec::new()),
         ]);
         for _ in 0..MAX_ATTEMPTS {
-            let Some((head, etag)) = self.head(realm).await? else {
+            let Some((head, etag)) = self.head(realm, &signer).await? else {
                 return Ok(Published::none(realm, 0, None));
             };
             if let Some(done) = self
@@ -667,7 +699,7 @@ impl Service {
         let now = self.now();
         let signer = self.bundle_signer(realm).await?;
         for _ in 0..MAX_ATTEMPTS {
-            let Some((head, etag)) = self.head(realm).await? else {
+            let Some((head, etag)) = self.head(realm, &signer).await? else {
                 return Err(Error::Conflict(format!(
                     "realm {realm:?} has nothing published to compact"
                 )));
@@ -706,12 +738,13 @@ impl Service {
             .map_err(|e| Error::Internal(format!("compaction: {e}")))??;
             self.claim_compacted(realm, &key, &bytes, &members, &signer)
                 .await?;
-            let new_head = Head {
-                snapshot: head.revision,
-                updated_at: now,
-                ..head.clone()
-            };
-            if self.advance(realm, Some(&etag), &new_head).await? {
+            let new_head = head.next(
+                head.revision,
+                head.revision,
+                now,
+                self.settings.head_resign_interval_seconds,
+            );
+            if self.advance(realm, Some(&etag), &new_head, &signer).await? {
                 return Ok(Published {
                     realm: realm.into(),
                     revision: head.revision,
@@ -775,12 +808,79 @@ impl Service {
         )))
     }
 
+    /// Re-sign the `HEAD` of every live realm whose record is half an
+    /// interval old or more, so that edge hosts keep counting it fresh
+    /// while nothing changes (their staleness limit is at least 4
+    /// intervals). A realm being published elsewhere is skipped: its
+    /// publisher writes a fresh `HEAD` itself. A deleted realm is not
+    /// re-signed; hosts still serving its withdrawal go stale (and deny)
+    /// once their limit passes. Returns the realms re-signed.
+    pub async fn resign_heads(&self) -> Result<Vec<Resigned>> {
+        let realms = self.repo.read(|tx| tx.realms(false)).await?;
+        let mut out = Vec::new();
+        for r in realms {
+            match self.resign_head(&r.name).await {
+                Ok(Some(done)) => {
+                    self.metrics.head_resigned(true);
+                    out.push(done);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.head_resigned(false);
+                    tracing::warn!(realm = r.name, error = %e, "could not re-sign HEAD");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resign_head(&self, realm: &str) -> Result<Option<Resigned>> {
+        let Some(_lock) = self.repo.lock_publisher(realm).await? else {
+            return Ok(None);
+        };
+        let signer = self.bundle_signer(realm).await?;
+        let Some((head, etag)) = self.head(realm, &signer).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let interval = self.settings.head_resign_interval_seconds;
+        let half = i64::try_from(interval / 2).unwrap_or(i64::MAX).max(1);
+        if now.saturating_sub(head.issued_at) < half && head.resign_interval_seconds == interval {
+            return Ok(None);
+        }
+        let next = head.next(head.revision, head.snapshot, now, interval);
+        // Lost to a publisher of another control plane: its HEAD is new.
+        if !self.advance(realm, Some(&etag), &next, &signer).await? {
+            return Ok(None);
+        }
+        Ok(Some(Resigned {
+            realm: realm.into(),
+            revision: next.revision,
+            issued_at: next.issued_at,
+        }))
+    }
+
+    /// Keep every realm's `HEAD` signed for as long as the service runs:
+    /// a [`Service::resign_heads`] pass every half interval.
+    pub async fn keep_heads_signed(self: std::sync::Arc<Self>) {
+        let every =
+            std::time::Duration::from_secs((self.settings.head_resign_interval_seconds / 2).max(1));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.resign_heads().await {
+                tracing::warn!(error = %e, "re-signing HEADs failed");
+            }
+        }
+    }
+
     /// What is published and what is waiting.
     pub async fn publish_status(&self, caller: &Caller, realm: &str) -> Result<PublishStatus> {
         self.authorize(caller, AdminAction::BundleStatus, Some(realm))
             .await?;
         let signer = self.bundle_signer(realm).await?;
-        let head = self.head(realm).await?.map(|(h, _)| h);
+        let head = self.head(realm, &signer).await?.map(|(h, _)| h);
         let r = realm.to_owned();
         let pending = self
             .repo
@@ -793,7 +893,8 @@ impl Service {
             realm: realm.into(),
             head_revision: head.as_ref().map(|h| h.revision),
             snapshot_revision: head.as_ref().map(|h| h.snapshot),
-            head_updated_at: head.as_ref().map(|h| h.updated_at),
+            head_issued_at: head.as_ref().map(|h| h.issued_at),
+            head_resign_interval_seconds: self.settings.head_resign_interval_seconds,
             pending_changes: pending,
             bundle_key: signer
                 .public_pem()
@@ -847,7 +948,8 @@ pub async fn load_published(
         Ok(_) => return Err(Error::not_found("published realm", realm)),
         Err(e) => return Err(store_err(e)),
     };
-    let head = Head::parse(&head).map_err(|e| Error::Publish(e.to_string()))?;
+    let head =
+        Head::open(&head, Trust::Keyring(keyring)).map_err(|e| Error::Publish(e.to_string()))?;
     let mut objects = fetch_chain(store, &keys, &head, None).await?;
     let options = pdp_core::LoadOptions {
         trust: Trust::Keyring(keyring),

@@ -387,7 +387,7 @@ fn decide(args: &DecideArgs) -> Result<()> {
 /// keys are `<realm>/...`, so the realm part is dropped).
 fn load_published(dir: &Path, opts: &pdp_core::LoadOptions<'_>) -> Result<Snapshot> {
     let head_path = dir.join(pdp_core::layout::HEAD);
-    let head = pdp_core::layout::Head::parse(&read(&head_path)?)
+    let head = pdp_core::layout::Head::open(&read(&head_path)?, opts.trust)
         .with_context(|| head_path.display().to_string())?;
     let keys = pdp_core::layout::RealmKeys::new("", &head.realm);
     let file = |key: &str| dir.join(key.split_once('/').map_or(key, |(_, k)| k));
