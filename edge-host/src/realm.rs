@@ -63,8 +63,6 @@ pub(crate) struct Remote {
     /// The newest signed `HEAD` records verified and reached (see
     /// [`Signed`]): the only freshness this host counts for the realm.
     pub(crate) signed: ArcSwap<Signed>,
-    /// `issued_at` of the `HEAD` record last written to the state directory.
-    pub(crate) persisted_head: AtomicI64,
     /// The highest revision a signed `HEAD` named or this host installed
     /// (kept in the state directory): a store offering less is refused,
     /// also after a restart that lost the last known good chain.
@@ -370,7 +368,6 @@ impl Realms {
                     remote.signed.store(Arc::new(
                         Signed::default().with(head.revision, head.issued_at),
                     ));
-                    remote.persisted_head.store(head.issued_at, Relaxed);
                 }
                 Ok(head) => {
                     tracing::warn!(

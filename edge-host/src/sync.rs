@@ -203,45 +203,25 @@ async fn poll(
     })
 }
 
-/// How often, at most, a newer signed `HEAD` is written to the state
-/// directory (memory has it from every poll): a quarter of the staleness
-/// limit, at most this often. A restarted host then counts freshness from
-/// a record up to that much older than the newest it saw: stale sooner,
-/// never later.
-const HEAD_PERSIST_SECONDS: i64 = 30;
-
 /// The chain named by `head` is held: count its signed freshness (only a
-/// record at least as new as the newest seen counts), raise the high-water
-/// mark, and keep the record in the state directory now and then.
+/// record at least as new as the newest seen counts) and raise the
+/// high-water mark. A record that counts is written to the state directory
+/// first (a new one arrives at most every half re-signing interval), so a
+/// restarted host counts exactly the freshness this one did.
 fn confirm(state: &AppState, realm: &Realm, remote: &Remote, head: &Head, bytes: &[u8]) {
     let before = **remote.signed.load();
     let after = before.with(head.revision, head.issued_at);
-    if after != before {
-        remote.signed.store(std::sync::Arc::new(after));
-    }
-    let raised = remote.high_water.fetch_max(head.revision, Relaxed) < head.revision;
-    let Some(dir) = &state.realms.state_dir else {
-        return;
-    };
-    let every = state
-        .realms
-        .max_staleness()
-        .map_or(HEAD_PERSIST_SECONDS, |max| {
-            (max / 4).clamp(1, HEAD_PERSIST_SECONDS)
-        });
-    let persisted = remote.persisted_head.load(Relaxed);
+    let raised = remote.high_water.load(Relaxed) < head.revision;
     if after == before && !raised {
         return;
     }
-    if !raised && head.issued_at.saturating_sub(persisted) < every {
-        return;
+    if let Some(dir) = &state.realms.state_dir
+        && let Err(e) = dir.record_head(realm.name(), head.revision, bytes)
+    {
+        tracing::warn!(realm = realm.name(), error = %e, "could not record the signed HEAD");
     }
-    match dir.record_head(realm.name(), head.revision, bytes) {
-        Ok(()) => remote.persisted_head.store(head.issued_at, Relaxed),
-        Err(e) => {
-            tracing::warn!(realm = realm.name(), error = %e, "could not record the signed HEAD")
-        }
-    }
+    remote.high_water.fetch_max(head.revision, Relaxed);
+    remote.signed.store(std::sync::Arc::new(after));
 }
 
 async fn fetch(store: &Store, key: &str, limit: u64) -> Result<Vec<u8>, SyncError> {

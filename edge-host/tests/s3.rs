@@ -27,7 +27,7 @@ const REALM: &str = "acme";
 const AN_HOUR: i64 = 3600;
 /// The hosts' staleness limit, seconds, and the control plane's re-signing
 /// interval it allows (a quarter of it).
-const STALENESS: u64 = 8;
+const STALENESS: u64 = 12;
 const RESIGN: u64 = STALENESS / 4;
 
 struct Killed(Child);
@@ -174,7 +174,7 @@ impl Publisher {
 
     /// A `HEAD` signed now, as a control plane re-signing every
     /// [`RESIGN`] seconds writes it.
-    fn head(&self, snapshot: u64, revision: u64) {
+    fn head(&self, snapshot: u64, revision: u64) -> i64 {
         let head = Head {
             format: HEAD_FORMAT.into(),
             realm: REALM.into(),
@@ -184,6 +184,7 @@ impl Publisher {
             resign_interval_seconds: RESIGN,
         };
         self.put(&self.keys.head(), head.seal(&signer()));
+        head.issued_at
     }
 
     fn snapshot(&self, revision: u64, users: &[Value]) {
@@ -351,7 +352,7 @@ impl Host {
         let start = Instant::now();
         while !f(self) {
             assert!(
-                start.elapsed() < Duration::from_secs(20),
+                start.elapsed() < Duration::from_secs(40),
                 "timed out waiting for: {what}; status {}",
                 self.status()
             );
@@ -487,7 +488,7 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
     assert_eq!(host.status()["source_error"], Value::Null);
 
     // S3 goes away: the host keeps serving revision 5 until the staleness
-    // limit (8 s), then denies with stale_bundle and is not ready.
+    // limit (12 s), then denies with stale_bundle and is not ready.
     relay.set_up(false);
     s3.delta(6, &[with_state("sam", "Active")]);
     s3.head(4, 6);
@@ -509,6 +510,11 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
     });
     assert_eq!(host.ready(), 200);
     assert_eq!(host.decide("alice"), allow(6));
+    // The control plane re-signs once more; the host keeps that record.
+    let signed = s3.head(4, 6);
+    host.until("the re-signed HEAD counted", |h| {
+        h.status()["fresh_at"].as_i64() == Some(signed)
+    });
     drop(host);
 
     // Restart while S3 is down: the persisted chain (snapshot 4 + deltas 5,
