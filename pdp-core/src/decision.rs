@@ -219,6 +219,19 @@ pub enum RequestError {
     /// A directory record could not be turned into an entity (a bundle defect).
     #[error("directory: {0}")]
     Directory(String),
+    /// A search's page token is not one of this query's.
+    #[error("invalid page token: {0}")]
+    InvalidCursor(String),
+    /// A search's page token was made on a revision no longer served.
+    #[error(
+        "the page token was made on revision {token}; revision {served} is served now: start the search again"
+    )]
+    CursorExpired {
+        /// The revision the token was made on.
+        token: u64,
+        /// The revision served.
+        served: u64,
+    },
 }
 
 impl RequestError {
@@ -229,6 +242,8 @@ impl RequestError {
             RequestError::InvalidRequest(_) => "invalid_request",
             RequestError::InvalidEntities(_) => "invalid_entities",
             RequestError::Directory(_) => "directory",
+            RequestError::InvalidCursor(_) => "invalid_cursor",
+            RequestError::CursorExpired { .. } => "cursor_expired",
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod manifest;
 mod policies;
 pub mod routes;
+pub mod search;
 pub mod sign;
 mod slice;
 mod snapshot;

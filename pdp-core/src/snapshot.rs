@@ -435,6 +435,24 @@ impl Snapshot {
     pub fn issuer(&self) -> Option<&str> {
         self.verifier.as_deref().map(Verifier::issuer)
     }
+    /// The bundle's non-user entities and the type names in use.
+    pub(crate) fn statics(&self) -> &Statics {
+        &self.statics
+    }
+
+    /// The policies whose scope can match requests of this action and these
+    /// types (`None`: not indexed, every policy may match).
+    pub(crate) fn scoped_policies(
+        &self,
+        action: &EntityUid,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> Option<&cedar_policy::PolicySet> {
+        self.index
+            .get(action, principal, resource)
+            .map(|scoped| &scoped.set)
+    }
+
     /// The Cedar policy set (for tooling and differential tests).
     pub fn policy_set(&self) -> &cedar_policy::PolicySet {
         &self.policies.set

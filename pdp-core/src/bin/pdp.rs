@@ -40,6 +40,17 @@ enum Command {
     Bundle(BundleCmd),
     /// Answer JSON Lines requests from stdin, one answer line each on stdout.
     Decide(DecideArgs),
+    /// Answer JSON Lines searches from stdin (`resource`: which resources
+    /// of a type may a principal act on; `subject`: who may act on a
+    /// resource; `action`: which actions may a principal take on it), one
+    /// page each on stdout.
+    Search {
+        /// What is searched for.
+        #[arg(value_parser = ["resource", "subject", "action"])]
+        kind: String,
+        #[command(flatten)]
+        args: DecideArgs,
+    },
     /// Write a deterministic synthetic realm source directory.
     Synth {
         /// Number of users.
@@ -294,7 +305,15 @@ fn run(cli: Cli) -> Result<()> {
                 snap.signed_by().unwrap_or("?")
             );
         }
-        Command::Decide(args) => decide(&args)?,
+        Command::Decide(args) => {
+            let snap = open_for(&args)?;
+            let now = args.now.unwrap_or_else(now);
+            answer_lines(|line| answer_line(&snap, line, now))?;
+        }
+        Command::Search { kind, args } => {
+            let snap = open_for(&args)?;
+            answer_lines(|line| snap.search_json(&kind, line.as_bytes()).to_json())?;
+        }
         Command::Synth { users, out, seed } => {
             std::fs::create_dir_all(&out).with_context(|| out.display().to_string())?;
             for (name, bytes) in pdp_core::synth::realm(users, seed) {
@@ -337,7 +356,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| path.display().to_string())
 }
 
-fn decide(args: &DecideArgs) -> Result<()> {
+/// The snapshot a `decide` or `search` runs on.
+fn open_for(args: &DecideArgs) -> Result<Snapshot> {
     let trust_of = |ring| match (args.dev, ring) {
         (_, Some(ring)) => Ok(Trust::Keyring(ring)),
         (true, None) => Ok(Trust::Dev),
@@ -366,7 +386,11 @@ fn decide(args: &DecideArgs) -> Result<()> {
         load(&bytes, &options(trust_of(ring)?), None)
             .with_context(|| args.bundle.display().to_string())?
     };
-    let now = args.now.unwrap_or_else(now);
+    Ok(snap)
+}
+
+/// Each non-blank line of stdin answered by `answer`, one line each on stdout.
+fn answer_lines(answer: impl Fn(&str) -> String) -> Result<()> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -375,7 +399,7 @@ fn decide(args: &DecideArgs) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        writeln!(out, "{}", answer_line(&snap, &line, now))?;
+        writeln!(out, "{}", answer(&line))?;
         out.flush()?;
     }
     Ok(())

@@ -72,7 +72,12 @@ pub fn reference_snapshot_cached() -> &'static Snapshot {
 
 /// Build `files` into a bundle and load it in dev mode (unsigned).
 pub fn build_dev(files: &BTreeMap<String, Vec<u8>>) -> Snapshot {
-    let bytes = build(files, &opts(1), None).unwrap();
+    build_dev_at(files, 1)
+}
+
+/// [`build_dev`] at a given revision.
+pub fn build_dev_at(files: &BTreeMap<String, Vec<u8>>, revision: u64) -> Snapshot {
+    let bytes = build(files, &opts(revision), None).unwrap();
     load(
         &bytes,
         &LoadOptions {

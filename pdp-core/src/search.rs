@@ -1,0 +1,513 @@
+//! The list form of "may P do A on R?": which resources of a type may a
+//! principal act on, which subjects may act on a resource, which actions
+//! may a principal take on a resource (OpenID AuthZEN's search API).
+//!
+//! **Exact by construction.** Every entity returned is one for which
+//! [`Snapshot::is_authorized`] allows, asked the same way (same gating,
+//! same slicing, same policies); nothing else is returned. What makes it
+//! fast is never *asking* about candidates that cannot be allowed:
+//!
+//! - An Allow needs a satisfied `permit`, and a policy whose scope cannot
+//!   match is never satisfied (the scope index's argument). So when every
+//!   `permit` that can apply to (action, principal type, resource type)
+//!   constrains the searched side with `==` or `in`, only the entities
+//!   those constraints admit are candidates: `== E` admits `E`, `in G`
+//!   admits `G` and everything below it (through the bundle's hierarchy
+//!   and, for users, their groups and roles). A `permit` that leaves the
+//!   searched side open (no constraint, or only `is T`) makes every entity
+//!   of the type a candidate.
+//! - Subjects are only ever users who are `Active` (gating denies every
+//!   other user before a policy runs).
+//!
+//! **Pages.** Results come in id order. A page holds at most `limit`
+//! results; `next_token` resumes after the last one. A token is bound to
+//! the query and to the revision it was made on: on another revision it is
+//! refused (`cursor_expired`), and a host that keeps the previous snapshot
+//! for a while answers it from that one.
+
+use crate::decision::{Decision, EntityRef, Request, RequestError, Tagged};
+use crate::snapshot::Snapshot;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use cedar_policy::{
+    ActionConstraint, Effect, EntityTypeName, EntityUid, PolicySet, PrincipalConstraint,
+    ResourceConstraint,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+/// Results per page when the query names no limit.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The most results one page may hold.
+pub const MAX_LIMIT: usize = 1000;
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// Which page to answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// At most this many results (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// The `next_token` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// Which entities of `resource_type` may `principal` do `action` on?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSearch {
+    /// Who.
+    pub principal: EntityRef,
+    /// What.
+    pub action: EntityRef,
+    /// The type of the resources looked for.
+    pub resource_type: String,
+    /// What the caller knows about the call (Cedar JSON record).
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    /// Which page.
+    #[serde(default)]
+    pub page: Page,
+}
+
+/// Which entities of `subject_type` may do `action` on `resource`?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectSearch {
+    /// The type of the principals looked for.
+    pub subject_type: String,
+    /// What.
+    pub action: EntityRef,
+    /// On what.
+    pub resource: EntityRef,
+    /// What the caller knows about the call (Cedar JSON record).
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    /// Which page.
+    #[serde(default)]
+    pub page: Page,
+}
+
+/// Which actions may `principal` take on `resource`?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSearch {
+    /// Who.
+    pub principal: EntityRef,
+    /// On what.
+    pub resource: EntityRef,
+    /// What the caller knows about the call (Cedar JSON record).
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    /// Which page.
+    #[serde(default)]
+    pub page: Page,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    /// The entities allowed, in id order.
+    pub results: Vec<EntityRef>,
+    /// Resumes after the last result; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// The bundle revision searched.
+    pub revision: u64,
+}
+
+/// What a page token carries.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cursor {
+    /// Revision searched.
+    r: u64,
+    /// The query it continues (a hash).
+    q: String,
+    /// The last id returned.
+    a: String,
+}
+
+/// The revision a page token was made on (`None`: not a token of this
+/// core). A host holding that revision still answers it there.
+pub fn token_revision(token: &str) -> Option<u64> {
+    let bytes = B64.decode(token).ok()?;
+    serde_json::from_slice::<Cursor>(&bytes).ok().map(|c| c.r)
+}
+
+/// Which side of the request is searched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Principal,
+    Resource,
+}
+
+impl Snapshot {
+    /// The entities of `q.resource_type` that `q.principal` may do
+    /// `q.action` on, one page.
+    pub fn search_resources(&self, q: &ResourceSearch) -> Result<Found, RequestError> {
+        let key = query_key(
+            "resource",
+            &(&q.principal, &q.action, &q.resource_type, &q.context),
+        );
+        let (limit, after) = self.page(&q.page, &key)?;
+        let ty = self.type_name(&q.resource_type)?;
+        let action = self.uid(&q.action)?;
+        let principal = self.uid(&q.principal)?;
+        // A user who may not be authorized at all is allowed nothing.
+        if principal.type_name() == &self.statics().user_type
+            && let Some(dir) = self.directory()
+            && !dir
+                .get(&q.principal.id)
+                .is_some_and(|u| u.state().is_authorizable())
+        {
+            return Ok(self.found(Vec::new(), None, &key));
+        }
+        let permits = self.permits(&action, principal.type_name(), &ty);
+        let candidates = self.candidates(&ty, Side::Resource, permits.as_ref(), after.as_deref());
+        self.collect(candidates, limit, &key, &q.resource_type, |id| Request {
+            principal: q.principal.clone(),
+            action: q.action.clone(),
+            resource: EntityRef::new(q.resource_type.clone(), id),
+            context: q.context.clone(),
+            entities: Vec::new(),
+        })
+    }
+
+    /// The entities of `q.subject_type` that may do `q.action` on
+    /// `q.resource`, one page. Users are returned only when `Active`.
+    pub fn search_subjects(&self, q: &SubjectSearch) -> Result<Found, RequestError> {
+        let key = query_key(
+            "subject",
+            &(&q.subject_type, &q.action, &q.resource, &q.context),
+        );
+        let (limit, after) = self.page(&q.page, &key)?;
+        let ty = self.type_name(&q.subject_type)?;
+        let action = self.uid(&q.action)?;
+        let resource = self.uid(&q.resource)?;
+        let permits = self.permits(&action, &ty, resource.type_name());
+        let candidates = self.candidates(&ty, Side::Principal, permits.as_ref(), after.as_deref());
+        self.collect(candidates, limit, &key, &q.subject_type, |id| Request {
+            principal: EntityRef::new(q.subject_type.clone(), id),
+            action: q.action.clone(),
+            resource: q.resource.clone(),
+            context: q.context.clone(),
+            entities: Vec::new(),
+        })
+    }
+
+    /// The actions `q.principal` may take on `q.resource`, one page: every
+    /// action the schema applies to their types (without a schema, every
+    /// action a policy names) that is allowed. An action whose context
+    /// does not fit what the caller sent is not allowed, so not returned.
+    pub fn search_actions(&self, q: &ActionSearch) -> Result<Found, RequestError> {
+        let key = query_key("action", &(&q.principal, &q.resource, &q.context));
+        let (limit, after) = self.page(&q.page, &key)?;
+        let principal = self.uid(&q.principal)?;
+        let resource = self.uid(&q.resource)?;
+        let mut actions: Vec<EntityUid> = match self.schema() {
+            Some(schema) => schema
+                .actions()
+                .filter(|a| {
+                    schema
+                        .principals_for_action(a)
+                        .is_some_and(|mut p| p.any(|t| t == principal.type_name()))
+                        && schema
+                            .resources_for_action(a)
+                            .is_some_and(|mut r| r.any(|t| t == resource.type_name()))
+                })
+                .cloned()
+                .collect(),
+            None => named_actions(self.policy_set()),
+        };
+        actions.sort_by(|a, b| a.id().unescaped().cmp(b.id().unescaped()));
+        actions.dedup();
+        let mut results = Vec::new();
+        let mut more = false;
+        for a in actions {
+            let id = a.id().unescaped().to_owned();
+            if after.as_deref().is_some_and(|after| id.as_str() <= after) {
+                continue;
+            }
+            let request = Request {
+                principal: q.principal.clone(),
+                action: EntityRef::new(a.type_name().to_string(), id.clone()),
+                resource: q.resource.clone(),
+                context: q.context.clone(),
+                entities: Vec::new(),
+            };
+            // A context the action's schema refuses is no Allow.
+            let Ok(answer) = self.is_authorized(&request) else {
+                continue;
+            };
+            if answer.decision == Decision::Allow {
+                if results.len() == limit {
+                    more = true;
+                    break;
+                }
+                results.push(request.action);
+            }
+        }
+        let next = more.then(|| results.last().map(|r| r.id.clone())).flatten();
+        Ok(self.found(results, next, &key))
+    }
+
+    /// A search from JSON: `kind` is `resource`, `subject` or `action`.
+    pub fn search_json(&self, kind: &str, json: &[u8]) -> Tagged<Found> {
+        fn parse<T: for<'de> Deserialize<'de>>(json: &[u8]) -> Result<T, RequestError> {
+            serde_json::from_slice(json).map_err(|e| RequestError::InvalidJson(e.to_string()))
+        }
+        let result = match kind {
+            "resource" => parse(json).and_then(|q| self.search_resources(&q)),
+            "subject" => parse(json).and_then(|q| self.search_subjects(&q)),
+            "action" => parse(json).and_then(|q| self.search_actions(&q)),
+            other => Err(RequestError::InvalidRequest(format!(
+                "unknown search {other:?} (resource, subject or action)"
+            ))),
+        };
+        result.into()
+    }
+
+    fn type_name(&self, text: &str) -> Result<EntityTypeName, RequestError> {
+        let ty = self
+            .statics()
+            .types
+            .get(text)
+            .map_err(|e| RequestError::InvalidRequest(format!("type {text:?}: {e}")))?;
+        let known = self.schema().map_or_else(
+            || {
+                ty == self.statics().user_type
+                    || self.statics().map.keys().any(|u| u.type_name() == &ty)
+            },
+            |schema| schema.entity_types().any(|t| t == &ty),
+        );
+        if !known {
+            return Err(RequestError::InvalidRequest(format!(
+                "unknown entity type {text:?}"
+            )));
+        }
+        Ok(ty)
+    }
+
+    fn uid(&self, r: &EntityRef) -> Result<EntityUid, RequestError> {
+        let ty = self
+            .statics()
+            .types
+            .get(&r.ty)
+            .map_err(|e| RequestError::InvalidRequest(format!("type {:?}: {e}", r.ty)))?;
+        Ok(crate::slice::Statics::uid(&ty, &r.id))
+    }
+
+    /// The limit and the id to resume after, from a page.
+    fn page(&self, page: &Page, key: &str) -> Result<(usize, Option<String>), RequestError> {
+        let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(RequestError::InvalidRequest(format!(
+                "page.limit must be 1 to {MAX_LIMIT}"
+            )));
+        }
+        let Some(token) = &page.token else {
+            return Ok((limit, None));
+        };
+        let cursor = B64
+            .decode(token)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cursor>(&b).ok())
+            .ok_or_else(|| RequestError::InvalidCursor("not a page token".into()))?;
+        if cursor.q != key {
+            return Err(RequestError::InvalidCursor(
+                "the page token belongs to another query".into(),
+            ));
+        }
+        if cursor.r != self.revision() {
+            return Err(RequestError::CursorExpired {
+                token: cursor.r,
+                served: self.revision(),
+            });
+        }
+        Ok((limit, Some(cursor.a)))
+    }
+
+    fn found(&self, results: Vec<EntityRef>, next: Option<String>, key: &str) -> Found {
+        let next_token = next.map(|a| {
+            let cursor = Cursor {
+                r: self.revision(),
+                q: key.to_owned(),
+                a,
+            };
+            B64.encode(serde_json::to_vec(&cursor).unwrap_or_default())
+        });
+        Found {
+            results,
+            next_token,
+            revision: self.revision(),
+        }
+    }
+
+    /// The `permit` policies that can apply (`None`: not indexed, so any).
+    fn permits(
+        &self,
+        action: &EntityUid,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> Option<PolicySet> {
+        let scoped = self.scoped_policies(action, principal, resource)?;
+        let mut out = PolicySet::new();
+        for p in scoped.policies().filter(|p| p.effect() == Effect::Permit) {
+            // A copy failure only loses narrowing, never an answer.
+            out.add(p.clone()).ok()?;
+        }
+        Some(out)
+    }
+
+    /// The ids of the entities of `ty` the permits' constraints on `side`
+    /// admit, in id order, after `after`.
+    fn candidates(
+        &self,
+        ty: &EntityTypeName,
+        side: Side,
+        permits: Option<&PolicySet>,
+        after: Option<&str>,
+    ) -> Vec<String> {
+        // What the permits admit: `None` for any entity of the type.
+        let mut exact: BTreeSet<EntityUid> = BTreeSet::new();
+        let mut below: BTreeSet<EntityUid> = BTreeSet::new();
+        let mut open = permits.is_none();
+        for p in permits.iter().flat_map(|s| s.policies()) {
+            let (eq, within, any) = match side {
+                Side::Principal => match p.principal_constraint() {
+                    PrincipalConstraint::Any | PrincipalConstraint::Is(_) => (None, None, true),
+                    PrincipalConstraint::Eq(u) => (Some(u), None, false),
+                    PrincipalConstraint::In(u) | PrincipalConstraint::IsIn(_, u) => {
+                        (None, Some(u), false)
+                    }
+                },
+                Side::Resource => match p.resource_constraint() {
+                    ResourceConstraint::Any | ResourceConstraint::Is(_) => (None, None, true),
+                    ResourceConstraint::Eq(u) => (Some(u), None, false),
+                    ResourceConstraint::In(u) | ResourceConstraint::IsIn(_, u) => {
+                        (None, Some(u), false)
+                    }
+                },
+            };
+            open |= any;
+            exact.extend(eq);
+            below.extend(within);
+        }
+        let statics = self.statics();
+        let is_user_type = ty == &statics.user_type;
+        // The groups and roles at or below an `in` target: a user is below
+        // the target when one of their direct groups or roles is.
+        let containers: BTreeSet<&str> = if is_user_type && !open {
+            statics
+                .map
+                .iter()
+                .filter(|(uid, e)| {
+                    below.contains(*uid) || e.ancestors.iter().any(|a| below.contains(a))
+                })
+                .filter(|(uid, _)| {
+                    uid.type_name() == &statics.group_type || uid.type_name() == &statics.role_type
+                })
+                .map(|(uid, _)| uid.id().unescaped())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let admits = |uid: &EntityUid, ancestors: &[EntityUid]| {
+            open || exact.contains(uid)
+                || below.contains(uid)
+                || ancestors.iter().any(|a| below.contains(a))
+        };
+        let mut out: Vec<String> = statics
+            .map
+            .iter()
+            .filter(|(uid, _)| uid.type_name() == ty)
+            .filter(|(uid, e)| admits(uid, &e.ancestors))
+            .map(|(uid, _)| uid.id().unescaped().to_owned())
+            .collect();
+        if is_user_type && let Some(dir) = self.directory() {
+            let wanted = |u: &crate::directory::UserRef<'_>| {
+                // Only Active users are ever allowed as principals.
+                (side == Side::Resource || u.state().is_authorizable())
+                    && (open
+                        || exact.contains(&crate::slice::Statics::uid(ty, u.id()))
+                        || u.groups().chain(u.roles()).any(|g| containers.contains(g)))
+            };
+            if open || !containers.is_empty() {
+                out.extend(dir.iter().filter(|u| wanted(u)).map(|u| u.id().to_owned()));
+            } else {
+                // Only `==` constraints: look each one up.
+                out.extend(
+                    exact
+                        .iter()
+                        .filter(|u| u.type_name() == ty)
+                        .filter_map(|u| dir.get(u.id().unescaped()))
+                        .filter(|u| wanted(u))
+                        .map(|u| u.id().to_owned()),
+                );
+            }
+        }
+        if let Some(after) = after {
+            out.retain(|id| id.as_str() > after);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Ask about each candidate in order until a page is full (and one
+    /// more is allowed, so the page knows whether another follows).
+    fn collect(
+        &self,
+        candidates: Vec<String>,
+        limit: usize,
+        key: &str,
+        ty: &str,
+        request: impl Fn(&str) -> Request,
+    ) -> Result<Found, RequestError> {
+        let mut results = Vec::new();
+        let mut more = false;
+        for id in candidates {
+            let req = request(&id);
+            let answer = self.is_authorized(&req)?;
+            if answer.decision == Decision::Allow {
+                if results.len() == limit {
+                    more = true;
+                    break;
+                }
+                results.push(EntityRef::new(ty, id));
+            }
+        }
+        let next = more.then(|| results.last().map(|r| r.id.clone())).flatten();
+        Ok(self.found(results, next, key))
+    }
+}
+
+/// Every action a policy names in its scope (searching without a schema).
+fn named_actions(set: &PolicySet) -> Vec<EntityUid> {
+    let mut out = Vec::new();
+    for p in set.policies() {
+        match p.action_constraint() {
+            ActionConstraint::Any => {}
+            ActionConstraint::Eq(a) => out.push(a),
+            ActionConstraint::In(list) => out.extend(list),
+        }
+    }
+    out
+}
+
+/// A short hash naming the query a page token continues.
+fn query_key(kind: &str, parts: &impl Serialize) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    h.update(serde_json::to_vec(parts).unwrap_or_default());
+    let digest = h.finalize();
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
