@@ -312,6 +312,34 @@ impl Config {
             .collect()
     }
 
+    /// Whether this configuration serves the demo realm: only when no
+    /// bundle and no source is configured and no setting says that bundles
+    /// were meant (trust keys, a state directory). A configuration that
+    /// names trust keys but lost its `--bundle`/`--source` (an empty
+    /// variable, a typo in a deployment template) is refused with a message
+    /// instead of falling into the demo.
+    pub fn serves_demo(&self) -> Result<bool, String> {
+        if !self.bundles.is_empty() || !self.sources.is_empty() {
+            return Ok(false);
+        }
+        let meant: Vec<&str> = [
+            ("trust_keys", !self.trust_keys.is_empty()),
+            ("state_dir", self.state_dir.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if meant.is_empty() {
+            return Ok(true);
+        }
+        Err(format!(
+            "{} set, but no bundle or source: not serving the demo realm \
+             (configure --bundle or --source, or remove {})",
+            meant.join(" and "),
+            meant.join(" and ")
+        ))
+    }
+
     /// The trust keys as (realm, file); the message names an entry that is
     /// not `REALM=PATH`.
     pub fn trust_key_bindings(&self) -> Result<Vec<(String, PathBuf)>, String> {

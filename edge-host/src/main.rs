@@ -18,8 +18,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Gatehouse edge host: local authorization decisions over HTTP.
 ///
 /// Settings come from defaults, then the --config TOML file, then
-/// GATEHOUSE_* environment variables, then these flags. With no bundle
-/// configured it serves the embedded default realm built from policies/.
+/// GATEHOUSE_* environment variables, then these flags. With no bundle or
+/// source configured it serves the demo realm built from policies/, whose
+/// token key is generated at start: it prints a token for alice, and
+/// GET /demo/token?user=NAME mints more (on a loopback address only).
 #[derive(Parser)]
 #[command(name = "edge-host", version)]
 struct Args {
@@ -170,14 +172,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "DEV MODE: unsigned bundles and source directories are accepted. Never run production like this."
         );
     }
-    if config.bundles.is_empty() && config.sources.is_empty() {
+    let (app, state) = edge_host::app(&config)?;
+    if let Some(demo) = &state.demo {
         tracing::warn!(
-            "DEMO REALM: no --bundle or --source is configured, so this host serves the embedded demo \
-             realm built from policies/, whose token keys are the test keys in pdp-core/tests/keys \
-             (their private halves are public). Never run production like this."
+            kid = demo.kid(),
+            "DEMO REALM: no --bundle or --source is configured, so this host serves the demo realm \
+             built from policies/ (fictional users), trusting only a token key generated at start \
+             that dies with this process, and minting tokens for any user on request \
+             (GET /demo/token, on loopback). Never run production like this."
         );
     }
-    let (app, state) = edge_host::app(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -227,7 +231,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     println!("gatehouse edge-host listening on http://{addr}");
+    if let Some(demo) = &state.demo {
+        print_demo_token(demo, addr)?;
+    }
     edge_host::serve(listener, app, &config, shutdown()).await;
+    Ok(())
+}
+
+/// Demo mode: a ready-made token for alice, and how to get more. Written
+/// to stdout like the address; a reader that stopped reading (closed its
+/// end of a pipe) does not stop the host.
+fn print_demo_token(demo: &edge_host::demo::Demo, addr: SocketAddr) -> anyhow::Result<()> {
+    use pdp_core::token::TokenUse;
+    use std::io::Write as _;
+    let token = demo
+        .token("alice", TokenUse::Id, edge_host::realm::now())
+        .map_err(anyhow::Error::msg)?;
+    let hours = edge_host::demo::TOKEN_TTL_SECONDS / 3600;
+    let more = if addr.ip().is_loopback() {
+        format!(
+            "more (any user of policies/users.jsonl; &token_use=access for an access token): \
+             curl -s 'http://{addr}{}?user=dave'",
+            edge_host::demo::TOKEN_PATH
+        )
+    } else {
+        "more tokens are minted only for a host listening on a loopback address \
+         (--listen 127.0.0.1:PORT)"
+            .to_owned()
+    };
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "demo realm: an ID token for alice, valid for {hours} h:\n{token}\n{more}"
+    );
     Ok(())
 }
 
