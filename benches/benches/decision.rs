@@ -237,7 +237,8 @@ fn decisions(c: &mut Criterion) {
 }
 
 fn token(c: &mut Criterion) {
-    // The reference realm with its test identity: an RS256 ID token.
+    // The reference realm with the identity settings that trust the test
+    // keys (policies/ itself trusts none): an RS256 ID token.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = std::collections::BTreeMap::new();
     for n in pdp_core::manifest::member::SOURCE {
@@ -246,6 +247,10 @@ fn token(c: &mut Criterion) {
             std::fs::read(root.join("policies").join(n)).expect("policies/"),
         );
     }
+    files.insert(
+        "identity.json".to_owned(),
+        std::fs::read(root.join("pdp-core/tests/keys/identity.json")).expect("test identity"),
+    );
     let opts = pdp_core::source::BuildOptions {
         realm: "default".into(),
         revision: 1,

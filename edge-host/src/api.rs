@@ -39,6 +39,10 @@ pub struct AppState {
     /// The proxy whose headers forward-auth reads, and how many hops of
     /// `X-Forwarded-For` it trusts.
     pub forward_auth: crate::forward_auth::Trust,
+    /// The demo realm's token key, when this host serves the demo realm
+    /// (nothing configured); `None` otherwise, and then no token can be
+    /// minted here.
+    pub demo: Option<crate::demo::Demo>,
 }
 
 type Shared = State<Arc<AppState>>;

@@ -1,99 +1,378 @@
 //! Configuration: defaults, then a TOML file, then `GATEHOUSE_*`
 //! environment variables, then command-line flags (each overriding the last).
+//!
+//! Every setting is declared once, in the `settings!` list below: its
+//! name (the TOML key; `GATEHOUSE_` and the name in capitals is its
+//! variable, `--` and the name with dashes its flag unless `#[flag]` names
+//! another), its type (which says how a variable or a flag is read: see
+//! [`Value`]), its default and its documentation (the field's doc and the
+//! flag's help; `#[meta]` names the flag's argument). [`Config`], its
+//! `Default`, [`SETTINGS`], the variables' reader and the flags
+//! ([`Config::command`]) are all generated from that one list, so a
+//! setting cannot have a key without a variable or a flag, and
+//! `every_setting_has_a_flag_a_variable_a_key_and_help` checks each.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Everything the host can be told.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Address to listen on (`GATEHOUSE_LISTEN`).
-    pub listen: SocketAddr,
-    /// Bundle files (`.tar`/`.tar.gz`) or source directories, one realm
-    /// each (`GATEHOUSE_BUNDLES`, comma-separated). Empty: the embedded
-    /// default built from `policies/`.
-    pub bundles: Vec<PathBuf>,
-    /// Stores polled for bundles, one realm each (`GATEHOUSE_SOURCES`,
-    /// comma-separated): `s3://bucket/prefix/realm`, `https://host/path/realm`,
-    /// or a local store directory `/path/realm` (holding `HEAD`). The last
-    /// path segment names the realm.
-    pub sources: Vec<String>,
+/// How a setting's text becomes its value: from a `GATEHOUSE_*` variable
+/// (lists comma-separated, switches `1`/`true`/`yes` or `0`/`false`/`no`,
+/// an empty value unsets an optional setting) or from its flag (repeated
+/// for a list, no argument for a switch). TOML values are read by serde.
+pub trait Value: Sized {
+    /// How the flag takes its argument.
+    const FLAG: FlagKind;
+    /// The flag's argument as help names it.
+    const META: &'static str;
+    /// The value of a variable.
+    fn from_env(text: &str) -> Result<Self, String>;
+    /// The value of the flag's arguments, one per occurrence (none for a switch).
+    fn from_flag(values: &[String]) -> Result<Self, String>;
+    /// The value as help shows a default; `None` when there is nothing to
+    /// show (an empty list, an unset option, a switch that is off).
+    fn show(&self) -> Option<String>;
+}
+
+/// How a flag takes its argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagKind {
+    /// `--flag VALUE`, once.
+    One,
+    /// `--flag VALUE`, repeatable: each occurrence one item of the list.
+    Many,
+    /// `--flag`, no argument: turns the setting on.
+    Switch,
+}
+
+/// A type a setting holds directly or in an `Option` or a `Vec`.
+trait Scalar: Sized {
+    const META: &'static str;
+    fn parse(text: &str) -> Result<Self, String>;
+    fn show(&self) -> String;
+}
+
+macro_rules! scalar {
+    ($($ty:ty => $meta:literal),* $(,)?) => {$(
+        impl Scalar for $ty {
+            const META: &'static str = $meta;
+            fn parse(text: &str) -> Result<Self, String> {
+                text.trim().parse().map_err(|e| format!("{text:?}: {e}"))
+            }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+
+scalar!(SocketAddr => "ADDR", u64 => "N", usize => "N", String => "TEXT");
+
+impl Scalar for PathBuf {
+    const META: &'static str = "PATH";
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(PathBuf::from(text.trim()))
+    }
+    fn show(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl Scalar for ForwardAuthProxy {
+    const META: &'static str = "nginx|traefik|envoy";
+    fn parse(text: &str) -> Result<Self, String> {
+        text.trim().parse()
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+macro_rules! direct {
+    ($($ty:ty),*) => {$(
+        impl Value for $ty {
+            const FLAG: FlagKind = FlagKind::One;
+            const META: &'static str = <$ty as Scalar>::META;
+            fn from_env(text: &str) -> Result<Self, String> {
+                Scalar::parse(text)
+            }
+            fn from_flag(values: &[String]) -> Result<Self, String> {
+                Scalar::parse(values.last().map_or("", String::as_str))
+            }
+            fn show(&self) -> Option<String> {
+                Some(Scalar::show(self))
+            }
+        }
+    )*};
+}
+
+direct!(SocketAddr, u64, usize);
+
+impl<T: Scalar> Value for Option<T> {
+    const FLAG: FlagKind = FlagKind::One;
+    const META: &'static str = T::META;
+    fn from_env(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "" => Ok(None),
+            t => T::parse(t).map(Some),
+        }
+    }
+    fn from_flag(values: &[String]) -> Result<Self, String> {
+        Self::from_env(values.last().map_or("", String::as_str))
+    }
+    fn show(&self) -> Option<String> {
+        self.as_ref().map(T::show)
+    }
+}
+
+impl<T: Scalar> Value for Vec<T> {
+    const FLAG: FlagKind = FlagKind::Many;
+    const META: &'static str = T::META;
+    fn from_env(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(T::parse)
+            .collect()
+    }
+    fn from_flag(values: &[String]) -> Result<Self, String> {
+        values.iter().map(|v| T::parse(v)).collect()
+    }
+    fn show(&self) -> Option<String> {
+        (!self.is_empty()).then(|| self.iter().map(T::show).collect::<Vec<_>>().join(","))
+    }
+}
+
+impl Value for bool {
+    const FLAG: FlagKind = FlagKind::Switch;
+    const META: &'static str = "";
+    fn from_env(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" | "" => Ok(false),
+            other => Err(format!(
+                "{other:?} is not a boolean (1/true/yes, 0/false/no)"
+            )),
+        }
+    }
+    fn from_flag(_: &[String]) -> Result<Self, String> {
+        Ok(true)
+    }
+    fn show(&self) -> Option<String> {
+        self.then(|| "on".to_owned())
+    }
+}
+
+/// One setting, as declared: what help, the variables' reader and the
+/// "did you mean" suggestions know of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// The TOML key and the field of [`Config`].
+    pub key: &'static str,
+    /// The flag's name, when it is not the key with dashes (a list's
+    /// singular: `--bundle` for `bundles`).
+    flag: Option<&'static str>,
+    /// The documentation, one line each.
+    doc: &'static [&'static str],
+    /// How the flag takes its argument.
+    pub kind: FlagKind,
+    /// The flag's argument as help names it (the type's unless declared).
+    meta: &'static str,
+}
+
+/// The prefix of every variable of the edge host.
+pub const ENV_PREFIX: &str = "GATEHOUSE_";
+
+impl Setting {
+    /// The environment variable: `GATEHOUSE_` and the key in capitals.
+    pub fn env(&self) -> String {
+        format!("{ENV_PREFIX}{}", self.key.to_ascii_uppercase())
+    }
+    /// The flag, without its dashes.
+    pub fn flag(&self) -> String {
+        self.flag
+            .map_or_else(|| self.key.replace('_', "-"), str::to_owned)
+    }
+    /// The documentation as one paragraph.
+    pub fn doc(&self) -> String {
+        self.doc
+            .iter()
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// `Some` of the literal, or `None` without one.
+macro_rules! some {
+    () => {
+        None
+    };
+    ($x:literal) => {
+        Some($x)
+    };
+}
+
+/// The settings: one declaration each (see the module documentation).
+macro_rules! settings {
+    ($(
+        $(#[doc = $doc:literal])*
+        $(#[flag = $flag:literal])?
+        $(#[meta = $meta:literal])?
+        $name:ident: $ty:ty = $default:expr;
+    )*) => {
+        /// Everything the host can be told. Each field is a setting: its
+        /// name is the TOML key, `GATEHOUSE_` and the name in capitals the
+        /// environment variable, and `--` and the name with dashes the flag
+        /// (a list's flag is its singular, repeated: `--bundle`,
+        /// `--source`, `--trust-key`); `edge-host --help` lists them all.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {$(
+            $(#[doc = $doc])*
+            pub $name: $ty,
+        )*}
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {$($name: $default,)*}
+            }
+        }
+
+        /// Every setting, in declaration order.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                key: stringify!($name),
+                flag: some!($($flag)?),
+                doc: &[$($doc),*],
+                kind: <$ty as Value>::FLAG,
+                meta: match some!($($meta)?) {
+                    Some(m) => m,
+                    None => <$ty as Value>::META,
+                },
+            },
+        )*];
+
+        impl Config {
+            /// Set the setting `key` from a variable's text; `Ok(false)`
+            /// when there is no such setting.
+            fn set_from_env(&mut self, key: &str, text: &str) -> Result<bool, String> {
+                match key {
+                    $(stringify!($name) => self.$name = <$ty as Value>::from_env(text)?,)*
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+
+            /// Set the setting `key` from its flag's arguments.
+            fn set_from_flag(&mut self, key: &str, values: &[String]) -> Result<(), String> {
+                match key {
+                    $(stringify!($name) => self.$name = <$ty as Value>::from_flag(values)?,)*
+                    _ => return Err(format!("{key}: no such setting")),
+                }
+                Ok(())
+            }
+
+            /// The setting `key`'s value as help shows a default.
+            fn show(&self, key: &str) -> Option<String> {
+                match key {
+                    $(stringify!($name) => Value::show(&self.$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8180));
+    /// Bundle files (`.tar`/`.tar.gz`; reloaded when they change) or, in
+    /// dev mode, source directories, one realm each. With no bundle and no
+    /// source the host serves the demo realm built from `policies/`, whose
+    /// token key is generated at start.
+    #[flag = "bundle"]
+    bundles: Vec<PathBuf> = Vec::new();
+    /// Stores polled for bundles, one realm each: `s3://bucket/prefix/realm`,
+    /// `https://host/path/realm`, or a local store directory `/path/realm`
+    /// (holding `HEAD`); the last path segment names the realm. S3 region,
+    /// endpoint and credentials come from the standard AWS settings
+    /// (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, instance roles).
+    #[flag = "source"]
+    #[meta = "URL|DIR"]
+    sources: Vec<String> = Vec::new();
     /// Where the last known good bundles of store-sourced realms are kept,
-    /// to serve at boot while the store is down (`GATEHOUSE_STATE_DIR`).
-    /// Unset: nothing is kept.
-    pub state_dir: Option<PathBuf>,
-    /// Path-style S3 addressing, for S3-compatible services
-    /// (`GATEHOUSE_S3_FORCE_PATH_STYLE`). Region, endpoint and credentials
-    /// come from the standard AWS settings (`AWS_REGION`, `AWS_ENDPOINT_URL`,
-    /// profiles, instance roles).
-    pub s3_force_path_style: bool,
-    /// Time limit of one request to a store, milliseconds (`GATEHOUSE_SOURCE_TIMEOUT_MS`).
-    pub source_timeout_ms: u64,
-    /// Largest bundle archive fetched or loaded, bytes (`GATEHOUSE_MAX_BUNDLE_BYTES`).
-    pub max_bundle_bytes: u64,
+    /// to serve at boot while the store is down. Unset: nothing is kept.
+    state_dir: Option<PathBuf> = None;
+    /// Path-style S3 addressing, for S3-compatible services.
+    s3_force_path_style: bool = false;
+    /// Time limit of one request to a store, milliseconds.
+    source_timeout_ms: u64 = 10_000;
+    /// Largest bundle archive fetched or loaded, bytes.
+    max_bundle_bytes: u64 = 1 << 30;
     /// Trusted bundle-signing public keys, SPKI PEM, each bound to the
     /// realm whose bundles it may sign: `REALM=PATH`, listed once per realm
-    /// (`GATEHOUSE_TRUST_KEYS`, comma-separated). A bundle signed by a key
+    /// (key rotation, a key for several realms). A bundle signed by a key
     /// not bound to its realm is refused.
-    pub trust_keys: Vec<String>,
-    /// Accept unsigned bundles and source directories (`GATEHOUSE_DEV`).
-    /// Never in production; the host says so loudly at start.
-    pub dev: bool,
-    /// Beyond this age (seconds since the bundle was built) decisions deny
-    /// with `stale_bundle` and `/readyz` fails (`GATEHOUSE_MAX_STALENESS_SECONDS`).
-    /// Unset: no limit.
-    pub max_staleness_seconds: Option<u64>,
-    /// Largest request body accepted, bytes (`GATEHOUSE_MAX_BODY_BYTES`).
-    pub max_body_bytes: usize,
+    #[flag = "trust-key"]
+    #[meta = "REALM=PATH"]
+    trust_keys: Vec<String> = Vec::new();
+    /// Accept unsigned bundles and source directories. Never in
+    /// production; the host says so loudly at start.
+    dev: bool = false;
+    /// Beyond this age (seconds since the bundle was built, or since the
+    /// store last confirmed it is the newest) decisions deny with
+    /// `stale_bundle` and `/readyz` fails. Unset: no limit.
+    max_staleness_seconds: Option<u64> = None;
+    /// Largest request body accepted, bytes.
+    max_body_bytes: usize = 1 << 20;
     /// Largest request head (request line and headers), bytes; larger
-    /// heads get 431 (`GATEHOUSE_MAX_HEADER_BYTES`; at least 8192).
-    pub max_header_bytes: usize,
-    /// Most header fields in one request; more get 431 (`GATEHOUSE_MAX_HEADERS`).
-    pub max_headers: usize,
-    /// Time a client has to send its request head, milliseconds
-    /// (`GATEHOUSE_HEADER_READ_TIMEOUT_MS`); slow clients are disconnected.
-    pub header_read_timeout_ms: u64,
-    /// Per-request time limit, milliseconds (`GATEHOUSE_REQUEST_TIMEOUT_MS`).
-    pub request_timeout_ms: u64,
-    /// Requests served at once; more wait (`GATEHOUSE_MAX_CONCURRENCY`).
-    pub max_concurrency: usize,
-    /// How often bundle files are checked for a new version, seconds; 0
-    /// turns it off (`GATEHOUSE_RELOAD_INTERVAL_SECONDS`).
-    pub reload_interval_seconds: u64,
+    /// heads get 431 (at least 8192).
+    max_header_bytes: usize = 16 << 10;
+    /// Most header fields in one request; more get 431.
+    max_headers: usize = 64;
+    /// Time a client has to send its request head, milliseconds; slower
+    /// clients are disconnected.
+    header_read_timeout_ms: u64 = 10_000;
+    /// Per-request time limit, milliseconds.
+    request_timeout_ms: u64 = 5_000;
+    /// Requests served at once; more wait.
+    max_concurrency: usize = 4_096;
+    /// How often bundle files and stores are checked for a new version,
+    /// seconds; 0 turns it off.
+    reload_interval_seconds: u64 = 5;
     /// Verified tokens remembered (signature checks skipped until `exp`;
-    /// user state always re-checked); 0 disables (`GATEHOUSE_TOKEN_CACHE_CAPACITY`).
-    pub token_cache_capacity: usize,
+    /// user state always re-checked); 0 disables.
+    token_cache_capacity: usize = 100_000;
     /// The bearer secrets that services present to call `/v1/introspect`
     /// and `/v1/users/{id}`, each bound to one realm: `REALM:HEX`, HEX the
     /// SHA-256 of the secret (the secrets themselves are never configured
-    /// or logged); a secret for several realms is listed once per realm
-    /// (`GATEHOUSE_SERVICE_TOKEN_SHA256`, comma-separated). Empty: those
-    /// endpoints refuse every caller.
-    pub service_token_sha256: Vec<String>,
+    /// or logged); a secret for several realms is listed once per realm.
+    /// Empty: those endpoints refuse every caller.
+    #[meta = "REALM:HEX"]
+    service_token_sha256: Vec<String> = Vec::new();
     /// The reverse proxy in front of `/v1/forward-auth`, which decides the
-    /// headers the original request is read from (`GATEHOUSE_FORWARD_AUTH_PROXY`:
-    /// `nginx`, `traefik` or `envoy`). Unset: forward-auth answers 503.
-    pub forward_auth_proxy: Option<ForwardAuthProxy>,
+    /// headers the original request is read from: `nginx`, `traefik` or
+    /// `envoy`. Unset: forward-auth answers 503.
+    forward_auth_proxy: Option<ForwardAuthProxy> = None;
     /// How many proxies append to `X-Forwarded-For` on the way to this
-    /// host; the client address is the entry that many from the right
-    /// (`GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS`). 0: never read it.
-    pub forward_auth_trusted_hops: usize,
+    /// host; the client address is the entry that many from the right. 0:
+    /// never read it.
+    forward_auth_trusted_hops: usize = 1;
     /// Realms whose decisions for a principal named by id say why a user
     /// was denied before any policy ran (`unknown_user`,
-    /// `user_state:Suspended`, ...) to any caller
-    /// (`GATEHOUSE_USER_STATE_DETAIL`, comma-separated). Elsewhere only a
-    /// caller presenting the realm's service credential learns it; others
-    /// get `no_permit`, so an unauthenticated caller cannot probe which
-    /// users exist or are suspended. Token requests always say it (the
-    /// caller holds that user's own token).
-    pub user_state_detail: Vec<String>,
-    /// This PDP's AuthZEN identifier, the base URL PEPs reach it at
-    /// (`GATEHOUSE_AUTHZEN_PDP_URL`); the metadata document
-    /// (`/.well-known/authzen-configuration`) names its endpoints under it.
-    /// Unset: `http://` and the listen address.
-    pub authzen_pdp_url: Option<String>,
+    /// `user_state:Suspended`, ...) to any caller. Elsewhere only a caller
+    /// presenting the realm's service credential learns it; others get
+    /// `no_permit`, so an unauthenticated caller cannot probe which users
+    /// exist or are suspended. Token requests always say it (the caller
+    /// holds that user's own token).
+    #[meta = "REALM"]
+    user_state_detail: Vec<String> = Vec::new();
+    /// This PDP's AuthZEN identifier, the base URL PEPs reach it at; the
+    /// metadata document (`/.well-known/authzen-configuration`) names its
+    /// endpoints under it. Unset: `http://` and the listen address.
+    #[meta = "URL"]
+    authzen_pdp_url: Option<String> = None;
 }
 
 /// Which proxy sends forward-auth checks, and so which headers carry the
@@ -128,69 +407,24 @@ impl std::str::FromStr for ForwardAuthProxy {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8180)),
-            bundles: Vec::new(),
-            sources: Vec::new(),
-            state_dir: None,
-            s3_force_path_style: false,
-            source_timeout_ms: 10_000,
-            max_bundle_bytes: 1 << 30,
-            trust_keys: Vec::new(),
-            dev: false,
-            max_staleness_seconds: None,
-            max_body_bytes: 1 << 20,
-            max_header_bytes: 16 << 10,
-            max_headers: 64,
-            header_read_timeout_ms: 10_000,
-            request_timeout_ms: 5_000,
-            max_concurrency: 4_096,
-            reload_interval_seconds: 5,
-            token_cache_capacity: 100_000,
-            service_token_sha256: Vec::new(),
-            forward_auth_proxy: None,
-            forward_auth_trusted_hops: 1,
-            user_state_detail: Vec::new(),
-            authzen_pdp_url: None,
-        }
+impl std::fmt::Display for ForwardAuthProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ForwardAuthProxy::Nginx => "nginx",
+            ForwardAuthProxy::Traefik => "traefik",
+            ForwardAuthProxy::Envoy => "envoy",
+        })
     }
 }
 
-/// Every `GATEHOUSE_*` variable this host reads.
-pub const ENV: &[&str] = &[
-    "GATEHOUSE_LISTEN",
-    "GATEHOUSE_BUNDLES",
-    "GATEHOUSE_TRUST_KEYS",
-    "GATEHOUSE_DEV",
-    "GATEHOUSE_SOURCES",
-    "GATEHOUSE_STATE_DIR",
-    "GATEHOUSE_S3_FORCE_PATH_STYLE",
-    "GATEHOUSE_SOURCE_TIMEOUT_MS",
-    "GATEHOUSE_MAX_BUNDLE_BYTES",
-    "GATEHOUSE_MAX_STALENESS_SECONDS",
-    "GATEHOUSE_MAX_BODY_BYTES",
-    "GATEHOUSE_MAX_HEADER_BYTES",
-    "GATEHOUSE_MAX_HEADERS",
-    "GATEHOUSE_HEADER_READ_TIMEOUT_MS",
-    "GATEHOUSE_REQUEST_TIMEOUT_MS",
-    "GATEHOUSE_RELOAD_INTERVAL_SECONDS",
-    "GATEHOUSE_SERVICE_TOKEN_SHA256",
-    "GATEHOUSE_TOKEN_CACHE_CAPACITY",
-    "GATEHOUSE_FORWARD_AUTH_PROXY",
-    "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS",
-    "GATEHOUSE_USER_STATE_DETAIL",
-    "GATEHOUSE_AUTHZEN_PDP_URL",
-    "GATEHOUSE_MAX_CONCURRENCY",
-    // The log filter, read by the binary.
-    "GATEHOUSE_LOG",
-];
+/// `GATEHOUSE_*` variables this host reads that are not settings: the log
+/// filter, read by the binary before the configuration.
+const OTHER_VARIABLES: &[&str] = &["GATEHOUSE_LOG"];
 
 /// `GATEHOUSE_*` names that belong to the other Gatehouse programs and to
 /// the project's own test and benchmark tooling, by prefix or whole: not
 /// this host's to refuse. Any other unknown `GATEHOUSE_*` variable is a
-/// typo of one of [`ENV`] and stops the host at start.
+/// typo of one of [`env_names`] and stops the host at start.
 const OTHER_PROGRAMS: &[&str] = &[
     "GATEHOUSE_CP_",
     "GATEHOUSE_TEST_",
@@ -206,6 +440,16 @@ const OTHER_PROGRAMS: &[&str] = &[
     "GATEHOUSE_HA_CALLS",
     "GATEHOUSE_RESIDENT_PROBE",
 ];
+
+/// Every `GATEHOUSE_*` variable this host reads: one per setting, and the
+/// log filter.
+pub fn env_names() -> Vec<String> {
+    SETTINGS
+        .iter()
+        .map(Setting::env)
+        .chain(OTHER_VARIABLES.iter().map(|v| (*v).to_owned()))
+        .collect()
+}
 
 /// Edit distance (insertions, deletions, substitutions) between `a` and
 /// `b`, ASCII case-insensitive.
@@ -239,13 +483,6 @@ pub fn nearest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
         .map(|(_, k)| k)
 }
 
-/// TOML keys of [`Config`] (the variables' names without the prefix).
-fn toml_keys() -> impl Iterator<Item = String> {
-    ENV.iter()
-        .filter(|n| **n != "GATEHOUSE_LOG")
-        .map(|n| n.trim_start_matches("GATEHOUSE_").to_ascii_lowercase())
-}
-
 /// Why configuration could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -273,6 +510,14 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+    /// A flag has a bad value.
+    #[error("--{flag}: {message}")]
+    Flag {
+        /// The flag, without its dashes.
+        flag: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// A service credential: the realm it may read, and the hex SHA-256 of
@@ -285,7 +530,106 @@ pub struct ServiceCredential {
     pub sha256: String,
 }
 
+/// The flag naming the TOML file; not a setting itself.
+const CONFIG_FLAG: &str = "config";
+
 impl Config {
+    /// The command line: `--config FILE` and one flag per setting, each
+    /// documented with its variable and default.
+    pub fn command() -> clap::Command {
+        let defaults = Config::default();
+        let mut command = clap::Command::new("edge-host")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about("Gatehouse edge host: local authorization decisions over HTTP.")
+            .long_about(
+                "Gatehouse edge host: local authorization decisions over HTTP.\n\n\
+                 Settings come from defaults, then the --config TOML file, then GATEHOUSE_* \
+                 environment variables, then these flags; each flag below names its TOML key \
+                 and its variable. With no bundle or source configured it serves the demo realm \
+                 built from policies/, whose token key is generated at start: it prints a \
+                 token for alice, and GET /demo/token?user=NAME mints more (on a loopback \
+                 address only).",
+            )
+            .arg(
+                clap::Arg::new(CONFIG_FLAG)
+                    .long(CONFIG_FLAG)
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("TOML file with any of the settings below, by their toml names."),
+            );
+        for s in SETTINGS {
+            let mut help = s.doc();
+            help.push_str(&format!("\n[toml {}; env {}", s.key, s.env()));
+            if let Some(d) = defaults.show(s.key) {
+                help.push_str(&format!("; default {d}"));
+            }
+            help.push(']');
+            let arg = clap::Arg::new(s.key).long(s.flag()).help(help);
+            command = command.arg(match s.kind {
+                FlagKind::One => arg.value_name(s.meta).action(clap::ArgAction::Set),
+                FlagKind::Many => arg.value_name(s.meta).action(clap::ArgAction::Append),
+                FlagKind::Switch => arg.action(clap::ArgAction::SetTrue),
+            });
+        }
+        command
+    }
+
+    /// Defaults, then the `--config` file of `matches`, then the
+    /// `GATEHOUSE_*` variables in `env`, then the flags in `matches`
+    /// (parsed by [`Config::command`]).
+    pub fn from_matches(
+        matches: &clap::ArgMatches,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let file = matches.get_one::<PathBuf>(CONFIG_FLAG);
+        let mut config = Config::load(file.map(PathBuf::as_path), env)?;
+        for s in SETTINGS {
+            let values: Vec<String> = match s.kind {
+                FlagKind::Switch if matches.get_flag(s.key) => Vec::new(),
+                FlagKind::Switch => continue,
+                FlagKind::One | FlagKind::Many => match matches.get_many::<String>(s.key) {
+                    Some(v) => v.cloned().collect(),
+                    None => continue,
+                },
+            };
+            config
+                .set_from_flag(s.key, &values)
+                .map_err(|message| ConfigError::Flag {
+                    flag: s.flag(),
+                    message,
+                })?;
+        }
+        Ok(config)
+    }
+
+    /// Whether this configuration serves the demo realm: only when no
+    /// bundle and no source is configured and no setting says that bundles
+    /// were meant (trust keys, a state directory). A configuration that
+    /// names trust keys but lost its `--bundle`/`--source` (an empty
+    /// variable, a typo in a deployment template) is refused with a message
+    /// instead of falling into the demo.
+    pub fn serves_demo(&self) -> Result<bool, String> {
+        if !self.bundles.is_empty() || !self.sources.is_empty() {
+            return Ok(false);
+        }
+        let meant: Vec<&str> = [
+            ("trust_keys", !self.trust_keys.is_empty()),
+            ("state_dir", self.state_dir.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        if meant.is_empty() {
+            return Ok(true);
+        }
+        Err(format!(
+            "{} set, but no bundle or source: not serving the demo realm \
+             (configure --bundle or --source, or remove {})",
+            meant.join(" and "),
+            meant.join(" and ")
+        ))
+    }
+
     /// The service credentials, parsed from `service_token_sha256`; the
     /// message names the entry that is not `REALM:HEX`.
     pub fn service_credentials(&self) -> Result<Vec<ServiceCredential>, String> {
@@ -346,12 +690,10 @@ impl Config {
                         .split("unknown field `")
                         .nth(1)
                         .and_then(|rest| rest.split('`').next())
+                        && let Some(k) = nearest(key, SETTINGS.iter().map(|s| s.key))
                     {
-                        let keys: Vec<String> = toml_keys().collect();
-                        if let Some(k) = nearest(key, keys.iter().map(String::as_str)) {
-                            message =
-                                format!("unknown setting {key:?}; did you mean {k:?}? ({message})");
-                        }
+                        message =
+                            format!("unknown setting {key:?}; did you mean {k:?}? ({message})");
                     }
                     ConfigError::Toml {
                         path: path.to_owned(),
@@ -374,113 +716,33 @@ impl Config {
     }
 
     fn apply_env(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
-        let bad = |m: String| ConfigError::Env {
+        let bad = |message: String| ConfigError::Env {
             name: name.to_owned(),
-            message: m,
+            message,
         };
-        let list = |v: &str| -> Vec<PathBuf> {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-                .collect()
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            // Variables of other programs altogether.
+            return Ok(());
         };
-        let boolean = |v: &str| match v {
-            "1" | "true" | "yes" => Ok(true),
-            "0" | "false" | "no" | "" => Ok(false),
-            other => Err(bad(format!("{other:?} is not a boolean"))),
-        };
-        match name {
-            "GATEHOUSE_LISTEN" => self.listen = value.parse().map_err(|e| bad(format!("{e}")))?,
-            "GATEHOUSE_BUNDLES" => self.bundles = list(value),
-            "GATEHOUSE_TRUST_KEYS" => {
-                self.trust_keys = list(value)
-                    .into_iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-            }
-            "GATEHOUSE_DEV" => self.dev = boolean(value)?,
-            "GATEHOUSE_SOURCES" => {
-                self.sources = list(value)
-                    .into_iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-            }
-            "GATEHOUSE_STATE_DIR" => {
-                self.state_dir = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty());
-            }
-            "GATEHOUSE_S3_FORCE_PATH_STYLE" => self.s3_force_path_style = boolean(value)?,
-            "GATEHOUSE_SOURCE_TIMEOUT_MS" => {
-                self.source_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_MAX_BUNDLE_BYTES" => {
-                self.max_bundle_bytes = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_MAX_STALENESS_SECONDS" => {
-                self.max_staleness_seconds = Some(value.parse().map_err(|e| bad(format!("{e}")))?);
-            }
-            "GATEHOUSE_MAX_BODY_BYTES" => {
-                self.max_body_bytes = value.parse().map_err(|e| bad(format!("{e}")))?
-            }
-            "GATEHOUSE_MAX_HEADER_BYTES" => {
-                self.max_header_bytes = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_MAX_HEADERS" => {
-                self.max_headers = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_HEADER_READ_TIMEOUT_MS" => {
-                self.header_read_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_REQUEST_TIMEOUT_MS" => {
-                self.request_timeout_ms = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_RELOAD_INTERVAL_SECONDS" => {
-                self.reload_interval_seconds = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_SERVICE_TOKEN_SHA256" => {
-                self.service_token_sha256 = value
-                    .split(',')
-                    .map(|h| h.trim().to_owned())
-                    .filter(|h| !h.is_empty())
-                    .collect();
+        // Only the exact spelling: GATEHOUSE_listen is a typo, not a setting.
+        if key.bytes().all(|b| !b.is_ascii_lowercase())
+            && self
+                .set_from_env(&key.to_ascii_lowercase(), value)
+                .map_err(bad)?
+        {
+            if key == "SERVICE_TOKEN_SHA256" {
                 self.service_credentials().map_err(bad)?;
             }
-            "GATEHOUSE_TOKEN_CACHE_CAPACITY" => {
-                self.token_cache_capacity = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_FORWARD_AUTH_PROXY" => {
-                self.forward_auth_proxy = match value.trim() {
-                    "" => None,
-                    v => Some(v.parse().map_err(bad)?),
-                };
-            }
-            "GATEHOUSE_FORWARD_AUTH_TRUSTED_HOPS" => {
-                self.forward_auth_trusted_hops = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_USER_STATE_DETAIL" => {
-                self.user_state_detail = list(value)
-                    .into_iter()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-            }
-            "GATEHOUSE_AUTHZEN_PDP_URL" => {
-                self.authzen_pdp_url = Some(value.trim().to_owned()).filter(|v| !v.is_empty());
-            }
-            "GATEHOUSE_MAX_CONCURRENCY" => {
-                self.max_concurrency = value.parse().map_err(|e| bad(format!("{e}")))?;
-            }
-            "GATEHOUSE_LOG" => {}
-            other if OTHER_PROGRAMS.iter().any(|p| other.starts_with(p)) => {}
-            other if other.starts_with("GATEHOUSE_") => {
-                return Err(bad(match nearest(other, ENV.iter().copied()) {
-                    Some(k) => format!("not a setting of the edge host; did you mean {k}?"),
-                    None => "not a setting of the edge host (see edge-host --help)".into(),
-                }));
-            }
-            // Variables of other programs altogether.
-            _ => {}
+            return Ok(());
         }
-        Ok(())
+        if OTHER_VARIABLES.contains(&name) || OTHER_PROGRAMS.iter().any(|p| name.starts_with(p)) {
+            return Ok(());
+        }
+        let known = env_names();
+        Err(bad(match nearest(name, known.iter().map(String::as_str)) {
+            Some(k) => format!("not a setting of the edge host; did you mean {k}?"),
+            None => "not a setting of the edge host (see edge-host --help)".into(),
+        }))
     }
 }
 
@@ -513,6 +775,144 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1 << 20);
     }
 
+    fn from_args(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let matches = Config::command()
+            .try_get_matches_from(std::iter::once("edge-host").chain(args.iter().copied()))
+            .unwrap();
+        Config::from_matches(
+            &matches,
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+    }
+
+    #[test]
+    fn flags_override_variables_override_the_file_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("gh-config-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_headers = 10\nmax_concurrency = 7\n\
+             bundles = [\"file.tar.gz\"]\nuser_state_detail = [\"a\"]\n",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let c = from_args(
+            &[
+                "--config",
+                &file,
+                "--listen",
+                "127.0.0.1:9300",
+                "--bundle",
+                "one.tar.gz",
+                "--bundle",
+                "two,with-comma.tar.gz",
+                "--dev",
+                "--forward-auth-proxy",
+                "nginx",
+                "--forward-auth-trusted-hops",
+                "2",
+                "--user-state-detail",
+                "b",
+                "--authzen-pdp-url",
+                "https://pdp.example",
+            ],
+            &[
+                ("GATEHOUSE_LISTEN", "127.0.0.1:9100"),
+                ("GATEHOUSE_MAX_HEADERS", "20"),
+                ("GATEHOUSE_BUNDLES", "env.tar.gz"),
+                ("GATEHOUSE_FORWARD_AUTH_PROXY", "traefik"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9300, "flag over variable and file");
+        assert_eq!(c.max_headers, 20, "variable over file");
+        assert_eq!(c.max_concurrency, 7, "file over default");
+        assert_eq!(c.max_body_bytes, 1 << 20, "default");
+        // A repeated flag is a list, each occurrence one item (no splitting
+        // at commas, which a path may hold); it replaces the variable's.
+        assert_eq!(
+            c.bundles,
+            [
+                PathBuf::from("one.tar.gz"),
+                PathBuf::from("two,with-comma.tar.gz")
+            ]
+        );
+        assert!(c.dev);
+        // The four settings that had no flag before.
+        assert_eq!(c.forward_auth_proxy, Some(ForwardAuthProxy::Nginx));
+        assert_eq!(c.forward_auth_trusted_hops, 2);
+        assert_eq!(c.user_state_detail, ["b"]);
+        assert_eq!(c.authzen_pdp_url.as_deref(), Some("https://pdp.example"));
+        // A variable's list is comma-separated; no flag leaves it.
+        let c = from_args(&[], &[("GATEHOUSE_BUNDLES", "a.tar.gz, b.tar.gz,")]).unwrap();
+        assert_eq!(
+            c.bundles,
+            [PathBuf::from("a.tar.gz"), PathBuf::from("b.tar.gz")]
+        );
+        // Bad flag values name the flag.
+        let e = from_args(&["--forward-auth-proxy", "apache"], &[]).unwrap_err();
+        assert!(e.to_string().starts_with("--forward-auth-proxy:"), "{e}");
+        let e = from_args(&["--max-headers", "many"], &[]).unwrap_err();
+        assert!(e.to_string().starts_with("--max-headers:"), "{e}");
+    }
+
+    /// The one declaration gives each setting a flag, a variable and a TOML
+    /// key, and help shows each with its variable and default: checked
+    /// for every setting, so none can be left without.
+    #[test]
+    fn every_setting_has_a_flag_a_variable_a_key_and_help() {
+        let command = Config::command();
+        // Help as one line of words (clap may wrap it).
+        let help = Config::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let defaults = Config::default();
+        let mut flags = std::collections::BTreeSet::new();
+        for s in SETTINGS {
+            // The flag: parsed by the command, and the setting's own.
+            let flag = format!("--{}", s.flag());
+            assert!(flags.insert(flag.clone()), "{flag} twice");
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_id().as_str() == s.key)
+                .unwrap_or_else(|| panic!("{}: no flag", s.key));
+            assert_eq!(arg.get_long(), Some(&flag[2..]));
+            assert!(
+                s.flag() == s.key.replace('_', "-")
+                    || format!("{}s", s.flag().replace('-', "_")) == s.key,
+                "{}: flag {flag} is neither the key nor its singular",
+                s.key
+            );
+            // Help names the variable, and the default when there is one.
+            assert!(help.contains(&flag), "{flag} not in help");
+            let env = s.env();
+            let names = format!("[toml {}; env {env}", s.key);
+            assert!(help.contains(&names), "{names} not in help");
+            if let Some(d) = defaults.show(s.key) {
+                assert!(
+                    help.contains(&format!("{names}; default {d}]")),
+                    "{env}: default {d} not in help"
+                );
+            }
+            assert!(!s.doc().is_empty(), "{}: undocumented", s.key);
+            // The variable: read as this setting (a bad value may be
+            // refused, but never as an unknown name).
+            assert!(env_names().contains(&env));
+            if let Err(e) = Config::load(None, [(env.clone(), "not a value".to_owned())]) {
+                assert!(!e.to_string().contains("not a setting"), "{env}: {e}");
+            }
+            // The TOML key: known to the file's reader (a value of the
+            // wrong type may be refused, but never as an unknown key).
+            let dir = std::env::temp_dir().join(format!("gh-config-key-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join(format!("{}.toml", s.key));
+            std::fs::write(&file, format!("{} = \"x\"\n", s.key)).unwrap();
+            if let Err(e) = Config::load(Some(&file), []) {
+                assert!(!e.to_string().contains("unknown field"), "{}: {e}", s.key);
+            }
+        }
+    }
+
     #[test]
     fn unknown_variables_and_keys_are_refused_with_the_nearest_name() {
         // The typos the review found: each would have been ignored.
@@ -523,6 +923,7 @@ mod tests {
             ),
             ("GATEHOUSE_SOURCE", "GATEHOUSE_SOURCES"),
             ("GATEHOUSE_TRUST_KEY", "GATEHOUSE_TRUST_KEYS"),
+            ("GATEHOUSE_listen", "GATEHOUSE_LISTEN"),
         ] {
             let e = Config::load(None, [(typo.to_owned(), "1".to_owned())]).unwrap_err();
             let e = e.to_string();
@@ -537,24 +938,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not a setting"), "{e}");
-        // The control plane's, the tooling's, and other programs' are left.
+        // The control plane's, the tooling's, the log filter and other
+        // programs' are left.
         for other in [
             "GATEHOUSE_CP_DB",
             "GATEHOUSE_TEST_POSTGRES",
+            "GATEHOUSE_BENCH_USERS",
             "GATEHOUSE_MOTO_SERVER",
+            "GATEHOUSE_LOG",
             "PATH",
         ] {
             assert!(
                 Config::load(None, [(other.to_owned(), "x".to_owned())]).is_ok(),
                 "{other}"
             );
-        }
-        // Every name in ENV is one apply_env knows (a bad value may be
-        // refused, but never as an unknown name).
-        for name in ENV {
-            if let Err(e) = Config::load(None, [((*name).to_owned(), "not-a-value".to_owned())]) {
-                assert!(!e.to_string().contains("not a setting"), "{name}: {e}");
-            }
         }
         let dir = std::env::temp_dir().join(format!("gh-config-typo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -572,6 +969,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().starts_with("GATEHOUSE_LISTEN:"), "{e}");
+        let e = Config::load(
+            None,
+            [(
+                "GATEHOUSE_SERVICE_TOKEN_SHA256".to_owned(),
+                "no-realm".to_owned(),
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("GATEHOUSE_SERVICE_TOKEN_SHA256:"),
+            "{e}"
+        );
         let dir = std::env::temp_dir().join(format!("gh-config-bad-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("edge.toml");

@@ -4,7 +4,7 @@ pub mod api;
 pub mod authzen;
 pub mod avp;
 pub mod config;
-mod embedded;
+pub mod demo;
 pub mod forward_auth;
 pub mod lkg;
 pub mod metrics;
@@ -29,7 +29,14 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
     let service_tokens = config
         .service_credentials()
         .map_err(|m| StartError::Config(format!("service_token_sha256: {m}")))?;
-    let realms = Realms::from_config(config)?;
+    // The demo realm, and so a token key generated here, only when nothing
+    // else is configured (see `Config::serves_demo`).
+    let demo = if config.serves_demo().map_err(StartError::Config)? {
+        Some(demo::Demo::generate(config.listen).map_err(StartError::Config)?)
+    } else {
+        None
+    };
+    let realms = Realms::from_config(config, demo.as_ref())?;
     let state = Arc::new(api::AppState {
         realms,
         metrics: metrics::Metrics::default(),
@@ -44,13 +51,19 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
             proxy: config.forward_auth_proxy,
             trusted_hops: config.forward_auth_trusted_hops,
         },
+        demo,
     });
     Ok((router(Arc::clone(&state), config), state))
 }
 
 /// The routes and hardening layers over `state`.
 pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    if state.demo.is_some() {
+        // Demo mode only: with a bundle or a source there is no such route.
+        routes = routes.route(demo::TOKEN_PATH, get(demo::token));
+    }
+    routes
         .route("/v1/is_authorized", post(api::is_authorized))
         .route("/v1/batch_is_authorized", post(api::batch_is_authorized))
         .route(

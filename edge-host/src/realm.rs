@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 /// Where a realm's bundles come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// Built into the binary from `policies/`.
+    /// The demo realm: built into the binary from `policies/`.
     Embedded,
     /// A bundle archive on disk.
     File(PathBuf),
@@ -31,7 +31,7 @@ pub enum Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Embedded => f.write_str("embedded default (policies/)"),
+            Source::Embedded => f.write_str("demo realm (policies/, token key generated at start)"),
             Source::File(p) => write!(f, "file {}", p.display()),
             Source::Dir(p) => write!(f, "directory {}", p.display()),
             Source::Store(l) => write!(f, "store {}", l.url),
@@ -254,8 +254,11 @@ pub struct Realms {
 }
 
 impl Realms {
-    /// Load every configured bundle (or the embedded default).
-    pub fn from_config(config: &Config) -> Result<Realms, StartError> {
+    /// Load every configured bundle, or the demo realm when `demo` is given.
+    pub fn from_config(
+        config: &Config,
+        demo: Option<&crate::demo::Demo>,
+    ) -> Result<Realms, StartError> {
         let mut keyring = Keyring::new();
         for (realm, path) in config.trust_key_bindings().map_err(StartError::Config)? {
             let pem = std::fs::read_to_string(&path).map_err(|e| StartError::TrustKey {
@@ -287,11 +290,13 @@ impl Realms {
                 ..Limits::default()
             },
         };
-        if config.bundles.is_empty() && config.sources.is_empty() {
-            let (_, snap) = build_and_load(&crate::embedded::files(), &build_options(), None)
-                .map_err(|source| StartError::Bundle {
-                    origin: Source::Embedded.to_string(),
-                    source,
+        if let Some(demo) = demo {
+            let (_, snap) =
+                build_and_load(&demo.files(), &build_options(), None).map_err(|source| {
+                    StartError::Bundle {
+                        origin: Source::Embedded.to_string(),
+                        source,
+                    }
                 })?;
             realms.add(Source::Embedded, snap)?;
         }

@@ -1,6 +1,8 @@
 //! The edge host in-process: every endpoint, success and failure, through
 //! `tower::ServiceExt::oneshot` with real HTTP requests and bodies.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -13,19 +15,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tower::ServiceExt;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::{root, token};
 
+/// The reference realm trusting the committed test keys (never the
+/// default: the demo realm trusts only the key it generates at start).
 fn policies() -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    for n in pdp_core::manifest::member::SOURCE {
-        files.insert(
-            n.to_owned(),
-            std::fs::read(root().join("policies").join(n)).unwrap(),
-        );
-    }
-    files
+    common::test_realm_files()
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -103,8 +98,26 @@ async fn alice_reads(app: &Router) -> (StatusCode, String, Value) {
     .await
 }
 
+/// The demo realm: what the binary serves with nothing configured.
 fn default_app() -> Router {
     edge_host::app(&Config::default()).unwrap().0
+}
+
+/// `config` serving the reference realm with the test keys, as a source
+/// directory in dev mode (`--bundle DIR --dev`): for the tests that sign
+/// tokens with those keys.
+fn keyed(config: Config) -> Config {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| common::test_realm_dir(&tmp("keyed-realm")));
+    Config {
+        bundles: vec![dir.clone()],
+        dev: true,
+        ..config
+    }
+}
+
+fn keyed_app() -> Router {
+    edge_host::app(&keyed(Config::default())).unwrap().0
 }
 
 #[tokio::test]
@@ -251,24 +264,9 @@ async fn batch_answers_each_request_in_order() {
     );
 }
 
-fn token(sub: &str, key_file: &str, kid: &str) -> String {
-    let pem = std::fs::read(root().join("pdp-core/tests/keys").join(key_file)).unwrap();
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    h.kid = Some(kid.into());
-    let t = now();
-    let claims = json!({"sub": sub, "iss": "https://gatehouse.local/realms/default", "aud": "gatehouse-demo-client",
-        "token_use": "id", "iat": t - 5, "exp": t + 300});
-    jsonwebtoken::encode(
-        &h,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn token_decisions_pick_the_realm_by_issuer_and_refuse_forgeries() {
-    let app = default_app();
+    let app = keyed_app();
     let cases = [
         (token("alice", "rs256.key.pem", "test-rs256"), "permit"),
         (
@@ -752,7 +750,7 @@ const SERVICE_SECRET: &str = "s3rvice-secret-for-tests";
 const OTHER_SECRET: &str = "s3rvice-secret-of-another-realm";
 
 fn service_app() -> Router {
-    let config = Config {
+    let config = keyed(Config {
         service_token_sha256: vec![
             format!(
                 "default:{}",
@@ -764,7 +762,7 @@ fn service_app() -> Router {
             ),
         ],
         ..Config::default()
-    };
+    });
     edge_host::app(&config).unwrap().0
 }
 
@@ -915,7 +913,7 @@ async fn avp(app: &Router, op: &str, body: Value) -> (StatusCode, String, Value)
 
 #[tokio::test]
 async fn the_avp_wire_protocol_gives_the_same_decisions_as_v1() {
-    let app = default_app();
+    let app = keyed_app();
     let (s, ct, v) = avp(
         &app,
         "IsAuthorized",
@@ -1034,10 +1032,10 @@ async fn forward(
 async fn forward_auth_maps_routes_and_tokens_to_status_codes() {
     use edge_host::config::ForwardAuthProxy::{Envoy, Nginx, Traefik};
     let app_for = |proxy| {
-        edge_host::app(&Config {
+        edge_host::app(&keyed(Config {
             forward_auth_proxy: proxy,
             ..Config::default()
-        })
+        }))
         .unwrap()
         .0
     };
@@ -1419,4 +1417,194 @@ async fn swaps_during_a_stream_of_requests_fail_none_of_them() {
     }
     let (_, _, v) = alice_reads(&app).await;
     assert_eq!(v["revision"], 9);
+}
+
+/// A token request for reading design-doc.
+fn reads_with(token: &str) -> Value {
+    json!({"token": token, "action": {"type": "Action", "id": "readDocument"},
+        "resource": {"type": "Document", "id": "design-doc"}})
+}
+
+async fn reason_with_token(app: &Router, token: &str) -> String {
+    let (s, _, v) = call(
+        app,
+        "POST",
+        "/v1/is_authorized_with_token",
+        Some(reads_with(token)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["reason"].as_str().unwrap().to_owned()
+}
+
+/// Issue 16 item 2: the demo realm trusted the committed test keys, so
+/// anyone holding the repository could sign a token it accepted.
+#[tokio::test]
+async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
+    use jsonwebtoken::Algorithm::{ES256, EdDSA, RS256};
+    let (app, state) = edge_host::app(&Config::default()).unwrap();
+    for (alg, kid, file) in [
+        (RS256, "test-rs256", "rs256.key.pem"),
+        (ES256, "test-es256", "es256.key.pem"),
+        (EdDSA, "test-eddsa", "eddsa.key.pem"),
+    ] {
+        let t = common::signed(alg, kid, file, &common::id_claims("alice"));
+        assert_eq!(
+            reason_with_token(&app, &t).await,
+            "token:unknown_kid",
+            "{kid}"
+        );
+    }
+    // Ready, and answering by id, all the same.
+    let (s, _, _) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, v) = alice_reads(&app).await;
+    assert_eq!(v["decision"], "Allow");
+
+    // Its own key: tokens it mints, in-process and over GET /demo/token.
+    let demo = state.demo.as_ref().expect("demo mode");
+    let minted = |user: &str| {
+        demo.token(user, pdp_core::token::TokenUse::Id, now())
+            .unwrap()
+    };
+    assert_eq!(reason_with_token(&app, &minted("alice")).await, "permit");
+    assert_eq!(
+        reason_with_token(&app, &minted("dave")).await,
+        "user_state:Suspended"
+    );
+    for (query, reason) in [
+        ("user=alice", "permit"),
+        ("user=alice&token_use=access", "permit"),
+        ("user=judy", "no_permit"),
+        ("user=nobody", "token:unknown_user"),
+    ] {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get(format!("/demo/token?{query}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{query}");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let token = String::from_utf8(bytes.to_vec()).unwrap();
+        assert_eq!(
+            reason_with_token(&app, token.trim()).await,
+            reason,
+            "{query}"
+        );
+    }
+    for bad in ["", "?user=", "?user=alice&token_use=refresh", "?who=alice"] {
+        let (s, ct, v) = call(&app, "GET", &format!("/demo/token{bad}"), None).await;
+        assert_eq!(
+            (s, ct.as_str(), v["errors"][0]["kind"].as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "application/problem+json",
+                Some("invalid_request")
+            ),
+            "{bad}"
+        );
+    }
+
+    // Another start, another key: one demo host's tokens mean nothing to
+    // another.
+    let other = default_app();
+    assert_eq!(
+        reason_with_token(&other, &minted("alice")).await,
+        "token:unknown_kid"
+    );
+
+    // Listening beyond loopback: the demo serves, but mints no token over
+    // HTTP (the one printed at start is all there is).
+    let open = edge_host::app(&Config {
+        listen: "0.0.0.0:8180".parse().unwrap(),
+        ..Config::default()
+    })
+    .unwrap()
+    .0;
+    let (s, _, v) = call(&open, "GET", "/demo/token?user=alice", None).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::FORBIDDEN, Some("demo_token_not_local"))
+    );
+}
+
+/// Tokens are minted only by the demo realm, and a configured host never
+/// falls back to it: not with a bundle, not with a store that is down, not
+/// with trust keys whose bundle or source went missing.
+#[tokio::test]
+async fn only_a_host_with_nothing_configured_serves_the_demo() {
+    let no_demo = |config: &Config| {
+        let (app, state) = edge_host::app(config).unwrap();
+        assert!(state.demo.is_none());
+        app
+    };
+    // A bundle (the test-key realm, dev mode), a signed bundle.
+    let dir = tmp("no-demo");
+    let (file, key) = signed_bundle(&dir, 1, now());
+    for config in [
+        keyed(Config::default()),
+        Config {
+            bundles: vec![file],
+            trust_keys: vec![format!("demo={}", key.display())],
+            ..Config::default()
+        },
+    ] {
+        let app = no_demo(&config);
+        let (s, _, _) = call(&app, "GET", "/demo/token?user=alice", None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{config:?}");
+    }
+    // A store that is down: its realm only, failing closed; no demo realm.
+    let config = Config {
+        sources: vec![dir.join("no-store/acme").display().to_string()],
+        dev: true,
+        ..Config::default()
+    };
+    let app = no_demo(&config);
+    let (s, _, v) = alice_reads(&app).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("no_bundle"))
+    );
+    let mut named = req("alice", "readDocument", ("Document", "design-doc"));
+    named["realm"] = json!("default");
+    let (s, _, v) = call(&app, "POST", "/v1/is_authorized", Some(named)).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_realm"))
+    );
+    let (s, _, _) = call(&app, "GET", "/readyz", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let (s, _, _) = call(&app, "GET", "/demo/token?user=alice", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Settings that only mean something with a bundle, without one: the
+    // host does not start (a lost --source must not become the demo).
+    for (config, names) in [
+        (
+            Config {
+                trust_keys: vec![format!("default={}", key.display())],
+                ..Config::default()
+            },
+            "trust_keys",
+        ),
+        (
+            Config {
+                state_dir: Some(dir.join("state")),
+                ..Config::default()
+            },
+            "state_dir",
+        ),
+    ] {
+        let e = edge_host::app(&config).unwrap_err();
+        assert!(
+            matches!(e, StartError::Config(_))
+                && e.to_string().contains(names)
+                && e.to_string().contains("not serving the demo realm"),
+            "{e}"
+        );
+    }
 }

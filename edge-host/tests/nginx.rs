@@ -9,10 +9,11 @@
 //! Needs nginx (Debian package `nginx-light` or `nginx`): `scripts/test`
 //! installs it and runs this with `--ignored`.
 
-use serde_json::json;
+mod common;
+
+use common::token;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,25 +24,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn token(sub: &str, key_file: &str) -> String {
-    let pem = std::fs::read(root().join("pdp-core/tests/keys").join(key_file)).unwrap();
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    h.kid = Some("test-rs256".into());
-    let t = edge_host::realm::now();
-    let claims = json!({"sub": sub, "iss": "https://gatehouse.local/realms/default",
-        "aud": "gatehouse-demo-client", "token_use": "id", "iat": t - 5, "exp": t + 300});
-    jsonwebtoken::encode(
-        &h,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
-    )
-    .unwrap()
 }
 
 /// The upstream application: answers 200 and remembers what reached it.
@@ -125,9 +107,13 @@ fn send(
 #[test]
 #[ignore = "needs nginx; scripts/test runs it"]
 fn nginx_auth_request_in_front_of_an_upstream() {
-    // The edge host on the embedded default realm.
+    // The edge host on the reference realm trusting the test keys.
+    let realm = common::test_realm_dir(
+        &std::env::temp_dir().join(format!("gh-nginx-realm-{}", std::process::id())),
+    );
     let mut edge = Command::new(env!("CARGO_BIN_EXE_edge-host"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--dev", "--bundle"])
+        .arg(&realm)
         .env("GATEHOUSE_LOG", "warn")
         .env("GATEHOUSE_FORWARD_AUTH_PROXY", "nginx")
         .stdout(Stdio::piped())
@@ -209,7 +195,7 @@ http {{
     }
 
     // Allowed: the upstream answers, and learns who the user is.
-    let alice = token("alice", "rs256.key.pem");
+    let alice = token("alice", "rs256.key.pem", "test-rs256");
     let (s, _, body) = get(port, "/documents/design-doc", Some(&alice));
     assert_eq!(s, 200, "{body}");
     assert_eq!(
@@ -220,9 +206,9 @@ http {{
     assert_eq!(s, 200);
 
     // Denied by policy, by route, by state; no or bad tokens.
-    let judy = token("judy", "rs256.key.pem");
-    let dave = token("dave", "rs256.key.pem");
-    let forged = token("alice", "attacker-rs256.key.pem");
+    let judy = token("judy", "rs256.key.pem", "test-rs256");
+    let dave = token("dave", "rs256.key.pem", "test-rs256");
+    let forged = token("alice", "attacker-rs256.key.pem", "test-rs256");
     for (path, auth, want) in [
         ("/documents/design-doc", Some(judy.as_str()), 403),
         ("/documents/salaries", Some(alice.as_str()), 403),
@@ -271,7 +257,7 @@ http {{
     // An edit is allowed only from the office network (10.0.0.0/8). The
     // client is 127.0.0.1; claiming an office address in X-Forwarded-For
     // (or X-Real-IP) changes nothing: only the entry nginx appended counts.
-    let sam = token("sam", "rs256.key.pem");
+    let sam = token("sam", "rs256.key.pem", "test-rs256");
     for extra in [
         [("X-Forwarded-For", "10.1.2.3")],
         [("X-Real-IP", "10.1.2.3")],

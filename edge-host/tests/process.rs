@@ -1,5 +1,8 @@
-//! The real binary over a real socket: it starts on the embedded default,
-//! prints its address, answers a decision, and exits cleanly on SIGTERM.
+//! The real binary over a real socket: it starts on the demo realm, prints
+//! its address and a demo token, answers decisions, and exits cleanly on
+//! SIGTERM.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -120,26 +123,15 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 
 #[test]
 fn tokens_never_reach_the_logs() {
-    let pem = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../pdp-core/tests/keys/rs256.key.pem"),
-    )
-    .unwrap();
-    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    h.kid = Some("test-rs256".into());
-    let t = edge_host::realm::now();
-    let claims = serde_json::json!({"sub": "alice", "iss": "https://gatehouse.local/realms/default",
-        "aud": "gatehouse-demo-client", "token_use": "id", "iat": t - 5, "exp": t + 300});
-    let token = jsonwebtoken::encode(
-        &h,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem).unwrap(),
-    )
-    .unwrap();
+    let token = common::token("alice", "rs256.key.pem", "test-rs256");
     let signature = token.rsplit('.').next().unwrap().to_owned();
     let log = std::env::temp_dir().join(format!("gh-log-{}.txt", std::process::id()));
+    let realm = common::test_realm_dir(
+        &std::env::temp_dir().join(format!("gh-log-realm-{}", std::process::id())),
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--dev", "--bundle"])
+        .arg(&realm)
         .env("GATEHOUSE_LOG", "trace")
         .env("GATEHOUSE_FORWARD_AUTH_PROXY", "traefik")
         .stdout(Stdio::piped())
@@ -196,4 +188,82 @@ fn tokens_never_reach_the_logs() {
         !logged.contains("not-the-service-secret"),
         "a service secret reached the log"
     );
+}
+
+/// The first command of the README: no settings, the demo realm. It says
+/// so, prints a token for alice that works, mints more over HTTP, and
+/// refuses tokens signed with the keys committed to the repository.
+#[test]
+fn the_demo_prints_a_working_token_and_trusts_no_committed_key() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("GATEHOUSE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line.trim_end().to_owned());
+    }
+    let addr = lines[0].rsplit("http://").next().unwrap().to_owned();
+    assert!(lines[0].starts_with("gatehouse edge-host listening on http://127.0.0.1:"));
+    assert_eq!(
+        lines[1],
+        "demo realm: an ID token for alice, valid for 1 h:"
+    );
+    let printed = lines[2].clone();
+    assert!(
+        lines[3].contains(&format!("curl -s 'http://{addr}/demo/token?user=dave'")),
+        "{}",
+        lines[3]
+    );
+    let send = |req: String| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp
+    };
+    let decide = |token: &str| {
+        let body = format!(
+            r#"{{"token":"{token}","action":{{"type":"Action","id":"readDocument"}},"resource":{{"type":"Document","id":"design-doc"}}}}"#
+        );
+        send(format!(
+            "POST /v1/is_authorized_with_token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+    };
+    let resp = decide(&printed);
+    assert!(resp.contains(r#""decision":"Allow""#), "{resp}");
+    let resp =
+        send("GET /demo/token?user=dave HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let dave = resp.split("\r\n\r\n").nth(1).unwrap().trim().to_owned();
+    let resp = decide(&dave);
+    assert!(
+        resp.contains(r#""reason":"user_state:Suspended""#),
+        "{resp}"
+    );
+    let committed = common::token("alice", "rs256.key.pem", "test-rs256");
+    let resp = decide(&committed);
+    assert!(resp.contains(r#""reason":"token:unknown_kid""#), "{resp}");
+    let resp = send("GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into());
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("DEMO REALM"), "{log}");
+    assert!(!log.contains("test keys"), "{log}");
+    assert!(!log.contains(&printed), "the printed token reached the log");
 }

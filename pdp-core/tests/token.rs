@@ -1,5 +1,6 @@
 //! Token attacks and the AVP claim mapping, against the reference bundle
-//! (whose `identity.json` trusts the test keys in `tests/keys/jwks.json`).
+//! built with `tests/keys/identity.json`, which trusts the committed test
+//! keys (`policies/identity.json` itself trusts none).
 
 mod common;
 
@@ -71,7 +72,7 @@ fn b64(v: &Value) -> String {
 
 #[test]
 fn valid_tokens_of_every_algorithm_are_accepted() {
-    let snap = common::reference_snapshot();
+    let snap = common::test_key_snapshot();
     assert_eq!(
         read(&snap, rs(&id_claims("alice"))).decision,
         Decision::Allow
@@ -91,7 +92,7 @@ fn valid_tokens_of_every_algorithm_are_accepted() {
 
 #[test]
 fn token_attacks_are_each_refused_with_their_reason() {
-    let snap = common::reference_snapshot();
+    let snap = common::test_key_snapshot();
     let good = id_claims("alice");
 
     // alg none, unsigned.
@@ -215,7 +216,7 @@ fn token_attacks_are_each_refused_with_their_reason() {
 
 #[test]
 fn tokens_issued_before_or_at_tokens_valid_after_are_revoked() {
-    let base = common::reference_snapshot();
+    let base = common::test_key_snapshot();
     // Sign-out-everywhere for alice at NOW - 30: state stays Active.
     let users = format!(
         "{{\"id\":\"alice\",\"username\":\"alice\",\"email\":\"alice@example.com\",\"state\":\"Active\",\"groups\":[\"platform\"],\"attrs\":{{\"department\":\"engineering\",\"level\":3}},\"tokens_valid_after\":{}}}\n",
@@ -262,7 +263,7 @@ fn tokens_issued_before_or_at_tokens_valid_after_are_revoked() {
 
 #[test]
 fn mfa_comes_from_the_token_not_the_caller() {
-    let snap = common::reference_snapshot();
+    let snap = common::test_key_snapshot();
     let delete = |token: String, ctx: Value| {
         snap.is_authorized_with_token(
             &req(token, "deleteDocument", ("Document", "design-doc"), ctx),
@@ -283,7 +284,7 @@ fn without_a_directory_the_avp_mapping_builds_the_principal_from_claims() {
     files.insert("policies.cedar".to_owned(), b"permit(principal in Group::\"platform\", action, resource) when { principal.email like \"*@example.com\" && context.token_use == \"id\" };".to_vec());
     files.insert(
         "identity.json".to_owned(),
-        common::reference_files()["identity.json"].clone(),
+        common::test_key_files()["identity.json"].clone(),
     );
     let bytes = pdp_core::source::build(&files, &common::opts(1), None).unwrap();
     let snap = pdp_core::load(
@@ -303,4 +304,21 @@ fn without_a_directory_the_avp_mapping_builds_the_principal_from_claims() {
     let mut other_group = id_claims("anyone");
     other_group["cognito:groups"] = json!(["sales"]);
     assert_eq!(read(&snap, rs(&other_group)).reason, Reason::NoPermit);
+}
+
+/// `policies/` (the edge host's demo realm, `pdp decide --bundle
+/// policies`) trusts no token key: in particular none of the keys whose
+/// private halves are committed here (issue 16 item 2).
+#[test]
+fn the_reference_realm_itself_trusts_no_token_key() {
+    let snap = common::reference_snapshot();
+    let good = id_claims("alice");
+    for (alg, kid, file) in [
+        (Algorithm::RS256, "test-rs256", "rs256.key.pem"),
+        (Algorithm::ES256, "test-es256", "es256.key.pem"),
+        (Algorithm::EdDSA, "test-eddsa", "eddsa.key.pem"),
+    ] {
+        refused_with(&snap, sign(alg, kid, file, &good), TokenFailure::UnknownKid);
+    }
+    assert_eq!(snap.issuer(), Some(ISS));
 }

@@ -1,7 +1,9 @@
 """A real AWS SDK client (boto3) talks to the edge host's Verified
 Permissions endpoint unchanged, and gets the same decisions as /v1.
 
-The edge host is started by scripts/test; GATEHOUSE_URL names it.
+The edge host is started by scripts/test on the reference realm whose
+identity settings trust the test keys (pdp-core/tests/keys/identity.json,
+served with --bundle DIR --dev); GATEHOUSE_URL names it.
 """
 import glob
 import json

@@ -52,6 +52,21 @@ function jwt(alg, kid, keyFile, claims) {
   return `${input}.${b64url(sig)}`;
 }
 
+/**
+ * The reference realm in `dir`: policies/ with the identity settings that
+ * trust the committed test keys (policies/identity.json trusts none; the
+ * edge host's demo realm generates its key at start).
+ */
+function testRealm(dir) {
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(path.join(root, 'policies'))) {
+    const from = path.join(root, 'policies', f);
+    if (fs.statSync(from).isFile()) fs.copyFileSync(from, path.join(dir, f));
+  }
+  fs.copyFileSync(path.join(root, 'pdp-core/tests/keys/identity.json'), path.join(dir, 'identity.json'));
+  return dir;
+}
+
 function tokens(sub) {
   const id = {
     sub, iss: ISS, aud: AUD, token_use: 'id', iat: NOW - 60, exp: NOW + 3600,
@@ -77,8 +92,9 @@ before(() => {
   const run = (...args) => execFileSync(pdp, args, { encoding: 'utf8' });
   const out = run('keygen', '-o', path.join(tmp, 'k'));
   kid = out.split(' ')[1];
+  const realm = testRealm(path.join(tmp, 'realm'));
   for (const rev of ['1', '2']) {
-    run('bundle', 'build', '--dir', path.join(root, 'policies'), '--sign-key', path.join(tmp, 'k.key.pem'),
+    run('bundle', 'build', '--dir', realm, '--sign-key', path.join(tmp, 'k.key.pem'),
       '--revision', rev, '--created-at', '1764000000', '-o', path.join(tmp, `bundle${rev}.tar.gz`));
   }
   bundle = fs.readFileSync(path.join(tmp, 'bundle1.tar.gz'));

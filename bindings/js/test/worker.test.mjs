@@ -37,6 +37,20 @@ function rs256(claims) {
   return `${input}.${b64url(crypto.sign('sha256', Buffer.from(input), key))}`;
 }
 
+/**
+ * The reference realm in `dir`: policies/ with the identity settings that
+ * trust the committed test keys (policies/identity.json trusts none).
+ */
+function testRealm(dir) {
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(path.join(root, 'policies'))) {
+    const from = path.join(root, 'policies', f);
+    if (fs.statSync(from).isFile()) fs.copyFileSync(from, path.join(dir, f));
+  }
+  fs.copyFileSync(path.join(root, 'pdp-core/tests/keys/identity.json'), path.join(dir, 'identity.json'));
+  return dir;
+}
+
 function freePort() {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -98,7 +112,7 @@ before(async () => {
   const pdp = pdpBin();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-worker-'));
   execFileSync(pdp, ['keygen', '-o', path.join(tmp, 'k')]);
-  execFileSync(pdp, ['bundle', 'build', '--dir', path.join(root, 'policies'), '--sign-key', path.join(tmp, 'k.key.pem'),
+  execFileSync(pdp, ['bundle', 'build', '--dir', testRealm(path.join(tmp, 'realm')), '--sign-key', path.join(tmp, 'k.key.pem'),
     '-o', path.join(tmp, 'bundle.tar.gz')]);
   const requests = [];
   const dir = path.join(root, 'policies/corpus');

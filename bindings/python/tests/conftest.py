@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -18,6 +19,18 @@ def pdp_bin() -> str:
     if not b:
         pytest.skip("PDP_BIN (the pdp CLI) is not set")
     return b
+
+
+def realm_with_test_keys(dir: Path) -> Path:
+    """The reference realm in ``dir``: policies/ with the identity settings
+    that trust the committed test keys (policies/identity.json trusts none;
+    the edge host's demo realm generates its key at start)."""
+    dir.mkdir()
+    for f in (ROOT / "policies").iterdir():
+        if f.is_file():
+            shutil.copyfile(f, dir / f.name)
+    shutil.copyfile(ROOT / "pdp-core/tests/keys/identity.json", dir / "identity.json")
+    return dir
 
 
 def b64url(b: bytes) -> str:

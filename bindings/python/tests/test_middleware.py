@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, eddsa_token, pdp_bin
+from conftest import eddsa_token, pdp_bin, realm_with_test_keys
 from gatehouse_pdp import Pdp
 from gatehouse_pdp.middleware import GatehouseASGIMiddleware
 
@@ -39,7 +39,7 @@ def resolve(method: str, path: str):
 def pdp(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gatehouse-mw")
     out = tmp / "bundle.tar.gz"
-    subprocess.run([pdp_bin(), "bundle", "build", "--dir", str(ROOT / "policies"), "-o", str(out)],
+    subprocess.run([pdp_bin(), "bundle", "build", "--dir", str(realm_with_test_keys(tmp / "realm")), "-o", str(out)],
                    check=True, capture_output=True)
     return Pdp.load(out.read_bytes(), {"dev": True})
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, eddsa_token, pdp_bin
+from conftest import ROOT, eddsa_token, pdp_bin, realm_with_test_keys
 from gatehouse_pdp import LoadError, Pdp
 
 NOW = 1_800_000_000
@@ -34,9 +34,10 @@ def fixtures(tmp_path_factory):
     pdp = pdp_bin()
     tmp = tmp_path_factory.mktemp("gatehouse-py")
     subprocess.run([pdp, "keygen", "-o", str(tmp / "k")], check=True, capture_output=True)
+    realm = realm_with_test_keys(tmp / "realm")
     for rev in (1, 2):
         subprocess.run(
-            [pdp, "bundle", "build", "--dir", str(ROOT / "policies"), "--sign-key", str(tmp / "k.key.pem"),
+            [pdp, "bundle", "build", "--dir", str(realm), "--sign-key", str(tmp / "k.key.pem"),
              "--revision", str(rev), "--created-at", "1764000000", "-o", str(tmp / f"bundle{rev}.tar.gz")],
             check=True,
             capture_output=True,

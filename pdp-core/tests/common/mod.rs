@@ -22,6 +22,23 @@ pub fn reference_files() -> BTreeMap<String, Vec<u8>> {
     files
 }
 
+/// The reference files with the identity settings of
+/// `tests/keys/identity.json`, which trust the committed test keys
+/// (`policies/identity.json` trusts no key).
+pub fn test_key_files() -> BTreeMap<String, Vec<u8>> {
+    let mut files = reference_files();
+    files.insert(
+        "identity.json".to_owned(),
+        std::fs::read(repo_root().join("pdp-core/tests/keys/identity.json")).unwrap(),
+    );
+    files
+}
+
+/// The reference realm trusting the test keys, signed and loaded.
+pub fn test_key_snapshot() -> Snapshot {
+    load_signed(&build_signed(&test_key_files(), 1), None).unwrap()
+}
+
 pub fn opts(revision: u64) -> BuildOptions {
     BuildOptions {
         realm: "default".into(),

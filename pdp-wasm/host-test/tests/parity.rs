@@ -42,12 +42,19 @@ fn instance() -> WasmPdp {
     WasmPdp::new(e, m).unwrap()
 }
 
+/// The reference realm, with the identity settings that trust the
+/// committed test keys (`policies/identity.json` trusts none).
 fn files() -> BTreeMap<String, Vec<u8>> {
     let dir = root().join("policies");
-    pdp_core::manifest::member::SOURCE
+    let mut files: BTreeMap<String, Vec<u8>> = pdp_core::manifest::member::SOURCE
         .iter()
         .filter_map(|n| Some(((*n).to_owned(), std::fs::read(dir.join(n)).ok()?)))
-        .collect()
+        .collect();
+    files.insert(
+        "identity.json".to_owned(),
+        std::fs::read(root().join("pdp-core/tests/keys/identity.json")).unwrap(),
+    );
+    files
 }
 
 fn signer() -> BundleSigner {
