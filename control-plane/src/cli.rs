@@ -35,6 +35,11 @@ pub struct Cli {
     /// `s3://bucket[/prefix]` (overrides the configuration).
     #[arg(long, global = true)]
     pub store: Option<String>,
+    /// Development only: seal secrets under a random key-encryption key
+    /// that dies with this process (every secret written is unreadable
+    /// afterwards), instead of refusing to start without `kek`/`kek_file`.
+    #[arg(long, global = true)]
+    pub dev_ephemeral_kek: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -53,9 +58,22 @@ Settings (TOML file given with --config, then environment, then flags):
   auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change as it is committed (API and CLI) [true]
   compact_after_deltas  GATEHOUSE_CP_COMPACT_AFTER_DELTAS  deltas after a snapshot that trigger a compaction; 0 never [100]
   token_ttl_seconds     GATEHOUSE_CP_TOKEN_TTL_SECONDS     lifetime of minted ID and access tokens [3600]
+  kek                   GATEHOUSE_CP_KEK                   key-encryption keys of secrets at rest: ID:BASE64[,ID:BASE64...], first current [required]
+  kek_file              GATEHOUSE_CP_KEK_FILE              a file holding the kek value, one ID:BASE64 a line, current first
+  dev_ephemeral_kek     GATEHOUSE_CP_DEV_EPHEMERAL_KEK     development: a random KEK for this process only (--dev-ephemeral-kek) [false]
 S3 credentials, region and endpoint: the standard AWS settings (AWS_REGION, AWS_ENDPOINT_URL, profiles).
 An unknown GATEHOUSE_CP_* variable or file key is refused.
 Log level of `serve`: GATEHOUSE_LOG (tracing filter syntax) [info].";
+
+/// `kek` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KekCmd {
+    /// Re-wrap every stored secret's data key under the current KEK (the
+    /// first of `kek`), and seal any still stored in clear, in one
+    /// transaction; prints the counts. Afterwards retired KEKs can be
+    /// removed from the settings.
+    Rewrap,
+}
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -163,6 +181,9 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// The key-encryption keys of secrets at rest.
+    #[command(subcommand)]
+    Kek(KekCmd),
     /// Publish the realm's pending changes to the store (a signed delta; a
     /// snapshot the first time or after a bulk import).
     Publish {
@@ -621,6 +642,7 @@ impl CliError {
                 | Error::Store(_)
                 | Error::Identity(_)
                 | Error::Internal(_)
+                | Error::Secret { .. }
                 | Error::Busy { .. }
                 | Error::Publish(_),
             ) => 1,
@@ -676,7 +698,11 @@ impl Command {
     pub fn needs_service(&self) -> bool {
         !matches!(
             self,
-            Command::Openapi | Command::Serve | Command::Migrate | Command::Copy { .. }
+            Command::Openapi
+                | Command::Serve
+                | Command::Migrate
+                | Command::Copy { .. }
+                | Command::Kek(_)
         )
     }
 }
@@ -954,9 +980,11 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
             username, email, ..
         } => json_of(&s.bootstrap(&username, &email, &stdin_line()?).await?),
         Command::Openapi => Ok(Value::String(openapi_text()?)),
-        Command::Serve | Command::Migrate | Command::Copy { .. } => Err(CliError::Usage(
-            "serve, migrate and copy run from the binary's main, not cli::run".into(),
-        )),
+        Command::Serve | Command::Migrate | Command::Copy { .. } | Command::Kek(_) => {
+            Err(CliError::Usage(
+                "serve, migrate, copy and kek run from the binary's main, not cli::run".into(),
+            ))
+        }
         Command::Publish { realm } => json_of(&s.publish(op, &realm).await?),
         Command::Compact { realm } => json_of(&s.compact(op, &realm).await?),
         Command::Status { realm } => json_of(&s.publish_status(op, &realm).await?),

@@ -4,6 +4,11 @@
 //! edge host's on the same machine (both read `GATEHOUSE_*`). An unknown
 //! key in the file or an unknown `GATEHOUSE_CP_*` variable is refused.
 //!
+//! Secrets at rest are sealed under the key-encryption keys of `kek` or
+//! `kek_file` ([`Config::keyring`]); without one, every command that opens
+//! the repository is refused unless `dev_ephemeral_kek` says to make up a
+//! throwaway key.
+//!
 //! [`Config::service`] assembles the service from the settings: the
 //! repository named by `db`, the object store named by `store`, the
 //! embedded identity provider, the system clock. It is the one place that
@@ -16,6 +21,7 @@ use crate::domain::error::{Error, Result as DomainResult};
 use crate::ports::clock::SystemClock;
 use crate::ports::identity::Identities;
 use crate::ports::repository::Repository;
+use crate::secrets::Keyring;
 use crate::service::{Service, Settings};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -23,16 +29,35 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Open the repository a `db` string names (a path, `sqlite:PATH` or
-/// `postgres://...`), its schema brought up to date.
-pub async fn open_repository(db: &str) -> DomainResult<Arc<dyn Repository>> {
+/// `postgres://...`), its schema brought up to date, its secrets sealed
+/// and opened with `keyring`.
+pub async fn open_repository(db: &str, keyring: Arc<Keyring>) -> DomainResult<Arc<dyn Repository>> {
     let config = Config {
         db: db.to_owned(),
         ..Config::default()
     };
     Ok(match config.database()? {
-        Database::Sqlite(path) => Arc::new(SqliteRepository::open(&path)?),
-        Database::Postgres(url) => Arc::new(PostgresRepository::connect(&url).await?),
+        Database::Sqlite(path) => Arc::new(SqliteRepository::open(&path, keyring)?),
+        Database::Postgres(url) => Arc::new(PostgresRepository::connect(&url, keyring).await?),
     })
+}
+
+/// A setting whose value is a secret: never in `Debug` output.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretSetting(String);
+
+impl SecretSetting {
+    /// Wrap a value.
+    pub fn new(value: impl Into<String>) -> SecretSetting {
+        SecretSetting(value.into())
+    }
+}
+
+impl std::fmt::Debug for SecretSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// Which repository the `db` setting names.
@@ -77,6 +102,17 @@ pub struct Config {
     pub compact_after_deltas: u64,
     /// Lifetime of minted ID and access tokens, seconds (`GATEHOUSE_CP_TOKEN_TTL_SECONDS`).
     pub token_ttl_seconds: i64,
+    /// The key-encryption keys secrets at rest are sealed under
+    /// (`GATEHOUSE_CP_KEK`): `ID:KEY` pairs, KEY 32 bytes in standard
+    /// base64, separated by commas; the first seals, the others (retired)
+    /// only open. Prefer `kek_file` outside development.
+    pub kek: Option<SecretSetting>,
+    /// A file holding the `kek` value, one `ID:KEY` a line, the current
+    /// one first (`GATEHOUSE_CP_KEK_FILE`).
+    pub kek_file: Option<PathBuf>,
+    /// Development only: seal secrets under a random key that dies with
+    /// the process (`GATEHOUSE_CP_DEV_EPHEMERAL_KEK`, `--dev-ephemeral-kek`).
+    pub dev_ephemeral_kek: bool,
 }
 
 impl Default for Config {
@@ -92,6 +128,9 @@ impl Default for Config {
             auto_publish: true,
             compact_after_deltas: 100,
             token_ttl_seconds: 3600,
+            kek: None,
+            kek_file: None,
+            dev_ephemeral_kek: false,
         }
     }
 }
@@ -123,7 +162,16 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+    /// No key-encryption key, or an unusable one.
+    #[error("{0}")]
+    Kek(String),
 }
+
+/// What the control plane says when it has no key-encryption key.
+pub const NO_KEK: &str = "no key-encryption key: set GATEHOUSE_CP_KEK=ID:BASE64 or \
+GATEHOUSE_CP_KEK_FILE=PATH (kek / kek_file in the configuration file; the key is 32 bytes in \
+base64, `openssl rand -base64 32`), or, for a throwaway development database, start with \
+--dev-ephemeral-kek (GATEHOUSE_CP_DEV_EPHEMERAL_KEK=1)";
 
 impl Config {
     /// Defaults, overridden by `file` (if given), then by `GATEHOUSE_CP_*`
@@ -177,6 +225,9 @@ impl Config {
             "GATEHOUSE_CP_TOKEN_TTL_SECONDS" => {
                 self.token_ttl_seconds = num(value).map_err(bad)?;
             }
+            "GATEHOUSE_CP_KEK" => self.kek = Some(SecretSetting::new(value)),
+            "GATEHOUSE_CP_KEK_FILE" => self.kek_file = Some(PathBuf::from(value)),
+            "GATEHOUSE_CP_DEV_EPHEMERAL_KEK" => self.dev_ephemeral_kek = boolean(name, value)?,
             other if other.starts_with("GATEHOUSE_CP_") => {
                 return Err(bad("is not a control-plane setting (see --help)".into()));
             }
@@ -202,14 +253,49 @@ impl Config {
         )))
     }
 
+    /// The key-encryption keys `kek` or `kek_file` give; with neither, a
+    /// random one when `dev_ephemeral_kek` is on (the caller says so
+    /// loudly: [`crate::secrets::EPHEMERAL_WARNING`]), else refused with
+    /// [`NO_KEK`]. Both, or a KEK and the development flag, are refused.
+    pub fn keyring(&self) -> Result<Arc<Keyring>, ConfigError> {
+        let text = match (&self.kek, &self.kek_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Kek(
+                    "kek and kek_file (GATEHOUSE_CP_KEK, GATEHOUSE_CP_KEK_FILE): set one".into(),
+                ));
+            }
+            (Some(SecretSetting(text)), None) => {
+                Some(("kek (GATEHOUSE_CP_KEK)".to_owned(), text.clone()))
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Kek(format!("kek_file {}: {e}", path.display())))?;
+                Some((format!("kek_file {}", path.display()), text))
+            }
+            (None, None) => None,
+        };
+        match (text, self.dev_ephemeral_kek) {
+            (Some(_), true) => Err(ConfigError::Kek(
+                "a key-encryption key and --dev-ephemeral-kek: choose one".into(),
+            )),
+            (Some((what, text)), false) => Keyring::parse(&text)
+                .map(Arc::new)
+                .map_err(|e| ConfigError::Kek(format!("{what}: {e}"))),
+            (None, true) => Keyring::ephemeral()
+                .map(Arc::new)
+                .map_err(|e| ConfigError::Kek(e.to_string())),
+            (None, false) => Err(ConfigError::Kek(NO_KEK.into())),
+        }
+    }
+
     /// Open the repository `db` names, its schema brought up to date.
-    pub async fn repository(&self) -> DomainResult<Arc<dyn Repository>> {
-        open_repository(&self.db).await
+    pub async fn repository(&self, keyring: Arc<Keyring>) -> DomainResult<Arc<dyn Repository>> {
+        open_repository(&self.db, keyring).await
     }
 
     /// The service these settings describe, its backends opened.
-    pub async fn service(&self) -> DomainResult<Service> {
-        let repo = self.repository().await?;
+    pub async fn service(&self, keyring: Arc<Keyring>) -> DomainResult<Service> {
+        let repo = self.repository(keyring).await?;
         let connect = object_store::Connect {
             s3_force_path_style: self.s3_force_path_style,
             ..object_store::Connect::default()
@@ -282,6 +368,60 @@ mod tests {
             Config::load(Some(&file), []),
             Err(ConfigError::Toml { .. })
         ));
+    }
+
+    #[test]
+    fn a_kek_is_required_from_one_place_and_never_printed() {
+        const KEK: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let env = |pairs: &[(&str, &str)]| {
+            Config::load(
+                None,
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        // None: refused, naming the settings and the development flag.
+        let e = Config::default().keyring().unwrap_err().to_string();
+        assert!(
+            e.contains("GATEHOUSE_CP_KEK=")
+                && e.contains("GATEHOUSE_CP_KEK_FILE")
+                && e.contains("--dev-ephemeral-kek"),
+            "{e}"
+        );
+        let c = env(&[("GATEHOUSE_CP_KEK", KEK)]);
+        assert_eq!(c.keyring().unwrap().current_id(), "k1");
+        assert!(!format!("{c:?}").contains("AAECAwQF"), "{c:?}");
+        // From a file, the current key first.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kek");
+        std::fs::write(
+            &file,
+            format!("k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n{KEK}\n"),
+        )
+        .unwrap();
+        let c = env(&[("GATEHOUSE_CP_KEK_FILE", file.to_str().unwrap())]);
+        assert_eq!(c.keyring().unwrap().current_id(), "k2");
+        // Two sources, or a key and the development flag: refused.
+        let both = env(&[
+            ("GATEHOUSE_CP_KEK", KEK),
+            ("GATEHOUSE_CP_KEK_FILE", file.to_str().unwrap()),
+        ]);
+        assert!(matches!(both.keyring(), Err(ConfigError::Kek(_))));
+        let dev = env(&[
+            ("GATEHOUSE_CP_KEK", KEK),
+            ("GATEHOUSE_CP_DEV_EPHEMERAL_KEK", "1"),
+        ]);
+        assert!(matches!(dev.keyring(), Err(ConfigError::Kek(_))));
+        // A bad key is refused without echoing it.
+        let bad = env(&[("GATEHOUSE_CP_KEK", "k1:c2VjcmV0")]);
+        let e = bad.keyring().unwrap_err().to_string();
+        assert!(e.contains("32 bytes") && !e.contains("c2VjcmV0"), "{e}");
+        // The development flag: a throwaway key.
+        let dev = env(&[("GATEHOUSE_CP_DEV_EPHEMERAL_KEK", "true")]);
+        assert!(dev.keyring().unwrap().is_ephemeral());
     }
 
     #[test]
