@@ -404,6 +404,10 @@ mod tests {
         .unwrap();
         let c = env(&[("GATEHOUSE_CP_KEK_FILE", file.to_str().unwrap())]);
         assert_eq!(c.keyring().unwrap().current_id(), "k2");
+        let toml = dir.path().join("cp.toml");
+        std::fs::write(&toml, format!("kek_file = {:?}\n", file.to_str().unwrap())).unwrap();
+        let c = Config::load(Some(&toml), []).unwrap();
+        assert_eq!(c.keyring().unwrap().current_id(), "k2");
         // Two sources, or a key and the development flag: refused.
         let both = env(&[
             ("GATEHOUSE_CP_KEK", KEK),
