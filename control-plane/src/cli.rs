@@ -21,49 +21,20 @@ use std::path::PathBuf;
 /// Gatehouse control plane: realms, users and their lifecycle, groups,
 /// roles, Cedar policies, and signed bundles for decision points.
 #[derive(Debug, Parser)]
-#[command(name = "control-plane", version, after_help = SETTINGS_HELP)]
+#[command(name = "control-plane", version, after_help = crate::config::settings_help())]
 pub struct Cli {
-    /// TOML configuration file (settings: see `config.rs`; every one also
-    /// as a `GATEHOUSE_CP_*` variable).
+    /// TOML configuration file (every setting below is also a key of it
+    /// and a `GATEHOUSE_CP_*` variable).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// The repository: a SQLite file path or `sqlite:PATH` (overrides the
-    /// configuration).
-    #[arg(long, global = true)]
-    pub db: Option<String>,
-    /// The object store bundles are published to: a directory or
-    /// `s3://bucket[/prefix]` (overrides the configuration).
-    #[arg(long, global = true)]
-    pub store: Option<String>,
-    /// Development only: seal secrets under a random key-encryption key
-    /// that dies with this process (every secret written is unreadable
-    /// afterwards), instead of refusing to start without `kek`/`kek_file`.
-    #[arg(long, global = true)]
-    pub dev_ephemeral_kek: bool,
+    /// Every setting as a flag (`--db`, `--store`, `--dev-ephemeral-kek`,
+    /// ...), over the file and the environment.
+    #[command(flatten)]
+    pub settings: crate::config::SettingFlags,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
-
-/// Every setting, for `--help`.
-const SETTINGS_HELP: &str = "\
-Settings (TOML file given with --config, then environment, then flags):
-  db                    GATEHOUSE_CP_DB                    SQLite file or sqlite:PATH [gatehouse.db]; holds the realms' private keys
-  store                 GATEHOUSE_CP_STORE                 where bundles go: a directory or s3://bucket[/prefix] [gatehouse-store]
-  s3_force_path_style   GATEHOUSE_CP_S3_FORCE_PATH_STYLE   path-style S3 addressing (S3-compatible services) [false]
-  store_prefix          GATEHOUSE_CP_STORE_PREFIX          key prefix inside the store [empty]
-  listen                GATEHOUSE_CP_LISTEN                admin API address for `serve` [127.0.0.1:8900]
-  issuer_base           GATEHOUSE_CP_ISSUER_BASE           public base URL; realm issuers are <issuer_base>/realms/<realm>
-  admin_realm           GATEHOUSE_CP_ADMIN_REALM           realm whose users and Cedar policies guard the admin API [admin]
-  auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change as it is committed (API and CLI) [true]
-  compact_after_deltas  GATEHOUSE_CP_COMPACT_AFTER_DELTAS  deltas after a snapshot that trigger a compaction; 0 never [100]
-  token_ttl_seconds     GATEHOUSE_CP_TOKEN_TTL_SECONDS     lifetime of minted ID and access tokens [3600]
-  kek                   GATEHOUSE_CP_KEK                   key-encryption keys of secrets at rest: ID:BASE64[,ID:BASE64...], first current [required]
-  kek_file              GATEHOUSE_CP_KEK_FILE              a file holding the kek value, one ID:BASE64 a line, current first
-  dev_ephemeral_kek     GATEHOUSE_CP_DEV_EPHEMERAL_KEK     development: a random KEK for this process only (--dev-ephemeral-kek) [false]
-S3 credentials, region and endpoint: the standard AWS settings (AWS_REGION, AWS_ENDPOINT_URL, profiles).
-An unknown GATEHOUSE_CP_* variable or file key is refused.
-Log level of `serve`: GATEHOUSE_LOG (tracing filter syntax) [info].";
 
 /// `kek` subcommands.
 #[derive(Debug, Subcommand)]

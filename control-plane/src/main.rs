@@ -23,14 +23,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(db) = cli.db {
-        config.db = db;
-    }
-    if let Some(store) = cli.store {
-        config.store = store;
-    }
-    if cli.dev_ephemeral_kek {
-        config.dev_ephemeral_kek = true;
+    if let Err(e) = config.apply_flags(&cli.settings) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     // A command that needs no database opens none.
     if matches!(cli.command, Command::Openapi) {
