@@ -494,10 +494,6 @@ fn is_sealed(slot: &Slot<'_>, stored: &[u8]) -> bool {
 /// ones in SQL.
 pub const SEALED_TEXT_PREFIX: &str = TEXT_PREFIX;
 
-/// The length of a clear bundle seed, for backends that look for clear
-/// ones in SQL.
-pub const CLEAR_SEED_BYTES: usize = CLEAR_SEED_LEN;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, Session, StoredKey,
     TableSpec, Taken, Tx,
 };
-use crate::secrets::{CLEAR_SEED_BYTES, Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
+use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use deadpool_postgres::Transaction;
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use serde_json::{Map, Value};
@@ -1653,7 +1653,9 @@ impl Tx for PgTx<'_, '_> {
             ..Rewrapped::default()
         };
         // Every start makes the clear-only pass: it reads only what SQL
-        // can tell is in clear. No realm lock: each value is rewritten
+        // can tell is in clear, and every realm's bundle seed (a handful),
+        // which it opens: a KEK that does not open this database is
+        // refused at start, not at the first publish. No realm lock: each value is rewritten
         // only if it is still the one read (a writer that changed it
         // meanwhile sealed it under the current KEK already).
         let only_clear = |cond: String| if clear_only { cond } else { "TRUE".to_owned() };
@@ -1671,15 +1673,10 @@ impl Tx for PgTx<'_, '_> {
             self.rt.block_on(tx.execute(sql, params)).pg()
         };
 
-        let seeds = self.query(
-            &format!(
-                "SELECT name, bundle_key FROM realms WHERE {} ORDER BY name",
-                only_clear(format!("octet_length(bundle_key) = {CLEAR_SEED_BYTES}"))
-            ),
-            &[],
-        )?;
+        let seeds = self.query("SELECT name, bundle_key FROM realms ORDER BY name", &[])?;
         for r in &seeds {
             let (name, stored): (String, Vec<u8>) = (get(r, 0)?, get(r, 1)?);
+            keyring.open(&Slot::bundle_seed(&name), &stored)?;
             let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
             if let Some(new) = out.count(resealed) {
                 exec(

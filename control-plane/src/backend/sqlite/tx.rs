@@ -12,7 +12,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
     Taken, Tx,
 };
-use crate::secrets::{CLEAR_SEED_BYTES, Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
+use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
@@ -1347,24 +1347,25 @@ impl Tx for SqliteTx<'_> {
             ..Rewrapped::default()
         };
         // Every start makes the clear-only pass: it reads only what SQL
-        // can tell is in clear.
+        // can tell is in clear, and every realm's bundle seed (a handful),
+        // which it opens: a KEK that does not open this database is
+        // refused at start, not at the first publish.
         let only_clear = |cond: String| if clear_only { cond } else { "1".to_owned() };
         let text = |v: Vec<u8>| {
             String::from_utf8(v).map_err(|_| Error::Internal("sealed text is not UTF-8".into()))
         };
 
         let seeds: Vec<(String, Vec<u8>)> = {
-            let sql = format!(
-                "SELECT name, bundle_key FROM realms WHERE {} ORDER BY name",
-                only_clear(format!("length(bundle_key) = {CLEAR_SEED_BYTES}"))
-            );
-            let mut stmt = tx.prepare(&sql).sql()?;
+            let mut stmt = tx
+                .prepare("SELECT name, bundle_key FROM realms ORDER BY name")
+                .sql()?;
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                 .sql()?
                 .collect::<rusqlite::Result<_>>()
                 .sql()?
         };
         for (name, stored) in seeds {
+            keyring.open(&Slot::bundle_seed(&name), &stored)?;
             let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
             if let Some(new) = out.count(r) {
                 tx.execute(
