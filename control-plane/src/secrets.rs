@@ -35,8 +35,8 @@ const TAG_LEN: usize = 16;
 /// The length of a clear bundle seed; every envelope is longer.
 const CLEAR_SEED_LEN: usize = 32;
 
-/// What [`crate::config::Config::keyring`] prints when the development
-/// flag stands in for a KEK.
+/// What the binary prints (and `serve` logs) when the development flag
+/// stands in for a KEK.
 pub const EPHEMERAL_WARNING: &str = "WARNING: --dev-ephemeral-kek: the key-encryption key is random \
 and lives only in this process. Every secret written now (bundle-signing seeds, token signing \
 keys, TOTP secrets) is UNREADABLE after this process exits, and no other process can read it. \
