@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     }
     init_logs(matches!(cli.command, Command::Serve));
     // Every other command opens the repository, whose secrets are sealed
-    // under the key-encryption key: none, none started.
+    // under the key-encryption key: without one, nothing starts.
     let keyring = match config.keyring() {
         Ok(k) => k,
         Err(e) => {

@@ -162,16 +162,21 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-fn kek(id: &str, bytes: &[u8]) -> std::result::Result<Kek, KekError> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
+/// Whether `id` may name a KEK. An id that may not is never echoed in an
+/// error: it could be the key itself, given the wrong way round.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err(KekError(format!(
-            "key id {id:?}: 1 to 64 letters, digits, '-', '_' or '.'"
-        )));
+}
+
+fn kek(id: &str, bytes: &[u8]) -> std::result::Result<Kek, KekError> {
+    if !valid_id(id) {
+        return Err(KekError(
+            "a key id is 1 to 64 letters, digits, '-', '_' or '.'".into(),
+        ));
     }
     if bytes.len() != KEY_LEN {
         return Err(KekError(format!(
@@ -277,11 +282,13 @@ impl Keyring {
     /// current KEK, the others are retired (they only open).
     pub fn parse(text: &str) -> std::result::Result<Keyring, KekError> {
         let mut keks = Vec::new();
-        for entry in text
+        for (n, entry) in text
             .split([',', '\n'])
             .map(str::trim)
             .filter(|e| !e.is_empty())
+            .enumerate()
         {
+            let n = n + 1;
             let (id, key) = entry.split_once(':').ok_or_else(|| {
                 KekError(
                     "each key is ID:BASE64 (for example `k2026:` then `openssl rand -base64 32`)"
@@ -289,6 +296,11 @@ impl Keyring {
                 )
             })?;
             let id = id.trim();
+            if !valid_id(id) {
+                return Err(KekError(format!(
+                    "key {n}: its id (before ':') is 1 to 64 letters, digits, '-', '_' or '.'"
+                )));
+            }
             let bytes = STANDARD
                 .decode(key.trim())
                 .map_err(|_| KekError(format!("key {id:?}: not standard base64")))?;
@@ -584,6 +596,11 @@ mod tests {
         ] {
             assert!(Keyring::parse(bad).is_err(), "{bad:?}");
         }
+        // The key given before its id is refused without being echoed.
+        let e = Keyring::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=:k1")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("AAEC") && e.contains("key 1"), "{e}");
         let r = ring(&format!("{K1}\n{K2}\n"));
         assert_eq!(r.current_id(), "k1");
         let debug = format!("{r:?}");
