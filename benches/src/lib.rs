@@ -181,16 +181,27 @@ impl Db {
         use control_plane::backend::postgres::PostgresRepository;
         use control_plane::backend::sqlite::SqliteRepository;
         match self {
-            Db::Sqlite(path) => match SqliteRepository::open(path) {
+            Db::Sqlite(path) => match SqliteRepository::open(path, bench_keyring()) {
                 Ok(r) => std::sync::Arc::new(r),
                 Err(e) => panic!("{}: {e}", path.display()),
             },
             Db::Postgres { url, schema } => {
-                match PostgresRepository::connect_in_schema(url, schema).await {
+                match PostgresRepository::connect_in_schema(url, schema, bench_keyring()).await {
                     Ok(r) => std::sync::Arc::new(r),
                     Err(e) => panic!("{schema}: {e}"),
                 }
             }
         }
+    }
+}
+
+/// The key-encryption key of benchmark databases: fixed, so every
+/// repository a run opens on one database reads the others' secrets.
+pub fn bench_keyring() -> std::sync::Arc<control_plane::secrets::Keyring> {
+    match control_plane::secrets::Keyring::parse(
+        "bench-1:Yl1ZbdyhvIi8Fw+7xJ2mg0wDkJ6vDfJqUQTzbh9tF0A=",
+    ) {
+        Ok(k) => std::sync::Arc::new(k),
+        Err(e) => panic!("bench KEK: {e}"),
     }
 }

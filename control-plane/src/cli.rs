@@ -21,44 +21,30 @@ use std::path::PathBuf;
 /// Gatehouse control plane: realms, users and their lifecycle, groups,
 /// roles, Cedar policies, and signed bundles for decision points.
 #[derive(Debug, Parser)]
-#[command(name = "control-plane", version, after_help = SETTINGS_HELP)]
+#[command(name = "control-plane", version, after_help = crate::config::settings_help())]
 pub struct Cli {
-    /// TOML configuration file (settings: see `config.rs`; every one also
-    /// as a `GATEHOUSE_CP_*` variable).
+    /// TOML configuration file (every setting below is also a key of it
+    /// and a `GATEHOUSE_CP_*` variable).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// The repository: a SQLite file path or `sqlite:PATH` (overrides the
-    /// configuration).
-    #[arg(long, global = true)]
-    pub db: Option<String>,
-    /// The object store bundles are published to: a directory or
-    /// `s3://bucket[/prefix]` (overrides the configuration).
-    #[arg(long, global = true)]
-    pub store: Option<String>,
+    /// Every setting as a flag (`--db`, `--store`, `--dev-ephemeral-kek`,
+    /// ...), over the file and the environment.
+    #[command(flatten)]
+    pub settings: crate::config::SettingFlags,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Every setting, for `--help`.
-const SETTINGS_HELP: &str = "\
-Settings (TOML file given with --config, then environment, then flags):
-  db                    GATEHOUSE_CP_DB                    SQLite file or sqlite:PATH [gatehouse.db]; holds the realms' private keys
-  store                 GATEHOUSE_CP_STORE                 where bundles go: a directory or s3://bucket[/prefix] [gatehouse-store]
-  s3_force_path_style   GATEHOUSE_CP_S3_FORCE_PATH_STYLE   path-style S3 addressing (S3-compatible services) [false]
-  store_prefix          GATEHOUSE_CP_STORE_PREFIX          key prefix inside the store [empty]
-  listen                GATEHOUSE_CP_LISTEN                admin API address for `serve` [127.0.0.1:8900]
-  issuer_base           GATEHOUSE_CP_ISSUER_BASE           public base URL; realm issuers are <issuer_base>/realms/<realm>
-  admin_realm           GATEHOUSE_CP_ADMIN_REALM           realm whose users and Cedar policies guard the admin API [admin]
-  auto_publish          GATEHOUSE_CP_AUTO_PUBLISH          publish each change as it is committed (API and CLI) [true]
-  compact_after_deltas  GATEHOUSE_CP_COMPACT_AFTER_DELTAS  deltas after a snapshot that trigger a compaction; 0 never [100]
-  token_ttl_seconds     GATEHOUSE_CP_TOKEN_TTL_SECONDS     lifetime of minted ID and access tokens [3600]
-  head_resign_interval_seconds  GATEHOUSE_CP_HEAD_RESIGN_INTERVAL_SECONDS
-                        re-sign every realm's HEAD at least this often, while `serve` runs [30];
-                        edge hosts need a staleness limit of at least 4 times this
-S3 credentials, region and endpoint: the standard AWS settings (AWS_REGION, AWS_ENDPOINT_URL, profiles).
-An unknown GATEHOUSE_CP_* variable or file key is refused.
-Log level of `serve`: GATEHOUSE_LOG (tracing filter syntax) [info].";
+/// `kek` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KekCmd {
+    /// Re-wrap every stored secret's data key under the current KEK (the
+    /// first of `kek`), and seal any still stored in clear, in one
+    /// transaction; prints the counts. Afterwards retired KEKs can be
+    /// removed from the settings.
+    Rewrap,
+}
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -166,6 +152,9 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// The key-encryption keys of secrets at rest.
+    #[command(subcommand)]
+    Kek(KekCmd),
     /// Publish the realm's pending changes to the store (a signed delta; a
     /// snapshot the first time or after a bulk import).
     Publish {
@@ -629,6 +618,7 @@ impl CliError {
                 | Error::Store(_)
                 | Error::Identity(_)
                 | Error::Internal(_)
+                | Error::Secret { .. }
                 | Error::Busy { .. }
                 | Error::Publish(_),
             ) => 1,
@@ -684,7 +674,11 @@ impl Command {
     pub fn needs_service(&self) -> bool {
         !matches!(
             self,
-            Command::Openapi | Command::Serve | Command::Migrate | Command::Copy { .. }
+            Command::Openapi
+                | Command::Serve
+                | Command::Migrate
+                | Command::Copy { .. }
+                | Command::Kek(_)
         )
     }
 }
@@ -962,9 +956,11 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
             username, email, ..
         } => json_of(&s.bootstrap(&username, &email, &stdin_line()?).await?),
         Command::Openapi => Ok(Value::String(openapi_text()?)),
-        Command::Serve | Command::Migrate | Command::Copy { .. } => Err(CliError::Usage(
-            "serve, migrate and copy run from the binary's main, not cli::run".into(),
-        )),
+        Command::Serve | Command::Migrate | Command::Copy { .. } | Command::Kek(_) => {
+            Err(CliError::Usage(
+                "serve, migrate, copy and kek run from the binary's main, not cli::run".into(),
+            ))
+        }
         Command::Publish { realm } => json_of(&s.publish(op, &realm).await?),
         Command::Compact { realm } => json_of(&s.compact(op, &realm).await?),
         Command::Status { realm } => json_of(&s.publish_status(op, &realm).await?),

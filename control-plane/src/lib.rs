@@ -7,6 +7,7 @@ pub mod domain;
 pub mod http;
 pub mod ports;
 pub mod random;
+pub mod secrets;
 pub mod service;
 
 pub use domain::error::{self as error, Diagnostic, Error, Result};

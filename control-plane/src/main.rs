@@ -3,7 +3,7 @@
 //! codes lives in the library.
 
 use clap::Parser;
-use control_plane::cli::{Cli, Command, openapi_text, run};
+use control_plane::cli::{Cli, Command, KekCmd, openapi_text, run};
 use control_plane::config::Config;
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -23,11 +23,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(db) = cli.db {
-        config.db = db;
-    }
-    if let Some(store) = cli.store {
-        config.store = store;
+    if let Err(e) = config.apply_flags(&cli.settings) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
     }
     // A command that needs no database opens none.
     if matches!(cli.command, Command::Openapi) {
@@ -42,6 +40,19 @@ fn main() -> ExitCode {
             }
         };
     }
+    init_logs(matches!(cli.command, Command::Serve));
+    // Every other command opens the repository, whose secrets are sealed
+    // under the key-encryption key: without one, nothing starts.
+    let keyring = match config.keyring() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if keyring.is_ephemeral() {
+        eprintln!("{}", control_plane::secrets::EPHEMERAL_WARNING);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,8 +66,10 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         if let Command::Copy { from, to } = &cli.command {
             let copied = async {
-                let from = control_plane::config::open_repository(from).await?;
-                let to = control_plane::config::open_repository(to).await?;
+                // The copy carries ciphertext as it is: both sides share
+                // the key-encryption keys.
+                let from = control_plane::config::open_repository(from, keyring.clone()).await?;
+                let to = control_plane::config::open_repository(to, keyring.clone()).await?;
                 control_plane::service::copy::copy(from, to).await
             };
             return match copied.await {
@@ -73,8 +86,27 @@ fn main() -> ExitCode {
                 }
             };
         }
+        if matches!(cli.command, Command::Kek(KekCmd::Rewrap)) {
+            let rewrapped = async {
+                let repo = config.repository(keyring.clone()).await?;
+                control_plane::service::kek::rewrap(&repo).await
+            };
+            return match rewrapped.await {
+                Ok(report) => {
+                    out(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&report).unwrap_or_default()
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         if matches!(cli.command, Command::Migrate) {
-            return match config.repository().await {
+            return match config.repository(keyring.clone()).await {
                 Ok(repo) => {
                     out(&format!(
                         "{}\n",
@@ -88,7 +120,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        let service = match config.service().await {
+        let service = match config.service(keyring.clone()).await {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -96,7 +128,7 @@ fn main() -> ExitCode {
             }
         };
         if matches!(cli.command, Command::Serve) {
-            return match serve(service, &config).await {
+            return match serve(service, &config, keyring.is_ephemeral()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -124,14 +156,31 @@ fn main() -> ExitCode {
     })
 }
 
+/// Logs: `serve`'s on stdout from `info`; a command's on stderr (its
+/// stdout is its JSON answer) from `warn`, so what the repository says as
+/// it opens (secrets it sealed) is seen. `GATEHOUSE_LOG` overrides.
+fn init_logs(serve: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if serve { "info" } else { "warn" })
+        });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    if serve {
+        logs.init();
+    } else {
+        logs.with_writer(std::io::stderr).init();
+    }
+}
+
 /// Serve the admin API until interrupted.
-async fn serve(service: Arc<control_plane::Service>, config: &Config) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+async fn serve(
+    service: Arc<control_plane::Service>,
+    config: &Config,
+    ephemeral_kek: bool,
+) -> anyhow::Result<()> {
+    if ephemeral_kek {
+        tracing::warn!("{}", control_plane::secrets::EPHEMERAL_WARNING);
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");

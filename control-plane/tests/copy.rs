@@ -34,7 +34,9 @@ async fn target(dir: &std::path::Path) -> Arc<dyn Repository> {
             .open()
             .await
         }
-        None => Arc::new(SqliteRepository::open(&dir.join("target.db")).unwrap()),
+        None => {
+            Arc::new(SqliteRepository::open(&dir.join("target.db"), support::keyring()).unwrap())
+        }
     }
 }
 
@@ -56,8 +58,9 @@ fn service_on(cp: &Cp, repo: Arc<dyn Repository>) -> Service {
 async fn everything_is_copied_verified_and_serves_on() {
     // The source is always SQLite: moving off the embedded default.
     let dir = tempfile::tempdir().unwrap();
-    let source: Arc<dyn Repository> =
-        Arc::new(SqliteRepository::open(&dir.path().join("source.db")).unwrap());
+    let source: Arc<dyn Repository> = Arc::new(
+        SqliteRepository::open(&dir.path().join("source.db"), support::keyring()).unwrap(),
+    );
     let cp = Cp::open(support::Options::default()).await;
     let s = service_on(&cp, source.clone());
     s.bootstrap("root", "root@example.com", PW).await.unwrap();

@@ -202,7 +202,7 @@ async fn run(moto: Moto) {
     let schema = support::unique_name("ha");
     // Create the schema (and migrate), then point both processes at it.
     let repo: Arc<dyn Repository> = Arc::new(
-        PostgresRepository::connect_in_schema(&pg, &schema)
+        PostgresRepository::connect_in_schema(&pg, &schema, support::keyring())
             .await
             .unwrap(),
     );
@@ -210,6 +210,7 @@ async fn run(moto: Moto) {
     moto.create_bucket(BUCKET).await;
     let env: Vec<(String, String)> = [
         ("GATEHOUSE_CP_DB", db.as_str()),
+        ("GATEHOUSE_CP_KEK", support::TEST_KEK),
         ("GATEHOUSE_CP_STORE", &format!("s3://{BUCKET}/{PREFIX}")),
         ("GATEHOUSE_CP_S3_FORCE_PATH_STYLE", "true"),
         ("GATEHOUSE_CP_LISTEN", "127.0.0.1:0"),

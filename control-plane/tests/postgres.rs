@@ -9,50 +9,11 @@ mod support;
 use control_plane::Error;
 use control_plane::backend::postgres::PostgresRepository;
 use control_plane::ports::repository::Repository;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use std::sync::Arc;
+
+use support::{raw_postgres as raw, with_query};
 
 fn url() -> String {
     support::postgres_url().expect("GATEHOUSE_TEST_POSTGRES names the test database")
-}
-
-/// The URL with its query parameters replaced.
-fn with_query(url: &str, query: &str) -> String {
-    let base = url.split_once('?').map_or(url, |(b, _)| b);
-    format!("{base}?{query}")
-}
-
-fn root_cert(url: &str) -> String {
-    url.split(['?', '&'])
-        .find_map(|p| p.strip_prefix("sslrootcert="))
-        .expect("the test URL pins the cluster's CA")
-        .to_owned()
-}
-
-/// A plain driver connection (TLS with the test CA), for what the
-/// repository will not do: tamper with its schema version.
-async fn raw(url: &str) -> tokio_postgres::Client {
-    let ca = root_cert(url);
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let (client, conn) = tokio_postgres::connect(
-        &with_query(url, "sslmode=require"),
-        tokio_postgres_rustls::MakeRustlsConnect::new(config),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    client
 }
 
 #[tokio::test]
@@ -60,21 +21,29 @@ async fn raw(url: &str) -> tokio_postgres::Client {
 async fn tls_is_required_and_verified() {
     let url = url();
     let schema = support::unique_name("tls");
-    PostgresRepository::connect_in_schema(&url, &schema)
+    PostgresRepository::connect_in_schema(&url, &schema, support::keyring())
         .await
         .expect("TLS with the cluster's CA");
     // Without the CA the server's certificate is not trusted.
-    let err = PostgresRepository::connect_in_schema(&with_query(&url, "sslmode=require"), &schema)
-        .await
-        .unwrap_err();
+    let err = PostgresRepository::connect_in_schema(
+        &with_query(&url, "sslmode=require"),
+        &schema,
+        support::keyring(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, Error::Repository(m) if m.to_lowercase().contains("certificate")),
         "{err}"
     );
     // Without TLS the server refuses the connection.
-    let err = PostgresRepository::connect_in_schema(&with_query(&url, "sslmode=disable"), &schema)
-        .await
-        .unwrap_err();
+    let err = PostgresRepository::connect_in_schema(
+        &with_query(&url, "sslmode=disable"),
+        &schema,
+        support::keyring(),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, Error::Repository(m) if m.contains("no encryption")),
         "{err}"
@@ -92,12 +61,12 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     for _ in 0..4 {
         let (url, schema) = (url.clone(), schema.clone());
         starts.push(tokio::spawn(async move {
-            PostgresRepository::connect_in_schema(&url, &schema).await
+            PostgresRepository::connect_in_schema(&url, &schema, support::keyring()).await
         }));
     }
     for s in starts {
         let repo = s.await.unwrap().unwrap();
-        assert_eq!(repo.schema_version().await.unwrap(), 2);
+        assert_eq!(repo.schema_version().await.unwrap(), 3);
         repo.ping().await.unwrap();
     }
     let client = raw(&url).await;
@@ -111,10 +80,10 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         ))
         .await
         .unwrap();
-    let repo = PostgresRepository::connect_in_schema(&url, &schema)
+    let repo = PostgresRepository::connect_in_schema(&url, &schema, support::keyring())
         .await
         .unwrap();
-    assert_eq!(repo.schema_version().await.unwrap(), 2);
+    assert_eq!(repo.schema_version().await.unwrap(), 3);
     let n: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.columns
@@ -131,7 +100,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         ))
         .await
         .unwrap();
-    let err = PostgresRepository::connect_in_schema(&url, &schema)
+    let err = PostgresRepository::connect_in_schema(&url, &schema, support::keyring())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("newer than this build"), "{err}");

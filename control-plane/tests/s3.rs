@@ -51,7 +51,8 @@ async fn s3(url: &str, max_attempts: u32) -> Arc<dyn ObjectStore> {
 
 /// A control plane on the database file `db` and `store`.
 fn control_plane(db: &Path, store: Arc<dyn ObjectStore>, settings: Settings) -> Arc<Service> {
-    let repo: Arc<dyn Repository> = Arc::new(SqliteRepository::open(db).unwrap());
+    let repo: Arc<dyn Repository> =
+        Arc::new(SqliteRepository::open(db, support::keyring()).unwrap());
     let identity = Arc::new(LocalIdentity::new(repo.clone(), support::ISSUER_BASE, 3600));
     Arc::new(Service::new(
         repo,

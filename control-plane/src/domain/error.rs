@@ -107,9 +107,42 @@ pub enum Error {
     /// published by the next successful run).
     #[error("publish: {0}")]
     Publish(String),
+    /// A stored secret (a bundle seed, a signing key, a TOTP secret)
+    /// cannot be opened with the configured key-encryption keys. Nothing
+    /// was changed.
+    #[error("stored secret {what}: {why}")]
+    Secret {
+        /// Which secret (its kind, realm and row; never its value).
+        what: String,
+        /// Why.
+        why: SecretFailure,
+    },
     /// Anything else that should not happen.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+/// Why a stored secret does not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretFailure {
+    /// It was sealed under a key-encryption key whose id is not
+    /// configured (a retired KEK removed too early, another database's).
+    #[error(
+        "sealed under key-encryption key {0:?}, which is not configured \
+         (GATEHOUSE_CP_KEK / GATEHOUSE_CP_KEK_FILE)"
+    )]
+    UnknownKek(String),
+    /// It does not authenticate under the configured KEK of that id: the
+    /// wrong key under that id, a tampered value, or a value moved from
+    /// another row.
+    #[error(
+        "does not authenticate under key-encryption key {0:?} (a different key under that id, \
+         a tampered value, or a value moved from another row)"
+    )]
+    DoesNotOpen(String),
+    /// Not an envelope this build can read.
+    #[error("malformed envelope")]
+    Malformed,
 }
 
 fn first(d: &[Diagnostic]) -> String {

@@ -74,7 +74,7 @@ impl IntoResponse for ApiError {
                 "unavailable",
                 "A backend is unavailable",
             ),
-            Error::Publish(_) | Error::Internal(_) => (
+            Error::Publish(_) | Error::Internal(_) | Error::Secret { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal error",

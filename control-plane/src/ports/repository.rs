@@ -695,6 +695,17 @@ pub trait Tx {
     /// After an import: bring generated sequences past what was imported.
     fn copied(&mut self) -> Result<()>;
 
+    // ------------------------------------------------- secrets at rest
+    /// Bring every stored secret (bundle seeds, signing keys, TOTP
+    /// secrets; deleted realms' too) under the current key-encryption
+    /// key: seal any still in clear and, unless `clear_only`, re-wrap the
+    /// data keys of those sealed under a retired KEK. Each value is
+    /// rewritten only if it is still the one read. Every realm's bundle
+    /// seed is opened in either mode, so the pass each start makes refuses
+    /// a KEK that does not open this database. Fails, changing nothing,
+    /// when one does not open.
+    fn reseal_secrets(&mut self, clear_only: bool) -> Result<crate::secrets::Rewrapped>;
+
     // ------------------------------------------- rules over the above
     /// Apply a lifecycle action by the table of `pdp_core::lifecycle`.
     /// Illegal transitions are refused (`Error::Lifecycle`) and change

@@ -10,6 +10,7 @@ mod admin;
 pub mod copy;
 mod groups;
 mod import;
+pub mod kek;
 mod login;
 pub mod metrics;
 mod policies;

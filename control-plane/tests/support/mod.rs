@@ -17,7 +17,9 @@ use control_plane::ports::ObjectStore;
 use control_plane::ports::clock::ManualClock;
 use control_plane::ports::identity::{Identities, IdentityProvider};
 use control_plane::ports::repository::Repository;
+use control_plane::secrets::Keyring;
 use control_plane::{Caller, Service, Settings};
+use rustls::pki_types::pem::PemObject as _;
 use std::sync::Arc;
 
 /// The time tests start at.
@@ -28,6 +30,20 @@ pub const OP: &Caller = &Caller::Operator;
 
 /// Realm issuers are `<ISSUER_BASE>/realms/<realm>`.
 pub const ISSUER_BASE: &str = "https://cp.example";
+
+/// The key-encryption key every test seals secrets under: a fixed one, so
+/// that a second control plane on a test's database (a restart, a child
+/// process, the `control-plane` binary given it as `GATEHOUSE_CP_KEK`)
+/// opens the first one's secrets. A test key, in the clear on purpose.
+pub const TEST_KEK: &str = "test-1:RdBHtUSM8izDlOxjlxsx4kMO6RvWoT7dOD5YIUxQP1A=";
+
+/// Another key, for rotation tests.
+pub const TEST_KEK_2: &str = "test-2:N6XqFRBjDSRd0qnTw60JsQQF5YYokP2JTF166ymzETM=";
+
+/// The keyring of [`TEST_KEK`].
+pub fn keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::parse(TEST_KEK).unwrap())
+}
 
 /// The variable naming the PostgreSQL database tests run on.
 pub const POSTGRES: &str = "GATEHOUSE_TEST_POSTGRES";
@@ -79,17 +95,23 @@ impl Db {
         }
     }
 
-    /// Open (another connection to) it.
+    /// Open (another connection to) it, with [`TEST_KEK`].
     pub async fn open(&self) -> Arc<dyn Repository> {
-        match self {
-            Db::Memory => Arc::new(SqliteRepository::open_in_memory().unwrap()),
-            Db::File(path) => Arc::new(SqliteRepository::open(path).unwrap()),
-            Db::Postgres { url, schema } => Arc::new(
-                PostgresRepository::connect_in_schema(url, schema)
-                    .await
-                    .unwrap(),
-            ),
-        }
+        self.open_with(keyring()).await.unwrap()
+    }
+
+    /// Open (another connection to) it with these key-encryption keys.
+    pub async fn open_with(
+        &self,
+        keyring: Arc<Keyring>,
+    ) -> control_plane::Result<Arc<dyn Repository>> {
+        Ok(match self {
+            Db::Memory => Arc::new(SqliteRepository::open_in_memory(keyring)?),
+            Db::File(path) => Arc::new(SqliteRepository::open(path, keyring)?),
+            Db::Postgres { url, schema } => {
+                Arc::new(PostgresRepository::connect_in_schema(url, schema, keyring).await?)
+            }
+        })
     }
 
     /// As a string for a child process (`Db::from_env_value`).
@@ -304,4 +326,42 @@ impl ObjectStore for DiesBeforeHead {
     fn describe(&self) -> String {
         self.0.describe()
     }
+}
+
+/// The URL with its query parameters replaced.
+pub fn with_query(url: &str, query: &str) -> String {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    format!("{base}?{query}")
+}
+
+pub fn root_cert(url: &str) -> String {
+    url.split(['?', '&'])
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .expect("the test URL pins the cluster's CA")
+        .to_owned()
+}
+
+/// A plain driver connection (TLS with the test CA), for what the
+/// repository will not do: tamper with its schema version, read raw rows.
+pub async fn raw_postgres(url: &str) -> tokio_postgres::Client {
+    let ca = root_cert(url);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let (client, conn) = tokio_postgres::connect(
+        &with_query(url, "sslmode=require"),
+        tokio_postgres_rustls::MakeRustlsConnect::new(config),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    client
 }

@@ -36,6 +36,7 @@ use super::blocking;
 use crate::domain::error::{Error, Result};
 use crate::ports::BoxFuture;
 use crate::ports::repository::{Mode, PublisherLock, Repository, Work};
+use crate::secrets::Keyring;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use std::any::Any;
 use std::time::Duration;
@@ -214,6 +215,16 @@ CREATE INDEX login_sessions_expiry ON login_sessions (expires_at);
 -- A verification code takes a bounded number of wrong answers.
 ALTER TABLE credentials ADD COLUMN verify_attempts BIGINT NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Secrets at rest are sealed under a key-encryption key (crate::secrets):
+-- realms.bundle_key, signing_keys.key and credentials.totp_secret hold
+-- envelopes. Values an older build stored in clear are sealed by the pass
+-- every connect makes after migrating; the new version keeps older builds,
+-- which would write clear values, out.
+CREATE TABLE IF NOT EXISTS secrets_at_rest (format TEXT NOT NULL);
+INSERT INTO secrets_at_rest (format)
+    SELECT 'ghs1' WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest);
+"#,
 ];
 
 /// Advisory-lock namespaces (the first key of the two-key form).
@@ -234,6 +245,8 @@ pub struct PostgresRepository {
     describe: String,
     /// The schema the tables are in (the scope of advisory locks).
     scope: std::sync::Arc<str>,
+    /// The key-encryption keys secrets are sealed under.
+    keyring: std::sync::Arc<Keyring>,
 }
 
 impl std::fmt::Debug for PostgresRepository {
@@ -290,15 +303,24 @@ fn lock_key(namespace: i32, scope: &str, name: &str) -> (i32, i32) {
 impl PostgresRepository {
     /// Connect to the database `url` names (`postgres://user:pass@host:port/db?sslmode=..`,
     /// plus `sslrootcert=PATH` for a private CA) and bring its schema up
-    /// to date; refuses a schema newer than this build knows.
-    pub async fn connect(url: &str) -> Result<PostgresRepository> {
-        PostgresRepository::connect_in(url, None).await
+    /// to date, then seal any secret still stored in clear; refuses a
+    /// schema newer than this build knows. Secrets are sealed and opened
+    /// with `keyring`.
+    pub async fn connect(
+        url: &str,
+        keyring: std::sync::Arc<Keyring>,
+    ) -> Result<PostgresRepository> {
+        PostgresRepository::connect_in(url, None, keyring).await
     }
 
     /// Like [`PostgresRepository::connect`], with the tables in a schema of
     /// their own (created if missing): several independent repositories
     /// in one database (tests, benchmarks).
-    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<PostgresRepository> {
+    pub async fn connect_in_schema(
+        url: &str,
+        schema: &str,
+        keyring: std::sync::Arc<Keyring>,
+    ) -> Result<PostgresRepository> {
         if schema.is_empty()
             || !schema
                 .bytes()
@@ -308,11 +330,15 @@ impl PostgresRepository {
                 "schema {schema:?}: lowercase letters, digits and _ only"
             )));
         }
-        PostgresRepository::connect_in(url, Some(schema)).await
+        PostgresRepository::connect_in(url, Some(schema), keyring).await
     }
 
-    async fn connect_in(url: &str, schema: Option<&str>) -> Result<PostgresRepository> {
-        let mut repo = PostgresRepository::open(url, schema)?;
+    async fn connect_in(
+        url: &str,
+        schema: Option<&str>,
+        keyring: std::sync::Arc<Keyring>,
+    ) -> Result<PostgresRepository> {
+        let mut repo = PostgresRepository::open(url, schema, keyring)?;
         let client = repo.client().await?;
         if let Some(schema) = schema {
             // `IF NOT EXISTS` is not safe against a concurrent creation:
@@ -348,11 +374,27 @@ impl PostgresRepository {
         drop(client);
         repo.scope = scope.into();
         repo.migrate().await?;
+        // Secrets an older build stored in clear (before the migration,
+        // or by one still running on this database since) are sealed now.
+        let sealed = (&repo as &dyn Repository)
+            .write(|tx| tx.reseal_secrets(true))
+            .await?;
+        if sealed.sealed > 0 {
+            tracing::warn!(
+                sealed = sealed.sealed,
+                kek = %sealed.kek,
+                "sealed secrets that were stored in clear"
+            );
+        }
         Ok(repo)
     }
 
     /// The pool, without touching the database yet.
-    fn open(url: &str, schema: Option<&str>) -> Result<PostgresRepository> {
+    fn open(
+        url: &str,
+        schema: Option<&str>,
+        keyring: std::sync::Arc<Keyring>,
+    ) -> Result<PostgresRepository> {
         let mut settings = tls::Settings::parse(url)?;
         if let Some(schema) = schema {
             // After any options the URL gives (`options=-c ...`).
@@ -389,6 +431,7 @@ impl PostgresRepository {
             locks,
             describe,
             scope: "".into(),
+            keyring,
         })
     }
 
@@ -475,6 +518,7 @@ impl Repository for PostgresRepository {
             let mut client = self.client().await?;
             let rt = tokio::runtime::Handle::current();
             let scope = std::sync::Arc::clone(&self.scope);
+            let keyring = std::sync::Arc::clone(&self.keyring);
             blocking(move || {
                 let tx = rt
                     .block_on(match mode {
@@ -489,7 +533,7 @@ impl Repository for PostgresRepository {
                             .start(),
                     })
                     .pg()?;
-                let mut view = tx::PgTx::new(&tx, &rt, &scope, mode == Mode::Write);
+                let mut view = tx::PgTx::new(&tx, &rt, &scope, mode == Mode::Write, &keyring);
                 let out = work(&mut view)?;
                 drop(view);
                 rt.block_on(tx.commit()).pg()?;

@@ -15,6 +15,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, Session, StoredKey,
     TableSpec, Taken, Tx,
 };
+use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use deadpool_postgres::Transaction;
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use serde_json::{Map, Value};
@@ -33,6 +34,8 @@ pub(super) struct PgTx<'t, 'c> {
     rt: &'t Handle,
     scope: &'t str,
     writable: bool,
+    /// Seals and opens the secrets this transaction writes and reads.
+    keyring: &'t Keyring,
     /// Realms whose write lock this transaction holds.
     locked: Vec<String>,
 }
@@ -43,12 +46,14 @@ impl<'t, 'c> PgTx<'t, 'c> {
         rt: &'t Handle,
         scope: &'t str,
         writable: bool,
+        keyring: &'t Keyring,
     ) -> Self {
         PgTx {
             tx,
             rt,
             scope,
             writable,
+            keyring,
             locked: Vec::new(),
         }
     }
@@ -399,7 +404,9 @@ impl Tx for PgTx<'_, '_> {
 
     fn insert_realm(&mut self, r: &NewRealmRecord) -> Result<()> {
         let clients = serde_json::to_string(&r.clients).unwrap_or_default();
-        let seed = r.bundle_seed.as_slice();
+        let seed = self
+            .keyring
+            .seal(&Slot::bundle_seed(&r.name), &r.bundle_seed)?;
         self.exec_raw(
             &r.name,
             "INSERT INTO realms (name, display_name, issuer, clients, identity, bundle_key, created_at)
@@ -499,7 +506,9 @@ impl Tx for PgTx<'_, '_> {
             .map(|r| get(&r, 0))
             .transpose()?
             .ok_or_else(|| Error::not_found("realm", name))?;
-        seed.try_into()
+        self.keyring
+            .open(&Slot::bundle_seed(name), &seed)?
+            .try_into()
             .map_err(|_| Error::Internal(format!("realm {name:?}: bad bundle key")))
     }
 
@@ -1202,9 +1211,13 @@ impl Tx for PgTx<'_, '_> {
         .iter()
         .map(|r| {
             let jwk: String = get(r, 2)?;
+            let kid: String = get(r, 0)?;
+            let private: String = get(r, 1)?;
             Ok(StoredKey {
-                kid: get(r, 0)?,
-                private: get(r, 1)?,
+                private: self
+                    .keyring
+                    .open_text(&Slot::signing_key(realm, &kid), &private)?,
+                kid,
                 public_jwk: json("public JWK", &jwk)?,
                 retired: get(r, 3)?,
                 created_at: get(r, 4)?,
@@ -1216,6 +1229,9 @@ impl Tx for PgTx<'_, '_> {
     fn insert_signing_key(&mut self, realm: &str, key: &StoredKey) -> Result<()> {
         self.w()?;
         let jwk = key.public_jwk.to_string();
+        let private = self
+            .keyring
+            .seal_text(&Slot::signing_key(realm, &key.kid), &key.private)?;
         self.exec(
             realm,
             "INSERT INTO signing_keys (realm, kid, key, public_jwk, retired, created_at)
@@ -1223,7 +1239,7 @@ impl Tx for PgTx<'_, '_> {
             &[
                 &realm,
                 &key.kid,
-                &key.private,
+                &private,
                 &jwk,
                 &key.retired,
                 &key.created_at,
@@ -1267,10 +1283,21 @@ impl Tx for PgTx<'_, '_> {
         })
         .transpose()
         .map(Option::unwrap_or_default)
+        .and_then(|mut c| {
+            if let Some(stored) = c.totp_secret.take() {
+                c.totp_secret = Some(self.keyring.open_text(&Slot::totp(realm, user), &stored)?);
+            }
+            Ok(c)
+        })
     }
 
     fn put_credentials(&mut self, realm: &str, user: &str, c: &Credentials) -> Result<()> {
         self.w()?;
+        let totp_secret = c
+            .totp_secret
+            .as_deref()
+            .map(|t| self.keyring.seal_text(&Slot::totp(realm, user), t))
+            .transpose()?;
         self.exec(
             realm,
             "INSERT INTO credentials (realm, user_id, password_hash, new_password_required,
@@ -1291,7 +1318,7 @@ impl Tx for PgTx<'_, '_> {
                 &user,
                 &c.password_hash,
                 &c.new_password_required,
-                &c.totp_secret,
+                &totp_secret,
                 &c.totp_confirmed,
                 &c.totp_last_step,
                 &c.verify_code_hash,
@@ -1615,5 +1642,90 @@ impl Tx for PgTx<'_, '_> {
                                COALESCE((SELECT MAX(seq) FROM changes), 0) + 1, false)",
             ))
             .pg()
+    }
+
+    // ------------------------------------------------- secrets at rest
+    fn reseal_secrets(&mut self, clear_only: bool) -> Result<Rewrapped> {
+        self.w()?;
+        let keyring = self.keyring;
+        let mut out = Rewrapped {
+            kek: keyring.current_id().to_owned(),
+            ..Rewrapped::default()
+        };
+        // Every start makes the clear-only pass: it reads only what SQL
+        // can tell is in clear, and every realm's bundle seed (a handful),
+        // which it opens: a KEK that does not open this database is
+        // refused at start, not at the first publish. No realm lock: each value is rewritten
+        // only if it is still the one read (a writer that changed it
+        // meanwhile sealed it under the current KEK already).
+        let only_clear = |cond: String| if clear_only { cond } else { "TRUE".to_owned() };
+        let clear_text = |col: &str| {
+            format!(
+                "left({col}, {}) <> '{SEALED_TEXT_PREFIX}'",
+                SEALED_TEXT_PREFIX.len()
+            )
+        };
+        let text = |v: Vec<u8>| {
+            String::from_utf8(v).map_err(|_| Error::Internal("sealed text is not UTF-8".into()))
+        };
+        let tx = self.tx;
+        let exec = |sql: &str, params: Params<'_>| -> Result<u64> {
+            self.rt.block_on(tx.execute(sql, params)).pg()
+        };
+
+        let seeds = self.query("SELECT name, bundle_key FROM realms ORDER BY name", &[])?;
+        for r in &seeds {
+            let (name, stored): (String, Vec<u8>) = (get(r, 0)?, get(r, 1)?);
+            keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
+            if let Some(new) = out.count(resealed) {
+                exec(
+                    "UPDATE realms SET bundle_key = $1 WHERE name = $2 AND bundle_key = $3",
+                    &[&new, &name, &stored],
+                )?;
+            }
+        }
+
+        let keys = self.query(
+            &format!(
+                "SELECT realm, kid, key FROM signing_keys WHERE {} ORDER BY realm, kid",
+                only_clear(clear_text("key"))
+            ),
+            &[],
+        )?;
+        for r in &keys {
+            let (realm, kid, stored): (String, String, String) =
+                (get(r, 0)?, get(r, 1)?, get(r, 2)?);
+            let resealed =
+                keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
+            if let Some(new) = out.count(resealed) {
+                exec(
+                    "UPDATE signing_keys SET key = $1 WHERE realm = $2 AND kid = $3 AND key = $4",
+                    &[&text(new)?, &realm, &kid, &stored],
+                )?;
+            }
+        }
+
+        let totps = self.query(
+            &format!(
+                "SELECT realm, user_id, totp_secret FROM credentials
+                 WHERE totp_secret IS NOT NULL AND {} ORDER BY realm, user_id",
+                only_clear(clear_text("totp_secret"))
+            ),
+            &[],
+        )?;
+        for r in &totps {
+            let (realm, user, stored): (String, String, String) =
+                (get(r, 0)?, get(r, 1)?, get(r, 2)?);
+            let resealed = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
+            if let Some(new) = out.count(resealed) {
+                exec(
+                    "UPDATE credentials SET totp_secret = $1
+                     WHERE realm = $2 AND user_id = $3 AND totp_secret = $4",
+                    &[&text(new)?, &realm, &user, &stored],
+                )?;
+            }
+        }
+        Ok(out)
     }
 }

@@ -14,7 +14,8 @@ mod tx;
 use super::blocking;
 use crate::domain::error::{Error, Result};
 use crate::ports::BoxFuture;
-use crate::ports::repository::{Mode, PublisherLock, Repository, Work};
+use crate::ports::repository::{Mode, PublisherLock, Repository, Tx as _, Work};
+use crate::secrets::Keyring;
 use rusqlite::{Connection, TransactionBehavior};
 use std::any::Any;
 use std::collections::HashMap;
@@ -195,6 +196,16 @@ CREATE TABLE routes (
 -- A verification code takes a bounded number of wrong answers.
 ALTER TABLE credentials ADD COLUMN verify_attempts INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Secrets at rest are sealed under a key-encryption key (crate::secrets):
+-- realms.bundle_key, signing_keys.key and credentials.totp_secret hold
+-- envelopes. The values an older build stored in clear are sealed by the
+-- pass that follows every migration run (SqliteRepository::init); the new
+-- version keeps older builds, which would write clear values, out.
+CREATE TABLE IF NOT EXISTS secrets_at_rest (format TEXT NOT NULL);
+INSERT INTO secrets_at_rest (format)
+    SELECT 'ghs1' WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest);
+"#,
 ];
 
 /// The SQLite repository. One connection behind a mutex: SQLite
@@ -206,6 +217,8 @@ pub struct SqliteRepository {
     /// Publisher locks of an in-memory database, by realm (a database
     /// file's are lock files beside it).
     publishers: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// The key-encryption keys secrets are sealed under.
+    keyring: Arc<Keyring>,
 }
 
 /// A rusqlite error as the control plane's.
@@ -226,20 +239,25 @@ impl<T> Sql<T> for rusqlite::Result<T> {
 }
 
 impl SqliteRepository {
-    /// Open (creating if needed) the database file and bring its schema up
-    /// to date.
-    pub fn open(path: &Path) -> Result<SqliteRepository> {
+    /// Open (creating if needed) the database file, bring its schema up
+    /// to date and seal any secret still stored in clear; secrets are
+    /// sealed and opened with `keyring`.
+    pub fn open(path: &Path, keyring: Arc<Keyring>) -> Result<SqliteRepository> {
         let conn = Connection::open(path)
             .map_err(|e| Error::Repository(format!("{}: {e}", path.display())))?;
-        SqliteRepository::init(conn, Some(path.to_owned()))
+        SqliteRepository::init(conn, Some(path.to_owned()), keyring)
     }
 
     /// A private in-memory database (tests, benchmarks).
-    pub fn open_in_memory() -> Result<SqliteRepository> {
-        SqliteRepository::init(Connection::open_in_memory().sql()?, None)
+    pub fn open_in_memory(keyring: Arc<Keyring>) -> Result<SqliteRepository> {
+        SqliteRepository::init(Connection::open_in_memory().sql()?, None, keyring)
     }
 
-    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<SqliteRepository> {
+    fn init(
+        mut conn: Connection,
+        path: Option<PathBuf>,
+        keyring: Arc<Keyring>,
+    ) -> Result<SqliteRepository> {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .sql()?;
         conn.pragma_update(None, "journal_mode", "WAL").sql()?;
@@ -267,11 +285,28 @@ impl SqliteRepository {
                 tx.pragma_update(None, "user_version", n).sql()?;
             }
         }
+        // Secrets an older build stored in clear (before the migration
+        // above, or by one still running on this file since) are sealed
+        // now, in the same transaction.
+        let sealed = tx::SqliteTx {
+            tx: &tx,
+            writable: true,
+            keyring: &keyring,
+        }
+        .reseal_secrets(true)?;
         tx.commit().sql()?;
+        if sealed.sealed > 0 {
+            tracing::warn!(
+                sealed = sealed.sealed,
+                kek = %sealed.kek,
+                "sealed secrets that were stored in clear"
+            );
+        }
         Ok(SqliteRepository {
             conn: Arc::new(Mutex::new(conn)),
             path,
             publishers: Arc::default(),
+            keyring,
         })
     }
 
@@ -282,7 +317,12 @@ impl SqliteRepository {
     }
 
     /// Run `work` in one transaction on the calling thread.
-    fn run(conn: &Mutex<Connection>, mode: Mode, work: Work) -> Result<Box<dyn Any + Send>> {
+    fn run(
+        conn: &Mutex<Connection>,
+        keyring: &Keyring,
+        mode: Mode,
+        work: Work,
+    ) -> Result<Box<dyn Any + Send>> {
         let mut conn = SqliteRepository::lock(conn);
         let behavior = match mode {
             Mode::Read => TransactionBehavior::Deferred,
@@ -292,6 +332,7 @@ impl SqliteRepository {
         let mut view = tx::SqliteTx {
             tx: &tx,
             writable: mode == Mode::Write,
+            keyring,
         };
         let out = work(&mut view)?;
         tx.commit().sql()?;
@@ -311,7 +352,10 @@ fn lock_file(db: &Path, realm: &str) -> PathBuf {
 impl Repository for SqliteRepository {
     fn transact(&self, mode: Mode, work: Work) -> BoxFuture<'_, Result<Box<dyn Any + Send>>> {
         let conn = Arc::clone(&self.conn);
-        Box::pin(blocking(move || SqliteRepository::run(&conn, mode, work)))
+        let keyring = Arc::clone(&self.keyring);
+        Box::pin(blocking(move || {
+            SqliteRepository::run(&conn, &keyring, mode, work)
+        }))
     }
 
     fn lock_publisher<'a>(
@@ -380,11 +424,12 @@ mod tests {
     fn a_schema_newer_than_this_build_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cp.db");
-        drop(SqliteRepository::open(&path).unwrap());
+        let keyring = Arc::new(Keyring::ephemeral().unwrap());
+        drop(SqliteRepository::open(&path, keyring.clone()).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        let err = SqliteRepository::open(&path).unwrap_err();
+        let err = SqliteRepository::open(&path, keyring).unwrap_err();
         assert!(err.to_string().contains("newer than this build"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
     Taken, Tx,
 };
+use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
@@ -20,6 +21,8 @@ use serde_json::{Map, Value};
 pub(super) struct SqliteTx<'c> {
     pub(super) tx: &'c Transaction<'c>,
     pub(super) writable: bool,
+    /// Seals and opens the secrets this transaction writes and reads.
+    pub(super) keyring: &'c Keyring,
 }
 
 impl SqliteTx<'_> {
@@ -115,7 +118,7 @@ impl Tx for SqliteTx<'_> {
                     r.issuer,
                     serde_json::to_string(&r.clients).unwrap_or_default(),
                     r.identity,
-                    r.bundle_seed.as_slice(),
+                    self.keyring.seal(&Slot::bundle_seed(&r.name), &r.bundle_seed)?,
                     r.created_at
                 ],
             )
@@ -199,7 +202,9 @@ impl Tx for SqliteTx<'_> {
             .optional()
             .sql()?
             .ok_or_else(|| Error::not_found("realm", name))?;
-        seed.try_into()
+        self.keyring
+            .open(&Slot::bundle_seed(name), &seed)?
+            .try_into()
             .map_err(|_| Error::Internal(format!("realm {name:?}: bad bundle key")))
     }
 
@@ -963,8 +968,10 @@ impl Tx for SqliteTx<'_> {
             .map(|(kid, private, jwk, retired, created_at)| {
                 Ok(StoredKey {
                     public_jwk: json("public JWK", &jwk)?,
+                    private: self
+                        .keyring
+                        .open_text(&Slot::signing_key(realm, &kid), &private)?,
                     kid,
-                    private,
                     retired,
                     created_at,
                 })
@@ -980,7 +987,8 @@ impl Tx for SqliteTx<'_> {
                 params![
                     realm,
                     key.kid,
-                    key.private,
+                    self.keyring
+                        .seal_text(&Slot::signing_key(realm, &key.kid), &key.private)?,
                     key.public_jwk.to_string(),
                     key.retired,
                     key.created_at
@@ -1026,10 +1034,19 @@ impl Tx for SqliteTx<'_> {
             )
             .optional()
             .sql()?;
-        Ok(row.unwrap_or_default())
+        let mut c = row.unwrap_or_default();
+        if let Some(stored) = c.totp_secret.take() {
+            c.totp_secret = Some(self.keyring.open_text(&Slot::totp(realm, user), &stored)?);
+        }
+        Ok(c)
     }
 
     fn put_credentials(&mut self, realm: &str, user: &str, c: &Credentials) -> Result<()> {
+        let totp_secret = c
+            .totp_secret
+            .as_deref()
+            .map(|t| self.keyring.seal_text(&Slot::totp(realm, user), t))
+            .transpose()?;
         self.w()?
             .execute(
                 "INSERT INTO credentials (realm, user_id, password_hash, new_password_required,
@@ -1050,7 +1067,7 @@ impl Tx for SqliteTx<'_> {
                     user,
                     c.password_hash,
                     c.new_password_required,
-                    c.totp_secret,
+                    totp_secret,
                     c.totp_confirmed,
                     c.totp_last_step,
                     c.verify_code_hash,
@@ -1319,5 +1336,95 @@ impl Tx for SqliteTx<'_> {
     fn copied(&mut self) -> Result<()> {
         // AUTOINCREMENT keeps its counter at the largest key inserted.
         Ok(())
+    }
+
+    // ------------------------------------------------- secrets at rest
+    fn reseal_secrets(&mut self, clear_only: bool) -> Result<Rewrapped> {
+        let keyring = self.keyring;
+        let tx = self.w()?;
+        let mut out = Rewrapped {
+            kek: keyring.current_id().to_owned(),
+            ..Rewrapped::default()
+        };
+        // Every start makes the clear-only pass: it reads only what SQL
+        // can tell is in clear, and every realm's bundle seed (a handful),
+        // which it opens: a KEK that does not open this database is
+        // refused at start, not at the first publish.
+        let only_clear = |cond: String| if clear_only { cond } else { "1".to_owned() };
+        let text = |v: Vec<u8>| {
+            String::from_utf8(v).map_err(|_| Error::Internal("sealed text is not UTF-8".into()))
+        };
+
+        let seeds: Vec<(String, Vec<u8>)> = {
+            let mut stmt = tx
+                .prepare("SELECT name, bundle_key FROM realms ORDER BY name")
+                .sql()?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()?
+        };
+        for (name, stored) in seeds {
+            keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
+            if let Some(new) = out.count(r) {
+                tx.execute(
+                    "UPDATE realms SET bundle_key = ?1 WHERE name = ?2 AND bundle_key = ?3",
+                    params![new, name, stored],
+                )
+                .sql()?;
+            }
+        }
+
+        let sealed_text = format!(
+            "substr({{col}}, 1, {}) <> '{SEALED_TEXT_PREFIX}'",
+            SEALED_TEXT_PREFIX.len()
+        );
+        let keys: Vec<(String, String, String)> = {
+            let sql = format!(
+                "SELECT realm, kid, key FROM signing_keys WHERE {} ORDER BY realm, kid",
+                only_clear(sealed_text.replace("{col}", "key"))
+            );
+            let mut stmt = tx.prepare(&sql).sql()?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()?
+        };
+        for (realm, kid, stored) in keys {
+            let r = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
+            if let Some(new) = out.count(r) {
+                tx.execute(
+                    "UPDATE signing_keys SET key = ?1 WHERE realm = ?2 AND kid = ?3 AND key = ?4",
+                    params![text(new)?, realm, kid, stored],
+                )
+                .sql()?;
+            }
+        }
+
+        let totps: Vec<(String, String, String)> = {
+            let sql = format!(
+                "SELECT realm, user_id, totp_secret FROM credentials
+                 WHERE totp_secret IS NOT NULL AND {} ORDER BY realm, user_id",
+                only_clear(sealed_text.replace("{col}", "totp_secret"))
+            );
+            let mut stmt = tx.prepare(&sql).sql()?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .sql()?
+                .collect::<rusqlite::Result<_>>()
+                .sql()?
+        };
+        for (realm, user, stored) in totps {
+            let r = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
+            if let Some(new) = out.count(r) {
+                tx.execute(
+                    "UPDATE credentials SET totp_secret = ?1
+                     WHERE realm = ?2 AND user_id = ?3 AND totp_secret = ?4",
+                    params![text(new)?, realm, user, stored],
+                )
+                .sql()?;
+            }
+        }
+        Ok(out)
     }
 }

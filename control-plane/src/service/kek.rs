@@ -1,0 +1,16 @@
+//! Key-encryption-key rotation: bring every stored secret under the
+//! current KEK (`control-plane kek rewrap`). The envelopes themselves are
+//! `crate::secrets`; the repository seals and opens them.
+
+use crate::domain::error::Result;
+use crate::ports::repository::Repository;
+use crate::secrets::Rewrapped;
+use std::sync::Arc;
+
+/// Re-wrap every stored secret's data key under the current KEK and seal
+/// any still in clear, in one write transaction: all of them or, when one
+/// does not open (its KEK is not configured, or it does not
+/// authenticate), none.
+pub async fn rewrap(repo: &Arc<dyn Repository>) -> Result<Rewrapped> {
+    repo.write(|tx| tx.reseal_secrets(false)).await
+}

@@ -1,0 +1,460 @@
+//! Secrets at rest: bundle seeds, signing keys and TOTP secrets are stored
+//! sealed under the key-encryption key, bound to their rows; a wrong KEK
+//! is a typed error that changes nothing; KEKs rotate; secrets an older
+//! build stored in clear are sealed at the next start; the binary refuses
+//! to start without a KEK. On SQLite, and on PostgreSQL when
+//! `GATEHOUSE_TEST_POSTGRES` is set (the raw rows are read with SQL on
+//! both).
+
+mod support;
+
+use control_plane::Error;
+use control_plane::error::SecretFailure;
+use control_plane::ports::repository::Repository;
+use control_plane::secrets::Keyring;
+use control_plane::service::kek;
+use std::sync::Arc;
+use support::{Cp, Db, OP, Options, TEST_KEK, TEST_KEK_2};
+
+/// Raw SQL on a test's database, under the repository's feet.
+enum Raw {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Raw {
+    async fn open(db: &Db) -> Raw {
+        match db {
+            Db::File(path) => Raw::Sqlite(rusqlite::Connection::open(path).unwrap()),
+            Db::Postgres { url, schema } => {
+                let client = support::raw_postgres(url).await;
+                client
+                    .batch_execute(&format!("SET search_path TO {schema}"))
+                    .await
+                    .unwrap();
+                Raw::Postgres(client)
+            }
+            Db::Memory => panic!("raw SQL needs a database file"),
+        }
+    }
+
+    /// The first column of every row, as bytes (BLOB/BYTEA or TEXT).
+    async fn values(&self, sql: &str) -> Vec<Vec<u8>> {
+        match self {
+            Raw::Sqlite(c) => {
+                use rusqlite::types::Value;
+                let mut stmt = c.prepare(sql).unwrap();
+                stmt.query_map([], |r| r.get::<_, Value>(0))
+                    .unwrap()
+                    .map(|v| match v.unwrap() {
+                        Value::Blob(b) => b,
+                        Value::Text(t) => t.into_bytes(),
+                        other => panic!("{other:?}"),
+                    })
+                    .collect()
+            }
+            Raw::Postgres(c) => c
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r.try_get::<_, Vec<u8>>(0)
+                        .or_else(|_| r.try_get::<_, String>(0).map(String::into_bytes))
+                        .unwrap()
+                })
+                .collect(),
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        match self {
+            Raw::Sqlite(c) => {
+                c.execute_batch(sql).unwrap();
+            }
+            Raw::Postgres(c) => c.batch_execute(sql).await.unwrap(),
+        }
+    }
+
+    /// Every stored secret, as stored, in a fixed order.
+    async fn secrets(&self) -> Vec<Vec<u8>> {
+        let mut out = self
+            .values("SELECT bundle_key FROM realms ORDER BY name")
+            .await;
+        out.extend(
+            self.values("SELECT key FROM signing_keys ORDER BY realm, kid")
+                .await,
+        );
+        out.extend(
+            self.values(
+                "SELECT totp_secret FROM credentials WHERE totp_secret IS NOT NULL
+                 ORDER BY realm, user_id",
+            )
+            .await,
+        );
+        out
+    }
+
+    /// Set a realm's bundle seed column to these bytes.
+    async fn set_seed(&self, realm: &str, bytes: &[u8]) {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Raw::Sqlite(_) => {
+                self.exec(&format!(
+                    "UPDATE realms SET bundle_key = X'{hex}' WHERE name = '{realm}'"
+                ))
+                .await
+            }
+            Raw::Postgres(_) => {
+                self.exec(&format!(
+                    "UPDATE realms SET bundle_key = '\\x{hex}'::bytea WHERE name = '{realm}'"
+                ))
+                .await
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn ring(spec: &str) -> Arc<Keyring> {
+    Arc::new(Keyring::parse(spec).unwrap())
+}
+
+/// What the port returns for the realm's secrets (in clear).
+#[derive(Debug, PartialEq)]
+struct Opened {
+    seeds: Vec<[u8; 32]>,
+    keys: Vec<String>,
+    totps: Vec<Option<String>>,
+}
+
+async fn opened(repo: &Arc<dyn Repository>, users: &[String]) -> control_plane::Result<Opened> {
+    let users = users.to_vec();
+    repo.read(move |tx| {
+        Ok(Opened {
+            seeds: vec![tx.bundle_seed("acme")?, tx.bundle_seed("other")?],
+            keys: tx
+                .signing_keys("acme")?
+                .into_iter()
+                .map(|k| k.private)
+                .collect(),
+            totps: users
+                .iter()
+                .map(|u| Ok(tx.credentials("acme", u)?.totp_secret))
+                .collect::<control_plane::Result<_>>()?,
+        })
+    })
+    .await
+}
+
+/// Two realms, two users enrolled in TOTP, under [`TEST_KEK`]; the
+/// users' ids and TOTP secrets.
+async fn setup() -> (Cp, Vec<String>, Vec<String>) {
+    let cp = Cp::open(Options {
+        file_db: true,
+        ..Options::default()
+    })
+    .await;
+    cp.realm("acme").await;
+    cp.realm("other").await;
+    let mut users = Vec::new();
+    let mut totps = Vec::new();
+    for email in ["ann@acme.io", "bob@acme.io"] {
+        let id = cp.user("acme", email).await;
+        totps.push(
+            cp.service
+                .totp_enroll(OP, "acme", &id)
+                .await
+                .unwrap()
+                .secret,
+        );
+        users.push(id);
+    }
+    (cp, users, totps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_bytes_hold_no_secret_and_a_value_moved_to_another_row_does_not_open() {
+    let (cp, users, totps) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    assert_eq!(
+        clear.totps,
+        totps.iter().cloned().map(Some).collect::<Vec<_>>()
+    );
+    let raw = Raw::open(&cp.db).await;
+    let stored = raw.secrets().await;
+    // Two seeds, at least one signing key, two TOTP secrets.
+    assert!(stored.len() >= 5, "{}", stored.len());
+    for value in &stored {
+        for seed in &clear.seeds {
+            assert!(!contains(value, seed), "a bundle seed is stored in clear");
+        }
+        for key in &clear.keys {
+            let pkcs8: serde_json::Value = serde_json::from_str(key).unwrap();
+            let pkcs8 = pkcs8["pkcs8"].as_str().unwrap();
+            assert!(
+                !contains(value, pkcs8.as_bytes()) && !contains(value, b"pkcs8"),
+                "a signing key is stored in clear"
+            );
+        }
+        for t in &totps {
+            assert!(
+                !contains(value, t.as_bytes()),
+                "a TOTP secret is stored in clear"
+            );
+        }
+    }
+
+    // Bob's sealed TOTP secret copied onto Ann's row does not open there.
+    raw.exec(&format!(
+        "UPDATE credentials SET totp_secret =
+             (SELECT totp_secret FROM credentials WHERE user_id = '{bob}')
+         WHERE user_id = '{ann}'",
+        ann = users[0],
+        bob = users[1]
+    ))
+    .await;
+    let ann = users[0].clone();
+    let e = cp
+        .repo
+        .read(move |tx| tx.credentials("acme", &ann))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Secret { why: SecretFailure::DoesNotOpen(ref k), .. } if k == "test-1"),
+        "{e}"
+    );
+    // Nor does one realm's seed in another realm.
+    raw.exec(
+        "UPDATE realms SET bundle_key = (SELECT bundle_key FROM realms WHERE name = 'other')
+         WHERE name = 'acme'",
+    )
+    .await;
+    let e = cp.repo.read(|tx| tx.bundle_seed("acme")).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::DoesNotOpen(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The service says so too (a typed error, not a panic).
+    assert!(matches!(
+        cp.service.bundle_key(OP, "acme").await,
+        Err(Error::Secret { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_kek_is_a_typed_error_and_changes_nothing() {
+    let (cp, users, _) = setup().await;
+    let raw = Raw::open(&cp.db).await;
+    let before = raw.secrets().await;
+    // A start with the same id and other bytes is refused...
+    let e = cp
+        .db
+        .open_with(ring("test-1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Secret { why: SecretFailure::DoesNotOpen(ref k), .. } if k == "test-1"),
+        "{e}"
+    );
+    // ...and with another KEK altogether, naming the missing one and the
+    // settings.
+    let e = cp.db.open_with(ring(TEST_KEK_2)).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Secret { why: SecretFailure::UnknownKek(ref k), .. } if k == "test-1"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("GATEHOUSE_CP_KEK"), "{e}");
+    assert_eq!(raw.secrets().await, before);
+
+    // A rewrap that meets a value that does not open (here one moved to
+    // another row) fails whole: the values before it stay as they were.
+    raw.exec(&format!(
+        "UPDATE credentials SET totp_secret =
+             (SELECT totp_secret FROM credentials WHERE user_id = '{bob}')
+         WHERE user_id = '{ann}'",
+        ann = users[0],
+        bob = users[1]
+    ))
+    .await;
+    let before = raw.secrets().await;
+    let both = cp
+        .db
+        .open_with(ring(&format!("{TEST_KEK_2},{TEST_KEK}")))
+        .await
+        .unwrap();
+    assert!(matches!(
+        kek::rewrap(&both).await,
+        Err(Error::Secret {
+            why: SecretFailure::DoesNotOpen(_),
+            ..
+        })
+    ));
+    assert_eq!(raw.secrets().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_rewraps_every_secret_and_the_retired_kek_can_then_go() {
+    let (cp, users, _) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    let raw = Raw::open(&cp.db).await;
+    let count = u64::try_from(raw.secrets().await.len()).unwrap();
+
+    // K2 current, K1 retired: everything still opens.
+    let both = cp
+        .db
+        .open_with(ring(&format!("{TEST_KEK_2},{TEST_KEK}")))
+        .await
+        .unwrap();
+    assert_eq!(opened(&both, &users).await.unwrap(), clear);
+    let r = kek::rewrap(&both).await.unwrap();
+    assert_eq!(r.kek, "test-2");
+    assert_eq!((r.rewrapped, r.sealed, r.unchanged), (count, 0, 0), "{r:?}");
+    let again = kek::rewrap(&both).await.unwrap();
+    assert_eq!((again.rewrapped, again.unchanged), (0, count));
+
+    // K1 is no longer needed; K2 alone opens everything, K1 alone nothing.
+    let k2 = cp.db.open_with(ring(TEST_KEK_2)).await.unwrap();
+    assert_eq!(opened(&k2, &users).await.unwrap(), clear);
+    assert!(matches!(
+        cp.db.open_with(ring(TEST_KEK)).await,
+        Err(Error::Secret { why: SecretFailure::UnknownKek(ref k), .. }) if k == "test-2"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_an_older_build_stored_in_clear_are_sealed_at_the_next_start() {
+    let (cp, users, totps) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    let raw = Raw::open(&cp.db).await;
+    // What a build before sealing wrote.
+    raw.set_seed("acme", &clear.seeds[0]).await;
+    raw.exec(&format!(
+        "UPDATE credentials SET totp_secret = '{}' WHERE user_id = '{}'",
+        totps[0], users[0]
+    ))
+    .await;
+    raw.exec(&format!(
+        "UPDATE signing_keys SET key = '{}' WHERE realm = 'acme'",
+        clear.keys[0].replace('\'', "''")
+    ))
+    .await;
+    // Read as it is meanwhile.
+    assert_eq!(opened(&cp.repo, &users).await.unwrap(), clear);
+    // The next start seals them.
+    let restarted = cp.db.open().await;
+    for value in raw.secrets().await {
+        assert!(!contains(&value, &clear.seeds[0]));
+        assert!(!contains(&value, totps[0].as_bytes()));
+        assert!(!contains(&value, b"pkcs8"));
+    }
+    assert_eq!(opened(&restarted, &users).await.unwrap(), clear);
+}
+
+/// The binary, with no `GATEHOUSE_CP_*` variable of this environment.
+fn binary(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_control-plane"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("GATEHOUSE_CP_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.arg("--db")
+        .arg(dir.join("cp.db"))
+        .arg("--store")
+        .arg(dir.join("store"));
+    cmd
+}
+
+#[test]
+fn the_binary_refuses_to_start_without_a_kek_and_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = binary(dir.path()).args(["realm", "list"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("GATEHOUSE_CP_KEK") && err.contains("--dev-ephemeral-kek"),
+        "{err}"
+    );
+    assert!(!dir.path().join("cp.db").exists(), "no database was opened");
+    // A misspelt setting is refused, not ignored.
+    let out = binary(dir.path())
+        .env("GATEHOUSE_CP_KEKFILE", "/nowhere")
+        .args(["realm", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("GATEHOUSE_CP_KEKFILE"), "{err}");
+
+    // The development flag starts, and says loudly what it costs...
+    let out = binary(dir.path())
+        .args(["--dev-ephemeral-kek", "realm", "create", "acme"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("UNREADABLE"),
+        "{err}"
+    );
+    // ...which is the truth: the next process cannot read what it sealed.
+    let out = binary(dir.path())
+        .env("GATEHOUSE_CP_KEK", TEST_KEK)
+        .args(["realm", "bundle-key", "acme"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("dev-ephemeral"), "{err}");
+
+    // With a KEK from a file: a realm, then a rewrap under a new one.
+    let file = dir.path().join("kek");
+    std::fs::write(&file, format!("{TEST_KEK}\n")).unwrap();
+    let db2 = tempfile::tempdir().unwrap();
+    let ok = binary(db2.path())
+        .env("GATEHOUSE_CP_KEK_FILE", &file)
+        .args(["realm", "create", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    std::fs::write(&file, format!("{TEST_KEK_2}\n{TEST_KEK}\n")).unwrap();
+    let out = binary(db2.path())
+        .env("GATEHOUSE_CP_KEK_FILE", &file)
+        .args(["kek", "rewrap"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kek"], "test-2");
+    assert!(report["rewrapped"].as_u64().unwrap() >= 2, "{report}");
+    std::fs::write(&file, format!("{TEST_KEK_2}\n")).unwrap();
+    let out = binary(db2.path())
+        .env("GATEHOUSE_CP_KEK_FILE", &file)
+        .args(["realm", "bundle-key", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PUBLIC KEY"));
+}
