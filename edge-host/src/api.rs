@@ -136,6 +136,9 @@ pub async fn authzen_configuration(State(s): Shared) -> Response {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
     }))
     .into_response()
 }
@@ -384,6 +387,102 @@ pub async fn authzen_evaluations(
             },
             json!({ "evaluations": out }),
         ))
+    })();
+    with_request_id(&headers, finish(&s.metrics, started, r))
+}
+
+/// `POST /access/v1/search/subject`
+pub async fn authzen_search_subject(
+    state: Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    authzen_search(authzen::SearchKind::Subject, state, headers, body)
+}
+
+/// `POST /access/v1/search/resource`
+pub async fn authzen_search_resource(
+    state: Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    authzen_search(authzen::SearchKind::Resource, state, headers, body)
+}
+
+/// `POST /access/v1/search/action`
+pub async fn authzen_search_action(
+    state: Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    authzen_search(authzen::SearchKind::Action, state, headers, body)
+}
+
+/// An AuthZEN search. A page token is answered from the revision it was
+/// made on while that is served, or for [`crate::realm::SEARCH_GRACE_SECONDS`]
+/// after a newer one replaced it; later it is refused (`cursor_expired`).
+/// A subject search lists a realm's users: like a by-id decision's
+/// reasons, it is open to callers presenting the realm's service
+/// credential, or to all where the realm is in `user_state_detail`.
+fn authzen_search(
+    kind: authzen::SearchKind,
+    State(s): Shared,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let r = (|| {
+        let (realm, value) = parse_body(&body)?;
+        let search: authzen::Search = shape(value)?;
+        let realm = s.realms.pick(realm.as_deref(), None)?;
+        if kind == authzen::SearchKind::Subject
+            && !s.user_state_detail.iter().any(|r| r == realm.name())
+        {
+            let realms = service_realms(&s, &headers)?;
+            if !realms.iter().any(|r| r == realm.name()) {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "Not a credential of this realm",
+                    format!(
+                        "a subject search of realm {:?} needs its service credential",
+                        realm.name()
+                    ),
+                ));
+            }
+        }
+        let t = now();
+        let snap = match search.token().and_then(pdp_core::search::token_revision) {
+            Some(revision) => realm.snapshot_for_search(revision, t).ok_or_else(|| {
+                Problem::bad_request(
+                    "cursor_expired",
+                    format!(
+                        "the page token was made on revision {revision}, which is no longer served \
+                         (a replaced revision answers for {} s): start the search again",
+                        crate::realm::SEARCH_GRACE_SECONDS
+                    ),
+                )
+            })?,
+            None => snapshot(realm)?,
+        };
+        if s.realms.is_stale(realm, &snap, t) {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stale_bundle",
+                "The policy bundle is too old",
+                format!(
+                    "realm {:?} revision {} is older than the allowed staleness",
+                    realm.name(),
+                    snap.revision()
+                ),
+            ));
+        }
+        let body = search.run(kind, &snap).map_err(|e| match e {
+            authzen::SearchFailure::Invalid(m) => Problem::bad_request("invalid_request", m),
+            authzen::SearchFailure::Request(e) => request_problem(&e),
+        })?;
+        let any = body["results"].as_array().is_some_and(|r| !r.is_empty());
+        Ok((if any { Outcome::Allow } else { Outcome::Deny }, body))
     })();
     with_request_id(&headers, finish(&s.metrics, started, r))
 }

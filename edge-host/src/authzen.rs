@@ -143,3 +143,179 @@ impl Evaluation {
         })
     }
 }
+
+/// A subject or resource in a search: the searched side names only its
+/// `type`; the other names an entity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchEntity {
+    /// Entity type.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Entity id (absent on the searched side).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Attributes: not taken by searches (the entities searched over are
+    /// the realm's own; a caller may not redefine them).
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+}
+
+/// A search's page request.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SearchPage {
+    /// The `next_token` of the previous page (empty: the first page).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// At most this many results.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Other paging parameters (none is understood; refused if given).
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+}
+
+/// A search request (subject, resource or action search).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// Who (only `type` in a subject search).
+    pub subject: Option<SearchEntity>,
+    /// What (absent in an action search).
+    pub action: Option<Action>,
+    /// On what (only `type` in a resource search).
+    pub resource: Option<SearchEntity>,
+    /// Context.
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+    /// Which page.
+    #[serde(default)]
+    pub page: Option<SearchPage>,
+}
+
+/// Which AuthZEN search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    /// `/access/v1/search/subject`
+    Subject,
+    /// `/access/v1/search/resource`
+    Resource,
+    /// `/access/v1/search/action`
+    Action,
+}
+
+impl Search {
+    /// The page token given (an empty one is none).
+    pub fn token(&self) -> Option<&str> {
+        self.page
+            .as_ref()
+            .and_then(|p| p.token.as_deref())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The pdp-core page.
+    fn page(&self) -> Result<pdp_core::search::Page, String> {
+        let page = self.page.clone().unwrap_or_default();
+        if page.properties.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err("page.properties: no paging property is supported".into());
+        }
+        Ok(pdp_core::search::Page {
+            limit: page.limit,
+            token: self.token().map(str::to_owned),
+        })
+    }
+
+    fn entity(e: Option<&SearchEntity>, what: &str) -> Result<EntityRef, String> {
+        let e = e.ok_or(format!("{what} is required"))?;
+        let id = e.id.as_ref().ok_or(format!("{what}.id is required"))?;
+        Ok(EntityRef::new(&e.ty, id))
+    }
+
+    fn searched(e: Option<&SearchEntity>, what: &str) -> Result<String, String> {
+        let e = e.ok_or(format!("{what} is required (its type)"))?;
+        if e.id.is_some() {
+            return Err(format!("{what}.id: the searched side names only a type"));
+        }
+        Ok(e.ty.clone())
+    }
+
+    fn context(&self) -> Value {
+        Value::Object(self.context.clone().unwrap_or_default())
+    }
+
+    /// Run this search of `kind` on `snap`: the AuthZEN response body.
+    pub fn run(&self, kind: SearchKind, snap: &pdp_core::Snapshot) -> Result<Value, SearchFailure> {
+        if [&self.subject, &self.resource]
+            .into_iter()
+            .flatten()
+            .any(|e| e.properties.as_ref().is_some_and(|p| !p.is_empty()))
+        {
+            return Err(SearchFailure::Invalid(
+                "properties: a search runs over the realm's own entities; it takes none from the request".into(),
+            ));
+        }
+        let page = self.page().map_err(SearchFailure::Invalid)?;
+        let action = || -> Result<EntityRef, SearchFailure> {
+            let a = self
+                .action
+                .as_ref()
+                .ok_or_else(|| SearchFailure::Invalid("action is required".into()))?;
+            Ok(EntityRef::new("Action", &a.name))
+        };
+        let invalid = SearchFailure::Invalid;
+        let found = match kind {
+            SearchKind::Subject => snap.search_subjects(&pdp_core::search::SubjectSearch {
+                subject_type: Self::searched(self.subject.as_ref(), "subject").map_err(invalid)?,
+                action: action()?,
+                resource: Self::entity(self.resource.as_ref(), "resource").map_err(invalid)?,
+                context: self.context(),
+                page,
+            }),
+            SearchKind::Resource => snap.search_resources(&pdp_core::search::ResourceSearch {
+                principal: Self::entity(self.subject.as_ref(), "subject").map_err(invalid)?,
+                action: action()?,
+                resource_type: Self::searched(self.resource.as_ref(), "resource")
+                    .map_err(invalid)?,
+                context: self.context(),
+                page,
+            }),
+            SearchKind::Action => {
+                if self.action.is_some() {
+                    return Err(SearchFailure::Invalid(
+                        "action: an action search names none".into(),
+                    ));
+                }
+                snap.search_actions(&pdp_core::search::ActionSearch {
+                    principal: Self::entity(self.subject.as_ref(), "subject").map_err(invalid)?,
+                    resource: Self::entity(self.resource.as_ref(), "resource").map_err(invalid)?,
+                    context: self.context(),
+                    page,
+                })
+            }
+        }
+        .map_err(SearchFailure::Request)?;
+        let results: Vec<Value> = found
+            .results
+            .iter()
+            .map(|r| match kind {
+                SearchKind::Action => json!({"name": r.id}),
+                _ => json!({"type": r.ty, "id": r.id}),
+            })
+            .collect();
+        let count = results.len();
+        Ok(json!({
+            "results": results,
+            "page": {"next_token": found.next_token.unwrap_or_default(), "count": count},
+            "context": {"revision": found.revision},
+        }))
+    }
+}
+
+/// Why a search was refused.
+#[derive(Debug)]
+pub enum SearchFailure {
+    /// The request's shape.
+    Invalid(String),
+    /// pdp-core refused it (a type, a token, a context).
+    Request(pdp_core::RequestError),
+}

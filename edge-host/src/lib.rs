@@ -73,6 +73,15 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         .route("/access/v1/evaluation", post(api::authzen_evaluation))
         .route("/access/v1/evaluations", post(api::authzen_evaluations))
         .route(
+            "/access/v1/search/subject",
+            post(api::authzen_search_subject),
+        )
+        .route(
+            "/access/v1/search/resource",
+            post(api::authzen_search_resource),
+        )
+        .route("/access/v1/search/action", post(api::authzen_search_action))
+        .route(
             "/.well-known/authzen-configuration",
             get(api::authzen_configuration),
         )

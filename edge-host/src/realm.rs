@@ -45,6 +45,10 @@ pub struct Realm {
     name: String,
     source: Source,
     current: ArcSwapOption<Snapshot>,
+    /// The snapshot the current one replaced, and when: searches whose
+    /// page token was made on it are answered from it for
+    /// [`SEARCH_GRACE_SECONDS`].
+    replaced: std::sync::Mutex<Option<(Arc<Snapshot>, i64)>>,
     loaded_at: AtomicI64,
     reload_failures: AtomicU64,
     /// (modified time, length) of the bundle file last read.
@@ -72,6 +76,10 @@ pub(crate) struct Remote {
     /// Why the last sync failed (cleared by a successful one).
     pub(crate) last_error: std::sync::Mutex<Option<String>>,
 }
+
+/// How long a replaced snapshot still answers searches continuing a page
+/// token made on it, seconds.
+pub const SEARCH_GRACE_SECONDS: i64 = 60;
 
 /// Freshness from signed `HEAD` records: each says "revision R was the
 /// newest at T". A snapshot of revision at least R is fresh as of T. The
@@ -236,8 +244,47 @@ impl Realm {
     }
 
     fn install(&self, s: Snapshot) {
-        self.current.store(Some(Arc::new(s)));
-        self.loaded_at.store(now(), Relaxed);
+        let t = now();
+        let old = self.current.swap(Some(Arc::new(s)));
+        if let Ok(mut replaced) = self.replaced.lock() {
+            *replaced = old.map(|o| (o, t));
+        }
+        self.loaded_at.store(t, Relaxed);
+    }
+
+    /// The snapshot of `revision` for a search continuing a page token:
+    /// the current one, or the one it replaced less than
+    /// [`SEARCH_GRACE_SECONDS`] ago (`None`: neither; the token expired).
+    /// A replaced snapshot past its grace is let go here.
+    pub fn snapshot_for_search(&self, revision: u64, now: i64) -> Option<Arc<Snapshot>> {
+        if let Some(current) = self.snapshot()
+            && current.revision() == revision
+        {
+            return Some(current);
+        }
+        let mut replaced = self.replaced.lock().ok()?;
+        match replaced.as_ref() {
+            Some((snap, at)) if now.saturating_sub(*at) <= SEARCH_GRACE_SECONDS => {
+                (snap.revision() == revision).then(|| Arc::clone(snap))
+            }
+            Some(_) => {
+                *replaced = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Let go of the replaced snapshot once its grace has passed (memory:
+    /// a million-user realm holds two snapshots only during the grace).
+    pub fn tidy(&self, now: i64) {
+        if let Ok(mut replaced) = self.replaced.lock()
+            && replaced
+                .as_ref()
+                .is_some_and(|(_, at)| now.saturating_sub(*at) > SEARCH_GRACE_SECONDS)
+        {
+            *replaced = None;
+        }
     }
 }
 
@@ -328,6 +375,7 @@ impl Realms {
             name,
             source: Source::Store(location),
             current: ArcSwapOption::empty(),
+            replaced: std::sync::Mutex::new(None),
             loaded_at: AtomicI64::new(0),
             reload_failures: AtomicU64::new(0),
             seen: std::sync::Mutex::new(None),
@@ -449,6 +497,7 @@ impl Realms {
             name,
             source,
             current: ArcSwapOption::empty(),
+            replaced: std::sync::Mutex::new(None),
             loaded_at: AtomicI64::new(0),
             reload_failures: AtomicU64::new(0),
             seen: std::sync::Mutex::new(None),
@@ -472,6 +521,7 @@ impl Realms {
     pub fn reload_files(&self) -> Vec<(String, Result<u64, String>)> {
         let mut out = Vec::new();
         for realm in &self.list {
+            realm.tidy(now());
             let Source::File(path) = &realm.source else {
                 continue;
             };

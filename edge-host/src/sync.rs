@@ -120,6 +120,7 @@ pub async fn sync_realm(state: &Arc<AppState>, realm: &Arc<Realm>) -> Result<Syn
         .as_ref()
         .ok_or_else(|| SyncError::NotRemote(realm.name().to_owned()))?;
     let _one_at_a_time = remote.lock.lock().await;
+    realm.tidy(crate::realm::now());
     let result = poll(state, realm, remote).await;
     if let Ok(mut last) = remote.last_error.lock() {
         *last = result.as_ref().err().map(ToString::to_string);

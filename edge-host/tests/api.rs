@@ -340,8 +340,13 @@ async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
         v["access_evaluation_endpoint"],
         "https://pdp.acme.io/access/v1/evaluation"
     );
-    // Only what is served is advertised (search comes later).
-    assert!(v.get("search_subject_endpoint").is_none());
+    // The search endpoints are served, so advertised.
+    for kind in ["subject", "resource", "action"] {
+        assert_eq!(
+            v[format!("search_{kind}_endpoint")],
+            format!("https://pdp.acme.io/access/v1/search/{kind}")
+        );
+    }
 }
 
 #[tokio::test]
@@ -1607,4 +1612,223 @@ async fn only_a_host_with_nothing_configured_serves_the_demo() {
             "{e}"
         );
     }
+}
+
+/// POST an AuthZEN search with an `X-Request-ID` and, optionally, a
+/// service credential; the answer's request id must be echoed.
+async fn search(
+    app: &Router,
+    kind: &str,
+    credential: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let mut req = Request::post(format!("/access/v1/search/{kind}"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "search-1");
+    if let Some(c) = credential {
+        req = req.header("authorization", format!("Bearer {c}"));
+    }
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "search-1", "{kind} {body}");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+/// Every page of an AuthZEN search (limit 1), and how many pages it took.
+async fn every_page(
+    app: &Router,
+    kind: &str,
+    credential: Option<&str>,
+    body: Value,
+) -> (Vec<Value>, usize) {
+    let (mut out, mut token, mut pages) = (Vec::new(), String::new(), 0);
+    loop {
+        let mut b = body.clone();
+        b["page"] = json!({"limit": 1, "token": token});
+        let (s, v) = search(app, kind, credential, b).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        pages += 1;
+        out.extend(v["results"].as_array().unwrap().iter().cloned());
+        token = v["page"]["next_token"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            return (out, pages);
+        }
+        assert!(pages < 100, "runaway paging");
+    }
+}
+
+fn ids_of(entities: &str, ty: &str) -> Vec<String> {
+    let text = &common::test_realm_files()[entities];
+    if entities.ends_with(".jsonl") {
+        return std::str::from_utf8(text)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+    }
+    let all: Vec<Value> = serde_json::from_slice(text).unwrap();
+    all.iter()
+        .filter(|e| e["uid"]["type"] == ty)
+        .map(|e| e["uid"]["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn evaluates(app: &Router, subject: &str, action: &str, resource: (&str, &str)) -> bool {
+    let body = json!({"subject": {"type": "User", "id": subject}, "action": {"name": action},
+        "resource": {"type": resource.0, "id": resource.1}});
+    let (s, _, v) = call(app, "POST", "/access/v1/evaluation", Some(body)).await;
+    assert_eq!(s, StatusCode::OK);
+    v["decision"].as_bool().unwrap()
+}
+
+/// Issue 18 item 2: the three AuthZEN searches, page by page, equal the
+/// evaluations of every candidate; subject search needs the realm's
+/// service credential (401 without, 403 with another realm's); a page
+/// token survives a swap to a newer revision (the replaced one answers
+/// it) and is refused when it names a revision not held.
+#[tokio::test]
+async fn authzen_searches_page_through_exactly_what_evaluation_allows() {
+    let app = service_app();
+    let mut docs = ids_of("entities.json", "Document");
+    docs.sort();
+    let mut expected = Vec::new();
+    for d in &docs {
+        if evaluates(&app, "alice", "readDocument", ("Document", d)).await {
+            expected.push(json!({"type": "Document", "id": d}));
+        }
+    }
+    assert!(expected.len() >= 2, "alice reads {expected:?}");
+    let q = json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document"}});
+    let (got, pages) = every_page(&app, "resource", None, q.clone()).await;
+    assert_eq!(got, expected);
+    assert_eq!(pages, expected.len(), "one result a page, the last says so");
+
+    // Who may read design-doc: the service credential of the realm only.
+    let who = json!({"subject": {"type": "User"}, "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
+    assert_eq!(
+        search(&app, "subject", None, who.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        search(&app, "subject", Some(OTHER_SECRET), who.clone())
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let mut users = ids_of("users.jsonl", "User");
+    users.sort();
+    let mut expected = Vec::new();
+    for u in &users {
+        if evaluates(&app, u, "readDocument", ("Document", "design-doc")).await {
+            expected.push(json!({"type": "User", "id": u}));
+        }
+    }
+    let (got, _) = every_page(&app, "subject", Some(SERVICE_SECRET), who).await;
+    assert_eq!(got, expected);
+    assert!(
+        !got.contains(&json!({"type": "User", "id": "dave"})),
+        "suspended dave"
+    );
+
+    // What alice may do to design-doc.
+    let what = json!({"subject": {"type": "User", "id": "alice"}, "resource": {"type": "Document", "id": "design-doc"}});
+    let (got, _) = every_page(&app, "action", None, what.clone()).await;
+    assert!(got.contains(&json!({"name": "readDocument"})), "{got:?}");
+    for a in &got {
+        let name = a["name"].as_str().unwrap();
+        assert!(
+            evaluates(&app, "alice", name, ("Document", "design-doc")).await,
+            "{name}"
+        );
+    }
+
+    // Bad input: an unknown type, an id on the searched side, properties,
+    // a token that is not one, a token of a revision not held.
+    let mut unknown = q.clone();
+    unknown["resource"]["type"] = json!("Nope");
+    let bad_token = |t: &str| {
+        let mut b = q.clone();
+        b["page"] = json!({"token": t});
+        b
+    };
+    let forged = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"r":999,"q":"x","a":"design-doc"}"#)
+    };
+    for (body, kind) in [
+        (unknown, "invalid_request"),
+        (
+            json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "d"}}),
+            "invalid_request",
+        ),
+        (
+            json!({"subject": {"type": "User", "id": "alice", "properties": {"level": 9}}, "action": {"name": "readDocument"}, "resource": {"type": "Document"}}),
+            "invalid_request",
+        ),
+        (bad_token("not-a-token"), "invalid_cursor"),
+        (bad_token(&forged), "cursor_expired"),
+    ] {
+        let (s, v) = search(&app, "resource", None, body.clone()).await;
+        assert_eq!(
+            (s, v["errors"][0]["kind"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(kind)),
+            "{body} {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_search_page_token_outlives_a_swap_to_a_newer_revision() {
+    let dir = tmp("search-swap");
+    let (file, key) = signed_bundle(&dir, 5, now());
+    let config = Config {
+        bundles: vec![file],
+        trust_keys: vec![format!("demo={}", key.display())],
+        ..Config::default()
+    };
+    let (app, state) = edge_host::app(&config).unwrap();
+    let q = json!({"subject": {"type": "User", "id": "alice"}, "action": {"name": "readDocument"}, "resource": {"type": "Document"}, "page": {"limit": 1}});
+    let (s, first) = search(&app, "resource", None, q.clone()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(first["context"]["revision"], 5);
+    let token = first["page"]["next_token"].as_str().unwrap().to_owned();
+    let (newer, _) = signed_bundle(&dir, 6, now());
+    let realm = state.realms.get("demo").unwrap();
+    realm
+        .offer(&std::fs::read(newer).unwrap(), &state.realms.load_options())
+        .unwrap();
+    let mut next = q.clone();
+    next["page"]["token"] = json!(token);
+    let (s, second) = search(&app, "resource", None, next.clone()).await;
+    assert_eq!(
+        (s, &second["context"]["revision"]),
+        (StatusCode::OK, &json!(5)),
+        "{second}"
+    );
+    assert_ne!(second["results"], first["results"]);
+    // A second swap lets revision 5 go: its token has expired.
+    let (newest, _) = signed_bundle(&dir, 7, now());
+    realm
+        .offer(
+            &std::fs::read(newest).unwrap(),
+            &state.realms.load_options(),
+        )
+        .unwrap();
+    let (s, v) = search(&app, "resource", None, next).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("cursor_expired")),
+        "{v}"
+    );
 }
