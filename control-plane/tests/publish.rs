@@ -491,7 +491,8 @@ async fn head_is_signed_and_re_signed_while_nothing_changes() {
     let s = &cp.service;
     s.publish(OP, "acme").await.unwrap();
     let key = RealmKeys::new("", "acme").head();
-    let raw = get(cp.store.as_ref(), &key).await.unwrap();
+    let first_raw = get(cp.store.as_ref(), &key).await.unwrap();
+    let raw = first_raw.clone();
     let ring = cp.keyring("acme").await;
     let h = Head::open(&raw, pdp_core::Trust::Keyring(&ring)).unwrap();
     assert_eq!(
@@ -565,4 +566,24 @@ async fn head_is_signed_and_re_signed_while_nothing_changes() {
     let p = cp.at(NOW + 71).publish(OP, "acme").await.unwrap();
     assert_eq!(p.revision, 3);
     assert_eq!(load(&cp, "acme").await.revision(), 3);
+
+    // The store rolled back to the first HEAD (signed by this realm's own
+    // key, at revision 1): never re-signed as fresh, never built on. A
+    // legacy unsigned HEAD naming an old revision is refused the same way.
+    let legacy_old = br#"{"format":"gatehouse.head/v1","realm":"acme","revision":1,"snapshot":1,"updated_at":1}"#;
+    for (n, bytes) in [first_raw, legacy_old.to_vec()].into_iter().enumerate() {
+        cp.store.put(&key, &bytes, Condition::None).await.unwrap();
+        assert_eq!(cp.at(NOW + 200).resign_heads().await.unwrap(), []);
+        let text = s.metrics_text().await.unwrap();
+        let line = format!("gatehouse_cp_head_resign_failures_total {}", n + 3);
+        assert!(text.contains(&line), "{text}");
+        cp.user("acme", &format!("late{n}@acme.io")).await;
+        let err = cp.at(NOW + 201).publish(OP, "acme").await.unwrap_err();
+        assert!(err.to_string().contains("below revision 3"), "{err}");
+        assert_eq!(
+            get(cp.store.as_ref(), &key).await.unwrap(),
+            bytes,
+            "HEAD untouched"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use crate::problem::Problem;
 use crate::store::{Connect, Location, Store};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use pdp_core::bundle::{BundleError, Limits, Trust};
-use pdp_core::layout::{Head, min_staleness};
+use pdp_core::layout::{Head, MAX_CLOCK_SKEW_SECONDS, min_staleness};
 use pdp_core::source::{BuildOptions, build_and_load};
 use pdp_core::{Keyring, LoadOptions, Snapshot, load};
 use std::path::{Path, PathBuf};
@@ -206,7 +206,13 @@ impl Realm {
             .remote
             .as_ref()
             .map_or(0, |r| r.signed.load().fresh_at(snap.revision()));
-        snap.manifest().created_at.max(signed)
+        // A build time ahead of this clock (a control plane's clock that
+        // jumped) counts as no later than a minute after the install.
+        let built = snap
+            .manifest()
+            .created_at
+            .min(self.loaded_at().saturating_add(MAX_CLOCK_SKEW_SECONDS));
+        built.max(signed)
     }
 
     /// Why the last poll of the store failed, if it did.
@@ -418,9 +424,12 @@ impl Realms {
                     self.check_interval(&realm.name, head.resign_interval_seconds)
                         .map_err(StartError::Config)?;
                     remote.high_water.fetch_max(head.revision, Relaxed);
-                    remote.signed.store(Arc::new(
-                        Signed::default().with(head.revision, head.issued_at),
-                    ));
+                    let issued_at = head
+                        .issued_at
+                        .min(now().saturating_add(MAX_CLOCK_SKEW_SECONDS));
+                    remote
+                        .signed
+                        .store(Arc::new(Signed::default().with(head.revision, issued_at)));
                 }
                 Ok(head) => {
                     tracing::warn!(

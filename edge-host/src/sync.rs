@@ -21,7 +21,7 @@ use crate::store::{Fetched, Store, StoreError};
 use pdp_core::BundleKind;
 use pdp_core::bundle::BundleError;
 use pdp_core::chain::{self, Behind};
-use pdp_core::layout::{Head, HeadError};
+use pdp_core::layout::{Head, HeadError, MAX_CLOCK_SKEW_SECONDS};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -168,10 +168,13 @@ async fn poll(
             found: head.realm,
         });
     }
-    state
+    // Too long an interval for this host's limit: the bundles are still
+    // installed (a revocation must not wait for it), but the record counts
+    // no freshness, so the realm goes stale and denies; at start the host
+    // refuses to run.
+    let interval_ok = state
         .realms
-        .check_interval(realm.name(), head.resign_interval_seconds)
-        .map_err(SyncError::StalenessLimit)?;
+        .check_interval(realm.name(), head.resign_interval_seconds);
     // Below what a signed HEAD named or this host installed before (also
     // before a restart): a rolled-back store, or a replayed HEAD.
     let high_water = remote.high_water.load(Relaxed);
@@ -197,6 +200,7 @@ async fn poll(
     if let Ok(mut e) = remote.etag.lock() {
         *e = etag;
     }
+    interval_ok.map_err(SyncError::StalenessLimit)?;
     confirm(state, realm, remote, &head, &bytes);
     Ok(Synced {
         revision: held().unwrap_or(0),
@@ -211,7 +215,13 @@ async fn poll(
 /// restarted host counts exactly the freshness this one did.
 fn confirm(state: &AppState, realm: &Realm, remote: &Remote, head: &Head, bytes: &[u8]) {
     let before = **remote.signed.load();
-    let after = before.with(head.revision, head.issued_at);
+    // A record dated ahead of this clock counts as no later than a minute
+    // from now: a control plane whose clock jumped cannot make the realm
+    // fresh for longer than the limit from here.
+    let issued_at = head
+        .issued_at
+        .min(crate::realm::now().saturating_add(MAX_CLOCK_SKEW_SECONDS));
+    let after = before.with(head.revision, issued_at);
     let raised = remote.high_water.load(Relaxed) < head.revision;
     if after == before && !raised {
         return;

@@ -486,5 +486,43 @@ async fn a_staleness_limit_under_four_intervals_is_refused() {
     let (_, state) = edge_host::app(&fresh_dir).unwrap();
     let e = sync_one(&state).await.unwrap_err();
     assert_eq!(e.kind(), "staleness_limit_too_short", "{e}");
-    assert_eq!(revision(&state), None);
+    // The bundles are installed all the same (a revocation must not wait
+    // for the configuration), but the record counts no freshness: stale.
+    assert_eq!(revision(&state), Some(1));
+    assert!(is_stale(&state));
+}
+
+/// A control plane whose clock jumped signs records dated in the future:
+/// a host counts such a record as no later than a minute from its own now,
+/// so the realm goes stale a limit after that, not years later.
+#[tokio::test]
+async fn a_head_from_the_future_counts_as_now_plus_a_minute() {
+    let dir = tmp("future");
+    let store = Store::new(&dir.join("store"));
+    let config = Config {
+        sources: vec![dir.join("store").join(REALM).display().to_string()],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
+        max_staleness_seconds: Some(120),
+        ..Config::default()
+    };
+    let (_, state) = edge_host::app(&config).unwrap();
+    store.snapshot(1, REALM, Some(&signer()));
+    let t = now();
+    store.put(
+        &store.keys.head(),
+        &head(REALM, 1, 1, t + 10 * 365 * 86_400).seal(&signer()),
+    );
+    assert_eq!(sync_one(&state).await.unwrap(), [1]);
+    let realm = state.realms.get(REALM).unwrap();
+    let fresh_at = realm.fresh_at(&realm.snapshot().unwrap());
+    assert!(
+        fresh_at <= now() + pdp_core::layout::MAX_CLOCK_SKEW_SECONDS,
+        "fresh until {fresh_at}, ten years ahead"
+    );
+    assert!(fresh_at >= t, "{fresh_at}");
+    assert!(
+        state
+            .realms
+            .is_stale(realm, &realm.snapshot().unwrap(), t + 200)
+    );
 }

@@ -45,6 +45,12 @@ pub const LEGACY_HEAD_FORMAT: &str = "gatehouse.head/v1";
 /// Name of the pointer object under a realm's prefix.
 pub const HEAD: &str = "HEAD";
 
+/// How far ahead of a reader's clock a signed time may be and still count
+/// as it is, seconds: clocks of control planes and decision points differ
+/// a little; a time further ahead is a clock that jumped, and is never
+/// carried forward (control plane) nor counted beyond this (decision point).
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
+
 /// How often, by default, a control plane re-signs `HEAD`, seconds.
 pub const DEFAULT_RESIGN_INTERVAL_SECONDS: u64 = 30;
 
@@ -231,15 +237,24 @@ impl Head {
     }
 
     /// The record after this one: pointing at `revision` (`snapshot`),
-    /// signed now. `issued_at` never goes backwards, even when this
-    /// control plane's clock is behind the one that signed `self`.
+    /// signed now. `issued_at` does not go backwards when this control
+    /// plane's clock is a little behind the one that signed `self`; but a
+    /// record dated more than [`MAX_CLOCK_SKEW_SECONDS`] ahead (a clock that
+    /// jumped) is not carried forward: the new one says `now`, and decision
+    /// points, which count no record older than the newest they saw, go
+    /// stale until real time passes it (fail closed, not fresh until then).
     pub fn next(&self, revision: u64, snapshot: u64, now: i64, interval: u64) -> Head {
+        let issued_at = if self.issued_at > now.saturating_add(MAX_CLOCK_SKEW_SECONDS) {
+            now
+        } else {
+            now.max(self.issued_at)
+        };
         Head {
             format: HEAD_FORMAT.into(),
             realm: self.realm.clone(),
             revision,
             snapshot,
-            issued_at: now.max(self.issued_at),
+            issued_at,
             resign_interval_seconds: interval,
         }
     }
@@ -421,10 +436,12 @@ mod tests {
     }
 
     #[test]
-    fn issued_at_never_goes_backwards() {
+    fn issued_at_never_goes_backwards_but_a_jumped_clock_is_not_carried() {
         let h = head(1, 1);
-        assert_eq!(h.next(2, 1, 500, 30).issued_at, 1_000);
+        assert_eq!(h.next(2, 1, 990, 30).issued_at, 1_000);
         assert_eq!(h.next(2, 1, 2_000, 30).issued_at, 2_000);
+        // Signed more than a minute ahead of this clock: not carried.
+        assert_eq!(h.next(2, 1, 500, 30).issued_at, 500);
         assert_eq!(min_staleness(30), 120);
     }
 

@@ -177,6 +177,20 @@ impl Service {
             other => other,
         }
         .map_err(|e| Error::Publish(format!("{key}: {e}")))?;
+        // A record (signed once by this realm's key, or of the old unsigned
+        // format) naming less than what this realm has published is a
+        // rolled-back or overwritten store: re-signing it would make edge
+        // hosts serve the old chain as fresh.
+        let r = realm.to_owned();
+        if let Some((published, _)) = self.repo.read(move |tx| tx.published(&r)).await?
+            && head.revision < published
+        {
+            return Err(Error::Publish(format!(
+                "{key} names revision {}, below revision {published} this realm has published: \
+                 the store was rolled back or overwritten; nothing is built on it",
+                head.revision
+            )));
+        }
         if head.realm != realm {
             return Err(Error::Publish(format!(
                 "{key} names realm {:?}",
@@ -845,7 +859,7 @@ impl Service {
         let now = self.now();
         let interval = self.settings.head_resign_interval_seconds;
         let half = i64::try_from(interval / 2).unwrap_or(i64::MAX).max(1);
-        if now.saturating_sub(head.issued_at) < half && head.resign_interval_seconds == interval {
+        if now.saturating_sub(head.issued_at) < half {
             return Ok(None);
         }
         let next = head.next(head.revision, head.snapshot, now, interval);
