@@ -547,8 +547,8 @@ impl Config {
                  environment variables, then these flags; each flag below names its TOML key \
                  and its variable. With no bundle or source configured it serves the demo realm \
                  built from policies/, whose token key is generated at start: it prints a \
-                 token for alice, and GET /demo/token?user=NAME mints more (on a loopback \
-                 address only).",
+                 token for alice, and GET /demo/token?user=NAME mints more (for callers on \
+                 this machine only).",
             )
             .arg(
                 clap::Arg::new(CONFIG_FLAG)

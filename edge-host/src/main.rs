@@ -49,7 +49,7 @@ async fn run(args: clap::ArgMatches) -> anyhow::Result<()> {
             "DEMO REALM: no --bundle or --source is configured, so this host serves the demo realm \
              built from policies/ (fictional users), trusting only a token key generated at start \
              that dies with this process, and minting tokens for any user on request \
-             (GET /demo/token, on loopback). Never run production like this."
+             (GET /demo/token, to callers on this machine). Never run production like this."
         );
     }
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -1485,11 +1485,7 @@ async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
     ] {
         let resp = app
             .clone()
-            .oneshot(
-                Request::get(format!("/demo/token?{query}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
+            .oneshot(local(Request::get(format!("/demo/token?{query}"))))
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{query}");
@@ -1503,7 +1499,7 @@ async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
         );
     }
     for bad in ["", "?user=", "?user=alice&token_use=refresh", "?who=alice"] {
-        let (s, ct, v) = call(&app, "GET", &format!("/demo/token{bad}"), None).await;
+        let (s, ct, v) = raw(&app, local(Request::get(format!("/demo/token{bad}")))).await;
         assert_eq!(
             (s, ct.as_str(), v["errors"][0]["kind"].as_str()),
             (
@@ -1522,20 +1518,141 @@ async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
         reason_with_token(&other, &minted("alice")).await,
         "token:unknown_kid"
     );
+}
 
-    // Listening beyond loopback: the demo serves, but mints no token over
-    // HTTP (the one printed at start is all there is).
-    let open = edge_host::app(&Config {
-        listen: "0.0.0.0:8180".parse().unwrap(),
-        ..Config::default()
-    })
-    .unwrap()
-    .0;
-    let (s, _, v) = call(&open, "GET", "/demo/token?user=alice", None).await;
-    assert_eq!(
-        (s, v["errors"][0]["kind"].as_str()),
-        (StatusCode::FORBIDDEN, Some("demo_token_not_local"))
-    );
+/// A request to the demo realm's token endpoint as a program on this
+/// machine sends it: from a loopback peer (the connection's address, which
+/// `edge_host::serve` supplies) to `Host: localhost:8180`.
+fn local(builder: axum::http::request::Builder) -> Request<Body> {
+    builder
+        .header("host", "localhost:8180")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            50_000,
+        ))))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Review finding: `/demo/token` decided "local only" from the address the
+/// host listens on, so a proxy on the same machine forwarding to
+/// 127.0.0.1, a web page using DNS rebinding, or a second listener of a
+/// library user could mint tokens. It answers only a loopback peer, never
+/// through a proxy, asked for a local `Host`.
+#[tokio::test]
+async fn demo_tokens_go_only_to_a_loopback_peer_asking_for_a_local_host() {
+    let app = default_app();
+    let refused = |req: Request<Body>, kind: &'static str| {
+        let app = app.clone();
+        async move {
+            let what = format!(
+                "{:?} {:?}",
+                req.headers(),
+                req.extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            );
+            let (s, ct, v) = raw(&app, req).await;
+            assert_eq!(
+                (s, ct.as_str(), v["errors"][0]["kind"].as_str()),
+                (
+                    StatusCode::FORBIDDEN,
+                    "application/problem+json",
+                    Some(kind)
+                ),
+                "{what}"
+            );
+        }
+    };
+    let get = || Request::get("/demo/token?user=alice");
+    // The accepted shape, for contrast: every host spelling, any port.
+    for host in [
+        "localhost",
+        "localhost:8180",
+        "LocalHost:1",
+        "127.0.0.1",
+        "127.0.0.1:8180",
+        "[::1]",
+        "[::1]:8180",
+    ] {
+        let mut req = local(get());
+        req.headers_mut().insert("host", host.parse().unwrap());
+        let (s, _, v) = raw(&app, req).await;
+        assert_eq!(s, StatusCode::OK, "{host}: {v}");
+    }
+    let from_v6 = get()
+        .header("host", "[::1]:8180")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::LOCALHOST,
+            50_000,
+        ))))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(raw(&app, from_v6).await.0, StatusCode::OK);
+
+    // No connection address at all (in-process, or a listener that does
+    // not supply one): fail closed.
+    refused(
+        get()
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap(),
+        "demo_token_not_local",
+    )
+    .await;
+    // A peer beyond loopback, whatever it claims.
+    for peer in [
+        std::net::SocketAddr::from(([203, 0, 113, 5], 40_000)),
+        std::net::SocketAddr::from(([0, 0, 0, 0], 40_000)),
+        "[2001:db8::1]:40000".parse().unwrap(),
+    ] {
+        refused(
+            get()
+                .header("host", "localhost")
+                .extension(axum::extract::ConnectInfo(peer))
+                .body(Body::empty())
+                .unwrap(),
+            "demo_token_not_local",
+        )
+        .await;
+    }
+    // Through a proxy on this machine: the peer is loopback, but the
+    // request came from elsewhere.
+    for (name, value) in [
+        ("forwarded", "for=203.0.113.5"),
+        ("x-forwarded-for", "203.0.113.5"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", "localhost"),
+        ("x-forwarded-proto", "http"),
+        ("x-real-ip", "127.0.0.1"),
+        ("via", "1.1 nginx"),
+    ] {
+        let mut req = local(get());
+        req.headers_mut().insert(name, value.parse().unwrap());
+        refused(req, "demo_token_proxied").await;
+    }
+    // DNS rebinding: a page of evil.example, its name now resolving to
+    // 127.0.0.1, asks with its own Host.
+    for host in [
+        "evil.example",
+        "evil.example:8180",
+        "localhost.evil.example",
+        "127.0.0.1.evil.example",
+        "localhost:http",
+        "[::1]x",
+        "",
+    ] {
+        let mut req = local(get());
+        req.headers_mut().insert("host", host.parse().unwrap());
+        refused(req, "demo_token_host").await;
+    }
+    let mut no_host = local(get());
+    no_host.headers_mut().remove("host");
+    refused(no_host, "demo_token_host").await;
+    let mut two_hosts = local(get());
+    two_hosts
+        .headers_mut()
+        .append("host", "evil.example".parse().unwrap());
+    refused(two_hosts, "demo_token_host").await;
 }
 
 /// Tokens are minted only by the demo realm, and a configured host never

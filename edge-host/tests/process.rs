@@ -240,8 +240,31 @@ fn the_demo_prints_a_working_token_and_trusts_no_committed_key() {
     };
     let resp = decide(&printed);
     assert!(resp.contains(r#""decision":"Allow""#), "{resp}");
-    let resp =
-        send("GET /demo/token?user=dave HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into());
+    // Over the socket, the peer is loopback (edge_host::serve supplies the
+    // connection's address); the Host must be a local name, and a request
+    // that came through a proxy is refused.
+    let port = addr.rsplit(':').next().unwrap();
+    for (headers, status) in [
+        ("Host: x".to_owned(), "403"),
+        (format!("Host: evil.example:{port}"), "403"),
+        (
+            format!("Host: {addr}\r\nX-Forwarded-For: 203.0.113.5"),
+            "403",
+        ),
+        (format!("Host: localhost:{port}\r\nVia: 1.1 proxy"), "403"),
+        (format!("Host: localhost:{port}"), "200"),
+    ] {
+        let resp = send(format!(
+            "GET /demo/token?user=alice HTTP/1.1\r\n{headers}\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status}")),
+            "{headers}: {resp}"
+        );
+    }
+    let resp = send(format!(
+        "GET /demo/token?user=dave HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    ));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let dave = resp.split("\r\n\r\n").nth(1).unwrap().trim().to_owned();
     let resp = decide(&dave);
