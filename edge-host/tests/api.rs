@@ -151,10 +151,12 @@ async fn v1_decisions_on_the_embedded_default() {
         );
     }
     // With the detail configured for the realm, it says why.
-    let detailed = edge_host::app(&Config {
+    // (A deployment's setting: the reference realm as a bundle, since the
+    // demo realm serves only with such settings at their defaults.)
+    let detailed = edge_host::app(&keyed(Config {
         user_state_detail: vec!["default".into()],
         ..Config::default()
-    })
+    }))
     .unwrap()
     .0;
     for (who, why) in [
@@ -324,10 +326,10 @@ async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
         "http://127.0.0.1:8180/access/v1/evaluations"
     );
     // Configured: the configured identifier, whatever the Host says.
-    let configured = edge_host::app(&Config {
+    let configured = edge_host::app(&keyed(Config {
         authzen_pdp_url: Some("https://pdp.acme.io/".into()),
         ..Config::default()
-    })
+    }))
     .unwrap()
     .0;
     let req = Request::get("/.well-known/authzen-configuration")
@@ -1703,8 +1705,11 @@ async fn only_a_host_with_nothing_configured_serves_the_demo() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     let (s, _, _) = call(&app, "GET", "/demo/token?user=alice", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    // Settings that only mean something with a bundle, without one: the
-    // host does not start (a lost --source must not become the demo).
+    // Settings that only a deployment sets, without a bundle or source:
+    // the host does not start (a production configuration whose
+    // GATEHOUSE_SOURCES came out empty must not become the demo), and
+    // neither does one listening beyond loopback.
+    let hex = pdp_core::manifest::sha256_hex(b"secret");
     for (config, names) in [
         (
             Config {
@@ -1720,14 +1725,105 @@ async fn only_a_host_with_nothing_configured_serves_the_demo() {
             },
             "state_dir",
         ),
+        (
+            Config {
+                listen: "0.0.0.0:8180".parse().unwrap(),
+                ..Config::default()
+            },
+            "0.0.0.0:8180",
+        ),
+        (
+            Config {
+                listen: "[::]:8180".parse().unwrap(),
+                ..Config::default()
+            },
+            "[::]:8180",
+        ),
+        (
+            Config {
+                listen: "192.0.2.7:8180".parse().unwrap(),
+                ..Config::default()
+            },
+            "192.0.2.7:8180",
+        ),
+        (
+            Config {
+                service_token_sha256: vec![format!("default:{hex}")],
+                ..Config::default()
+            },
+            "service_token_sha256",
+        ),
+        (
+            Config {
+                forward_auth_proxy: Some(edge_host::config::ForwardAuthProxy::Nginx),
+                ..Config::default()
+            },
+            "forward_auth_proxy",
+        ),
+        (
+            Config {
+                max_staleness_seconds: Some(300),
+                ..Config::default()
+            },
+            "max_staleness_seconds",
+        ),
+        (
+            Config {
+                user_state_detail: vec!["default".into()],
+                ..Config::default()
+            },
+            "user_state_detail",
+        ),
+        (
+            Config {
+                authzen_pdp_url: Some("https://pdp.acme.io".into()),
+                ..Config::default()
+            },
+            "authzen_pdp_url",
+        ),
+        (
+            Config {
+                dev: true,
+                ..Config::default()
+            },
+            "dev",
+        ),
+        (
+            Config {
+                listen: "0.0.0.0:8180".parse().unwrap(),
+                max_staleness_seconds: Some(300),
+                dev: true,
+                ..Config::default()
+            },
+            "max_staleness_seconds",
+        ),
     ] {
         let e = edge_host::app(&config).unwrap_err();
+        let text = e.to_string();
         assert!(
             matches!(e, StartError::Config(_))
-                && e.to_string().contains(names)
-                && e.to_string().contains("not serving the demo realm"),
-            "{e}"
+                && text.contains(names)
+                && text.contains("not serving the demo realm")
+                && text.contains("--bundle or --source"),
+            "{names}: {e}"
         );
+    }
+    // Another loopback address or port, and resource limits: still the demo.
+    for config in [
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        },
+        Config {
+            listen: "[::1]:9000".parse().unwrap(),
+            max_body_bytes: 1024,
+            request_timeout_ms: 100,
+            token_cache_capacity: 0,
+            ..Config::default()
+        },
+    ] {
+        let (_, state) = edge_host::app(&config).unwrap();
+        assert!(state.demo.is_some(), "{config:?}");
     }
 }
 
