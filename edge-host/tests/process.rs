@@ -290,3 +290,54 @@ fn the_demo_prints_a_working_token_and_trusts_no_committed_key() {
     assert!(!log.contains("test keys"), "{log}");
     assert!(!log.contains(&printed), "the printed token reached the log");
 }
+
+/// Review finding: a demo host listening beyond loopback printed alice's
+/// token to stdout. With nothing configured, only a loopback address
+/// serves the demo: another does not start, and prints no token.
+#[test]
+fn a_demo_beyond_loopback_does_not_start_or_print_a_token() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "0.0.0.0:0"])
+        .env("GATEHOUSE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if waited == 100 {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        waited += 1;
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "still serving after 10 s, or exit 0: {stdout} {stderr}"
+    );
+    assert!(!stdout.contains("eyJ"), "a token was printed: {stdout}");
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(
+        stderr.contains("not serving the demo realm") && stderr.contains("0.0.0.0:0"),
+        "{stderr}"
+    );
+}
