@@ -18,9 +18,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// How a setting's text becomes its value: from a `GATEHOUSE_*` variable
-/// (lists comma-separated, switches `1`/`true`/`yes` or `0`/`false`/`no`,
-/// an empty value unsets an optional setting) or from its flag (repeated
-/// for a list, no argument for a switch). TOML values are read by serde.
+/// (lists comma-separated, an empty one the empty list; switches
+/// `1`/`true`/`yes` or `0`/`false`/`no`; an empty value is refused for
+/// every setting but a list, never read as "unset" or "off": a deployment
+/// template whose substitution came out empty must not quietly drop a
+/// staleness limit) or from its flag (repeated for a list, no argument
+/// for a switch). TOML values are read by serde.
 pub trait Value: Sized {
     /// How the flag takes its argument.
     const FLAG: FlagKind;
@@ -89,13 +92,22 @@ impl Scalar for ForwardAuthProxy {
     }
 }
 
+/// `text` unless it is empty (or blank): an empty value is refused for
+/// every setting that is not a list.
+fn non_empty(text: &str) -> Result<&str, String> {
+    match text.trim() {
+        "" => Err("empty value; unset the variable (or drop the flag) for the default".into()),
+        t => Ok(t),
+    }
+}
+
 macro_rules! direct {
     ($($ty:ty),*) => {$(
         impl Value for $ty {
             const FLAG: FlagKind = FlagKind::One;
             const META: &'static str = <$ty as Scalar>::META;
             fn from_env(text: &str) -> Result<Self, String> {
-                Scalar::parse(text)
+                Scalar::parse(non_empty(text)?)
             }
             fn from_flag(values: &[String]) -> Result<Self, String> {
                 Scalar::parse(values.last().map_or("", String::as_str))
@@ -113,10 +125,7 @@ impl<T: Scalar> Value for Option<T> {
     const FLAG: FlagKind = FlagKind::One;
     const META: &'static str = T::META;
     fn from_env(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "" => Ok(None),
-            t => T::parse(t).map(Some),
-        }
+        T::parse(non_empty(text)?).map(Some)
     }
     fn from_flag(values: &[String]) -> Result<Self, String> {
         Self::from_env(values.last().map_or("", String::as_str))
@@ -148,9 +157,9 @@ impl Value for bool {
     const FLAG: FlagKind = FlagKind::Switch;
     const META: &'static str = "";
     fn from_env(text: &str) -> Result<Self, String> {
-        match text.trim() {
+        match non_empty(text)? {
             "1" | "true" | "yes" => Ok(true),
-            "0" | "false" | "no" | "" => Ok(false),
+            "0" | "false" | "no" => Ok(false),
             other => Err(format!(
                 "{other:?} is not a boolean (1/true/yes, 0/false/no)"
             )),
@@ -1074,6 +1083,51 @@ mod tests {
             };
             assert_eq!(c.serves_demo(), Ok(true), "{listen}");
         }
+    }
+
+    /// Review finding: since the settings were declared once, an empty
+    /// variable unset an optional setting (`GATEHOUSE_MAX_STALENESS_SECONDS=""`
+    /// removed the staleness limit, an error before; the state directory,
+    /// the forward-auth proxy and the AuthZEN URL were unset by one before
+    /// too) or turned a switch off. An empty value is refused, naming the
+    /// variable, for every setting but the lists, where it is the empty
+    /// list as it always was.
+    #[test]
+    fn an_empty_variable_is_refused_except_for_a_list() {
+        for name in [
+            "GATEHOUSE_MAX_STALENESS_SECONDS",
+            "GATEHOUSE_STATE_DIR",
+            "GATEHOUSE_FORWARD_AUTH_PROXY",
+            "GATEHOUSE_AUTHZEN_PDP_URL",
+            "GATEHOUSE_DEV",
+            "GATEHOUSE_S3_FORCE_PATH_STYLE",
+            "GATEHOUSE_LISTEN",
+            "GATEHOUSE_MAX_BODY_BYTES",
+        ] {
+            for empty in ["", "  "] {
+                let e = Config::load(None, [(name.to_owned(), empty.to_owned())])
+                    .map(|c| format!("accepted as {c:?}"));
+                let e = e.expect_err(name).to_string();
+                assert!(
+                    e.starts_with(&format!("{name}:")) && e.contains("empty"),
+                    "{e}"
+                );
+            }
+        }
+        // The flag too.
+        let e = from_args(&["--max-staleness-seconds", ""], &[]).unwrap_err();
+        assert!(e.to_string().starts_with("--max-staleness-seconds:"), "{e}");
+        // A list's empty variable is the empty list (as before d307531).
+        let c = Config::load(
+            None,
+            [
+                ("GATEHOUSE_BUNDLES".to_owned(), String::new()),
+                ("GATEHOUSE_SOURCES".to_owned(), " ".to_owned()),
+                ("GATEHOUSE_USER_STATE_DETAIL".to_owned(), String::new()),
+            ],
+        )
+        .unwrap();
+        assert!(c.bundles.is_empty() && c.sources.is_empty() && c.user_state_detail.is_empty());
     }
 
     #[test]
