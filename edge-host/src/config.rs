@@ -6,7 +6,8 @@
 //! variable, `--` and the name with dashes its flag unless `#[flag]` names
 //! another), its type (which says how a variable or a flag is read: see
 //! [`Value`]), its default and its documentation (the field's doc and the
-//! flag's help; `#[meta]` names the flag's argument). [`Config`], its
+//! flag's help; `#[meta]` names the flag's argument) and what the demo
+//! realm allows of it (`#[demo = ...]`, see [`InDemo`]). [`Config`], its
 //! `Default`, [`SETTINGS`], the variables' reader and the flags
 //! ([`Config::command`]) are all generated from that one list, so a
 //! setting cannot have a key without a variable or a flag, and
@@ -17,9 +18,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// How a setting's text becomes its value: from a `GATEHOUSE_*` variable
-/// (lists comma-separated, switches `1`/`true`/`yes` or `0`/`false`/`no`,
-/// an empty value unsets an optional setting) or from its flag (repeated
-/// for a list, no argument for a switch). TOML values are read by serde.
+/// (lists comma-separated, an empty one the empty list; switches
+/// `1`/`true`/`yes` or `0`/`false`/`no`; an empty value is refused for
+/// every setting but a list, never read as "unset" or "off": a deployment
+/// template whose substitution came out empty must not quietly drop a
+/// staleness limit) or from its flag (repeated for a list, no argument
+/// for a switch). TOML values are read by serde.
 pub trait Value: Sized {
     /// How the flag takes its argument.
     const FLAG: FlagKind;
@@ -88,13 +92,22 @@ impl Scalar for ForwardAuthProxy {
     }
 }
 
+/// `text` unless it is empty (or blank): an empty value is refused for
+/// every setting that is not a list.
+fn non_empty(text: &str) -> Result<&str, String> {
+    match text.trim() {
+        "" => Err("empty value; unset the variable (or drop the flag) for the default".into()),
+        t => Ok(t),
+    }
+}
+
 macro_rules! direct {
     ($($ty:ty),*) => {$(
         impl Value for $ty {
             const FLAG: FlagKind = FlagKind::One;
             const META: &'static str = <$ty as Scalar>::META;
             fn from_env(text: &str) -> Result<Self, String> {
-                Scalar::parse(text)
+                Scalar::parse(non_empty(text)?)
             }
             fn from_flag(values: &[String]) -> Result<Self, String> {
                 Scalar::parse(values.last().map_or("", String::as_str))
@@ -112,10 +125,7 @@ impl<T: Scalar> Value for Option<T> {
     const FLAG: FlagKind = FlagKind::One;
     const META: &'static str = T::META;
     fn from_env(text: &str) -> Result<Self, String> {
-        match text.trim() {
-            "" => Ok(None),
-            t => T::parse(t).map(Some),
-        }
+        T::parse(non_empty(text)?).map(Some)
     }
     fn from_flag(values: &[String]) -> Result<Self, String> {
         Self::from_env(values.last().map_or("", String::as_str))
@@ -147,9 +157,9 @@ impl Value for bool {
     const FLAG: FlagKind = FlagKind::Switch;
     const META: &'static str = "";
     fn from_env(text: &str) -> Result<Self, String> {
-        match text.trim() {
+        match non_empty(text)? {
             "1" | "true" | "yes" => Ok(true),
-            "0" | "false" | "no" | "" => Ok(false),
+            "0" | "false" | "no" => Ok(false),
             other => Err(format!(
                 "{other:?} is not a boolean (1/true/yes, 0/false/no)"
             )),
@@ -178,6 +188,55 @@ pub struct Setting {
     pub kind: FlagKind,
     /// The flag's argument as help names it (the type's unless declared).
     meta: &'static str,
+    /// What the demo realm allows of it.
+    pub demo: InDemo,
+}
+
+/// What the demo realm, served when no bundle and no source is configured,
+/// allows of a setting: declared with it (`#[demo = any]`,
+/// `#[demo = loopback]`, or nothing for [`InDemo::Default`]), so a new
+/// setting keeps the demo away until it says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InDemo {
+    /// Only its default: a setting that only a deployment sets (trust keys,
+    /// a state directory, a staleness limit, service credentials, a proxy,
+    /// dev mode...). Set without a bundle or source, it says a real
+    /// deployment lost its source, which must not become the demo.
+    Default,
+    /// Any value: a resource limit that changes nothing of what is trusted
+    /// or answered.
+    Any,
+    /// A loopback address (`listen`): the demo is for this machine only.
+    Loopback,
+}
+
+/// The [`InDemo`] of a declaration's `#[demo = ...]`.
+macro_rules! in_demo {
+    () => {
+        InDemo::Default
+    };
+    (any) => {
+        InDemo::Any
+    };
+    (loopback) => {
+        InDemo::Loopback
+    };
+}
+
+/// Why `value` of setting `key` keeps the demo realm away, as its
+/// `#[demo = ...]` says, pushed on `out`.
+macro_rules! demo_refusal {
+    ($out:ident, $key:expr, $value:expr, $default:expr,) => {
+        if $value != $default {
+            $out.push(format!("{} is set", $key));
+        }
+    };
+    ($out:ident, $key:expr, $value:expr, $default:expr, any) => {};
+    ($out:ident, $key:expr, $value:expr, $default:expr, loopback) => {
+        if !$value.ip().to_canonical().is_loopback() {
+            $out.push(format!("{} {} is not a loopback address", $key, $value));
+        }
+    };
 }
 
 /// The prefix of every variable of the edge host.
@@ -219,6 +278,7 @@ macro_rules! settings {
         $(#[doc = $doc:literal])*
         $(#[flag = $flag:literal])?
         $(#[meta = $meta:literal])?
+        $(#[demo = $demo:ident])?
         $name:ident: $ty:ty = $default:expr;
     )*) => {
         /// Everything the host can be told. Each field is a setting: its
@@ -250,6 +310,7 @@ macro_rules! settings {
                     Some(m) => m,
                     None => <$ty as Value>::META,
                 },
+                demo: in_demo!($($demo)?),
             },
         )*];
 
@@ -273,6 +334,15 @@ macro_rules! settings {
                 Ok(())
             }
 
+            /// Why this configuration may not serve the demo realm, one
+            /// entry per setting whose `#[demo = ...]` its value breaks.
+            fn demo_refusals(&self) -> Vec<String> {
+                let defaults = Config::default();
+                let mut out = Vec::new();
+                $(demo_refusal!(out, stringify!($name), self.$name, defaults.$name, $($demo)?);)*
+                out
+            }
+
             /// The setting `key`'s value as help shows a default.
             fn show(&self, key: &str) -> Option<String> {
                 match key {
@@ -286,6 +356,7 @@ macro_rules! settings {
 
 settings! {
     /// Address to listen on.
+    #[demo = loopback]
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8180));
     /// Bundle files (`.tar`/`.tar.gz`; reloaded when they change) or, in
     /// dev mode, source directories, one realm each. With no bundle and no
@@ -325,24 +396,32 @@ settings! {
     /// `stale_bundle` and `/readyz` fails. Unset: no limit.
     max_staleness_seconds: Option<u64> = None;
     /// Largest request body accepted, bytes.
+    #[demo = any]
     max_body_bytes: usize = 1 << 20;
     /// Largest request head (request line and headers), bytes; larger
     /// heads get 431 (at least 8192).
+    #[demo = any]
     max_header_bytes: usize = 16 << 10;
     /// Most header fields in one request; more get 431.
+    #[demo = any]
     max_headers: usize = 64;
     /// Time a client has to send its request head, milliseconds; slower
     /// clients are disconnected.
+    #[demo = any]
     header_read_timeout_ms: u64 = 10_000;
     /// Per-request time limit, milliseconds.
+    #[demo = any]
     request_timeout_ms: u64 = 5_000;
     /// Requests served at once; more wait.
+    #[demo = any]
     max_concurrency: usize = 4_096;
     /// How often bundle files and stores are checked for a new version,
     /// seconds; 0 turns it off.
+    #[demo = any]
     reload_interval_seconds: u64 = 5;
     /// Verified tokens remembered (signature checks skipped until `exp`;
     /// user state always re-checked); 0 disables.
+    #[demo = any]
     token_cache_capacity: usize = 100_000;
     /// The bearer secrets that services present to call `/v1/introspect`
     /// and `/v1/users/{id}`, each bound to one realm: `REALM:HEX`, HEX the
@@ -547,8 +626,8 @@ impl Config {
                  environment variables, then these flags; each flag below names its TOML key \
                  and its variable. With no bundle or source configured it serves the demo realm \
                  built from policies/, whose token key is generated at start: it prints a \
-                 token for alice, and GET /demo/token?user=NAME mints more (on a loopback \
-                 address only).",
+                 token for alice, and GET /demo/token?user=NAME mints more (for callers on \
+                 this machine only).",
             )
             .arg(
                 clap::Arg::new(CONFIG_FLAG)
@@ -603,30 +682,26 @@ impl Config {
     }
 
     /// Whether this configuration serves the demo realm: only when no
-    /// bundle and no source is configured and no setting says that bundles
-    /// were meant (trust keys, a state directory). A configuration that
-    /// names trust keys but lost its `--bundle`/`--source` (an empty
-    /// variable, a typo in a deployment template) is refused with a message
-    /// instead of falling into the demo.
+    /// bundle and no source is configured, the host listens on a loopback
+    /// address and every setting that only a deployment sets has its
+    /// default (each setting's `#[demo = ...]` in the one declaration says
+    /// which: see [`InDemo`]). A production configuration whose
+    /// `--bundle`/`--source` went missing (an empty variable, a typo in a
+    /// deployment template) is refused with a message instead of falling
+    /// into the demo.
     pub fn serves_demo(&self) -> Result<bool, String> {
         if !self.bundles.is_empty() || !self.sources.is_empty() {
             return Ok(false);
         }
-        let meant: Vec<&str> = [
-            ("trust_keys", !self.trust_keys.is_empty()),
-            ("state_dir", self.state_dir.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, set)| set.then_some(name))
-        .collect();
-        if meant.is_empty() {
+        let refusals = self.demo_refusals();
+        if refusals.is_empty() {
             return Ok(true);
         }
         Err(format!(
-            "{} set, but no bundle or source: not serving the demo realm \
-             (configure --bundle or --source, or remove {})",
-            meant.join(" and "),
-            meant.join(" and ")
+            "no bundle or source is configured, but {}: not serving the demo realm, which \
+             serves only on a loopback address with the settings of a deployment at their \
+             defaults; configure --bundle or --source",
+            refusals.join(", ")
         ))
     }
 
@@ -959,6 +1034,100 @@ mod tests {
         std::fs::write(&file, "max_stalenes_seconds = 60\n").unwrap();
         let e = Config::load(Some(&file), []).unwrap_err().to_string();
         assert!(e.contains("did you mean \"max_staleness_seconds\"?"), "{e}");
+    }
+
+    /// Review finding: a production configuration whose source came out
+    /// empty served the demo unless it named trust keys or a state
+    /// directory. Every setting declared without `#[demo = ...]`, set to
+    /// anything but its default, keeps the demo away (and is named);
+    /// `#[demo = any]` ones do not; `listen` must be loopback.
+    #[test]
+    fn the_demo_needs_loopback_and_every_deployment_setting_at_its_default() {
+        assert_eq!(Config::default().serves_demo(), Ok(true));
+        let hex = "a".repeat(64);
+        let candidates = ["2", "1", "nginx", "/tmp/x", &format!("r:{hex}")];
+        for s in SETTINGS {
+            if s.demo == InDemo::Loopback {
+                continue;
+            }
+            let changed = candidates
+                .iter()
+                .find_map(|text| {
+                    let mut c = Config::default();
+                    (c.set_from_env(s.key, text) == Ok(true) && c != Config::default()).then_some(c)
+                })
+                .unwrap_or_else(|| panic!("{}: no candidate value changes it", s.key));
+            match (s.demo, changed.serves_demo()) {
+                (InDemo::Default, Err(e)) if e.contains(s.key) => {}
+                (InDemo::Any, Ok(true)) => {}
+                // A bundle or a source: no demo to refuse.
+                (InDemo::Default, Ok(false)) if ["bundles", "sources"].contains(&s.key) => {}
+                (demo, r) => panic!("{} ({demo:?}): {r:?}", s.key),
+            }
+        }
+        for listen in ["0.0.0.0:8180", "[::]:8180", "192.0.2.7:1"] {
+            let c = Config {
+                listen: listen.parse().unwrap(),
+                ..Config::default()
+            };
+            let e = c.serves_demo().unwrap_err();
+            assert!(
+                e.contains(&format!("listen {listen} is not a loopback")),
+                "{e}"
+            );
+        }
+        for listen in ["127.0.0.1:0", "127.0.0.2:9", "[::1]:8180"] {
+            let c = Config {
+                listen: listen.parse().unwrap(),
+                ..Config::default()
+            };
+            assert_eq!(c.serves_demo(), Ok(true), "{listen}");
+        }
+    }
+
+    /// Review finding: since the settings were declared once, an empty
+    /// variable unset an optional setting (`GATEHOUSE_MAX_STALENESS_SECONDS=""`
+    /// removed the staleness limit, an error before; the state directory,
+    /// the forward-auth proxy and the AuthZEN URL were unset by one before
+    /// too) or turned a switch off. An empty value is refused, naming the
+    /// variable, for every setting but the lists, where it is the empty
+    /// list as it always was.
+    #[test]
+    fn an_empty_variable_is_refused_except_for_a_list() {
+        for name in [
+            "GATEHOUSE_MAX_STALENESS_SECONDS",
+            "GATEHOUSE_STATE_DIR",
+            "GATEHOUSE_FORWARD_AUTH_PROXY",
+            "GATEHOUSE_AUTHZEN_PDP_URL",
+            "GATEHOUSE_DEV",
+            "GATEHOUSE_S3_FORCE_PATH_STYLE",
+            "GATEHOUSE_LISTEN",
+            "GATEHOUSE_MAX_BODY_BYTES",
+        ] {
+            for empty in ["", "  "] {
+                let e = Config::load(None, [(name.to_owned(), empty.to_owned())])
+                    .map(|c| format!("accepted as {c:?}"));
+                let e = e.expect_err(name).to_string();
+                assert!(
+                    e.starts_with(&format!("{name}:")) && e.contains("empty"),
+                    "{e}"
+                );
+            }
+        }
+        // The flag too.
+        let e = from_args(&["--max-staleness-seconds", ""], &[]).unwrap_err();
+        assert!(e.to_string().starts_with("--max-staleness-seconds:"), "{e}");
+        // A list's empty variable is the empty list (as before d307531).
+        let c = Config::load(
+            None,
+            [
+                ("GATEHOUSE_BUNDLES".to_owned(), String::new()),
+                ("GATEHOUSE_SOURCES".to_owned(), " ".to_owned()),
+                ("GATEHOUSE_USER_STATE_DETAIL".to_owned(), String::new()),
+            ],
+        )
+        .unwrap();
+        assert!(c.bundles.is_empty() && c.sources.is_empty() && c.user_state_detail.is_empty());
     }
 
     #[test]

@@ -9,19 +9,20 @@
 //! whose private half is published anywhere (the repository's test keys
 //! included) is trusted by the demo. Tokens for its users are minted by
 //! [`Demo::token`], printed at start and served by `GET /demo/token` (only
-//! in demo mode, and only to a host listening on loopback).
+//! in demo mode, and only to a caller on this machine: see [`token`]).
 
 use crate::problem::Problem;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
-use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use pdp_core::token::TokenUse;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// How long a demo token is valid, seconds (an hour, like Cognito's
@@ -84,9 +85,6 @@ pub struct Demo {
     kid: String,
     issuer: String,
     audience: String,
-    /// Whether `GET /demo/token` mints: only for a host listening on a
-    /// loopback address, so only programs on this machine can ask.
-    mints_over_http: bool,
 }
 
 impl std::fmt::Debug for Demo {
@@ -100,9 +98,8 @@ impl std::fmt::Debug for Demo {
 }
 
 impl Demo {
-    /// A demo realm with a freshly generated token key, for a host
-    /// listening on `listen`.
-    pub fn generate(listen: std::net::SocketAddr) -> Result<Demo, String> {
+    /// A demo realm with a freshly generated token key.
+    pub fn generate() -> Result<Demo, String> {
         let no_key =
             |e: &dyn std::fmt::Display| format!("demo realm: generating its token key: {e}");
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|e| no_key(&e))?;
@@ -126,7 +123,6 @@ impl Demo {
             kid,
             issuer,
             audience,
-            mints_over_http: listen.ip().is_loopback(),
         })
     }
 
@@ -177,24 +173,94 @@ pub struct TokenQuery {
     token_use: Option<String>,
 }
 
+/// Headers that a proxy adds: a request carrying one came through a proxy
+/// (one on this machine, forwarding to loopback, included), so its real
+/// sender is elsewhere.
+const PROXY_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "via",
+];
+
+/// Whether a `Host` header names this machine by a loopback name:
+/// `localhost`, `127.0.0.1` or `[::1]`, with any port or none. A page whose
+/// own name was rebound to 127.0.0.1 (DNS rebinding) still sends its name.
+fn is_local_host(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, port)) => (&host[..inside.len() + 2], port),
+            None => return false,
+        },
+        None => host.split_at(host.find(':').unwrap_or(host.len())),
+    };
+    let port_ok = match port.strip_prefix(':') {
+        Some(p) => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    port_ok && (name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "[::1]")
+}
+
+/// Why a request may not have a demo token, if it may not: the caller
+/// must be a program on this machine. Decided from what the connection and
+/// the request say, never from where the host listens (a proxy on this
+/// machine forwarding to 127.0.0.1, or a second listener a library user
+/// binds, would pass that).
+fn refuse(peer: Option<&ConnectInfo<SocketAddr>>, headers: &HeaderMap) -> Option<Problem> {
+    let forbidden = |kind: &str, title: &str, detail: String| {
+        Some(Problem::new(StatusCode::FORBIDDEN, kind, title, detail))
+    };
+    // The connection's address, which `crate::serve` supplies; without it
+    // (in-process, another server) nothing says the caller is local.
+    if !peer.is_some_and(|ConnectInfo(a)| a.ip().to_canonical().is_loopback()) {
+        return forbidden(
+            "demo_token_not_local",
+            "Demo tokens are minted for callers on this machine only",
+            "the connection does not come from a loopback address; use the token printed at start"
+                .into(),
+        );
+    }
+    if let Some(name) = PROXY_HEADERS.iter().find(|h| headers.contains_key(**h)) {
+        return forbidden(
+            "demo_token_proxied",
+            "Demo tokens are not minted through a proxy",
+            format!("the request carries {name}: it came through a proxy, from elsewhere"),
+        );
+    }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let local = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.to_str().is_ok_and(is_local_host),
+        _ => false,
+    };
+    if !local {
+        return forbidden(
+            "demo_token_host",
+            "Demo tokens are minted for a local Host only",
+            "ask http://localhost:PORT, http://127.0.0.1:PORT or http://[::1]:PORT".into(),
+        );
+    }
+    None
+}
+
 /// `GET /demo/token?user=NAME[&token_use=access]`: a demo token as plain
-/// text. Routed only in demo mode; refused (403) unless the host listens on
-/// loopback.
+/// text. Routed only in demo mode; answered (else 403) only to a loopback
+/// peer ([`ConnectInfo`], supplied by [`crate::serve`]; none, as
+/// in-process, is refused) whose request carries no proxy's headers
+/// (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `Via`) and a `Host` of
+/// `localhost`, `127.0.0.1` or `[::1]` (any port).
 pub async fn token(
     State(s): State<Arc<crate::api::AppState>>,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some(demo) = &s.demo else {
         return Problem::not_found("demo tokens exist only in demo mode").into_response();
     };
-    if !demo.mints_over_http {
-        return Problem::new(
-            StatusCode::FORBIDDEN,
-            "demo_token_not_local",
-            "Demo tokens are minted for loopback hosts only",
-            "this host listens beyond loopback; use the token printed at start",
-        )
-        .into_response();
+    if let Some(problem) = refuse(peer.as_ref().map(|p| &p.0), &headers) {
+        return problem.into_response();
     }
     let Ok(Query(q)) = query else {
         return Problem::bad_request("invalid_request", "the query takes user and token_use")

@@ -32,7 +32,7 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
     // The demo realm, and so a token key generated here, only when nothing
     // else is configured (see `Config::serves_demo`).
     let demo = if config.serves_demo().map_err(StartError::Config)? {
-        Some(demo::Demo::generate(config.listen).map_err(StartError::Config)?)
+        Some(demo::Demo::generate().map_err(StartError::Config)?)
     } else {
         None
     };
@@ -114,7 +114,10 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
 /// Serve `app` on `listener` until `shutdown` completes, then stop
 /// accepting and let in-flight requests finish. HTTP/1.1 with keep-alive;
 /// request heads limited in size, field count and time to arrive (the
-/// body, time and concurrency limits are layers of [`router`]).
+/// body, time and concurrency limits are layers of [`router`]). Every
+/// request carries its connection's peer address as
+/// [`axum::extract::ConnectInfo`]`<SocketAddr>` (what the demo's token
+/// endpoint tells local callers by).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -128,11 +131,12 @@ pub async fn serve(
         .max_buf_size(config.max_header_bytes.max(8192))
         .max_headers(config.max_headers);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut connections = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, go on.
                     tracing::warn!(error = %e, "accept failed");
@@ -143,7 +147,9 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // The router with this connection's ConnectInfo (never fails).
+        let Ok(service) = tower::Service::call(&mut connections, peer).await;
+        let service = hyper_util::service::TowerToHyperService::new(service);
         let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -124,16 +124,26 @@ impl StateDir {
         }
     }
 
-    /// The highest revision seen for `realm` (0: none).
-    pub fn high_water(&self, realm: &str) -> u64 {
-        std::fs::read_to_string(self.realm_dir(realm).join(HIGH_WATER))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
+    /// The highest revision seen for `realm`: 0 when none was recorded (no
+    /// file). A file that cannot be read, or does not hold a revision, is
+    /// an error, never 0: that would quietly start rollback protection over.
+    pub fn high_water(&self, realm: &str) -> std::io::Result<u64> {
+        let file = self.realm_dir(realm).join(HIGH_WATER);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        text.trim().parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {text:?} is not a revision: {e}", file.display()),
+            )
+        })
     }
 
     fn raise_high_water(&self, realm: &str, revision: u64) -> std::io::Result<()> {
-        if revision <= self.high_water(realm) {
+        if revision <= self.high_water(realm)? {
             return Ok(());
         }
         write_atomic(
@@ -206,17 +216,17 @@ mod tests {
             files, 3,
             "old chain files are removed (chain, snapshot, high_water stay)"
         );
-        assert_eq!(s.high_water("acme"), 4);
+        assert_eq!(s.high_water("acme").unwrap(), 4);
         assert!(s.head("acme").unwrap().is_none());
         s.record_head("acme", 6, b"head-6").unwrap();
         assert_eq!(s.head("acme").unwrap().unwrap(), b"head-6");
-        assert_eq!(s.high_water("acme"), 6);
+        assert_eq!(s.high_water("acme").unwrap(), 6);
         // A lower revision never lowers the mark; a new snapshot keeps HEAD.
         s.record_head("acme", 5, b"head-5").unwrap();
-        assert_eq!(s.high_water("acme"), 6);
+        assert_eq!(s.high_water("acme").unwrap(), 6);
         s.record("acme", BundleKind::Snapshot, 6, b"s6").unwrap();
         assert_eq!(s.head("acme").unwrap().unwrap(), b"head-5");
-        assert_eq!(s.high_water("other"), 0);
+        assert_eq!(s.high_water("other").unwrap(), 0);
         assert!(s.restore("other").unwrap().is_none());
         assert!(s.realm_dir("../x").starts_with(&root));
     }

@@ -49,13 +49,20 @@ async fn run(args: clap::ArgMatches) -> anyhow::Result<()> {
             "DEMO REALM: no --bundle or --source is configured, so this host serves the demo realm \
              built from policies/ (fictional users), trusting only a token key generated at start \
              that dies with this process, and minting tokens for any user on request \
-             (GET /demo/token, on loopback). Never run production like this."
+             (GET /demo/token, to callers on this machine). Never run production like this."
         );
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Config::serves_demo refuses a demo beyond loopback before this; should
+    // that ever change, the demo (and the token it prints) still never
+    // starts on an address reachable from elsewhere.
+    anyhow::ensure!(
+        state.demo.is_none() || addr.ip().to_canonical().is_loopback(),
+        "not serving the demo realm on {addr}: not a loopback address"
+    );
     for realm in state.realms.iter() {
         if let Some(s) = realm.snapshot() {
             tracing::info!(
@@ -116,8 +123,8 @@ async fn run(args: clap::ArgMatches) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Demo mode: a ready-made token for alice, and how to get more. Written
-/// to stdout like the address; a reader that stopped reading (closed its
+/// Demo mode: a ready-made token for alice, and how to get more, for a
+/// host on a loopback address only. Written to stdout like the address; a reader that stopped reading (closed its
 /// end of a pipe) does not stop the host.
 fn print_demo_token(demo: &edge_host::demo::Demo, addr: SocketAddr) -> anyhow::Result<()> {
     use pdp_core::token::TokenUse;
@@ -126,17 +133,11 @@ fn print_demo_token(demo: &edge_host::demo::Demo, addr: SocketAddr) -> anyhow::R
         .token("alice", TokenUse::Id, edge_host::realm::now())
         .map_err(anyhow::Error::msg)?;
     let hours = edge_host::demo::TOKEN_TTL_SECONDS / 3600;
-    let more = if addr.ip().is_loopback() {
-        format!(
-            "more (any user of policies/users.jsonl; &token_use=access for an access token): \
-             curl -s 'http://{addr}{}?user=dave'",
-            edge_host::demo::TOKEN_PATH
-        )
-    } else {
-        "more tokens are minted only for a host listening on a loopback address \
-         (--listen 127.0.0.1:PORT)"
-            .to_owned()
-    };
+    let more = format!(
+        "more (any user of policies/users.jsonl; &token_use=access for an access token): \
+         curl -s 'http://{addr}{}?user=dave'",
+        edge_host::demo::TOKEN_PATH
+    );
     let _ = writeln!(
         std::io::stdout().lock(),
         "demo realm: an ID token for alice, valid for {hours} h:\n{token}\n{more}"

@@ -161,6 +161,16 @@ pub enum StartError {
     /// A setting that cannot be used as given.
     #[error("{0}")]
     Config(String),
+    /// What the state directory kept of a realm cannot be trusted (a
+    /// `high_water` file that does not hold a revision): its rollback
+    /// protection would start over, so the host does not start.
+    #[error("realm {realm:?}: state directory: {source}")]
+    State {
+        /// The realm.
+        realm: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Unix seconds now.
@@ -415,9 +425,14 @@ impl Realms {
         let (Some(dir), Some(remote)) = (&self.state_dir, &realm.remote) else {
             return Ok(());
         };
-        remote
-            .high_water
-            .store(dir.high_water(&realm.name), Relaxed);
+        let high_water = dir.high_water(&realm.name).map_err(|source| {
+            tracing::error!(realm = realm.name, error = %source, "highest revision seen unreadable; not starting this realm");
+            StartError::State {
+                realm: realm.name.clone(),
+                source,
+            }
+        })?;
+        remote.high_water.store(high_water, Relaxed);
         match dir.head(&realm.name) {
             Ok(Some(bytes)) => match Head::open(&bytes, self.load_options().trust) {
                 Ok(head) if head.realm == realm.name => {

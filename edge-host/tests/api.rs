@@ -151,10 +151,12 @@ async fn v1_decisions_on_the_embedded_default() {
         );
     }
     // With the detail configured for the realm, it says why.
-    let detailed = edge_host::app(&Config {
+    // (A deployment's setting: the reference realm as a bundle, since the
+    // demo realm serves only with such settings at their defaults.)
+    let detailed = edge_host::app(&keyed(Config {
         user_state_detail: vec!["default".into()],
         ..Config::default()
-    })
+    }))
     .unwrap()
     .0;
     for (who, why) in [
@@ -324,10 +326,10 @@ async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
         "http://127.0.0.1:8180/access/v1/evaluations"
     );
     // Configured: the configured identifier, whatever the Host says.
-    let configured = edge_host::app(&Config {
+    let configured = edge_host::app(&keyed(Config {
         authzen_pdp_url: Some("https://pdp.acme.io/".into()),
         ..Config::default()
-    })
+    }))
     .unwrap()
     .0;
     let req = Request::get("/.well-known/authzen-configuration")
@@ -1485,11 +1487,7 @@ async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
     ] {
         let resp = app
             .clone()
-            .oneshot(
-                Request::get(format!("/demo/token?{query}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
+            .oneshot(local(Request::get(format!("/demo/token?{query}"))))
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{query}");
@@ -1503,7 +1501,7 @@ async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
         );
     }
     for bad in ["", "?user=", "?user=alice&token_use=refresh", "?who=alice"] {
-        let (s, ct, v) = call(&app, "GET", &format!("/demo/token{bad}"), None).await;
+        let (s, ct, v) = raw(&app, local(Request::get(format!("/demo/token{bad}")))).await;
         assert_eq!(
             (s, ct.as_str(), v["errors"][0]["kind"].as_str()),
             (
@@ -1522,20 +1520,141 @@ async fn the_demo_realm_trusts_no_committed_key_only_the_one_it_generated() {
         reason_with_token(&other, &minted("alice")).await,
         "token:unknown_kid"
     );
+}
 
-    // Listening beyond loopback: the demo serves, but mints no token over
-    // HTTP (the one printed at start is all there is).
-    let open = edge_host::app(&Config {
-        listen: "0.0.0.0:8180".parse().unwrap(),
-        ..Config::default()
-    })
-    .unwrap()
-    .0;
-    let (s, _, v) = call(&open, "GET", "/demo/token?user=alice", None).await;
-    assert_eq!(
-        (s, v["errors"][0]["kind"].as_str()),
-        (StatusCode::FORBIDDEN, Some("demo_token_not_local"))
-    );
+/// A request to the demo realm's token endpoint as a program on this
+/// machine sends it: from a loopback peer (the connection's address, which
+/// `edge_host::serve` supplies) to `Host: localhost:8180`.
+fn local(builder: axum::http::request::Builder) -> Request<Body> {
+    builder
+        .header("host", "localhost:8180")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            50_000,
+        ))))
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// Review finding: `/demo/token` decided "local only" from the address the
+/// host listens on, so a proxy on the same machine forwarding to
+/// 127.0.0.1, a web page using DNS rebinding, or a second listener of a
+/// library user could mint tokens. It answers only a loopback peer, never
+/// through a proxy, asked for a local `Host`.
+#[tokio::test]
+async fn demo_tokens_go_only_to_a_loopback_peer_asking_for_a_local_host() {
+    let app = default_app();
+    let refused = |req: Request<Body>, kind: &'static str| {
+        let app = app.clone();
+        async move {
+            let what = format!(
+                "{:?} {:?}",
+                req.headers(),
+                req.extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            );
+            let (s, ct, v) = raw(&app, req).await;
+            assert_eq!(
+                (s, ct.as_str(), v["errors"][0]["kind"].as_str()),
+                (
+                    StatusCode::FORBIDDEN,
+                    "application/problem+json",
+                    Some(kind)
+                ),
+                "{what}"
+            );
+        }
+    };
+    let get = || Request::get("/demo/token?user=alice");
+    // The accepted shape, for contrast: every host spelling, any port.
+    for host in [
+        "localhost",
+        "localhost:8180",
+        "LocalHost:1",
+        "127.0.0.1",
+        "127.0.0.1:8180",
+        "[::1]",
+        "[::1]:8180",
+    ] {
+        let mut req = local(get());
+        req.headers_mut().insert("host", host.parse().unwrap());
+        let (s, _, v) = raw(&app, req).await;
+        assert_eq!(s, StatusCode::OK, "{host}: {v}");
+    }
+    let from_v6 = get()
+        .header("host", "[::1]:8180")
+        .extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            std::net::Ipv6Addr::LOCALHOST,
+            50_000,
+        ))))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(raw(&app, from_v6).await.0, StatusCode::OK);
+
+    // No connection address at all (in-process, or a listener that does
+    // not supply one): fail closed.
+    refused(
+        get()
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap(),
+        "demo_token_not_local",
+    )
+    .await;
+    // A peer beyond loopback, whatever it claims.
+    for peer in [
+        std::net::SocketAddr::from(([203, 0, 113, 5], 40_000)),
+        std::net::SocketAddr::from(([0, 0, 0, 0], 40_000)),
+        "[2001:db8::1]:40000".parse().unwrap(),
+    ] {
+        refused(
+            get()
+                .header("host", "localhost")
+                .extension(axum::extract::ConnectInfo(peer))
+                .body(Body::empty())
+                .unwrap(),
+            "demo_token_not_local",
+        )
+        .await;
+    }
+    // Through a proxy on this machine: the peer is loopback, but the
+    // request came from elsewhere.
+    for (name, value) in [
+        ("forwarded", "for=203.0.113.5"),
+        ("x-forwarded-for", "203.0.113.5"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", "localhost"),
+        ("x-forwarded-proto", "http"),
+        ("x-real-ip", "127.0.0.1"),
+        ("via", "1.1 nginx"),
+    ] {
+        let mut req = local(get());
+        req.headers_mut().insert(name, value.parse().unwrap());
+        refused(req, "demo_token_proxied").await;
+    }
+    // DNS rebinding: a page of evil.example, its name now resolving to
+    // 127.0.0.1, asks with its own Host.
+    for host in [
+        "evil.example",
+        "evil.example:8180",
+        "localhost.evil.example",
+        "127.0.0.1.evil.example",
+        "localhost:http",
+        "[::1]x",
+        "",
+    ] {
+        let mut req = local(get());
+        req.headers_mut().insert("host", host.parse().unwrap());
+        refused(req, "demo_token_host").await;
+    }
+    let mut no_host = local(get());
+    no_host.headers_mut().remove("host");
+    refused(no_host, "demo_token_host").await;
+    let mut two_hosts = local(get());
+    two_hosts
+        .headers_mut()
+        .append("host", "evil.example".parse().unwrap());
+    refused(two_hosts, "demo_token_host").await;
 }
 
 /// Tokens are minted only by the demo realm, and a configured host never
@@ -1586,8 +1705,11 @@ async fn only_a_host_with_nothing_configured_serves_the_demo() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     let (s, _, _) = call(&app, "GET", "/demo/token?user=alice", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    // Settings that only mean something with a bundle, without one: the
-    // host does not start (a lost --source must not become the demo).
+    // Settings that only a deployment sets, without a bundle or source:
+    // the host does not start (a production configuration whose
+    // GATEHOUSE_SOURCES came out empty must not become the demo), and
+    // neither does one listening beyond loopback.
+    let hex = pdp_core::manifest::sha256_hex(b"secret");
     for (config, names) in [
         (
             Config {
@@ -1603,14 +1725,105 @@ async fn only_a_host_with_nothing_configured_serves_the_demo() {
             },
             "state_dir",
         ),
+        (
+            Config {
+                listen: "0.0.0.0:8180".parse().unwrap(),
+                ..Config::default()
+            },
+            "0.0.0.0:8180",
+        ),
+        (
+            Config {
+                listen: "[::]:8180".parse().unwrap(),
+                ..Config::default()
+            },
+            "[::]:8180",
+        ),
+        (
+            Config {
+                listen: "192.0.2.7:8180".parse().unwrap(),
+                ..Config::default()
+            },
+            "192.0.2.7:8180",
+        ),
+        (
+            Config {
+                service_token_sha256: vec![format!("default:{hex}")],
+                ..Config::default()
+            },
+            "service_token_sha256",
+        ),
+        (
+            Config {
+                forward_auth_proxy: Some(edge_host::config::ForwardAuthProxy::Nginx),
+                ..Config::default()
+            },
+            "forward_auth_proxy",
+        ),
+        (
+            Config {
+                max_staleness_seconds: Some(300),
+                ..Config::default()
+            },
+            "max_staleness_seconds",
+        ),
+        (
+            Config {
+                user_state_detail: vec!["default".into()],
+                ..Config::default()
+            },
+            "user_state_detail",
+        ),
+        (
+            Config {
+                authzen_pdp_url: Some("https://pdp.acme.io".into()),
+                ..Config::default()
+            },
+            "authzen_pdp_url",
+        ),
+        (
+            Config {
+                dev: true,
+                ..Config::default()
+            },
+            "dev",
+        ),
+        (
+            Config {
+                listen: "0.0.0.0:8180".parse().unwrap(),
+                max_staleness_seconds: Some(300),
+                dev: true,
+                ..Config::default()
+            },
+            "max_staleness_seconds",
+        ),
     ] {
         let e = edge_host::app(&config).unwrap_err();
+        let text = e.to_string();
         assert!(
             matches!(e, StartError::Config(_))
-                && e.to_string().contains(names)
-                && e.to_string().contains("not serving the demo realm"),
-            "{e}"
+                && text.contains(names)
+                && text.contains("not serving the demo realm")
+                && text.contains("--bundle or --source"),
+            "{names}: {e}"
         );
+    }
+    // Another loopback address or port, and resource limits: still the demo.
+    for config in [
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        },
+        Config {
+            listen: "[::1]:9000".parse().unwrap(),
+            max_body_bytes: 1024,
+            request_timeout_ms: 100,
+            token_cache_capacity: 0,
+            ..Config::default()
+        },
+    ] {
+        let (_, state) = edge_host::app(&config).unwrap();
+        assert!(state.demo.is_some(), "{config:?}");
     }
 }
 

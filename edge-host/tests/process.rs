@@ -240,8 +240,31 @@ fn the_demo_prints_a_working_token_and_trusts_no_committed_key() {
     };
     let resp = decide(&printed);
     assert!(resp.contains(r#""decision":"Allow""#), "{resp}");
-    let resp =
-        send("GET /demo/token?user=dave HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".into());
+    // Over the socket, the peer is loopback (edge_host::serve supplies the
+    // connection's address); the Host must be a local name, and a request
+    // that came through a proxy is refused.
+    let port = addr.rsplit(':').next().unwrap();
+    for (headers, status) in [
+        ("Host: x".to_owned(), "403"),
+        (format!("Host: evil.example:{port}"), "403"),
+        (
+            format!("Host: {addr}\r\nX-Forwarded-For: 203.0.113.5"),
+            "403",
+        ),
+        (format!("Host: localhost:{port}\r\nVia: 1.1 proxy"), "403"),
+        (format!("Host: localhost:{port}"), "200"),
+    ] {
+        let resp = send(format!(
+            "GET /demo/token?user=alice HTTP/1.1\r\n{headers}\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(
+            resp.starts_with(&format!("HTTP/1.1 {status}")),
+            "{headers}: {resp}"
+        );
+    }
+    let resp = send(format!(
+        "GET /demo/token?user=dave HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    ));
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let dave = resp.split("\r\n\r\n").nth(1).unwrap().trim().to_owned();
     let resp = decide(&dave);
@@ -266,4 +289,55 @@ fn the_demo_prints_a_working_token_and_trusts_no_committed_key() {
     assert!(log.contains("DEMO REALM"), "{log}");
     assert!(!log.contains("test keys"), "{log}");
     assert!(!log.contains(&printed), "the printed token reached the log");
+}
+
+/// Review finding: a demo host listening beyond loopback printed alice's
+/// token to stdout. With nothing configured, only a loopback address
+/// serves the demo: another does not start, and prints no token.
+#[test]
+fn a_demo_beyond_loopback_does_not_start_or_print_a_token() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-host"))
+        .args(["--listen", "0.0.0.0:0"])
+        .env("GATEHOUSE_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waited = 0;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if waited == 100 {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        waited += 1;
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "still serving after 10 s, or exit 0: {stdout} {stderr}"
+    );
+    assert!(!stdout.contains("eyJ"), "a token was printed: {stdout}");
+    assert!(!stdout.contains("listening"), "{stdout}");
+    assert!(
+        stderr.contains("not serving the demo realm") && stderr.contains("0.0.0.0:0"),
+        "{stderr}"
+    );
 }

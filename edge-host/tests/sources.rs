@@ -526,3 +526,43 @@ async fn a_head_from_the_future_counts_as_now_plus_a_minute() {
             .is_stale(realm, &realm.snapshot().unwrap(), t + 200)
     );
 }
+
+/// Review finding: a `high_water` file that could not be read as a
+/// revision counted as 0, so rollback protection silently started over. A
+/// garbled one stops the realm's restore and the host does not start; a
+/// missing one is a realm never seen (0).
+#[tokio::test]
+async fn a_garbled_high_water_stops_the_start() {
+    let dir = tmp("high-water");
+    let store = Store::new(&dir.join("store"));
+    let config = Config {
+        sources: vec![dir.join("store").join(REALM).display().to_string()],
+        trust_keys: vec![format!("{REALM}={}", trust_key(&dir).display())],
+        state_dir: Some(dir.join("state")),
+        ..Config::default()
+    };
+    store.snapshot(1, REALM, Some(&signer()));
+    store.head(REALM, 1, 1);
+    let (_, state) = edge_host::app(&config).unwrap();
+    assert_eq!(sync_one(&state).await.unwrap(), [1]);
+    let file = dir
+        .join("state")
+        .join(format!("realm-{REALM}"))
+        .join("high_water");
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), "1");
+    for garbled in ["", "seven", "-1", "1 2", "99999999999999999999999"] {
+        std::fs::write(&file, garbled).unwrap();
+        let e = edge_host::app(&config).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, edge_host::StartError::State { .. })
+                && text.contains("high_water")
+                && text.contains(REALM),
+            "{garbled:?}: {text}"
+        );
+    }
+    // Missing: nothing seen yet (the recorded HEAD still names 1).
+    std::fs::remove_file(&file).unwrap();
+    let (_, state) = edge_host::app(&config).unwrap();
+    assert_eq!(revision(&state), Some(1));
+}
