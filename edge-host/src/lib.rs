@@ -114,10 +114,11 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
 /// Serve `app` on `listener` until `shutdown` completes, then stop
 /// accepting and let in-flight requests finish. HTTP/1.1 with keep-alive;
 /// request heads limited in size, field count and time to arrive (the
-/// body, time and concurrency limits are layers of [`router`]). Every
-/// request carries its connection's peer address as
-/// [`axum::extract::ConnectInfo`]`<SocketAddr>` (what the demo's token
-/// endpoint tells local callers by).
+/// body, time and concurrency limits are layers of [`router`]). When the
+/// host serves the demo realm, every request carries its connection's peer
+/// address as [`axum::extract::ConnectInfo`]`<SocketAddr>` (what the demo's
+/// token endpoint tells local callers by); otherwise nothing is added to a
+/// request (an extension is an allocation per request on the hot path).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -131,7 +132,10 @@ pub async fn serve(
         .max_buf_size(config.max_header_bytes.max(8192))
         .max_headers(config.max_headers);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut connections = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let demo = config.serves_demo().unwrap_or(false);
+    let mut connections = app
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -147,14 +151,21 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // The router with this connection's ConnectInfo (never fails).
-        let Ok(service) = tower::Service::call(&mut connections, peer).await;
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        if demo {
+            // The router with this connection's ConnectInfo (never fails).
+            let Ok(service) = tower::Service::call(&mut connections, peer).await;
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        } else {
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
     }
     drop(listener);
     graceful.shutdown().await;
