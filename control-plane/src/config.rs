@@ -460,6 +460,12 @@ GATEHOUSE_CP_KEK_FILE=PATH (kek / kek_file in the configuration file; the key is
 base64, `openssl rand -base64 32`), or, for a throwaway development database, start with \
 --dev-ephemeral-kek (GATEHOUSE_CP_DEV_EPHEMERAL_KEK=1)";
 
+/// What the control plane says when `kek rewrap` or `copy` is asked for
+/// with the development flag's throwaway KEK.
+pub const EPHEMERAL_REFUSED: &str = "--dev-ephemeral-kek is for a fresh development database \
+only: kek rewrap and copy would seal a database's secrets under a key that dies with this \
+process; set the database's key-encryption key (GATEHOUSE_CP_KEK or GATEHOUSE_CP_KEK_FILE)";
+
 impl Config {
     /// Defaults, overridden by `file` (if given), then by `GATEHOUSE_CP_*`
     /// variables in `env`.

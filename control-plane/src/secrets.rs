@@ -40,7 +40,8 @@ const CLEAR_SEED_LEN: usize = 32;
 pub const EPHEMERAL_WARNING: &str = "WARNING: --dev-ephemeral-kek: the key-encryption key is random \
 and lives only in this process. Every secret written now (bundle-signing seeds, token signing \
 keys, TOTP secrets) is UNREADABLE after this process exits, and no other process can read it. \
-For development and tests only; set GATEHOUSE_CP_KEK or GATEHOUSE_CP_KEK_FILE for anything \
+It opens only a database this process creates (one holding secrets from before is refused, \
+so that they are not sealed under this key). For development and tests only; set GATEHOUSE_CP_KEK or GATEHOUSE_CP_KEK_FILE for anything \
 that must survive.";
 
 /// What kind of secret a value is (part of its associated data).
@@ -436,11 +437,21 @@ impl Keyring {
     /// a sealed one under another KEK has its data key re-wrapped (its
     /// ciphertext stays). With `clear_only`, sealed values are left as
     /// they are (the pass every start makes).
+    ///
+    /// The development flag's throwaway KEK refuses
+    /// ([`SecretFailure::EphemeralKek`]) any value it did not seal itself,
+    /// clear ones included: sealing a database's secrets under a key that
+    /// dies with the process would destroy them.
     pub fn reseal(&self, slot: &Slot<'_>, stored: &[u8], clear_only: bool) -> Result<Resealed> {
         if !is_sealed(slot, stored) {
+            self.refuse_clear_if_ephemeral(slot)?;
             return Ok(Resealed::Sealed(self.seal(slot, stored)?));
         }
         let p = parse(stored).ok_or_else(|| failed(slot, SecretFailure::Malformed))?;
+        if self.ephemeral {
+            self.open(slot, stored)
+                .map_err(|_| failed(slot, SecretFailure::EphemeralKek))?;
+        }
         if clear_only || p.kek == self.current.id {
             return Ok(Resealed::Unchanged);
         }
@@ -452,6 +463,16 @@ impl Keyring {
         self.wrap_into(slot, dek, &mut out)?;
         out.extend_from_slice(p.body);
         Ok(Resealed::Rewrapped(out))
+    }
+
+    /// A clear value met by the throwaway KEK: the database existed
+    /// before this process (nothing this process writes is clear).
+    fn refuse_clear_if_ephemeral(&self, slot: &Slot<'_>) -> Result<()> {
+        if self.ephemeral {
+            Err(failed(slot, SecretFailure::EphemeralKek))
+        } else {
+            Ok(())
+        }
     }
 
     /// [`Keyring::seal`] for a text column.
@@ -478,6 +499,7 @@ impl Keyring {
                 .decode(b64)
                 .map_err(|_| failed(slot, SecretFailure::Malformed))?,
             None => {
+                self.refuse_clear_if_ephemeral(slot)?;
                 return Ok(Resealed::Sealed(self.seal_text(slot, stored)?.into_bytes()));
             }
         };

@@ -10,7 +10,7 @@ mod support;
 
 use control_plane::Error;
 use control_plane::error::SecretFailure;
-use control_plane::ports::repository::Repository;
+use control_plane::ports::repository::{NewRealmRecord, Repository};
 use control_plane::secrets::Keyring;
 use control_plane::service::kek;
 use std::sync::Arc;
@@ -457,4 +457,155 @@ fn the_binary_refuses_to_start_without_a_kek_and_says_how() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("PUBLIC KEY"));
+}
+
+/// A realm record as `Tx::insert_realm` takes it.
+fn realm_record(name: &str, seed: [u8; 32]) -> NewRealmRecord {
+    NewRealmRecord {
+        name: name.into(),
+        display_name: name.into(),
+        issuer: format!("https://cp.example/realms/{name}"),
+        clients: vec!["app".into()],
+        identity: "local".into(),
+        bundle_seed: seed,
+        created_at: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_kek_opens_only_a_database_it_created_and_changes_nothing_else() {
+    let (cp, users, totps) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    let raw = Raw::open(&cp.db).await;
+    let dev = Arc::new(Keyring::ephemeral().unwrap());
+    // A database an older build left in clear: refused, and left as it
+    // is (sealing its secrets under a key that dies with this process
+    // would destroy them).
+    for realm in ["acme", "other"] {
+        let keys = cp
+            .repo
+            .read(move |tx| tx.signing_keys(realm))
+            .await
+            .unwrap();
+        for k in keys {
+            raw.exec(&format!(
+                "UPDATE signing_keys SET key = '{}' WHERE realm = '{realm}' AND kid = '{}'",
+                k.private.replace('\'', "''"),
+                k.kid
+            ))
+            .await;
+        }
+    }
+    raw.set_seed("acme", &clear.seeds[0]).await;
+    raw.set_seed("other", &clear.seeds[1]).await;
+    for (user, totp) in users.iter().zip(&totps) {
+        raw.exec(&format!(
+            "UPDATE credentials SET totp_secret = '{totp}' WHERE user_id = '{user}'"
+        ))
+        .await;
+    }
+    let before = raw.secrets().await;
+    let e = cp.db.open_with(dev.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::EphemeralKek,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(raw.secrets().await, before);
+    assert!(before.contains(&clear.seeds[0].to_vec()));
+
+    // Its own KEK still opens it, and seals it.
+    let restarted = cp.db.open().await;
+    assert_eq!(opened(&restarted, &users).await.unwrap(), clear);
+
+    // Secrets sealed under a real KEK: refused, saying why and what to do.
+    let before = raw.secrets().await;
+    let e = cp.db.open_with(dev.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::EphemeralKek,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("--dev-ephemeral-kek") && e.to_string().contains("GATEHOUSE_CP_KEK"),
+        "{e}"
+    );
+    assert_eq!(raw.secrets().await, before);
+
+    // A fresh database: what this process sealed under the throwaway key
+    // it opens again; another process's throwaway key is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Db::fresh(dir.path(), true);
+    let repo = fresh.open_with(dev.clone()).await.unwrap();
+    repo.write(|tx| tx.insert_realm(&realm_record("dev", [9; 32])))
+        .await
+        .unwrap();
+    let again = fresh.open_with(dev.clone()).await.unwrap();
+    assert_eq!(
+        again.read(|tx| tx.bundle_seed("dev")).await.unwrap(),
+        [9; 32]
+    );
+    let other = Arc::new(Keyring::ephemeral().unwrap());
+    assert!(matches!(
+        fresh.open_with(other).await,
+        Err(Error::Secret {
+            why: SecretFailure::EphemeralKek,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_binary_refuses_kek_rewrap_and_copy_with_an_ephemeral_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = binary(dir.path())
+        .env("GATEHOUSE_CP_KEK", TEST_KEK)
+        .args(["realm", "create", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let db = dir.path().join("cp.db");
+    let before = std::fs::read(&db).unwrap();
+    for args in [
+        vec!["kek".to_owned(), "rewrap".to_owned()],
+        vec![
+            "copy".to_owned(),
+            "--from".to_owned(),
+            db.display().to_string(),
+            "--to".to_owned(),
+            dir.path().join("copy.db").display().to_string(),
+        ],
+    ] {
+        let out = binary(dir.path())
+            .arg("--dev-ephemeral-kek")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--dev-ephemeral-kek") && err.contains("GATEHOUSE_CP_KEK"),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.path().join("copy.db").exists());
+    }
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database is untouched"
+    );
 }

@@ -1676,8 +1676,10 @@ impl Tx for PgTx<'_, '_> {
         let seeds = self.query("SELECT name, bundle_key FROM realms ORDER BY name", &[])?;
         for r in &seeds {
             let (name, stored): (String, Vec<u8>) = (get(r, 0)?, get(r, 1)?);
-            keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            // Resealing first: the throwaway KEK refuses what it did
+            // not seal before anything else is said about it.
             let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
+            keyring.open(&Slot::bundle_seed(&name), &stored)?;
             if let Some(new) = out.count(resealed) {
                 exec(
                     "UPDATE realms SET bundle_key = $1 WHERE name = $2 AND bundle_key = $3",

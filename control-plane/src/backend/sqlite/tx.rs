@@ -1365,8 +1365,10 @@ impl Tx for SqliteTx<'_> {
                 .sql()?
         };
         for (name, stored) in seeds {
-            keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            // Resealing first: the throwaway KEK refuses what it did
+            // not seal before anything else is said about it.
             let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
+            keyring.open(&Slot::bundle_seed(&name), &stored)?;
             if let Some(new) = out.count(r) {
                 tx.execute(
                     "UPDATE realms SET bundle_key = ?1 WHERE name = ?2 AND bundle_key = ?3",
