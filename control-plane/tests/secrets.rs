@@ -609,3 +609,38 @@ fn the_binary_refuses_kek_rewrap_and_copy_with_an_ephemeral_kek() {
         "the database is untouched"
     );
 }
+
+#[test]
+fn a_malformed_kek_line_in_the_configuration_file_is_never_echoed() {
+    const KEY: &str = "RdBHtUSM8izDlOxjlxsx4kMO6RvWoT7dOD5YIUxQP1A=";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cp.toml");
+    for (n, text) in [
+        format!("db = \"x.db\"\nkek = test-1:{KEY}\n"),
+        format!("kek = [\"test-1:{KEY}\"]\n"),
+        format!("kek = \"test-1:{KEY}\n"),
+        format!("kek = 'test-1:{KEY}' 'x'\n"),
+        // The key given to the wrong setting: serde's message quotes it.
+        format!("dev_ephemeral_kek = \"test-1:{KEY}\"\n"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(&file, text).unwrap();
+        let e = control_plane::config::Config::load(Some(&file), [])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(&KEY[..12]) && !e.contains("test-1"), "{n}: {e}");
+        assert!(e.contains("line "), "{n}: {e}");
+        // Through the binary too.
+        let out = binary(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .args(["realm", "list"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err}");
+        assert!(!err.contains(&KEY[..12]), "{n}: {err}");
+    }
+}
