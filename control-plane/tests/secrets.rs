@@ -644,3 +644,9 @@ fn a_malformed_kek_line_in_the_configuration_file_is_never_echoed() {
         assert!(!err.contains(&KEY[..12]), "{n}: {err}");
     }
 }
+
+#[test]
+fn a_new_realm_record_never_shows_its_seed() {
+    let debug = format!("{:?}", realm_record("acme", [9; 32]));
+    assert!(debug.contains("acme") && !debug.contains("9, 9"), "{debug}");
+}

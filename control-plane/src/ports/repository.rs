@@ -86,8 +86,9 @@ impl dyn Repository {
     }
 }
 
-/// A realm as first stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A realm as first stored. Its `Debug` output leaves the bundle seed
+/// out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewRealmRecord {
     /// Name.
     pub name: String,
@@ -103,6 +104,20 @@ pub struct NewRealmRecord {
     pub bundle_seed: [u8; 32],
     /// Creation time.
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for NewRealmRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRealmRecord")
+            .field("name", &self.name)
+            .field("display_name", &self.display_name)
+            .field("issuer", &self.issuer)
+            .field("clients", &self.clients)
+            .field("identity", &self.identity)
+            .field("bundle_seed", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// What a change in the log is about.
