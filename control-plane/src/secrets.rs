@@ -258,22 +258,26 @@ pub struct Rewrapped {
 }
 
 impl Rewrapped {
-    /// Count one outcome; the value to write, if any.
-    pub fn count(&mut self, r: Resealed) -> Option<Vec<u8>> {
+    /// Count one outcome, writing its new value (if any) with `write`,
+    /// which says how many rows it changed. A compare-and-swap that
+    /// changed none (a writer replaced the value meanwhile, sealing it
+    /// under the current KEK itself) is not counted: the counts say what
+    /// this pass wrote.
+    pub fn count(&mut self, r: Resealed, write: impl FnOnce(Vec<u8>) -> Result<u64>) -> Result<()> {
         match r {
-            Resealed::Unchanged => {
-                self.unchanged += 1;
-                None
-            }
+            Resealed::Unchanged => self.unchanged += 1,
             Resealed::Rewrapped(v) => {
-                self.rewrapped += 1;
-                Some(v)
+                if write(v)? > 0 {
+                    self.rewrapped += 1;
+                }
             }
             Resealed::Sealed(v) => {
-                self.sealed += 1;
-                Some(v)
+                if write(v)? > 0 {
+                    self.sealed += 1;
+                }
             }
         }
+        Ok(())
     }
 }
 

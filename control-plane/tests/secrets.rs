@@ -11,7 +11,7 @@ mod support;
 use control_plane::Error;
 use control_plane::error::SecretFailure;
 use control_plane::ports::repository::{NewRealmRecord, Repository};
-use control_plane::secrets::Keyring;
+use control_plane::secrets::{Keyring, Slot};
 use control_plane::service::kek;
 use std::sync::Arc;
 use support::{Cp, Db, OP, Options, TEST_KEK, TEST_KEK_2};
@@ -649,4 +649,60 @@ fn a_malformed_kek_line_in_the_configuration_file_is_never_echoed() {
 fn a_new_realm_record_never_shows_its_seed() {
     let debug = format!("{:?}", realm_record("acme", [9; 32]));
     assert!(debug.contains("acme") && !debug.contains("9, 9"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_counts_only_the_values_its_compare_and_swap_wrote() {
+    // Only PostgreSQL lets another writer change a value between the
+    // pass's read and its write (SQLite's pass holds the write lock).
+    if support::postgres_url().is_none() {
+        return;
+    }
+    let (cp, users, totps) = setup().await;
+    let raw = Raw::open(&cp.db).await;
+    let count = u64::try_from(raw.secrets().await.len()).unwrap();
+    let both = cp
+        .db
+        .open_with(ring(&format!("{TEST_KEK_2},{TEST_KEK}")))
+        .await
+        .unwrap();
+    // A writer holds Ann's credentials row, sealing her secret under the
+    // new KEK itself, and commits only once the rewrap waits on the row.
+    let theirs = ring(TEST_KEK_2)
+        .seal_text(&Slot::totp("acme", &users[0]), &totps[0])
+        .unwrap();
+    let writer = Raw::open(&cp.db).await;
+    writer
+        .exec(&format!(
+            "BEGIN; UPDATE credentials SET totp_secret = '{theirs}' WHERE user_id = '{}'",
+            users[0]
+        ))
+        .await;
+    let rewrap = tokio::spawn(async move { kek::rewrap(&both).await });
+    loop {
+        let waiting = raw
+            .values(
+                "SELECT pid::text FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                 AND query LIKE 'UPDATE credentials SET totp_secret = $1%'",
+            )
+            .await;
+        if !waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.exec("COMMIT").await;
+    let r = rewrap.await.unwrap().unwrap();
+    assert_eq!(
+        (r.rewrapped, r.sealed, r.unchanged),
+        (count - 1, 0, 0),
+        "{r:?}"
+    );
+    let ann = &raw
+        .values(&format!(
+            "SELECT totp_secret FROM credentials WHERE user_id = '{}'",
+            users[0]
+        ))
+        .await[0];
+    assert_eq!(ann, theirs.as_bytes(), "the writer's value stands");
 }

@@ -715,7 +715,8 @@ pub trait Tx {
     /// secrets; deleted realms' too) under the current key-encryption
     /// key: seal any still in clear and, unless `clear_only`, re-wrap the
     /// data keys of those sealed under a retired KEK. Each value is
-    /// rewritten only if it is still the one read. Every realm's bundle
+    /// rewritten only if it is still the one read, and counted only if
+    /// rewritten. Every realm's bundle
     /// seed is opened in either mode, so the pass each start makes refuses
     /// a KEK that does not open this database. Fails, changing nothing,
     /// when one does not open.

@@ -1680,12 +1680,12 @@ impl Tx for PgTx<'_, '_> {
             // not seal before anything else is said about it.
             let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
             keyring.open(&Slot::bundle_seed(&name), &stored)?;
-            if let Some(new) = out.count(resealed) {
+            out.count(resealed, |new| {
                 exec(
                     "UPDATE realms SET bundle_key = $1 WHERE name = $2 AND bundle_key = $3",
                     &[&new, &name, &stored],
-                )?;
-            }
+                )
+            })?;
         }
 
         let keys = self.query(
@@ -1700,12 +1700,12 @@ impl Tx for PgTx<'_, '_> {
                 (get(r, 0)?, get(r, 1)?, get(r, 2)?);
             let resealed =
                 keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
-            if let Some(new) = out.count(resealed) {
+            out.count(resealed, |new| {
                 exec(
                     "UPDATE signing_keys SET key = $1 WHERE realm = $2 AND kid = $3 AND key = $4",
                     &[&text(new)?, &realm, &kid, &stored],
-                )?;
-            }
+                )
+            })?;
         }
 
         let totps = self.query(
@@ -1720,13 +1720,13 @@ impl Tx for PgTx<'_, '_> {
             let (realm, user, stored): (String, String, String) =
                 (get(r, 0)?, get(r, 1)?, get(r, 2)?);
             let resealed = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
-            if let Some(new) = out.count(resealed) {
+            out.count(resealed, |new| {
                 exec(
                     "UPDATE credentials SET totp_secret = $1
                      WHERE realm = $2 AND user_id = $3 AND totp_secret = $4",
                     &[&text(new)?, &realm, &user, &stored],
-                )?;
-            }
+                )
+            })?;
         }
         Ok(out)
     }

@@ -1354,6 +1354,9 @@ impl Tx for SqliteTx<'_> {
         let text = |v: Vec<u8>| {
             String::from_utf8(v).map_err(|_| Error::Internal("sealed text is not UTF-8".into()))
         };
+        // How many rows a compare-and-swap changed (only those count).
+        let rows =
+            |n: rusqlite::Result<usize>| n.sql().map(|n| u64::try_from(n).unwrap_or(u64::MAX));
 
         let seeds: Vec<(String, Vec<u8>)> = {
             let mut stmt = tx
@@ -1369,13 +1372,12 @@ impl Tx for SqliteTx<'_> {
             // not seal before anything else is said about it.
             let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
             keyring.open(&Slot::bundle_seed(&name), &stored)?;
-            if let Some(new) = out.count(r) {
-                tx.execute(
+            out.count(r, |new| {
+                rows(tx.execute(
                     "UPDATE realms SET bundle_key = ?1 WHERE name = ?2 AND bundle_key = ?3",
                     params![new, name, stored],
-                )
-                .sql()?;
-            }
+                ))
+            })?;
         }
 
         let sealed_text = format!(
@@ -1395,13 +1397,12 @@ impl Tx for SqliteTx<'_> {
         };
         for (realm, kid, stored) in keys {
             let r = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
-            if let Some(new) = out.count(r) {
-                tx.execute(
+            out.count(r, |new| {
+                rows(tx.execute(
                     "UPDATE signing_keys SET key = ?1 WHERE realm = ?2 AND kid = ?3 AND key = ?4",
                     params![text(new)?, realm, kid, stored],
-                )
-                .sql()?;
-            }
+                ))
+            })?;
         }
 
         let totps: Vec<(String, String, String)> = {
@@ -1418,14 +1419,13 @@ impl Tx for SqliteTx<'_> {
         };
         for (realm, user, stored) in totps {
             let r = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
-            if let Some(new) = out.count(r) {
-                tx.execute(
+            out.count(r, |new| {
+                rows(tx.execute(
                     "UPDATE credentials SET totp_secret = ?1
                      WHERE realm = ?2 AND user_id = ?3 AND totp_secret = ?4",
                     params![text(new)?, realm, user, stored],
-                )
-                .sql()?;
-            }
+                ))
+            })?;
         }
         Ok(out)
     }
