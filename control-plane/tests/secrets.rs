@@ -14,7 +14,7 @@ use control_plane::ports::repository::{NewRealmRecord, Repository};
 use control_plane::secrets::{Keyring, Slot};
 use control_plane::service::kek;
 use std::sync::Arc;
-use support::{Cp, Db, OP, Options, TEST_KEK, TEST_KEK_2};
+use support::{Cp, Db, OP, Options, TEST_KEK, TEST_KEK_2, keyring};
 
 /// Raw SQL on a test's database, under the repository's feet.
 enum Raw {
@@ -93,6 +93,14 @@ impl Raw {
             .await,
         );
         out
+    }
+
+    /// Make the database one an older build left: no record that every
+    /// secret is sealed (clear values are then legacy ones, sealed at the
+    /// next start).
+    async fn forget_sealed_only(&self) {
+        self.exec("DELETE FROM secrets_at_rest WHERE format = 'sealed-only'")
+            .await;
     }
 
     /// Set a realm's bundle seed column to these bytes.
@@ -337,6 +345,7 @@ async fn secrets_an_older_build_stored_in_clear_are_sealed_at_the_next_start() {
     let clear = opened(&cp.repo, &users).await.unwrap();
     let raw = Raw::open(&cp.db).await;
     // What a build before sealing wrote.
+    raw.forget_sealed_only().await;
     raw.set_seed("acme", &clear.seeds[0]).await;
     raw.exec(&format!(
         "UPDATE credentials SET totp_secret = '{}' WHERE user_id = '{}'",
@@ -348,8 +357,14 @@ async fn secrets_an_older_build_stored_in_clear_are_sealed_at_the_next_start() {
         clear.keys[0].replace('\'', "''")
     ))
     .await;
-    // Read as it is meanwhile.
-    assert_eq!(opened(&cp.repo, &users).await.unwrap(), clear);
+    // Refused meanwhile (this control plane's start sealed everything).
+    assert!(matches!(
+        opened(&cp.repo, &users).await,
+        Err(Error::Secret {
+            why: SecretFailure::InClear,
+            ..
+        })
+    ));
     // The next start seals them.
     let restarted = cp.db.open().await;
     for value in raw.secrets().await {
@@ -481,6 +496,7 @@ async fn an_ephemeral_kek_opens_only_a_database_it_created_and_changes_nothing_e
     // A database an older build left in clear: refused, and left as it
     // is (sealing its secrets under a key that dies with this process
     // would destroy them).
+    raw.forget_sealed_only().await;
     for realm in ["acme", "other"] {
         let keys = cp
             .repo
@@ -705,4 +721,65 @@ async fn a_rewrap_counts_only_the_values_its_compare_and_swap_wrote() {
         ))
         .await[0];
     assert_eq!(ann, theirs.as_bytes(), "the writer's value stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_value_in_a_sealed_database_is_refused_not_read_nor_sealed() {
+    let (cp, users, totps) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    let raw = Raw::open(&cp.db).await;
+    // Someone with write access to the database swaps Ann's sealed TOTP
+    // secret for a clear one of their choosing, and a seed for theirs.
+    raw.exec(&format!(
+        "UPDATE credentials SET totp_secret = 'JBSWY3DPEHPK3PXP' WHERE user_id = '{}'",
+        users[0]
+    ))
+    .await;
+    let ann = users[0].clone();
+    let e = cp
+        .repo
+        .read(move |tx| tx.credentials("acme", &ann))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::InClear,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    raw.set_seed("other", &[5; 32]).await;
+    let e = cp
+        .repo
+        .read(|tx| tx.bundle_seed("other"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::InClear,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The next start refuses it too, and seals nothing.
+    let before = raw.secrets().await;
+    let e = cp.db.open_with(keyring()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::InClear,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(raw.secrets().await, before);
+    let _ = (clear, totps);
 }

@@ -143,6 +143,14 @@ pub enum SecretFailure {
     /// Not an envelope this build can read.
     #[error("malformed envelope")]
     Malformed,
+    /// Stored in clear in a database whose secrets are all sealed (every
+    /// start's sealing pass records that it left none in clear): a value
+    /// written around the control plane, refused rather than trusted.
+    #[error(
+        "stored in clear, but every secret of this database is sealed: a value written \
+         around the control plane, refused"
+    )]
+    InClear,
     /// The development flag's throwaway KEK met a secret it did not seal:
     /// the database existed before this process. Sealing its clear values
     /// under a key that dies with the process would destroy them, so the

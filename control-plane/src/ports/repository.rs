@@ -713,14 +713,33 @@ pub trait Tx {
     // ------------------------------------------------- secrets at rest
     /// Bring every stored secret (bundle seeds, signing keys, TOTP
     /// secrets; deleted realms' too) under the current key-encryption
-    /// key: seal any still in clear and, unless `clear_only`, re-wrap the
-    /// data keys of those sealed under a retired KEK. Each value is
+    /// key as `pass` says: at a start, seal any still in clear (or refuse
+    /// them, [`crate::secrets::Pass::Start`]); for `kek rewrap`, re-wrap
+    /// the data keys of those sealed under a retired KEK. Each value is
     /// rewritten only if it is still the one read, and counted only if
-    /// rewritten. Every realm's bundle
-    /// seed is opened in either mode, so the pass each start makes refuses
-    /// a KEK that does not open this database. Fails, changing nothing,
-    /// when one does not open.
-    fn reseal_secrets(&mut self, clear_only: bool) -> Result<crate::secrets::Rewrapped>;
+    /// rewritten. Every realm's bundle seed is opened in either mode, so
+    /// the pass each start makes refuses a KEK that does not open this
+    /// database. Fails, changing nothing, when one does not open.
+    fn reseal_secrets(&mut self, pass: crate::secrets::Pass) -> Result<crate::secrets::Rewrapped>;
+    /// Whether a start has recorded that no secret is left in clear.
+    fn sealed_only(&mut self) -> Result<bool>;
+    /// Record that no secret is left in clear: from now on a clear value
+    /// is refused, at every start too.
+    fn record_sealed_only(&mut self) -> Result<()>;
+
+    /// The pass every start makes: seal what an older build left in clear
+    /// and record that none is left — or, once that is recorded, refuse a
+    /// clear value ([`crate::domain::error::SecretFailure::InClear`]): one
+    /// now was written around the control plane (a sealed secret swapped
+    /// for one of someone's choosing), and sealing it would adopt it.
+    fn seal_at_start(&mut self) -> Result<crate::secrets::Rewrapped> {
+        let seal_clear = !self.sealed_only()?;
+        let out = self.reseal_secrets(crate::secrets::Pass::Start { seal_clear })?;
+        if seal_clear {
+            self.record_sealed_only()?;
+        }
+        Ok(out)
+    }
 
     // ------------------------------------------- rules over the above
     /// Apply a lifecycle action by the table of `pdp_core::lifecycle`.

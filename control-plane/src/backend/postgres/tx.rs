@@ -15,7 +15,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, Session, StoredKey,
     TableSpec, Taken, Tx,
 };
-use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
+use crate::secrets::{Keyring, Pass, Resealed, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use deadpool_postgres::Transaction;
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use serde_json::{Map, Value};
@@ -1645,7 +1645,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     // ------------------------------------------------- secrets at rest
-    fn reseal_secrets(&mut self, clear_only: bool) -> Result<Rewrapped> {
+    fn reseal_secrets(&mut self, pass: Pass) -> Result<Rewrapped> {
         self.w()?;
         let keyring = self.keyring;
         let mut out = Rewrapped {
@@ -1658,7 +1658,10 @@ impl Tx for PgTx<'_, '_> {
         // refused at start, not at the first publish. No realm lock: each value is rewritten
         // only if it is still the one read (a writer that changed it
         // meanwhile sealed it under the current KEK already).
-        let only_clear = |cond: String| if clear_only { cond } else { "TRUE".to_owned() };
+        let only_clear = |cond: String| match pass {
+            Pass::Start { .. } => cond,
+            Pass::Rewrap => "TRUE".to_owned(),
+        };
         let clear_text = |col: &str| {
             format!(
                 "left({col}, {}) <> '{SEALED_TEXT_PREFIX}'",
@@ -1677,9 +1680,13 @@ impl Tx for PgTx<'_, '_> {
         for r in &seeds {
             let (name, stored): (String, Vec<u8>) = (get(r, 0)?, get(r, 1)?);
             // Resealing first: the throwaway KEK refuses what it did
-            // not seal before anything else is said about it.
-            let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
-            keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            // not seal before anything else is said about it. A value it
+            // left as it was is opened (one it sealed was clear; one it
+            // re-wrapped it opened).
+            let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, pass)?;
+            if resealed == Resealed::Unchanged {
+                keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            }
             out.count(resealed, |new| {
                 exec(
                     "UPDATE realms SET bundle_key = $1 WHERE name = $2 AND bundle_key = $3",
@@ -1698,8 +1705,7 @@ impl Tx for PgTx<'_, '_> {
         for r in &keys {
             let (realm, kid, stored): (String, String, String) =
                 (get(r, 0)?, get(r, 1)?, get(r, 2)?);
-            let resealed =
-                keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
+            let resealed = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, pass)?;
             out.count(resealed, |new| {
                 exec(
                     "UPDATE signing_keys SET key = $1 WHERE realm = $2 AND kid = $3 AND key = $4",
@@ -1719,7 +1725,7 @@ impl Tx for PgTx<'_, '_> {
         for r in &totps {
             let (realm, user, stored): (String, String, String) =
                 (get(r, 0)?, get(r, 1)?, get(r, 2)?);
-            let resealed = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
+            let resealed = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, pass)?;
             out.count(resealed, |new| {
                 exec(
                     "UPDATE credentials SET totp_secret = $1
@@ -1729,5 +1735,29 @@ impl Tx for PgTx<'_, '_> {
             })?;
         }
         Ok(out)
+    }
+
+    fn sealed_only(&mut self) -> Result<bool> {
+        Ok(!self
+            .query(
+                "SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only'",
+                &[],
+            )?
+            .is_empty())
+    }
+
+    fn record_sealed_only(&mut self) -> Result<()> {
+        self.w()?;
+        let tx = self.tx;
+        // Two starts racing may both insert it: a second row changes
+        // nothing.
+        self.rt
+            .block_on(tx.execute(
+                "INSERT INTO secrets_at_rest (format) SELECT 'sealed-only'
+                 WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only')",
+                &[],
+            ))
+            .pg()?;
+        Ok(())
     }
 }

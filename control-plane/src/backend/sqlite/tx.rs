@@ -12,7 +12,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
     Taken, Tx,
 };
-use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
+use crate::secrets::{Keyring, Pass, Resealed, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
@@ -1339,7 +1339,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     // ------------------------------------------------- secrets at rest
-    fn reseal_secrets(&mut self, clear_only: bool) -> Result<Rewrapped> {
+    fn reseal_secrets(&mut self, pass: Pass) -> Result<Rewrapped> {
         let keyring = self.keyring;
         let tx = self.w()?;
         let mut out = Rewrapped {
@@ -1350,7 +1350,10 @@ impl Tx for SqliteTx<'_> {
         // can tell is in clear, and every realm's bundle seed (a handful),
         // which it opens: a KEK that does not open this database is
         // refused at start, not at the first publish.
-        let only_clear = |cond: String| if clear_only { cond } else { "1".to_owned() };
+        let only_clear = |cond: String| match pass {
+            Pass::Start { .. } => cond,
+            Pass::Rewrap => "1".to_owned(),
+        };
         let text = |v: Vec<u8>| {
             String::from_utf8(v).map_err(|_| Error::Internal("sealed text is not UTF-8".into()))
         };
@@ -1369,9 +1372,13 @@ impl Tx for SqliteTx<'_> {
         };
         for (name, stored) in seeds {
             // Resealing first: the throwaway KEK refuses what it did
-            // not seal before anything else is said about it.
-            let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
-            keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            // not seal before anything else is said about it. A value it
+            // left as it was is opened (one it sealed was clear; one it
+            // re-wrapped it opened).
+            let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, pass)?;
+            if r == Resealed::Unchanged {
+                keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            }
             out.count(r, |new| {
                 rows(tx.execute(
                     "UPDATE realms SET bundle_key = ?1 WHERE name = ?2 AND bundle_key = ?3",
@@ -1396,7 +1403,7 @@ impl Tx for SqliteTx<'_> {
                 .sql()?
         };
         for (realm, kid, stored) in keys {
-            let r = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
+            let r = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, pass)?;
             out.count(r, |new| {
                 rows(tx.execute(
                     "UPDATE signing_keys SET key = ?1 WHERE realm = ?2 AND kid = ?3 AND key = ?4",
@@ -1418,7 +1425,7 @@ impl Tx for SqliteTx<'_> {
                 .sql()?
         };
         for (realm, user, stored) in totps {
-            let r = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
+            let r = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, pass)?;
             out.count(r, |new| {
                 rows(tx.execute(
                     "UPDATE credentials SET totp_secret = ?1
@@ -1428,5 +1435,24 @@ impl Tx for SqliteTx<'_> {
             })?;
         }
         Ok(out)
+    }
+
+    fn sealed_only(&mut self) -> Result<bool> {
+        exists(
+            self.tx,
+            "SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only'",
+            [],
+        )
+    }
+
+    fn record_sealed_only(&mut self) -> Result<()> {
+        self.w()?
+            .execute(
+                "INSERT INTO secrets_at_rest (format) SELECT 'sealed-only'
+                 WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only')",
+                [],
+            )
+            .sql()?;
+        Ok(())
     }
 }
