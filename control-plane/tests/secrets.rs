@@ -783,3 +783,30 @@ async fn a_clear_value_in_a_sealed_database_is_refused_not_read_nor_sealed() {
     assert_eq!(raw.secrets().await, before);
     let _ = (clear, totps);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_opens_each_realms_newest_signing_key_too() {
+    let (cp, _, _) = setup().await;
+    let raw = Raw::open(&cp.db).await;
+    // Acme's token signing keys sealed under a KEK this control plane
+    // does not have (its seed still opens): refused at start, not at the
+    // first login.
+    let keys = cp.repo.read(|tx| tx.signing_keys("acme")).await.unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        let sealed = ring(TEST_KEK_2)
+            .seal_text(&Slot::signing_key("acme", &k.kid), &k.private)
+            .unwrap();
+        raw.exec(&format!(
+            "UPDATE signing_keys SET key = '{sealed}' WHERE realm = 'acme' AND kid = '{}'",
+            k.kid
+        ))
+        .await;
+    }
+    let e = cp.db.open_with(keyring()).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Secret { why: SecretFailure::UnknownKek(ref k), .. } if k == "test-2"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("signing_keys.key"), "{e}");
+}

@@ -717,9 +717,9 @@ pub trait Tx {
     /// them, [`crate::secrets::Pass::Start`]); for `kek rewrap`, re-wrap
     /// the data keys of those sealed under a retired KEK. Each value is
     /// rewritten only if it is still the one read, and counted only if
-    /// rewritten. Every realm's bundle seed is opened in either mode, so
-    /// the pass each start makes refuses a KEK that does not open this
-    /// database. Fails, changing nothing, when one does not open.
+    /// rewritten. Every realm's bundle seed is opened in either mode (and,
+    /// at a start, its newest signing key), so the pass each start makes
+    /// refuses a KEK that does not open this database. Fails, changing nothing, when one does not open.
     fn reseal_secrets(&mut self, pass: crate::secrets::Pass) -> Result<crate::secrets::Rewrapped>;
     /// Whether a start has recorded that no secret is left in clear.
     fn sealed_only(&mut self) -> Result<bool>;

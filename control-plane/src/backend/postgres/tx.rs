@@ -1653,8 +1653,8 @@ impl Tx for PgTx<'_, '_> {
             ..Rewrapped::default()
         };
         // Every start makes the clear-only pass: it reads only what SQL
-        // can tell is in clear, and every realm's bundle seed (a handful),
-        // which it opens: a KEK that does not open this database is
+        // can tell is in clear, and every realm's bundle seed and newest
+        // signing key (a handful), which it opens: a KEK that does not open this database is
         // refused at start, not at the first publish. No realm lock: each value is rewritten
         // only if it is still the one read (a writer that changed it
         // meanwhile sealed it under the current KEK already).
@@ -1712,6 +1712,24 @@ impl Tx for PgTx<'_, '_> {
                     &[&text(new)?, &realm, &kid, &stored],
                 )
             })?;
+        }
+
+        if matches!(pass, Pass::Start { .. }) {
+            // And each realm's newest signing key, opened: a KEK that
+            // opens the seeds but not the token keys (a retired KEK
+            // removed too early) is refused at start too.
+            let newest = self.query(
+                "SELECT DISTINCT ON (realm) realm, kid, key FROM signing_keys
+                 ORDER BY realm, created_at DESC, kid",
+                &[],
+            )?;
+            for r in &newest {
+                let (realm, kid, stored): (String, String, String) =
+                    (get(r, 0)?, get(r, 1)?, get(r, 2)?);
+                if stored.starts_with(SEALED_TEXT_PREFIX) {
+                    keyring.open_text(&Slot::signing_key(&realm, &kid), &stored)?;
+                }
+            }
         }
 
         let totps = self.query(

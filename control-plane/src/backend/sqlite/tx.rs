@@ -1347,8 +1347,8 @@ impl Tx for SqliteTx<'_> {
             ..Rewrapped::default()
         };
         // Every start makes the clear-only pass: it reads only what SQL
-        // can tell is in clear, and every realm's bundle seed (a handful),
-        // which it opens: a KEK that does not open this database is
+        // can tell is in clear, and every realm's bundle seed and newest
+        // signing key (a handful), which it opens: a KEK that does not open this database is
         // refused at start, not at the first publish.
         let only_clear = |cond: String| match pass {
             Pass::Start { .. } => cond,
@@ -1410,6 +1410,31 @@ impl Tx for SqliteTx<'_> {
                     params![text(new)?, realm, kid, stored],
                 ))
             })?;
+        }
+
+        if matches!(pass, Pass::Start { .. }) {
+            // And each realm's newest signing key, opened: a KEK that
+            // opens the seeds but not the token keys (a retired KEK
+            // removed too early) is refused at start too.
+            let newest: Vec<(String, String, String)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT realm, kid, key FROM signing_keys AS s
+                         WHERE kid = (SELECT kid FROM signing_keys WHERE realm = s.realm
+                                      ORDER BY created_at DESC, kid LIMIT 1)
+                         ORDER BY realm",
+                    )
+                    .sql()?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .sql()?
+                    .collect::<rusqlite::Result<_>>()
+                    .sql()?
+            };
+            for (realm, kid, stored) in newest {
+                if stored.starts_with(SEALED_TEXT_PREFIX) {
+                    keyring.open_text(&Slot::signing_key(&realm, &kid), &stored)?;
+                }
+            }
         }
 
         let totps: Vec<(String, String, String)> = {
