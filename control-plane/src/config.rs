@@ -460,6 +460,48 @@ GATEHOUSE_CP_KEK_FILE=PATH (kek / kek_file in the configuration file; the key is
 base64, `openssl rand -base64 32`), or, for a throwaway development database, start with \
 --dev-ephemeral-kek (GATEHOUSE_CP_DEV_EPHEMERAL_KEK=1)";
 
+/// A TOML error as the line and column it is at and what is wrong —
+/// never the source line `toml` quotes, nor a value its message quotes:
+/// a malformed `kek = ID:KEY` line (unquoted, in a list) would otherwise
+/// print the key-encryption key.
+fn toml_failure(text: &str, e: &toml::de::Error) -> String {
+    let mut what = String::new();
+    let mut quoted = false;
+    for c in e.message().chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                if quoted {
+                    what.push_str("\"...\"");
+                }
+            }
+            _ if quoted => {}
+            '\n' => what.push(' '),
+            c => what.push(c),
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before
+                .rsplit_once('\n')
+                .map_or(before, |(_, l)| l)
+                .chars()
+                .count()
+                + 1;
+            format!("line {line}, column {column}: {}", what.trim())
+        }
+        None => what.trim().to_owned(),
+    }
+}
+
+/// What the control plane says when `kek rewrap` or `copy` is asked for
+/// with the development flag's throwaway KEK.
+pub const EPHEMERAL_REFUSED: &str = "--dev-ephemeral-kek is for a fresh development database \
+only: kek rewrap and copy would seal a database's secrets under a key that dies with this \
+process; set the database's key-encryption key (GATEHOUSE_CP_KEK or GATEHOUSE_CP_KEK_FILE)";
+
 impl Config {
     /// Defaults, overridden by `file` (if given), then by `GATEHOUSE_CP_*`
     /// variables in `env`.
@@ -478,8 +520,8 @@ impl Config {
                     message,
                 };
                 // Unknown keys first, to name the nearest known one.
-                let table: toml::Table = toml::from_str(&text)
-                    .map_err(|e| toml_error(e.to_string().replace('\n', " ")))?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|e| toml_error(toml_failure(&text, &e)))?;
                 for key in table.keys() {
                     if !settings().iter().any(|s| s.key == key) {
                         return Err(toml_error(
@@ -490,7 +532,7 @@ impl Config {
                         ));
                     }
                 }
-                toml::from_str(&text).map_err(|e| toml_error(e.to_string().replace('\n', " ")))?
+                toml::from_str(&text).map_err(|e| toml_error(toml_failure(&text, &e)))?
             }
             None => Config::default(),
         };

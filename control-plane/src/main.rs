@@ -51,6 +51,12 @@ fn main() -> ExitCode {
         }
     };
     if keyring.is_ephemeral() {
+        // Both would seal existing secrets under a key that dies with
+        // this process.
+        if matches!(cli.command, Command::Copy { .. } | Command::Kek(_)) {
+            eprintln!("error: {}", control_plane::config::EPHEMERAL_REFUSED);
+            return ExitCode::from(2);
+        }
         eprintln!("{}", control_plane::secrets::EPHEMERAL_WARNING);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()

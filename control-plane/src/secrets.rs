@@ -20,8 +20,12 @@
 //! secret's nonce (12), the secret's ciphertext and tag. Text columns hold
 //! `ghs1:` and that, base64url without padding. A value without the
 //! marker is a secret stored in clear by an older build (a 32-byte seed,
-//! a JSON signing key, a base32 TOTP secret): it is read as it is and
-//! sealed by the next start or `control-plane kek rewrap`.
+//! a JSON signing key, a base32 TOTP secret): the first start of a build
+//! that seals seals it ([`Pass::Start`]) and records in the repository
+//! that no secret is left in clear. From then on a clear value is
+//! refused ([`SecretFailure::InClear`]) when it is read and at every
+//! start: whoever can write the database cannot swap a sealed secret for
+//! one of their choosing.
 
 use crate::domain::error::{Error, Result, SecretFailure};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -40,7 +44,8 @@ const CLEAR_SEED_LEN: usize = 32;
 pub const EPHEMERAL_WARNING: &str = "WARNING: --dev-ephemeral-kek: the key-encryption key is random \
 and lives only in this process. Every secret written now (bundle-signing seeds, token signing \
 keys, TOTP secrets) is UNREADABLE after this process exits, and no other process can read it. \
-For development and tests only; set GATEHOUSE_CP_KEK or GATEHOUSE_CP_KEK_FILE for anything \
+It opens only a database this process creates (one holding secrets from before is refused, \
+so that they are not sealed under this key). For development and tests only; set GATEHOUSE_CP_KEK or GATEHOUSE_CP_KEK_FILE for anything \
 that must survive.";
 
 /// What kind of secret a value is (part of its associated data).
@@ -230,11 +235,26 @@ fn parse(stored: &[u8]) -> Option<Parsed<'_>> {
     })
 }
 
+/// Which pass over the stored secrets [`Keyring::reseal`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The pass every start makes: sealed values are left as they are; a
+    /// clear one is sealed if `seal_clear` (the repository has not yet
+    /// recorded that none is left in clear), else refused.
+    Start {
+        /// Seal clear values (else refuse them).
+        seal_clear: bool,
+    },
+    /// `kek rewrap`: every value re-wrapped under the current KEK; a clear
+    /// one is refused (the start before it sealed them all).
+    Rewrap,
+}
+
 /// What [`Keyring::reseal`] made of a stored value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resealed {
-    /// Already sealed under the current KEK (or, when only clear values
-    /// were asked for, sealed at all): nothing to write.
+    /// Already sealed under the current KEK (or, at a start, sealed at
+    /// all): nothing to write.
     Unchanged,
     /// Its data key was re-wrapped under the current KEK: write this.
     Rewrapped(Vec<u8>),
@@ -257,22 +277,26 @@ pub struct Rewrapped {
 }
 
 impl Rewrapped {
-    /// Count one outcome; the value to write, if any.
-    pub fn count(&mut self, r: Resealed) -> Option<Vec<u8>> {
+    /// Count one outcome, writing its new value (if any) with `write`,
+    /// which says how many rows it changed. A compare-and-swap that
+    /// changed none (a writer replaced the value meanwhile, sealing it
+    /// under the current KEK itself) is not counted: the counts say what
+    /// this pass wrote.
+    pub fn count(&mut self, r: Resealed, write: impl FnOnce(Vec<u8>) -> Result<u64>) -> Result<()> {
         match r {
-            Resealed::Unchanged => {
-                self.unchanged += 1;
-                None
-            }
+            Resealed::Unchanged => self.unchanged += 1,
             Resealed::Rewrapped(v) => {
-                self.rewrapped += 1;
-                Some(v)
+                if write(v)? > 0 {
+                    self.rewrapped += 1;
+                }
             }
             Resealed::Sealed(v) => {
-                self.sealed += 1;
-                Some(v)
+                if write(v)? > 0 {
+                    self.sealed += 1;
+                }
             }
         }
+        Ok(())
     }
 }
 
@@ -406,11 +430,13 @@ impl Keyring {
         <[u8; KEY_LEN]>::try_from(&*dek).map_err(|_| failed(slot, SecretFailure::Malformed))
     }
 
-    /// Open a sealed value of `slot`; a value without the envelope's
-    /// marker is a secret an older build stored in clear, returned as it is.
+    /// Open a sealed value of `slot`. A value without the envelope's
+    /// marker is refused ([`SecretFailure::InClear`]): the start before
+    /// any read sealed every clear value, so one now was written around
+    /// the control plane.
     pub fn open(&self, slot: &Slot<'_>, stored: &[u8]) -> Result<Vec<u8>> {
         if !is_sealed(slot, stored) {
-            return Ok(stored.to_vec());
+            return Err(failed(slot, SecretFailure::InClear));
         }
         let p = parse(stored).ok_or_else(|| failed(slot, SecretFailure::Malformed))?;
         let dek_bytes = self.unwrap_dek(slot, &p)?;
@@ -432,16 +458,27 @@ impl Keyring {
         Ok(clear.to_vec())
     }
 
-    /// Bring a stored value under the current KEK: a clear one is sealed;
-    /// a sealed one under another KEK has its data key re-wrapped (its
-    /// ciphertext stays). With `clear_only`, sealed values are left as
-    /// they are (the pass every start makes).
-    pub fn reseal(&self, slot: &Slot<'_>, stored: &[u8], clear_only: bool) -> Result<Resealed> {
+    /// Bring a stored value under the current KEK, as `pass` says: a
+    /// clear one is sealed (or refused, [`SecretFailure::InClear`]); a
+    /// sealed one under another KEK has its data key re-wrapped (its
+    /// ciphertext stays), except at a start, which leaves sealed values
+    /// as they are.
+    ///
+    /// The development flag's throwaway KEK refuses
+    /// ([`SecretFailure::EphemeralKek`]) any value it did not seal itself,
+    /// clear ones included: sealing a database's secrets under a key that
+    /// dies with the process would destroy them.
+    pub fn reseal(&self, slot: &Slot<'_>, stored: &[u8], pass: Pass) -> Result<Resealed> {
         if !is_sealed(slot, stored) {
+            self.may_seal_clear(slot, pass)?;
             return Ok(Resealed::Sealed(self.seal(slot, stored)?));
         }
         let p = parse(stored).ok_or_else(|| failed(slot, SecretFailure::Malformed))?;
-        if clear_only || p.kek == self.current.id {
+        if self.ephemeral {
+            self.open(slot, stored)
+                .map_err(|_| failed(slot, SecretFailure::EphemeralKek))?;
+        }
+        if matches!(pass, Pass::Start { .. }) || p.kek == self.current.id {
             return Ok(Resealed::Unchanged);
         }
         let dek = self.unwrap_dek(slot, &p)?;
@@ -454,6 +491,19 @@ impl Keyring {
         Ok(Resealed::Rewrapped(out))
     }
 
+    /// Whether a clear value may be sealed in this pass. The throwaway
+    /// KEK refuses it first: the database existed before this process
+    /// (nothing this process writes is clear).
+    fn may_seal_clear(&self, slot: &Slot<'_>, pass: Pass) -> Result<()> {
+        if self.ephemeral {
+            Err(failed(slot, SecretFailure::EphemeralKek))
+        } else if pass == (Pass::Start { seal_clear: true }) {
+            Ok(())
+        } else {
+            Err(failed(slot, SecretFailure::InClear))
+        }
+    }
+
     /// [`Keyring::seal`] for a text column.
     pub fn seal_text(&self, slot: &Slot<'_>, clear: &str) -> Result<String> {
         Ok(to_text(&self.seal(slot, clear.as_bytes())?))
@@ -462,7 +512,7 @@ impl Keyring {
     /// [`Keyring::open`] for a text column.
     pub fn open_text(&self, slot: &Slot<'_>, stored: &str) -> Result<String> {
         let Some(b64) = stored.strip_prefix(TEXT_PREFIX) else {
-            return Ok(stored.to_owned());
+            return Err(failed(slot, SecretFailure::InClear));
         };
         let bytes = URL_SAFE_NO_PAD
             .decode(b64)
@@ -472,16 +522,17 @@ impl Keyring {
     }
 
     /// [`Keyring::reseal`] for a text column.
-    pub fn reseal_text(&self, slot: &Slot<'_>, stored: &str, clear_only: bool) -> Result<Resealed> {
+    pub fn reseal_text(&self, slot: &Slot<'_>, stored: &str, pass: Pass) -> Result<Resealed> {
         let bytes = match stored.strip_prefix(TEXT_PREFIX) {
             Some(b64) => URL_SAFE_NO_PAD
                 .decode(b64)
                 .map_err(|_| failed(slot, SecretFailure::Malformed))?,
             None => {
+                self.may_seal_clear(slot, pass)?;
                 return Ok(Resealed::Sealed(self.seal_text(slot, stored)?.into_bytes()));
             }
         };
-        Ok(match self.reseal(slot, &bytes, clear_only)? {
+        Ok(match self.reseal(slot, &bytes, pass)? {
             Resealed::Unchanged => Resealed::Unchanged,
             Resealed::Rewrapped(v) => Resealed::Rewrapped(to_text(&v).into_bytes()),
             Resealed::Sealed(v) => Resealed::Sealed(to_text(&v).into_bytes()),
@@ -565,22 +616,40 @@ mod tests {
         let old = ring(K1).seal(&slot, &seed).unwrap();
         let both = ring(&format!("{K2},{K1}"));
         assert_eq!(both.open(&slot, &old).unwrap(), seed);
-        let Resealed::Rewrapped(new) = both.reseal(&slot, &old, false).unwrap() else {
+        let Resealed::Rewrapped(new) = both.reseal(&slot, &old, Pass::Rewrap).unwrap() else {
             panic!("not rewrapped")
         };
         assert_eq!(
-            both.reseal(&slot, &new, false).unwrap(),
+            both.reseal(&slot, &new, Pass::Rewrap).unwrap(),
             Resealed::Unchanged
         );
         assert_eq!(ring(K2).open(&slot, &new).unwrap(), seed);
-        // Clear legacy values open as they are and are sealed.
-        assert_eq!(ring(K2).open(&slot, &seed).unwrap(), seed);
+        // Clear legacy values are sealed by a start that may seal them,
+        // and refused by anything else.
+        let start = Pass::Start { seal_clear: true };
         assert!(matches!(
-            ring(K2).reseal(&slot, &seed, true).unwrap(),
+            ring(K2).reseal(&slot, &seed, start).unwrap(),
             Resealed::Sealed(_)
         ));
+        for refused in [
+            ring(K2).open(&slot, &seed),
+            ring(K2)
+                .reseal(&slot, &seed, Pass::Start { seal_clear: false })
+                .map(|_| Vec::new()),
+            ring(K2)
+                .reseal(&slot, &seed, Pass::Rewrap)
+                .map(|_| Vec::new()),
+        ] {
+            assert!(matches!(
+                refused,
+                Err(Error::Secret {
+                    why: SecretFailure::InClear,
+                    ..
+                })
+            ));
+        }
         assert_eq!(
-            ring(K2).reseal(&slot, &old, true).unwrap(),
+            ring(K2).reseal(&slot, &old, start).unwrap(),
             Resealed::Unchanged
         );
     }

@@ -10,11 +10,11 @@ mod support;
 
 use control_plane::Error;
 use control_plane::error::SecretFailure;
-use control_plane::ports::repository::Repository;
-use control_plane::secrets::Keyring;
+use control_plane::ports::repository::{NewRealmRecord, Repository};
+use control_plane::secrets::{Keyring, Slot};
 use control_plane::service::kek;
 use std::sync::Arc;
-use support::{Cp, Db, OP, Options, TEST_KEK, TEST_KEK_2};
+use support::{Cp, Db, OP, Options, TEST_KEK, TEST_KEK_2, keyring};
 
 /// Raw SQL on a test's database, under the repository's feet.
 enum Raw {
@@ -93,6 +93,14 @@ impl Raw {
             .await,
         );
         out
+    }
+
+    /// Make the database one an older build left: no record that every
+    /// secret is sealed (clear values are then legacy ones, sealed at the
+    /// next start).
+    async fn forget_sealed_only(&self) {
+        self.exec("DELETE FROM secrets_at_rest WHERE format = 'sealed-only'")
+            .await;
     }
 
     /// Set a realm's bundle seed column to these bytes.
@@ -337,6 +345,7 @@ async fn secrets_an_older_build_stored_in_clear_are_sealed_at_the_next_start() {
     let clear = opened(&cp.repo, &users).await.unwrap();
     let raw = Raw::open(&cp.db).await;
     // What a build before sealing wrote.
+    raw.forget_sealed_only().await;
     raw.set_seed("acme", &clear.seeds[0]).await;
     raw.exec(&format!(
         "UPDATE credentials SET totp_secret = '{}' WHERE user_id = '{}'",
@@ -348,8 +357,14 @@ async fn secrets_an_older_build_stored_in_clear_are_sealed_at_the_next_start() {
         clear.keys[0].replace('\'', "''")
     ))
     .await;
-    // Read as it is meanwhile.
-    assert_eq!(opened(&cp.repo, &users).await.unwrap(), clear);
+    // Refused meanwhile (this control plane's start sealed everything).
+    assert!(matches!(
+        opened(&cp.repo, &users).await,
+        Err(Error::Secret {
+            why: SecretFailure::InClear,
+            ..
+        })
+    ));
     // The next start seals them.
     let restarted = cp.db.open().await;
     for value in raw.secrets().await {
@@ -457,4 +472,341 @@ fn the_binary_refuses_to_start_without_a_kek_and_says_how() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("PUBLIC KEY"));
+}
+
+/// A realm record as `Tx::insert_realm` takes it.
+fn realm_record(name: &str, seed: [u8; 32]) -> NewRealmRecord {
+    NewRealmRecord {
+        name: name.into(),
+        display_name: name.into(),
+        issuer: format!("https://cp.example/realms/{name}"),
+        clients: vec!["app".into()],
+        identity: "local".into(),
+        bundle_seed: seed,
+        created_at: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ephemeral_kek_opens_only_a_database_it_created_and_changes_nothing_else() {
+    let (cp, users, totps) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    let raw = Raw::open(&cp.db).await;
+    let dev = Arc::new(Keyring::ephemeral().unwrap());
+    // A database an older build left in clear: refused, and left as it
+    // is (sealing its secrets under a key that dies with this process
+    // would destroy them).
+    raw.forget_sealed_only().await;
+    for realm in ["acme", "other"] {
+        let keys = cp
+            .repo
+            .read(move |tx| tx.signing_keys(realm))
+            .await
+            .unwrap();
+        for k in keys {
+            raw.exec(&format!(
+                "UPDATE signing_keys SET key = '{}' WHERE realm = '{realm}' AND kid = '{}'",
+                k.private.replace('\'', "''"),
+                k.kid
+            ))
+            .await;
+        }
+    }
+    raw.set_seed("acme", &clear.seeds[0]).await;
+    raw.set_seed("other", &clear.seeds[1]).await;
+    for (user, totp) in users.iter().zip(&totps) {
+        raw.exec(&format!(
+            "UPDATE credentials SET totp_secret = '{totp}' WHERE user_id = '{user}'"
+        ))
+        .await;
+    }
+    let before = raw.secrets().await;
+    let e = cp.db.open_with(dev.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::EphemeralKek,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(raw.secrets().await, before);
+    assert!(before.contains(&clear.seeds[0].to_vec()));
+
+    // Its own KEK still opens it, and seals it.
+    let restarted = cp.db.open().await;
+    assert_eq!(opened(&restarted, &users).await.unwrap(), clear);
+
+    // Secrets sealed under a real KEK: refused, saying why and what to do.
+    let before = raw.secrets().await;
+    let e = cp.db.open_with(dev.clone()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::EphemeralKek,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("--dev-ephemeral-kek") && e.to_string().contains("GATEHOUSE_CP_KEK"),
+        "{e}"
+    );
+    assert_eq!(raw.secrets().await, before);
+
+    // A fresh database: what this process sealed under the throwaway key
+    // it opens again; another process's throwaway key is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Db::fresh(dir.path(), true);
+    let repo = fresh.open_with(dev.clone()).await.unwrap();
+    repo.write(|tx| tx.insert_realm(&realm_record("dev", [9; 32])))
+        .await
+        .unwrap();
+    let again = fresh.open_with(dev.clone()).await.unwrap();
+    assert_eq!(
+        again.read(|tx| tx.bundle_seed("dev")).await.unwrap(),
+        [9; 32]
+    );
+    let other = Arc::new(Keyring::ephemeral().unwrap());
+    assert!(matches!(
+        fresh.open_with(other).await,
+        Err(Error::Secret {
+            why: SecretFailure::EphemeralKek,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_binary_refuses_kek_rewrap_and_copy_with_an_ephemeral_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = binary(dir.path())
+        .env("GATEHOUSE_CP_KEK", TEST_KEK)
+        .args(["realm", "create", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let db = dir.path().join("cp.db");
+    let before = std::fs::read(&db).unwrap();
+    for args in [
+        vec!["kek".to_owned(), "rewrap".to_owned()],
+        vec![
+            "copy".to_owned(),
+            "--from".to_owned(),
+            db.display().to_string(),
+            "--to".to_owned(),
+            dir.path().join("copy.db").display().to_string(),
+        ],
+    ] {
+        let out = binary(dir.path())
+            .arg("--dev-ephemeral-kek")
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--dev-ephemeral-kek") && err.contains("GATEHOUSE_CP_KEK"),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.path().join("copy.db").exists());
+    }
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "the database is untouched"
+    );
+}
+
+#[test]
+fn a_malformed_kek_line_in_the_configuration_file_is_never_echoed() {
+    const KEY: &str = "RdBHtUSM8izDlOxjlxsx4kMO6RvWoT7dOD5YIUxQP1A=";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cp.toml");
+    for (n, text) in [
+        format!("db = \"x.db\"\nkek = test-1:{KEY}\n"),
+        format!("kek = [\"test-1:{KEY}\"]\n"),
+        format!("kek = \"test-1:{KEY}\n"),
+        format!("kek = 'test-1:{KEY}' 'x'\n"),
+        // The key given to the wrong setting: serde's message quotes it.
+        format!("dev_ephemeral_kek = \"test-1:{KEY}\"\n"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(&file, text).unwrap();
+        let e = control_plane::config::Config::load(Some(&file), [])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains(&KEY[..12]) && !e.contains("test-1"), "{n}: {e}");
+        assert!(e.contains("line "), "{n}: {e}");
+        // Through the binary too.
+        let out = binary(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .args(["realm", "list"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err}");
+        assert!(!err.contains(&KEY[..12]), "{n}: {err}");
+    }
+}
+
+#[test]
+fn a_new_realm_record_never_shows_its_seed() {
+    let debug = format!("{:?}", realm_record("acme", [9; 32]));
+    assert!(debug.contains("acme") && !debug.contains("9, 9"), "{debug}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_counts_only_the_values_its_compare_and_swap_wrote() {
+    // Only PostgreSQL lets another writer change a value between the
+    // pass's read and its write (SQLite's pass holds the write lock).
+    if support::postgres_url().is_none() {
+        return;
+    }
+    let (cp, users, totps) = setup().await;
+    let raw = Raw::open(&cp.db).await;
+    let count = u64::try_from(raw.secrets().await.len()).unwrap();
+    let both = cp
+        .db
+        .open_with(ring(&format!("{TEST_KEK_2},{TEST_KEK}")))
+        .await
+        .unwrap();
+    // A writer holds Ann's credentials row, sealing her secret under the
+    // new KEK itself, and commits only once the rewrap waits on the row.
+    let theirs = ring(TEST_KEK_2)
+        .seal_text(&Slot::totp("acme", &users[0]), &totps[0])
+        .unwrap();
+    let writer = Raw::open(&cp.db).await;
+    writer
+        .exec(&format!(
+            "BEGIN; UPDATE credentials SET totp_secret = '{theirs}' WHERE user_id = '{}'",
+            users[0]
+        ))
+        .await;
+    let rewrap = tokio::spawn(async move { kek::rewrap(&both).await });
+    loop {
+        let waiting = raw
+            .values(
+                "SELECT pid::text FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+                 AND query LIKE 'UPDATE credentials SET totp_secret = $1%'",
+            )
+            .await;
+        if !waiting.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    writer.exec("COMMIT").await;
+    let r = rewrap.await.unwrap().unwrap();
+    assert_eq!(
+        (r.rewrapped, r.sealed, r.unchanged),
+        (count - 1, 0, 0),
+        "{r:?}"
+    );
+    let ann = &raw
+        .values(&format!(
+            "SELECT totp_secret FROM credentials WHERE user_id = '{}'",
+            users[0]
+        ))
+        .await[0];
+    assert_eq!(ann, theirs.as_bytes(), "the writer's value stands");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clear_value_in_a_sealed_database_is_refused_not_read_nor_sealed() {
+    let (cp, users, totps) = setup().await;
+    let clear = opened(&cp.repo, &users).await.unwrap();
+    let raw = Raw::open(&cp.db).await;
+    // Someone with write access to the database swaps Ann's sealed TOTP
+    // secret for a clear one of their choosing, and a seed for theirs.
+    raw.exec(&format!(
+        "UPDATE credentials SET totp_secret = 'JBSWY3DPEHPK3PXP' WHERE user_id = '{}'",
+        users[0]
+    ))
+    .await;
+    let ann = users[0].clone();
+    let e = cp
+        .repo
+        .read(move |tx| tx.credentials("acme", &ann))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::InClear,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    raw.set_seed("other", &[5; 32]).await;
+    let e = cp
+        .repo
+        .read(|tx| tx.bundle_seed("other"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::InClear,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // The next start refuses it too, and seals nothing.
+    let before = raw.secrets().await;
+    let e = cp.db.open_with(keyring()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Secret {
+                why: SecretFailure::InClear,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(raw.secrets().await, before);
+    let _ = (clear, totps);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_opens_each_realms_newest_signing_key_too() {
+    let (cp, _, _) = setup().await;
+    let raw = Raw::open(&cp.db).await;
+    // Acme's token signing keys sealed under a KEK this control plane
+    // does not have (its seed still opens): refused at start, not at the
+    // first login.
+    let keys = cp.repo.read(|tx| tx.signing_keys("acme")).await.unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        let sealed = ring(TEST_KEK_2)
+            .seal_text(&Slot::signing_key("acme", &k.kid), &k.private)
+            .unwrap();
+        raw.exec(&format!(
+            "UPDATE signing_keys SET key = '{sealed}' WHERE realm = 'acme' AND kid = '{}'",
+            k.kid
+        ))
+        .await;
+    }
+    let e = cp.db.open_with(keyring()).await.unwrap_err();
+    assert!(
+        matches!(e, Error::Secret { why: SecretFailure::UnknownKek(ref k), .. } if k == "test-2"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("signing_keys.key"), "{e}");
 }

@@ -143,6 +143,24 @@ pub enum SecretFailure {
     /// Not an envelope this build can read.
     #[error("malformed envelope")]
     Malformed,
+    /// Stored in clear in a database whose secrets are all sealed (every
+    /// start's sealing pass records that it left none in clear): a value
+    /// written around the control plane, refused rather than trusted.
+    #[error(
+        "stored in clear, but every secret of this database is sealed: a value written \
+         around the control plane, refused"
+    )]
+    InClear,
+    /// The development flag's throwaway KEK met a secret it did not seal:
+    /// the database existed before this process. Sealing its clear values
+    /// under a key that dies with the process would destroy them, so the
+    /// database is not opened at all.
+    #[error(
+        "--dev-ephemeral-kek opens only a database it created: this one holds secrets from \
+         before this process; start with the database's key-encryption key \
+         (GATEHOUSE_CP_KEK / GATEHOUSE_CP_KEK_FILE), or give --db a new database"
+    )]
+    EphemeralKek,
 }
 
 fn first(d: &[Diagnostic]) -> String {

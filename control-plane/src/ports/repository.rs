@@ -86,8 +86,9 @@ impl dyn Repository {
     }
 }
 
-/// A realm as first stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A realm as first stored. Its `Debug` output leaves the bundle seed
+/// out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewRealmRecord {
     /// Name.
     pub name: String,
@@ -103,6 +104,20 @@ pub struct NewRealmRecord {
     pub bundle_seed: [u8; 32],
     /// Creation time.
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for NewRealmRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRealmRecord")
+            .field("name", &self.name)
+            .field("display_name", &self.display_name)
+            .field("issuer", &self.issuer)
+            .field("clients", &self.clients)
+            .field("identity", &self.identity)
+            .field("bundle_seed", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// What a change in the log is about.
@@ -698,13 +713,33 @@ pub trait Tx {
     // ------------------------------------------------- secrets at rest
     /// Bring every stored secret (bundle seeds, signing keys, TOTP
     /// secrets; deleted realms' too) under the current key-encryption
-    /// key: seal any still in clear and, unless `clear_only`, re-wrap the
-    /// data keys of those sealed under a retired KEK. Each value is
-    /// rewritten only if it is still the one read. Every realm's bundle
-    /// seed is opened in either mode, so the pass each start makes refuses
-    /// a KEK that does not open this database. Fails, changing nothing,
-    /// when one does not open.
-    fn reseal_secrets(&mut self, clear_only: bool) -> Result<crate::secrets::Rewrapped>;
+    /// key as `pass` says: at a start, seal any still in clear (or refuse
+    /// them, [`crate::secrets::Pass::Start`]); for `kek rewrap`, re-wrap
+    /// the data keys of those sealed under a retired KEK. Each value is
+    /// rewritten only if it is still the one read, and counted only if
+    /// rewritten. Every realm's bundle seed is opened in either mode (and,
+    /// at a start, its newest signing key), so the pass each start makes
+    /// refuses a KEK that does not open this database. Fails, changing nothing, when one does not open.
+    fn reseal_secrets(&mut self, pass: crate::secrets::Pass) -> Result<crate::secrets::Rewrapped>;
+    /// Whether a start has recorded that no secret is left in clear.
+    fn sealed_only(&mut self) -> Result<bool>;
+    /// Record that no secret is left in clear: from now on a clear value
+    /// is refused, at every start too.
+    fn record_sealed_only(&mut self) -> Result<()>;
+
+    /// The pass every start makes: seal what an older build left in clear
+    /// and record that none is left — or, once that is recorded, refuse a
+    /// clear value ([`crate::domain::error::SecretFailure::InClear`]): one
+    /// now was written around the control plane (a sealed secret swapped
+    /// for one of someone's choosing), and sealing it would adopt it.
+    fn seal_at_start(&mut self) -> Result<crate::secrets::Rewrapped> {
+        let seal_clear = !self.sealed_only()?;
+        let out = self.reseal_secrets(crate::secrets::Pass::Start { seal_clear })?;
+        if seal_clear {
+            self.record_sealed_only()?;
+        }
+        Ok(out)
+    }
 
     // ------------------------------------------- rules over the above
     /// Apply a lifecycle action by the table of `pdp_core::lifecycle`.

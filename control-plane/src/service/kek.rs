@@ -7,10 +7,12 @@ use crate::ports::repository::Repository;
 use crate::secrets::Rewrapped;
 use std::sync::Arc;
 
-/// Re-wrap every stored secret's data key under the current KEK and seal
-/// any still in clear, in one write transaction: all of them or, when one
+/// Re-wrap every stored secret's data key under the current KEK (a clear
+/// one is refused: the start before sealed them all), in one write
+/// transaction: all of them or, when one
 /// does not open (its KEK is not configured, or it does not
 /// authenticate), none.
 pub async fn rewrap(repo: &Arc<dyn Repository>) -> Result<Rewrapped> {
-    repo.write(|tx| tx.reseal_secrets(false)).await
+    repo.write(|tx| tx.reseal_secrets(crate::secrets::Pass::Rewrap))
+        .await
 }

@@ -373,11 +373,21 @@ impl PostgresRepository {
         })?;
         drop(client);
         repo.scope = scope.into();
+        // The development flag's throwaway KEK opens only a database this
+        // process created: one that existed before is refused before
+        // anything is written to it, migrations included (the pass below
+        // writes nothing under that KEK; it only refuses).
+        if repo.keyring.is_ephemeral() && repo.schema_version().await? > 0 {
+            (&repo as &dyn Repository)
+                .write(|tx| tx.reseal_secrets(crate::secrets::Pass::Start { seal_clear: false }))
+                .await?;
+        }
         repo.migrate().await?;
-        // Secrets an older build stored in clear (before the migration,
-        // or by one still running on this database since) are sealed now.
+        // Secrets an older build stored in clear (before the migration)
+        // are sealed now, and that none is left is recorded: from then on
+        // a clear value is refused.
         let sealed = (&repo as &dyn Repository)
-            .write(|tx| tx.reseal_secrets(true))
+            .write(|tx| tx.seal_at_start())
             .await?;
         if sealed.sealed > 0 {
             tracing::warn!(

@@ -15,7 +15,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, Session, StoredKey,
     TableSpec, Taken, Tx,
 };
-use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
+use crate::secrets::{Keyring, Pass, Resealed, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use deadpool_postgres::Transaction;
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use serde_json::{Map, Value};
@@ -1645,7 +1645,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     // ------------------------------------------------- secrets at rest
-    fn reseal_secrets(&mut self, clear_only: bool) -> Result<Rewrapped> {
+    fn reseal_secrets(&mut self, pass: Pass) -> Result<Rewrapped> {
         self.w()?;
         let keyring = self.keyring;
         let mut out = Rewrapped {
@@ -1653,12 +1653,15 @@ impl Tx for PgTx<'_, '_> {
             ..Rewrapped::default()
         };
         // Every start makes the clear-only pass: it reads only what SQL
-        // can tell is in clear, and every realm's bundle seed (a handful),
-        // which it opens: a KEK that does not open this database is
+        // can tell is in clear, and every realm's bundle seed and newest
+        // signing key (a handful), which it opens: a KEK that does not open this database is
         // refused at start, not at the first publish. No realm lock: each value is rewritten
         // only if it is still the one read (a writer that changed it
         // meanwhile sealed it under the current KEK already).
-        let only_clear = |cond: String| if clear_only { cond } else { "TRUE".to_owned() };
+        let only_clear = |cond: String| match pass {
+            Pass::Start { .. } => cond,
+            Pass::Rewrap => "TRUE".to_owned(),
+        };
         let clear_text = |col: &str| {
             format!(
                 "left({col}, {}) <> '{SEALED_TEXT_PREFIX}'",
@@ -1676,14 +1679,20 @@ impl Tx for PgTx<'_, '_> {
         let seeds = self.query("SELECT name, bundle_key FROM realms ORDER BY name", &[])?;
         for r in &seeds {
             let (name, stored): (String, Vec<u8>) = (get(r, 0)?, get(r, 1)?);
-            keyring.open(&Slot::bundle_seed(&name), &stored)?;
-            let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
-            if let Some(new) = out.count(resealed) {
+            // Resealing first: the throwaway KEK refuses what it did
+            // not seal before anything else is said about it. A value it
+            // left as it was is opened (one it sealed was clear; one it
+            // re-wrapped it opened).
+            let resealed = keyring.reseal(&Slot::bundle_seed(&name), &stored, pass)?;
+            if resealed == Resealed::Unchanged {
+                keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            }
+            out.count(resealed, |new| {
                 exec(
                     "UPDATE realms SET bundle_key = $1 WHERE name = $2 AND bundle_key = $3",
                     &[&new, &name, &stored],
-                )?;
-            }
+                )
+            })?;
         }
 
         let keys = self.query(
@@ -1696,13 +1705,30 @@ impl Tx for PgTx<'_, '_> {
         for r in &keys {
             let (realm, kid, stored): (String, String, String) =
                 (get(r, 0)?, get(r, 1)?, get(r, 2)?);
-            let resealed =
-                keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
-            if let Some(new) = out.count(resealed) {
+            let resealed = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, pass)?;
+            out.count(resealed, |new| {
                 exec(
                     "UPDATE signing_keys SET key = $1 WHERE realm = $2 AND kid = $3 AND key = $4",
                     &[&text(new)?, &realm, &kid, &stored],
-                )?;
+                )
+            })?;
+        }
+
+        if matches!(pass, Pass::Start { .. }) {
+            // And each realm's newest signing key, opened: a KEK that
+            // opens the seeds but not the token keys (a retired KEK
+            // removed too early) is refused at start too.
+            let newest = self.query(
+                "SELECT DISTINCT ON (realm) realm, kid, key FROM signing_keys
+                 ORDER BY realm, created_at DESC, kid",
+                &[],
+            )?;
+            for r in &newest {
+                let (realm, kid, stored): (String, String, String) =
+                    (get(r, 0)?, get(r, 1)?, get(r, 2)?);
+                if stored.starts_with(SEALED_TEXT_PREFIX) {
+                    keyring.open_text(&Slot::signing_key(&realm, &kid), &stored)?;
+                }
             }
         }
 
@@ -1717,15 +1743,39 @@ impl Tx for PgTx<'_, '_> {
         for r in &totps {
             let (realm, user, stored): (String, String, String) =
                 (get(r, 0)?, get(r, 1)?, get(r, 2)?);
-            let resealed = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
-            if let Some(new) = out.count(resealed) {
+            let resealed = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, pass)?;
+            out.count(resealed, |new| {
                 exec(
                     "UPDATE credentials SET totp_secret = $1
                      WHERE realm = $2 AND user_id = $3 AND totp_secret = $4",
                     &[&text(new)?, &realm, &user, &stored],
-                )?;
-            }
+                )
+            })?;
         }
         Ok(out)
+    }
+
+    fn sealed_only(&mut self) -> Result<bool> {
+        Ok(!self
+            .query(
+                "SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only'",
+                &[],
+            )?
+            .is_empty())
+    }
+
+    fn record_sealed_only(&mut self) -> Result<()> {
+        self.w()?;
+        let tx = self.tx;
+        // Two starts racing may both insert it: a second row changes
+        // nothing.
+        self.rt
+            .block_on(tx.execute(
+                "INSERT INTO secrets_at_rest (format) SELECT 'sealed-only'
+                 WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only')",
+                &[],
+            ))
+            .pg()?;
+        Ok(())
     }
 }

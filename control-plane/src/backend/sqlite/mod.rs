@@ -286,14 +286,14 @@ impl SqliteRepository {
             }
         }
         // Secrets an older build stored in clear (before the migration
-        // above, or by one still running on this file since) are sealed
-        // now, in the same transaction.
+        // above) are sealed now, in the same transaction, and that none
+        // is left is recorded: from then on a clear value is refused.
         let sealed = tx::SqliteTx {
             tx: &tx,
             writable: true,
             keyring: &keyring,
         }
-        .reseal_secrets(true)?;
+        .seal_at_start()?;
         tx.commit().sql()?;
         if sealed.sealed > 0 {
             tracing::warn!(

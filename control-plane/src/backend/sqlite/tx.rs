@@ -12,7 +12,7 @@ use crate::ports::repository::{
     Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
     Taken, Tx,
 };
-use crate::secrets::{Keyring, Rewrapped, SEALED_TEXT_PREFIX, Slot};
+use crate::secrets::{Keyring, Pass, Resealed, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use pdp_core::{Memory, Transition, UserRecord, UserState};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
@@ -1339,7 +1339,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     // ------------------------------------------------- secrets at rest
-    fn reseal_secrets(&mut self, clear_only: bool) -> Result<Rewrapped> {
+    fn reseal_secrets(&mut self, pass: Pass) -> Result<Rewrapped> {
         let keyring = self.keyring;
         let tx = self.w()?;
         let mut out = Rewrapped {
@@ -1347,13 +1347,19 @@ impl Tx for SqliteTx<'_> {
             ..Rewrapped::default()
         };
         // Every start makes the clear-only pass: it reads only what SQL
-        // can tell is in clear, and every realm's bundle seed (a handful),
-        // which it opens: a KEK that does not open this database is
+        // can tell is in clear, and every realm's bundle seed and newest
+        // signing key (a handful), which it opens: a KEK that does not open this database is
         // refused at start, not at the first publish.
-        let only_clear = |cond: String| if clear_only { cond } else { "1".to_owned() };
+        let only_clear = |cond: String| match pass {
+            Pass::Start { .. } => cond,
+            Pass::Rewrap => "1".to_owned(),
+        };
         let text = |v: Vec<u8>| {
             String::from_utf8(v).map_err(|_| Error::Internal("sealed text is not UTF-8".into()))
         };
+        // How many rows a compare-and-swap changed (only those count).
+        let rows =
+            |n: rusqlite::Result<usize>| n.sql().map(|n| u64::try_from(n).unwrap_or(u64::MAX));
 
         let seeds: Vec<(String, Vec<u8>)> = {
             let mut stmt = tx
@@ -1365,15 +1371,20 @@ impl Tx for SqliteTx<'_> {
                 .sql()?
         };
         for (name, stored) in seeds {
-            keyring.open(&Slot::bundle_seed(&name), &stored)?;
-            let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, clear_only)?;
-            if let Some(new) = out.count(r) {
-                tx.execute(
+            // Resealing first: the throwaway KEK refuses what it did
+            // not seal before anything else is said about it. A value it
+            // left as it was is opened (one it sealed was clear; one it
+            // re-wrapped it opened).
+            let r = keyring.reseal(&Slot::bundle_seed(&name), &stored, pass)?;
+            if r == Resealed::Unchanged {
+                keyring.open(&Slot::bundle_seed(&name), &stored)?;
+            }
+            out.count(r, |new| {
+                rows(tx.execute(
                     "UPDATE realms SET bundle_key = ?1 WHERE name = ?2 AND bundle_key = ?3",
                     params![new, name, stored],
-                )
-                .sql()?;
-            }
+                ))
+            })?;
         }
 
         let sealed_text = format!(
@@ -1392,13 +1403,37 @@ impl Tx for SqliteTx<'_> {
                 .sql()?
         };
         for (realm, kid, stored) in keys {
-            let r = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, clear_only)?;
-            if let Some(new) = out.count(r) {
-                tx.execute(
+            let r = keyring.reseal_text(&Slot::signing_key(&realm, &kid), &stored, pass)?;
+            out.count(r, |new| {
+                rows(tx.execute(
                     "UPDATE signing_keys SET key = ?1 WHERE realm = ?2 AND kid = ?3 AND key = ?4",
                     params![text(new)?, realm, kid, stored],
-                )
-                .sql()?;
+                ))
+            })?;
+        }
+
+        if matches!(pass, Pass::Start { .. }) {
+            // And each realm's newest signing key, opened: a KEK that
+            // opens the seeds but not the token keys (a retired KEK
+            // removed too early) is refused at start too.
+            let newest: Vec<(String, String, String)> = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT realm, kid, key FROM signing_keys AS s
+                         WHERE kid = (SELECT kid FROM signing_keys WHERE realm = s.realm
+                                      ORDER BY created_at DESC, kid LIMIT 1)
+                         ORDER BY realm",
+                    )
+                    .sql()?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .sql()?
+                    .collect::<rusqlite::Result<_>>()
+                    .sql()?
+            };
+            for (realm, kid, stored) in newest {
+                if stored.starts_with(SEALED_TEXT_PREFIX) {
+                    keyring.open_text(&Slot::signing_key(&realm, &kid), &stored)?;
+                }
             }
         }
 
@@ -1415,16 +1450,34 @@ impl Tx for SqliteTx<'_> {
                 .sql()?
         };
         for (realm, user, stored) in totps {
-            let r = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, clear_only)?;
-            if let Some(new) = out.count(r) {
-                tx.execute(
+            let r = keyring.reseal_text(&Slot::totp(&realm, &user), &stored, pass)?;
+            out.count(r, |new| {
+                rows(tx.execute(
                     "UPDATE credentials SET totp_secret = ?1
                      WHERE realm = ?2 AND user_id = ?3 AND totp_secret = ?4",
                     params![text(new)?, realm, user, stored],
-                )
-                .sql()?;
-            }
+                ))
+            })?;
         }
         Ok(out)
+    }
+
+    fn sealed_only(&mut self) -> Result<bool> {
+        exists(
+            self.tx,
+            "SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only'",
+            [],
+        )
+    }
+
+    fn record_sealed_only(&mut self) -> Result<()> {
+        self.w()?
+            .execute(
+                "INSERT INTO secrets_at_rest (format) SELECT 'sealed-only'
+                 WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest WHERE format = 'sealed-only')",
+                [],
+            )
+            .sql()?;
+        Ok(())
     }
 }
