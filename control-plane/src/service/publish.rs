@@ -849,7 +849,19 @@ impl Service {
     }
 
     async fn resign_head(&self, realm: &str) -> Result<Option<Resigned>> {
-        let Some(_lock) = self.repo.lock_publisher(realm).await? else {
+        // A lock just released may take a moment to be free again (on
+        // PostgreSQL the unlock is sent after the guard is dropped): wait
+        // that long, no longer; a realm really being published is left
+        // to its publisher.
+        let mut lock = None;
+        for pause in [1, 2, 4, 8, 16, 32] {
+            lock = self.repo.lock_publisher(realm).await?;
+            if lock.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        }
+        let Some(_lock) = lock else {
             return Ok(None);
         };
         let signer = self.bundle_signer(realm).await?;
