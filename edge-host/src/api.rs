@@ -466,16 +466,7 @@ fn authzen_search(
             None => snapshot(realm)?,
         };
         if s.realms.is_stale(realm, &snap, t) {
-            return Err(Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stale_bundle",
-                "The policy bundle is too old",
-                format!(
-                    "realm {:?} revision {} is older than the allowed staleness",
-                    realm.name(),
-                    snap.revision()
-                ),
-            ));
+            return Err(Problem::stale_bundle(realm.name(), snap.revision()));
         }
         let body = search.run(kind, &snap).map_err(|e| match e {
             authzen::SearchFailure::Invalid(m) => Problem::bad_request("invalid_request", m),
@@ -512,17 +503,7 @@ pub async fn readyz(State(s): Shared) -> Response {
         match realm.snapshot() {
             None => return Problem::no_bundle(realm.name()).into_response(),
             Some(snap) if s.realms.is_stale(realm, &snap, t) => {
-                return Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "stale_bundle",
-                    "The policy bundle is too old",
-                    format!(
-                        "realm {:?} revision {} is older than the allowed staleness",
-                        realm.name(),
-                        snap.revision()
-                    ),
-                )
-                .into_response();
+                return Problem::stale_bundle(realm.name(), snap.revision()).into_response();
             }
             Some(_) => {}
         }

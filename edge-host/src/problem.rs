@@ -66,6 +66,16 @@ impl Problem {
         )
     }
 
+    /// 503: the realm's bundle is older than the staleness limit allows.
+    pub fn stale_bundle(realm: &str, revision: u64) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stale_bundle",
+            "The policy bundle is too old",
+            format!("realm {realm:?} revision {revision} is older than the allowed staleness"),
+        )
+    }
+
     /// 400 naming the realm that could not be chosen.
     pub fn unknown_realm(detail: impl Into<String>) -> Problem {
         Problem::new(
