@@ -142,6 +142,45 @@ pub fn token_revision(token: &str) -> Option<u64> {
     serde_json::from_slice::<Cursor>(&bytes).ok().map(|c| c.r)
 }
 
+/// Every id of an entity type (bundle entities and, for the user type,
+/// directory users), sorted, per type; built once per snapshot on a
+/// search's first need, so a page resumes by position instead of building
+/// and sorting the list again.
+#[derive(Debug, Default)]
+pub(crate) struct SortedIds {
+    by_type:
+        std::sync::Mutex<std::collections::HashMap<EntityTypeName, std::sync::Arc<[Box<str>]>>>,
+}
+
+impl SortedIds {
+    fn of(&self, snap: &Snapshot, ty: &EntityTypeName) -> std::sync::Arc<[Box<str>]> {
+        if let Ok(map) = self.by_type.lock()
+            && let Some(ids) = map.get(ty)
+        {
+            return std::sync::Arc::clone(ids);
+        }
+        let statics = snap.statics();
+        let mut ids: Vec<Box<str>> = statics
+            .map
+            .keys()
+            .filter(|uid| uid.type_name() == ty)
+            .map(|uid| uid.id().unescaped().into())
+            .collect();
+        if ty == &statics.user_type
+            && let Some(dir) = snap.directory()
+        {
+            ids.extend(dir.iter().map(|u| u.id().into()));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let ids: std::sync::Arc<[Box<str>]> = ids.into();
+        if let Ok(mut map) = self.by_type.lock() {
+            map.insert(ty.clone(), std::sync::Arc::clone(&ids));
+        }
+        ids
+    }
+}
+
 /// Which side of the request is searched.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -369,13 +408,13 @@ impl Snapshot {
 
     /// The ids of the entities of `ty` the permits' constraints on `side`
     /// admit, in id order, after `after`.
-    fn candidates(
-        &self,
+    fn candidates<'s>(
+        &'s self,
         ty: &EntityTypeName,
         side: Side,
         permits: Option<&PolicySet>,
         after: Option<&str>,
-    ) -> Vec<String> {
+    ) -> Box<dyn Iterator<Item = String> + 's> {
         // What the permits admit: `None` for any entity of the type.
         let mut exact: BTreeSet<EntityUid> = BTreeSet::new();
         let mut below: BTreeSet<EntityUid> = BTreeSet::new();
@@ -403,6 +442,24 @@ impl Snapshot {
         }
         let statics = self.statics();
         let is_user_type = ty == &statics.user_type;
+        if open {
+            // Every entity of the type: from the sorted ids, resuming by
+            // position; users asked about as principals only when Active.
+            let ids = self.search_ids().of(self, ty);
+            let start = after.map_or(0, |a| ids.partition_point(|id| &**id <= a));
+            let directory = self
+                .directory()
+                .filter(|_| is_user_type && side == Side::Principal);
+            return Box::new((start..ids.len()).filter_map(move |i| {
+                let id = ids.get(i)?;
+                if let Some(dir) = directory
+                    && !dir.get(id).is_none_or(|u| u.state().is_authorizable())
+                {
+                    return None;
+                }
+                Some(id.to_string())
+            }));
+        }
         // The groups and roles at or below an `in` target: a user is below
         // the target when one of their direct groups or roles is.
         let containers: BTreeSet<&str> = if is_user_type && !open {
@@ -459,14 +516,14 @@ impl Snapshot {
         }
         out.sort_unstable();
         out.dedup();
-        out
+        Box::new(out.into_iter())
     }
 
     /// Ask about each candidate in order until a page is full (and one
     /// more is allowed, so the page knows whether another follows).
     fn collect(
         &self,
-        candidates: Vec<String>,
+        candidates: impl Iterator<Item = String>,
         limit: usize,
         key: &str,
         ty: &str,

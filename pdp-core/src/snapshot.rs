@@ -56,6 +56,9 @@ pub struct Snapshot {
     directory: Option<Directory>,
     verifier: Option<Arc<Verifier>>,
     routes: Option<Arc<RouteTable>>,
+    /// Every id of an entity type, sorted, built on a search's first need
+    /// (new, empty, for every new snapshot): pages resume in it by position.
+    search_ids: Arc<crate::search::SortedIds>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -298,6 +301,7 @@ impl Snapshot {
             directory,
             verifier,
             routes,
+            search_ids: Arc::default(),
         })
     }
 
@@ -357,6 +361,7 @@ impl Snapshot {
             verifier,
             // The directory changed: nothing built for the old one is valid.
             users: Arc::new(crate::user_cache::UserCache::new(self.users_capacity)),
+            search_ids: Arc::default(),
             ..self.clone()
         })
     }
@@ -435,6 +440,11 @@ impl Snapshot {
     pub fn issuer(&self) -> Option<&str> {
         self.verifier.as_deref().map(Verifier::issuer)
     }
+    /// The sorted ids of every entity of a type (searches' candidates).
+    pub(crate) fn search_ids(&self) -> &crate::search::SortedIds {
+        &self.search_ids
+    }
+
     /// The bundle's non-user entities and the type names in use.
     pub(crate) fn statics(&self) -> &Statics {
         &self.statics
