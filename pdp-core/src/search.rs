@@ -209,8 +209,8 @@ impl Snapshot {
         {
             return Ok(self.found(Vec::new(), None, &key));
         }
-        let permits = self.permits(&action, principal.type_name(), &ty);
-        let candidates = self.candidates(&ty, Side::Resource, permits.as_ref(), after.as_deref());
+        let scoped = self.scoped_policies(&action, principal.type_name(), &ty);
+        let candidates = self.candidates(&ty, Side::Resource, scoped, after.as_deref());
         self.collect(candidates, limit, &key, &q.resource_type, |id| Request {
             principal: q.principal.clone(),
             action: q.action.clone(),
@@ -231,8 +231,8 @@ impl Snapshot {
         let ty = self.type_name(&q.subject_type)?;
         let action = self.uid(&q.action)?;
         let resource = self.uid(&q.resource)?;
-        let permits = self.permits(&action, &ty, resource.type_name());
-        let candidates = self.candidates(&ty, Side::Principal, permits.as_ref(), after.as_deref());
+        let scoped = self.scoped_policies(&action, &ty, resource.type_name());
+        let candidates = self.candidates(&ty, Side::Principal, scoped, after.as_deref());
         self.collect(candidates, limit, &key, &q.subject_type, |id| Request {
             principal: EntityRef::new(q.subject_type.clone(), id),
             action: q.action.clone(),
@@ -390,36 +390,25 @@ impl Snapshot {
         }
     }
 
-    /// The `permit` policies that can apply (`None`: not indexed, so any).
-    fn permits(
-        &self,
-        action: &EntityUid,
-        principal: &EntityTypeName,
-        resource: &EntityTypeName,
-    ) -> Option<PolicySet> {
-        let scoped = self.scoped_policies(action, principal, resource)?;
-        let mut out = PolicySet::new();
-        for p in scoped.policies().filter(|p| p.effect() == Effect::Permit) {
-            // A copy failure only loses narrowing, never an answer.
-            out.add(p.clone()).ok()?;
-        }
-        Some(out)
-    }
-
-    /// The ids of the entities of `ty` the permits' constraints on `side`
-    /// admit, in id order, after `after`.
+    /// The ids of the entities of `ty` that the constraints on `side` of
+    /// the `permit` policies in `scoped` (the policies that can apply;
+    /// `None`: not indexed, so any) admit, in id order, after `after`.
     fn candidates<'s>(
         &'s self,
         ty: &EntityTypeName,
         side: Side,
-        permits: Option<&PolicySet>,
+        scoped: Option<&PolicySet>,
         after: Option<&str>,
     ) -> Box<dyn Iterator<Item = String> + 's> {
         // What the permits admit: `None` for any entity of the type.
         let mut exact: BTreeSet<EntityUid> = BTreeSet::new();
         let mut below: BTreeSet<EntityUid> = BTreeSet::new();
-        let mut open = permits.is_none();
-        for p in permits.iter().flat_map(|s| s.policies()) {
+        let mut open = scoped.is_none();
+        let permits = scoped
+            .iter()
+            .flat_map(|s| s.policies())
+            .filter(|p| p.effect() == Effect::Permit);
+        for p in permits {
             let (eq, within, any) = match side {
                 Side::Principal => match p.principal_constraint() {
                     PrincipalConstraint::Any | PrincipalConstraint::Is(_) => (None, None, true),
