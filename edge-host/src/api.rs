@@ -117,15 +117,6 @@ fn finish<T: serde::Serialize>(
     }
 }
 
-/// AuthZEN: the request's `X-Request-ID`, if any, is echoed on the answer
-/// (success or problem), so a PEP can match them.
-fn with_request_id(headers: &axum::http::HeaderMap, mut resp: Response) -> Response {
-    if let Some(id) = headers.get("x-request-id").filter(|v| v.len() <= 256) {
-        resp.headers_mut().insert("x-request-id", id.clone());
-    }
-    resp
-}
-
 /// `GET /.well-known/authzen-configuration`: the AuthZEN metadata of this
 /// PDP (the evaluation endpoints it serves) under its configured
 /// identifier. Never built from the request's `Host`: a client (or a cache
@@ -316,16 +307,16 @@ pub async fn authzen_evaluation(
     let r = (|| {
         let (realm, value) = parse_body(&body)?;
         let eval: authzen::Evaluation = shape(value)?;
-        let req = eval
-            .to_request()
-            .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
+        let req = eval
+            .to_request(snap.authzen_types())
+            .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
         redact(&s, &headers, realm, &mut a);
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
-    with_request_id(&headers, finish(&s.metrics, started, r))
+    finish(&s.metrics, started, r)
 }
 
 /// `POST /access/v1/evaluations`
@@ -367,7 +358,7 @@ pub async fn authzen_evaluations(
         for item in items {
             let req = item
                 .or(&batch.defaults)
-                .to_request()
+                .to_request(snap.authzen_types())
                 .map_err(|m| Problem::bad_request("invalid_request", m))?;
             let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
             redact(&s, &headers, realm, &mut a);
@@ -388,7 +379,7 @@ pub async fn authzen_evaluations(
             json!({ "evaluations": out }),
         ))
     })();
-    with_request_id(&headers, finish(&s.metrics, started, r))
+    finish(&s.metrics, started, r)
 }
 
 /// `POST /access/v1/search/subject`
@@ -475,7 +466,7 @@ fn authzen_search(
         let any = body["results"].as_array().is_some_and(|r| !r.is_empty());
         Ok((if any { Outcome::Allow } else { Outcome::Deny }, body))
     })();
-    with_request_id(&headers, finish(&s.metrics, started, r))
+    finish(&s.metrics, started, r)
 }
 
 /// A by-id decision on a bundle that is not stale.

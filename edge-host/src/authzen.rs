@@ -4,8 +4,11 @@
 //! `subject` -> principal (`type`, `id`), `action.name` -> `Action::"<name>"`,
 //! `resource` -> resource; `properties` of the resource (and of a subject
 //! that is not a directory user) become that entity's attributes for this
-//! request; `context` is the Cedar context.
+//! request; `context` is the Cedar context. Entity types are the PEP's
+//! names, translated by the realm's type map (`authzen.json`, see
+//! [`pdp_core::authzen`]); a name it does not hold is a Cedar type name.
 
+use pdp_core::authzen::TypeMap;
 use pdp_core::decision::{Answer, Decision, EntityRef, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -121,27 +124,38 @@ impl Evaluation {
         }
     }
 
-    /// The pdp-core request, or what is missing.
-    pub fn to_request(&self) -> Result<Request, String> {
+    /// The pdp-core request, with types translated by the realm's type
+    /// map, or what is missing.
+    pub fn to_request(&self, types: Option<&TypeMap>) -> Result<Request, String> {
         let subject = self.subject.as_ref().ok_or("subject is required")?;
         let action = self.action.as_ref().ok_or("action is required")?;
         let resource = self.resource.as_ref().ok_or("resource is required")?;
         let mut entities = Vec::new();
         for e in [subject, resource] {
             if let Some(props) = &e.properties {
+                // A directory user's record wins over these (pdp-core never
+                // lets a supplied entity replace a directory user or a
+                // bundle entity): properties describe only what the realm
+                // does not hold.
                 entities.push(
-                    json!({"uid": {"type": e.ty, "id": e.id}, "attrs": props, "parents": []}),
+                    json!({"uid": {"type": cedar_type(types, &e.ty), "id": e.id},
+                    "attrs": props, "parents": []}),
                 );
             }
         }
         Ok(Request {
-            principal: EntityRef::new(&subject.ty, &subject.id),
+            principal: EntityRef::new(cedar_type(types, &subject.ty), &subject.id),
             action: EntityRef::new("Action", &action.name),
-            resource: EntityRef::new(&resource.ty, &resource.id),
+            resource: EntityRef::new(cedar_type(types, &resource.ty), &resource.id),
             context: Value::Object(self.context.clone().unwrap_or_default()),
             entities,
         })
     }
+}
+
+/// The Cedar type a PEP's type name stands for in a realm.
+fn cedar_type<'a>(types: Option<&'a TypeMap>, name: &'a str) -> &'a str {
+    types.map_or(name, |m| m.cedar_type(name))
 }
 
 /// A subject or resource in a search: the searched side names only its
@@ -225,18 +239,27 @@ impl Search {
         })
     }
 
-    fn entity(e: Option<&SearchEntity>, what: &str) -> Result<EntityRef, String> {
+    fn entity(
+        e: Option<&SearchEntity>,
+        what: &str,
+        types: Option<&TypeMap>,
+    ) -> Result<EntityRef, String> {
         let e = e.ok_or(format!("{what} is required"))?;
         let id = e.id.as_ref().ok_or(format!("{what}.id is required"))?;
-        Ok(EntityRef::new(&e.ty, id))
+        Ok(EntityRef::new(cedar_type(types, &e.ty), id))
     }
 
-    fn searched(e: Option<&SearchEntity>, what: &str) -> Result<String, String> {
+    /// The searched side's type: (the PEP's name, the Cedar type).
+    fn searched<'a>(
+        e: Option<&'a SearchEntity>,
+        what: &str,
+        types: Option<&'a TypeMap>,
+    ) -> Result<(&'a str, String), String> {
         let e = e.ok_or(format!("{what} is required (its type)"))?;
         if e.id.is_some() {
             return Err(format!("{what}.id: the searched side names only a type"));
         }
-        Ok(e.ty.clone())
+        Ok((&e.ty, cedar_type(types, &e.ty).to_owned()))
     }
 
     fn context(&self) -> Value {
@@ -244,7 +267,10 @@ impl Search {
     }
 
     /// Run this search of `kind` on `snap`: the AuthZEN response body.
+    /// Results of a subject or resource search carry the type name the
+    /// request used.
     pub fn run(&self, kind: SearchKind, snap: &pdp_core::Snapshot) -> Result<Value, SearchFailure> {
+        let types = snap.authzen_types();
         if [&self.subject, &self.resource]
             .into_iter()
             .flatten()
@@ -263,22 +289,35 @@ impl Search {
             Ok(EntityRef::new("Action", &a.name))
         };
         let invalid = SearchFailure::Invalid;
+        // The searched type as the request named it: results carry it.
+        let mut asked = "";
         let found = match kind {
-            SearchKind::Subject => snap.search_subjects(&pdp_core::search::SubjectSearch {
-                subject_type: Self::searched(self.subject.as_ref(), "subject").map_err(invalid)?,
-                action: action()?,
-                resource: Self::entity(self.resource.as_ref(), "resource").map_err(invalid)?,
-                context: self.context(),
-                page,
-            }),
-            SearchKind::Resource => snap.search_resources(&pdp_core::search::ResourceSearch {
-                principal: Self::entity(self.subject.as_ref(), "subject").map_err(invalid)?,
-                action: action()?,
-                resource_type: Self::searched(self.resource.as_ref(), "resource")
-                    .map_err(invalid)?,
-                context: self.context(),
-                page,
-            }),
+            SearchKind::Subject => {
+                let (name, subject_type) =
+                    Self::searched(self.subject.as_ref(), "subject", types).map_err(invalid)?;
+                asked = name;
+                snap.search_subjects(&pdp_core::search::SubjectSearch {
+                    subject_type,
+                    action: action()?,
+                    resource: Self::entity(self.resource.as_ref(), "resource", types)
+                        .map_err(invalid)?,
+                    context: self.context(),
+                    page,
+                })
+            }
+            SearchKind::Resource => {
+                let (name, resource_type) =
+                    Self::searched(self.resource.as_ref(), "resource", types).map_err(invalid)?;
+                asked = name;
+                snap.search_resources(&pdp_core::search::ResourceSearch {
+                    principal: Self::entity(self.subject.as_ref(), "subject", types)
+                        .map_err(invalid)?,
+                    action: action()?,
+                    resource_type,
+                    context: self.context(),
+                    page,
+                })
+            }
             SearchKind::Action => {
                 if self.action.is_some() {
                     return Err(SearchFailure::Invalid(
@@ -286,8 +325,10 @@ impl Search {
                     ));
                 }
                 snap.search_actions(&pdp_core::search::ActionSearch {
-                    principal: Self::entity(self.subject.as_ref(), "subject").map_err(invalid)?,
-                    resource: Self::entity(self.resource.as_ref(), "resource").map_err(invalid)?,
+                    principal: Self::entity(self.subject.as_ref(), "subject", types)
+                        .map_err(invalid)?,
+                    resource: Self::entity(self.resource.as_ref(), "resource", types)
+                        .map_err(invalid)?,
                     context: self.context(),
                     page,
                 })
@@ -299,7 +340,7 @@ impl Search {
             .iter()
             .map(|r| match kind {
                 SearchKind::Action => json!({"name": r.id}),
-                _ => json!({"type": r.ty, "id": r.id}),
+                _ => json!({"type": asked, "id": r.id}),
             })
             .collect();
         let count = results.len();

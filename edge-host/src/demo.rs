@@ -70,6 +70,11 @@ fn policies() -> BTreeMap<String, Vec<u8>> {
     );
     add(
         &mut files,
+        "authzen.json",
+        include_str!("../../policies/authzen.json"),
+    );
+    add(
+        &mut files,
         "identity.json",
         include_str!("../../policies/identity.json"),
     );

@@ -58,12 +58,12 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
 
 /// The routes and hardening layers over `state`.
 pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
-    let mut routes = Router::new();
+    let mut routes = Router::<Arc<api::AppState>>::new();
     if state.demo.is_some() {
         // Demo mode only: with a bundle or a source there is no such route.
         routes = routes.route(demo::TOKEN_PATH, get(demo::token));
     }
-    routes
+    let routes = routes
         .route("/v1/is_authorized", post(api::is_authorized))
         .route("/v1/batch_is_authorized", post(api::batch_is_authorized))
         .route(
@@ -98,7 +98,24 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/v1/status", get(api::status))
         .fallback(api::not_found)
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    harden(routes, &state, config)
+}
+
+/// The layers every route is served through: a handler that panics is
+/// answered 500 (problem+json, counted in `/metrics`) and the host keeps
+/// serving; an `X-Request-ID` is echoed on every response, errors
+/// included; body size, time and concurrency are bounded.
+pub fn harden(routes: Router, state: &Arc<api::AppState>, config: &Config) -> Router {
+    let panicked = {
+        let state = Arc::clone(state);
+        move |_: Box<dyn std::any::Any + Send + 'static>| {
+            state.metrics.record_panic();
+            axum::response::IntoResponse::into_response(problem::Problem::internal())
+        }
+    };
+    routes
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             config.max_body_bytes,
         ))
@@ -108,6 +125,9 @@ pub fn router(state: Arc<api::AppState>, config: &Config) -> Router {
         ))
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.max_concurrency,
+        ))
+        .layer(tower_http::propagate_header::PropagateHeaderLayer::new(
+            axum::http::HeaderName::from_static("x-request-id"),
         ))
 }
 

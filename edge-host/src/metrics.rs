@@ -19,6 +19,7 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_nanos: AtomicU64,
+    panics: AtomicU64,
 }
 
 /// What a decision came to, for counting.
@@ -50,6 +51,16 @@ impl Metrics {
         self.count.fetch_add(1, Relaxed);
         self.sum_nanos
             .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// Count a request whose handler panicked (answered 500).
+    pub fn record_panic(&self) {
+        self.panics.fetch_add(1, Relaxed);
+    }
+
+    /// Requests whose handler panicked.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Relaxed)
     }
 
     /// Decisions counted with `outcome`.
@@ -99,5 +110,14 @@ impl Metrics {
             self.sum_nanos.load(Relaxed) as f64 / 1e9
         );
         let _ = writeln!(out, "gatehouse_decision_duration_seconds_count {count}");
+        out.push_str(
+            "# HELP gatehouse_handler_panics_total Requests answered 500 because their handler panicked.\n",
+        );
+        out.push_str("# TYPE gatehouse_handler_panics_total counter\n");
+        let _ = writeln!(
+            out,
+            "gatehouse_handler_panics_total {}",
+            self.panics.load(Relaxed)
+        );
     }
 }

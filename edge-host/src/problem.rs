@@ -56,6 +56,17 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
     }
 
+    /// 500: the host failed, not the request (a handler panicked). The
+    /// detail never carries the panic's message: it may hold request data.
+    pub fn internal() -> Problem {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the host failed to answer this request; nothing was allowed, and the failure is counted in /metrics",
+        )
+    }
+
     /// 503: no bundle loaded for the realm (fail closed).
     pub fn no_bundle(realm: &str) -> Problem {
         Problem::new(

@@ -304,6 +304,7 @@ async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
             json!({"evaluations": [one.clone()]}),
         ),
         ("/access/v1/evaluation", json!({"subject": 3})),
+        ("/access/v1/nowhere", one.clone()),
     ] {
         let req = Request::post(path)
             .header("content-type", "application/json")
@@ -2044,4 +2045,154 @@ async fn a_search_page_token_outlives_a_swap_to_a_newer_revision() {
         (StatusCode::BAD_REQUEST, Some("cursor_expired")),
         "{v}"
     );
+}
+
+/// Issue 18 item 2: an AuthZEN PEP's own type names (the realm's
+/// `authzen.json`: `user` -> `User`, `document` -> `Document`) reach the
+/// directory and the policies unchanged, in evaluations and searches;
+/// a name neither mapped nor a Cedar type is refused; searches answer in
+/// the name they were asked in.
+#[tokio::test]
+async fn authzen_type_names_of_the_pep_map_onto_the_realm() {
+    let app = service_app();
+    let names = |user: &str, doc: &str, id: &str, rid: &str| {
+        json!({"subject": {"type": user, "id": id}, "action": {"name": "readDocument"},
+            "resource": {"type": doc, "id": rid}})
+    };
+    for (id, rid, allowed) in [
+        ("alice", "design-doc", true),
+        ("alice", "salaries", false),
+        ("bob", "design-doc", false),
+        ("dave", "design-doc", false),
+    ] {
+        let mut answers = Vec::new();
+        for (user, doc) in [("User", "Document"), ("user", "document")] {
+            let (s, _, v) = call(
+                &app,
+                "POST",
+                "/access/v1/evaluation",
+                Some(names(user, doc, id, rid)),
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            answers.push(v);
+        }
+        assert_eq!(answers[0], answers[1], "{id} {rid}");
+        assert_eq!(answers[0]["decision"], allowed, "{id} {rid}");
+    }
+    let batch = json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "readDocument"},
+        "evaluations": [{"resource": {"type": "document", "id": "design-doc"}},
+                        {"resource": {"type": "document", "id": "salaries"}}]});
+    let (_, _, v) = call(&app, "POST", "/access/v1/evaluations", Some(batch)).await;
+    assert_eq!(v["evaluations"][0]["decision"], true, "{v}");
+    assert_eq!(v["evaluations"][1]["decision"], false, "{v}");
+
+    // Searches: the same ids whichever name is used, typed as asked.
+    let docs = |ty: &str| {
+        json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "readDocument"},
+            "resource": {"type": ty}})
+    };
+    let (pep, _) = every_page(&app, "resource", None, docs("document")).await;
+    let (cedar, _) = every_page(&app, "resource", None, docs("Document")).await;
+    assert!(pep.len() >= 2, "{pep:?}");
+    assert_eq!(pep.len(), cedar.len());
+    for (p, c) in pep.iter().zip(&cedar) {
+        assert_eq!((&p["type"], &p["id"]), (&json!("document"), &c["id"]));
+        assert_eq!(c["type"], "Document");
+    }
+    let who = json!({"subject": {"type": "user"}, "action": {"name": "readDocument"},
+        "resource": {"type": "document", "id": "design-doc"}});
+    let (users, _) = every_page(&app, "subject", Some(SERVICE_SECRET), who).await;
+    assert!(
+        users.contains(&json!({"type": "user", "id": "alice"})),
+        "{users:?}"
+    );
+    let what = json!({"subject": {"type": "user", "id": "alice"}, "resource": {"type": "document", "id": "design-doc"}});
+    let (actions, _) = every_page(&app, "action", None, what).await;
+    assert!(
+        actions.contains(&json!({"name": "readDocument"})),
+        "{actions:?}"
+    );
+
+    // A name the map does not hold and the schema does not know.
+    let (s, _, v) = call(
+        &app,
+        "POST",
+        "/access/v1/evaluation",
+        Some(names("user", "todo", "alice", "t1")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = search(&app, "resource", None, docs("todo")).await;
+    assert_eq!(
+        (s, v["errors"][0]["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        "{v}"
+    );
+}
+
+/// Issue 18 item 2: `properties` sent for a directory user (or a bundle
+/// entity) never override the realm's record, under either type name.
+#[tokio::test]
+async fn authzen_properties_never_override_the_directory() {
+    let app = default_app();
+    for ty in ["User", "user"] {
+        // alice is level 3: the secret document needs 5.
+        let elevate = json!({"subject": {"type": ty, "id": "alice", "properties": {"level": 9, "department": "finance"}},
+            "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "salaries"}});
+        let (s, _, v) = call(&app, "POST", "/access/v1/evaluation", Some(elevate)).await;
+        assert_eq!((s, &v["decision"]), (StatusCode::OK, &json!(false)), "{v}");
+        // dave is Suspended whatever the request says.
+        let revive = json!({"subject": {"type": ty, "id": "dave", "properties": {"state": "Active"}},
+            "action": {"name": "readDocument"}, "resource": {"type": "Document", "id": "design-doc"}});
+        let (_, _, v) = call(&app, "POST", "/access/v1/evaluation", Some(revive)).await;
+        assert_eq!(v["decision"], false, "{v}");
+        assert_eq!(v["context"]["reason"], "no_permit", "{v}");
+    }
+    // A bundle document's owner cannot be claimed either.
+    let claim = json!({"subject": {"type": "User", "id": "bob"}, "action": {"name": "readDocument"},
+        "resource": {"type": "Document", "id": "design-doc", "properties": {"owner": {"__entity": {"type": "User", "id": "bob"}},
+            "department": "it", "classification": "internal"}}});
+    let (_, _, v) = call(&app, "POST", "/access/v1/evaluation", Some(claim)).await;
+    assert_eq!(v["decision"], false, "{v}");
+}
+
+/// The AuthZEN 500: a handler that fails (panics) is answered with an
+/// `internal` problem through the layers every route is served with, the
+/// request id echoed, the panic counted, and the host keeps answering.
+#[tokio::test]
+async fn a_failing_handler_is_answered_500_and_counted() {
+    let config = keyed(Config::default());
+    let (_, state) = edge_host::app(&config).unwrap();
+    let routes = Router::new()
+        .route(
+            "/access/v1/evaluation",
+            // A defect: reads past the end of the body it was given.
+            axum::routing::post(|body: String| async move {
+                let bytes = body.as_bytes();
+                bytes[bytes.len() + 1].to_string()
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let app = edge_host::harden(routes, &state, &config);
+    for n in 1..=2 {
+        let req = Request::post("/access/v1/evaluation")
+            .header("x-request-id", "req-500")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()["x-request-id"], "req-500");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["errors"][0]["kind"], "internal", "{v}");
+        assert!(!v.to_string().contains("index out of bounds"), "{v}");
+        assert_eq!(state.metrics.panics(), n);
+    }
+    let (s, _, _) = call(&app, "GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut text = String::new();
+    state.metrics.render(&mut text);
+    assert!(text.contains("gatehouse_handler_panics_total 2"), "{text}");
 }

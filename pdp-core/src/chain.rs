@@ -469,12 +469,14 @@ pub fn compact<E>(
     })
 }
 
-/// The members whose replacement means recompiling the Cedar state.
-const CEDAR: [&str; 4] = [
+/// The members whose replacement means recompiling the Cedar state (the
+/// AuthZEN type map is checked against the schema, so it goes with it).
+const CEDAR: [&str; 5] = [
     member::SCHEMA,
     member::POLICIES,
     member::LINKS,
     member::ENTITIES,
+    member::AUTHZEN,
 ];
 
 /// What one delta changes, read from its verified bundle: the one place

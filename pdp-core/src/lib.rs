@@ -17,6 +17,7 @@
 )]
 
 mod authorize;
+pub mod authzen;
 pub mod bundle;
 pub mod chain;
 pub mod decision;

@@ -25,14 +25,18 @@ pub mod member {
     pub const USERS: &str = "users.jsonl";
     /// Forward-auth route table.
     pub const ROUTES: &str = "routes.json";
+    /// AuthZEN type names (`user` -> `User`), see [`crate::authzen`].
+    pub const AUTHZEN: &str = "authzen.json";
     /// Identity settings in a bundle *source* directory (copied into the manifest).
     pub const IDENTITY: &str = "identity.json";
 
     /// Members a bundle archive may hold besides the manifest and signature.
-    pub const CONTENT: [&str; 6] = [SCHEMA, POLICIES, LINKS, ENTITIES, USERS, ROUTES];
+    pub const CONTENT: [&str; 7] = [SCHEMA, POLICIES, LINKS, ENTITIES, USERS, ROUTES, AUTHZEN];
 
     /// Files a bundle *source directory* may hold (`policies.cedar` is required).
-    pub const SOURCE: [&str; 7] = [SCHEMA, POLICIES, LINKS, ENTITIES, USERS, ROUTES, IDENTITY];
+    pub const SOURCE: [&str; 8] = [
+        SCHEMA, POLICIES, LINKS, ENTITIES, USERS, ROUTES, AUTHZEN, IDENTITY,
+    ];
 }
 
 /// Whether a bundle is a whole realm or a change on top of one revision.

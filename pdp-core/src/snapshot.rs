@@ -56,6 +56,8 @@ pub struct Snapshot {
     directory: Option<Directory>,
     verifier: Option<Arc<Verifier>>,
     routes: Option<Arc<RouteTable>>,
+    /// The AuthZEN type names (`authzen.json`), if the bundle has them.
+    authzen_types: Option<Arc<crate::authzen::TypeMap>>,
     /// Every id of an entity type, sorted, built on a search's first need
     /// (new, empty, for every new snapshot): pages resume in it by position.
     search_ids: Arc<crate::search::SortedIds>,
@@ -254,6 +256,18 @@ impl Snapshot {
                 None => Entities::empty(),
             },
         };
+        let authzen_types = match members.get(member::AUTHZEN) {
+            Some(b) => {
+                let map = crate::authzen::TypeMap::parse(b)
+                    .map_err(|e| BundleError::invalid(member::AUTHZEN, None, e.to_string()))?;
+                if let Some(s) = &schema {
+                    map.check(s)
+                        .map_err(|e| BundleError::invalid(member::AUTHZEN, None, e.to_string()))?;
+                }
+                Some(Arc::new(map))
+            }
+            None => None,
+        };
         let statics = Statics::new(&entities, schema.as_ref())
             .map_err(|e| BundleError::invalid(member::ENTITIES, None, e))?;
         if directory.is_some()
@@ -301,6 +315,7 @@ impl Snapshot {
             directory,
             verifier,
             routes,
+            authzen_types,
             search_ids: Arc::default(),
         })
     }
@@ -414,6 +429,10 @@ impl Snapshot {
     /// The forward-auth route table, if any.
     pub fn routes(&self) -> Option<&RouteTable> {
         self.routes.as_deref()
+    }
+    /// The AuthZEN type names (`authzen.json`), if any.
+    pub fn authzen_types(&self) -> Option<&crate::authzen::TypeMap> {
+        self.authzen_types.as_deref()
     }
 
     /// Whether `action`'s context may carry `name` (always, without a

@@ -30,7 +30,8 @@ pub struct BuildOptions {
 
 /// Build a snapshot bundle from source files (`schema.cedarschema`,
 /// `policies.cedar`, `links.json`, `entities.json`, `users.jsonl`,
-/// `routes.json`, `identity.json`; only `policies.cedar` is required).
+/// `routes.json`, `authzen.json`, `identity.json`; only `policies.cedar`
+/// is required).
 pub fn build(
     files: &BTreeMap<String, Vec<u8>>,
     options: &BuildOptions,

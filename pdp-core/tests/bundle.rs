@@ -454,3 +454,58 @@ fn a_delta_never_answers_from_users_built_for_the_previous_snapshot() {
         Reason::NoPermit
     );
 }
+
+/// `authzen.json` (issue 18): checked against the schema at build and at
+/// load; a delta that replaces it takes effect; a refused one leaves the
+/// held map.
+#[test]
+fn the_authzen_type_map_is_checked_against_the_schema_and_follows_deltas() {
+    let base = common::reference_snapshot();
+    let types = base.authzen_types().expect("policies/authzen.json");
+    assert_eq!(types.cedar_type("user"), "User");
+    assert_eq!(types.cedar_type("document"), "Document");
+    let mut files = common::reference_files();
+    files.insert(
+        "authzen.json".into(),
+        br#"{"types": {"todo": "Todo"}}"#.to_vec(),
+    );
+    let e = pdp_core::source::build(&files, &common::opts(1), None).unwrap_err();
+    assert!(
+        matches!(&e, BundleError::Invalid { member, message, .. } if member == "authzen.json" && message.contains("todo")),
+        "{e:?}"
+    );
+    let signer = common::signer();
+    let bad = delta(
+        1,
+        2,
+        BTreeMap::from([(
+            "authzen.json".to_owned(),
+            br#"{"types": {"todo": "Todo"}}"#.to_vec(),
+        )]),
+        &signer,
+    );
+    refused(
+        &base,
+        &bad,
+        |e| matches!(e, BundleError::Invalid { member, .. } if member == "authzen.json"),
+    );
+    assert_eq!(
+        base.authzen_types().map(|t| t.cedar_type("user")),
+        Some("User")
+    );
+    let good = delta(
+        1,
+        2,
+        BTreeMap::from([(
+            "authzen.json".to_owned(),
+            br#"{"types": {"todo": "Document"}}"#.to_vec(),
+        )]),
+        &signer,
+    );
+    let s2 = common::load_signed(&good, Some(&base)).unwrap();
+    let t2 = s2.authzen_types().unwrap();
+    assert_eq!(
+        (t2.cedar_type("todo"), t2.cedar_type("user")),
+        ("Document", "user")
+    );
+}

@@ -70,7 +70,7 @@ enum BundleCmd {
     /// Build a bundle from a source directory.
     Build {
         /// Source directory (policies.cedar required; schema.cedarschema,
-        /// entities.json, users.jsonl, links.json, routes.json, identity.json optional).
+        /// entities.json, users.jsonl, links.json, routes.json, authzen.json, identity.json optional).
         #[arg(long)]
         dir: PathBuf,
         /// PKCS#8 PEM Ed25519 key to sign with (unsigned bundles load only in dev mode).
