@@ -87,6 +87,10 @@ pub enum Command {
     /// The realm's forward-auth routes (`routes.json` of its bundles).
     #[command(subcommand)]
     Routes(RoutesCmd),
+    /// The realm's AuthZEN type names (`authzen.json` of its bundles: a
+    /// PEP's `user` -> the schema's `User`).
+    #[command(subcommand)]
+    AuthzenTypes(AuthzenTypesCmd),
     /// Log in as a user of a realm (password from stdin); prints tokens or
     /// the challenge to answer with `respond`.
     Login {
@@ -595,6 +599,24 @@ pub enum RoutesCmd {
     },
 }
 
+/// AuthZEN type-name subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuthzenTypesCmd {
+    /// Replace the type names from a file (`{"types": {"user": "User"}}`),
+    /// each checked against the realm's schema.
+    Put {
+        /// Realm.
+        realm: String,
+        /// JSON file.
+        file: PathBuf,
+    },
+    /// Print the type names.
+    Get {
+        /// Realm.
+        realm: String,
+    },
+}
+
 /// What a subcommand produced: JSON for stdout, or an error.
 pub type Outcome = Result<Value, CliError>;
 
@@ -924,6 +946,12 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
                 Ok(s.put_routes(op, &realm, &json_file(&file)?).await?)
             }
             RoutesCmd::Get { realm } => Ok(s.routes(op, &realm).await?),
+        },
+        Command::AuthzenTypes(c) => match c {
+            AuthzenTypesCmd::Put { realm, file } => {
+                Ok(s.put_authzen_types(op, &realm, &json_file(&file)?).await?)
+            }
+            AuthzenTypesCmd::Get { realm } => Ok(s.authzen_types(op, &realm).await?),
         },
         Command::Login {
             realm,

@@ -606,6 +606,56 @@ async fn routes_are_checked_as_decision_points_check_them() {
     assert_eq!(s.routes(OP, "acme").await.unwrap(), table);
 }
 
+/// Issue 18: a realm's AuthZEN type names are checked as decision points
+/// check them and against the realm's schema (also when the schema
+/// changes), kept on refusal, and published as `authzen.json`.
+#[tokio::test]
+async fn authzen_types_name_schema_types_and_are_published() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    assert_eq!(
+        s.authzen_types(OP, "acme").await.unwrap(),
+        json!({"types": {}})
+    );
+    let v1 = s.schema(OP, "acme", None).await.unwrap();
+    let wider = format!("{}\nentity Project;\n", v1.text);
+    s.put_schema(OP, "acme", &wider).await.unwrap();
+    let map = json!({"types": {"user": "User", "project": "Project"}});
+    s.put_authzen_types(OP, "acme", &map).await.unwrap();
+    assert_eq!(s.authzen_types(OP, "acme").await.unwrap(), map);
+    for bad in [
+        json!({"types": {"todo": "Todo"}}),
+        json!({"types": {"user": "not a type"}}),
+        json!({"types": {"op": "Action"}}),
+        json!({"types": []}),
+        json!({"names": {}}),
+    ] {
+        let r = s.put_authzen_types(OP, "acme", &bad).await;
+        let Err(Error::Invalid { diagnostics, .. }) = &r else {
+            panic!("{bad}: {r:?}")
+        };
+        assert_eq!(diagnostics[0].subject, "authzen", "{bad}: {diagnostics:?}");
+    }
+    assert_eq!(s.authzen_types(OP, "acme").await.unwrap(), map);
+    // A schema without a mapped type is refused; the old one stays.
+    let r = s.put_schema(OP, "acme", &v1.text).await;
+    let Err(Error::Invalid { diagnostics, .. }) = &r else {
+        panic!("{r:?}")
+    };
+    assert!(
+        diagnostics.iter().any(|d| d.subject == "authzen"),
+        "{diagnostics:?}"
+    );
+    assert_eq!(s.schema(OP, "acme", None).await.unwrap().text, wider);
+    s.publish(OP, "acme").await.unwrap();
+    let snap = cp.published("acme").await.unwrap();
+    let types = snap.authzen_types().expect("published");
+    assert_eq!(
+        (types.cedar_type("project"), types.cedar_type("user")),
+        ("Project", "User")
+    );
+}
+
 #[tokio::test]
 async fn realms_never_see_each_other() {
     let cp = Cp::with_realms(&["acme", "globex"]).await;

@@ -20,6 +20,7 @@ use support::{Cp, OP, Options};
 use tower::ServiceExt;
 
 const ROUTES: &str = r#"{"routes": [{"method": "GET", "path": "/users/{id}/profile", "action": "viewProfile", "resource": {"type": "User", "id": "{id}"}}]}"#;
+const TYPES: &str = r#"{"types": {"user": "User", "team": "Group"}}"#;
 const POLICY: &str = "permit (principal in Role::\"reader\", action == Action::\"viewProfile\", resource)\nwhen { principal has department && principal.department == \"eng\" };";
 
 async fn auto_publishing() -> Cp {
@@ -36,6 +37,7 @@ async fn through_the_cli(cp: &Cp) -> String {
     let dir = cp.dir.path();
     std::fs::write(dir.join("policy.cedar"), POLICY).unwrap();
     std::fs::write(dir.join("routes.json"), ROUTES).unwrap();
+    std::fs::write(dir.join("authzen.json"), TYPES).unwrap();
     let cli = |args: &[&str]| {
         let cli = Cli::try_parse_from(std::iter::once("control-plane").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -65,6 +67,8 @@ async fn through_the_cli(cp: &Cp) -> String {
     cli(&["policy", "put", "acme", "readers", policy.to_str().unwrap()]).await;
     let routes = dir.join("routes.json");
     cli(&["routes", "put", "acme", routes.to_str().unwrap()]).await;
+    let types = dir.join("authzen.json");
+    cli(&["authzen-types", "put", "acme", types.to_str().unwrap()]).await;
     cli(&["user", "lifecycle", "acme", &id, "suspend"]).await;
     cli(&["publish", "acme"]).await;
     id
@@ -140,6 +144,8 @@ async fn through_the_api(cp: &Cp) -> String {
     .await;
     let routes: Value = serde_json::from_str(ROUTES).unwrap();
     call("PUT", "/v1/realms/acme/routes", root, Some(routes)).await;
+    let types: Value = serde_json::from_str(TYPES).unwrap();
+    call("PUT", "/v1/realms/acme/authzen-types", root, Some(types)).await;
     call("POST", &format!("{u}/lifecycle/suspend"), root, None).await;
     call("POST", "/v1/realms/acme/bundle/publish", root, None).await;
     id
@@ -227,5 +233,10 @@ async fn the_cli_and_the_api_publish_the_same_bundles() {
         from_cli
             .values()
             .any(|(_, m)| m.get(member::ROUTES).is_some_and(|r| r.starts_with(b"{")))
+    );
+    let types = snap.authzen_types().expect("authzen.json published");
+    assert_eq!(
+        (types.cedar_type("user"), types.cedar_type("team")),
+        ("User", "Group")
     );
 }

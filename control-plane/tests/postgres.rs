@@ -66,16 +66,17 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     }
     for s in starts {
         let repo = s.await.unwrap().unwrap();
-        assert_eq!(repo.schema_version().await.unwrap(), 3);
+        assert_eq!(repo.schema_version().await.unwrap(), 4);
         repo.ping().await.unwrap();
     }
     let client = raw(&url).await;
     // A database of the first version (before verification codes counted
-    // their wrong answers) is brought up to date, and only the missing
-    // migration runs.
+    // their wrong answers, and before AuthZEN type names) is brought up to
+    // date, and only the missing migrations run.
     client
         .batch_execute(&format!(
             "ALTER TABLE {schema}.credentials DROP COLUMN verify_attempts;
+             DROP TABLE {schema}.authzen_types;
              UPDATE {schema}.gatehouse_schema SET version = 1"
         ))
         .await
@@ -83,7 +84,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let repo = PostgresRepository::connect_in_schema(&url, &schema, support::keyring())
         .await
         .unwrap();
-    assert_eq!(repo.schema_version().await.unwrap(), 3);
+    assert_eq!(repo.schema_version().await.unwrap(), 4);
     let n: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.columns

@@ -141,6 +141,8 @@ pub struct Content {
     pub groups: Vec<Node>,
     /// The forward-auth route table (`routes.json`), when the realm has one.
     pub routes: Option<Vec<u8>>,
+    /// The AuthZEN type names (`authzen.json`), when the realm has them.
+    pub authzen: Option<Vec<u8>>,
 }
 
 impl Content {
@@ -216,6 +218,12 @@ pub fn validate(realm: &str, c: &Content) -> Result<()> {
     if let Err(e) = Entities::from_json_value(c.entities_json(), Some(&schema)) {
         diags.push(Diagnostic::new("entities", e.to_string()));
     }
+    if let Some(bytes) = &c.authzen {
+        let checked = pdp_core::authzen::TypeMap::parse(bytes).and_then(|m| m.check(&schema));
+        if let Err(e) = checked {
+            diags.push(Diagnostic::new("authzen", e.to_string()));
+        }
+    }
     if diags.is_empty() {
         Ok(())
     } else {
@@ -282,6 +290,9 @@ pub fn cedar_members(c: &Content) -> BTreeMap<String, Vec<u8>> {
     );
     if let Some(routes) = &c.routes {
         out.insert(member::ROUTES.to_owned(), routes.clone());
+    }
+    if let Some(types) = &c.authzen {
+        out.insert(member::AUTHZEN.to_owned(), types.clone());
     }
     out
 }

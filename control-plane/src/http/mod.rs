@@ -812,6 +812,34 @@ async fn put_routes(
     Ok(Json(s.put_routes(&caller, &realm, &v).await?))
 }
 
+/// The realm's AuthZEN type names (`authzen.json` of its bundles).
+#[utoipa::path(get, path = "/v1/realms/{realm}/authzen-types", tag = "policies",
+    params(("realm" = String, Path)),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+async fn get_authzen_types(
+    State(s): St,
+    caller: Caller,
+    Path(realm): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(s.authzen_types(&caller, &realm).await?))
+}
+
+/// Replace the realm's AuthZEN type names (`{"types": {"user": "User"}}`:
+/// the names an AuthZEN client uses -> entity types of the realm's
+/// schema); 422 when one does not parse or names no type of the schema.
+#[utoipa::path(put, path = "/v1/realms/{realm}/authzen-types", tag = "policies",
+    params(("realm" = String, Path)), request_body(content = Object),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+async fn put_authzen_types(
+    State(s): St,
+    caller: Caller,
+    Path(realm): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let v: Value = body(&bytes)?;
+    Ok(Json(s.put_authzen_types(&caller, &realm, &v).await?))
+}
+
 // --------------------------------------------------- keys and bundles
 
 /// The realm's token signing keys, newest first.
@@ -1059,6 +1087,7 @@ fn routes() -> (Router<Arc<Service>>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_schema, put_schema))
         .routes(routes!(put_entities))
         .routes(routes!(get_routes, put_routes))
+        .routes(routes!(get_authzen_types, put_authzen_types))
         .routes(routes!(list_keys, rotate_key))
         .routes(routes!(publish))
         .routes(routes!(compact))

@@ -443,6 +443,11 @@ pub const TABLES: &[TableSpec] = &[
         order: "realm",
     },
     TableSpec {
+        name: "authzen_types",
+        columns: &[("realm", T), ("body", Y)],
+        order: "realm",
+    },
+    TableSpec {
         name: "changes",
         columns: &[("seq", I), ("realm", T), ("user_id", T), ("at", I)],
         order: "seq",
@@ -657,6 +662,10 @@ pub trait Tx {
     fn routes(&mut self, realm: &str) -> Result<Option<Vec<u8>>>;
     /// Replace (or, with `None`, remove) the route table.
     fn put_routes(&mut self, realm: &str, routes: Option<&[u8]>) -> Result<()>;
+    /// The AuthZEN type map's bytes, when the realm has one.
+    fn authzen_types(&mut self, realm: &str) -> Result<Option<Vec<u8>>>;
+    /// Replace (or, with `None`, remove) the AuthZEN type map.
+    fn put_authzen_types(&mut self, realm: &str, types: Option<&[u8]>) -> Result<()>;
 
     // ------------------------------------------------------ signing keys
     /// The realm's token signing keys, newest first.
@@ -788,6 +797,7 @@ pub trait Tx {
             roles: self.nodes(realm, Kind::Role)?,
             groups: self.nodes(realm, Kind::Group)?,
             routes: self.routes(realm)?,
+            authzen: self.authzen_types(realm)?,
         })
     }
 }

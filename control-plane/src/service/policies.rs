@@ -10,7 +10,7 @@ use crate::domain::policy::{
     parse_schema, validate,
 };
 use crate::domain::realm::check_id;
-use crate::domain::routes::check_routes;
+use crate::domain::routes::{check_authzen_types, check_routes};
 use crate::domain::user::canonical;
 use crate::ports::repository::Change;
 use serde_json::Value;
@@ -376,5 +376,55 @@ impl Service {
             .await?;
         self.changed(realm).await;
         Ok(table.clone())
+    }
+
+    /// The realm's AuthZEN type names (`{"types": {}}` when none).
+    pub async fn authzen_types(&self, caller: &Caller, realm: &str) -> Result<Value> {
+        self.authorize(caller, AdminAction::SchemaRead, Some(realm))
+            .await?;
+        let r = realm.to_owned();
+        let bytes = self
+            .repo
+            .read(move |tx| {
+                tx.live_realm(&r)?;
+                tx.authzen_types(&r)
+            })
+            .await?;
+        match bytes {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::Internal(format!("stored authzen types: {e}"))),
+            None => Ok(serde_json::json!({"types": {}})),
+        }
+    }
+
+    /// Replace the realm's AuthZEN type names (`{"types": {"user":
+    /// "User"}}`: a PEP's name -> an entity type of the realm's schema),
+    /// checked as decision points check them; published as
+    /// `authzen.json`. They name the schema's types, so they are the
+    /// schema's to read and write (`schema:read`, `schema:write`), and a
+    /// schema change that drops a mapped type is refused.
+    pub async fn put_authzen_types(
+        &self,
+        caller: &Caller,
+        realm: &str,
+        map: &Value,
+    ) -> Result<Value> {
+        self.authorize(caller, AdminAction::SchemaWrite, Some(realm))
+            .await?;
+        let bytes = check_authzen_types(map)?;
+        let now = self.now();
+        let r = realm.to_owned();
+        self.repo
+            .write(move |tx| {
+                tx.live_realm(&r)?;
+                let mut c = tx.content(&r)?;
+                c.authzen = Some(bytes.clone());
+                validate(&r, &c)?;
+                tx.put_authzen_types(&r, Some(&bytes))?;
+                tx.record_change(&r, Change::Content, now)
+            })
+            .await?;
+        self.changed(realm).await;
+        Ok(map.clone())
     }
 }

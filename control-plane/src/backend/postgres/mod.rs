@@ -225,6 +225,13 @@ CREATE TABLE IF NOT EXISTS secrets_at_rest (format TEXT NOT NULL);
 INSERT INTO secrets_at_rest (format)
     SELECT 'ghs1' WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest);
 "#,
+    r#"
+-- Realms may carry AuthZEN type names (a PEP's `user` -> `User`).
+CREATE TABLE authzen_types (
+    realm  TEXT COLLATE "C" PRIMARY KEY REFERENCES realms(name),
+    body   BYTEA NOT NULL
+);
+"#,
 ];
 
 /// Advisory-lock namespaces (the first key of the two-key form).

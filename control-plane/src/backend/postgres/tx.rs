@@ -1200,6 +1200,34 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn authzen_types(&mut self, realm: &str) -> Result<Option<Vec<u8>>> {
+        self.row(
+            realm,
+            "SELECT body FROM authzen_types WHERE realm = $1",
+            &[&realm],
+        )?
+        .map(|r| get(&r, 0))
+        .transpose()
+    }
+
+    fn put_authzen_types(&mut self, realm: &str, types: Option<&[u8]>) -> Result<()> {
+        self.w()?;
+        match types {
+            Some(body) => self.exec(
+                realm,
+                "INSERT INTO authzen_types (realm, body) VALUES ($1, $2)
+                 ON CONFLICT (realm) DO UPDATE SET body = excluded.body",
+                &[&realm, &body],
+            ),
+            None => self.exec(
+                realm,
+                "DELETE FROM authzen_types WHERE realm = $1",
+                &[&realm],
+            ),
+        }?;
+        Ok(())
+    }
+
     // ------------------------------------------------------ signing keys
     fn signing_keys(&mut self, realm: &str) -> Result<Vec<StoredKey>> {
         self.rows(

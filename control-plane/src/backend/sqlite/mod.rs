@@ -206,6 +206,13 @@ CREATE TABLE IF NOT EXISTS secrets_at_rest (format TEXT NOT NULL);
 INSERT INTO secrets_at_rest (format)
     SELECT 'ghs1' WHERE NOT EXISTS (SELECT 1 FROM secrets_at_rest);
 "#,
+    r#"
+-- Realms may carry AuthZEN type names (a PEP's `user` -> `User`).
+CREATE TABLE authzen_types (
+    realm  TEXT PRIMARY KEY REFERENCES realms(name),
+    body   BLOB NOT NULL                 -- authzen.json bytes
+);
+"#,
 ];
 
 /// The SQLite repository. One connection behind a mutex: SQLite

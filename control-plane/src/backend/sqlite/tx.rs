@@ -948,6 +948,31 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn authzen_types(&mut self, realm: &str) -> Result<Option<Vec<u8>>> {
+        self.tx
+            .query_row(
+                "SELECT body FROM authzen_types WHERE realm = ?1",
+                [realm],
+                |r| r.get(0),
+            )
+            .optional()
+            .sql()
+    }
+
+    fn put_authzen_types(&mut self, realm: &str, types: Option<&[u8]>) -> Result<()> {
+        let tx = self.w()?;
+        match types {
+            Some(body) => tx.execute(
+                "INSERT INTO authzen_types (realm, body) VALUES (?1, ?2)
+                 ON CONFLICT (realm) DO UPDATE SET body = excluded.body",
+                params![realm, body],
+            ),
+            None => tx.execute("DELETE FROM authzen_types WHERE realm = ?1", [realm]),
+        }
+        .sql()?;
+        Ok(())
+    }
+
     // ------------------------------------------------------ signing keys
     fn signing_keys(&mut self, realm: &str) -> Result<Vec<StoredKey>> {
         let mut stmt = self
