@@ -86,6 +86,55 @@ fn resources(snap: &Snapshot, user: &str) -> Vec<EntityRef> {
     })
 }
 
+/// The first page only, at the AuthZEN default size (what a PEP filling
+/// one screen asks for).
+fn first_page(snap: &Snapshot, user: &str) -> usize {
+    snap.search_resources(&ResourceSearch {
+        principal: EntityRef::new("User", user),
+        action: EntityRef::new("Action", "readDocument"),
+        resource_type: "Document".into(),
+        context: json!({"mfa": true}),
+        page: Page::default(),
+    })
+    .expect("search")
+    .results
+    .len()
+}
+
+/// Who may suspend `target`: the only permit for `suspendUser` scopes
+/// the principal `in Role::"realm-admin"`, so the candidates are the
+/// members of the groups below that role, not the whole directory.
+fn admins(snap: &Snapshot, target: &str) -> Vec<EntityRef> {
+    all_pages(|token| {
+        snap.search_subjects(&SubjectSearch {
+            subject_type: "User".into(),
+            action: EntityRef::new("Action", "suspendUser"),
+            resource: EntityRef::new("User", target),
+            context: json!({"mfa": true}),
+            page: Page {
+                limit: Some(1000),
+                token,
+            },
+        })
+        .expect("search")
+    })
+}
+
+fn naive_admins(snap: &Snapshot, users: usize, target: &str) -> usize {
+    (0..users)
+        .filter(|u| {
+            snap.is_authorized(&Request {
+                principal: EntityRef::new("User", user_id(*u)),
+                action: EntityRef::new("Action", "suspendUser"),
+                resource: EntityRef::new("User", target),
+                context: json!({"mfa": true}),
+                entities: vec![],
+            })
+            .is_ok_and(|a| a.decision == Decision::Allow)
+        })
+        .count()
+}
+
 fn naive_resources(snap: &Snapshot, user: &str) -> usize {
     (0..DOCUMENTS)
         .filter(|d| {
@@ -164,6 +213,9 @@ fn search(c: &mut Criterion) {
     g.bench_function("resources/10k-docs/search", |b| {
         b.iter(|| black_box(resources(&snap, &user).len()))
     });
+    g.bench_function("resources/10k-docs/first-page-of-100", |b| {
+        b.iter(|| black_box(first_page(&snap, &user)))
+    });
     g.bench_function("resources/10k-docs/naive", |b| {
         b.iter(|| black_box(naive_resources(&snap, &user)))
     });
@@ -198,6 +250,26 @@ fn search(c: &mut Criterion) {
     });
     assert_eq!(n, m, "exact");
     eprintln!("[info] {n} of 1,000,000 users read doc1");
+    let target = user_id(5);
+    let _ = admins(&big, &target);
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(admins(&big, &target).len());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    eprintln!(
+        "[timed] subjects/1M-users/suspendUser (role-narrowed) search: median of 5 {:.1} ms (min {:.1}, max {:.1})",
+        runs[2], runs[0], runs[4]
+    );
+    let a = admins(&big, &target).len();
+    let m = timed("subjects/1M-users/suspendUser naive", || {
+        naive_admins(&big, 1_000_000, &target)
+    });
+    assert_eq!(a, m, "exact");
+    eprintln!("[info] {a} of 1,000,000 users may suspend {target}");
 }
 
 criterion_group!(benches, search);

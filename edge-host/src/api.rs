@@ -388,7 +388,7 @@ pub async fn authzen_search_subject(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    authzen_search(authzen::SearchKind::Subject, state, headers, body)
+    authzen_search(authzen::SearchKind::Subject, state, headers, body).await
 }
 
 /// `POST /access/v1/search/resource`
@@ -397,7 +397,7 @@ pub async fn authzen_search_resource(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    authzen_search(authzen::SearchKind::Resource, state, headers, body)
+    authzen_search(authzen::SearchKind::Resource, state, headers, body).await
 }
 
 /// `POST /access/v1/search/action`
@@ -406,7 +406,7 @@ pub async fn authzen_search_action(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    authzen_search(authzen::SearchKind::Action, state, headers, body)
+    authzen_search(authzen::SearchKind::Action, state, headers, body).await
 }
 
 /// An AuthZEN search. A page token is answered from the revision it was
@@ -415,14 +415,19 @@ pub async fn authzen_search_action(
 /// A subject search lists a realm's users: like a by-id decision's
 /// reasons, it is open to callers presenting the realm's service
 /// credential, or to all where the realm is in `user_state_detail`.
-fn authzen_search(
+///
+/// The search itself runs on a blocking thread: a page may ask about up
+/// to [`pdp_core::search::MAX_EVALUATIONS_PER_PAGE`] candidates, far more
+/// than a decision, and must not hold up the decisions sharing a runtime
+/// worker. If it fails (panics) the answer is 500, counted as a panic.
+async fn authzen_search(
     kind: authzen::SearchKind,
     State(s): Shared,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let r = (|| {
+    let prepared = (|| {
         let (realm, value) = parse_body(&body)?;
         let search: authzen::Search = shape(value)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
@@ -459,13 +464,27 @@ fn authzen_search(
         if s.realms.is_stale(realm, &snap, t) {
             return Err(Problem::stale_bundle(realm.name(), snap.revision()));
         }
-        let body = search.run(kind, &snap).map_err(|e| match e {
-            authzen::SearchFailure::Invalid(m) => Problem::bad_request("invalid_request", m),
-            authzen::SearchFailure::Request(e) => request_problem(&e),
-        })?;
-        let any = body["results"].as_array().is_some_and(|r| !r.is_empty());
-        Ok((if any { Outcome::Allow } else { Outcome::Deny }, body))
+        Ok((search, snap))
     })();
+    let r = match prepared {
+        Err(p) => Err(p),
+        Ok((search, snap)) => {
+            match tokio::task::spawn_blocking(move || search.run(kind, &snap)).await {
+                Ok(Ok(body)) => {
+                    let any = body["results"].as_array().is_some_and(|r| !r.is_empty());
+                    Ok((if any { Outcome::Allow } else { Outcome::Deny }, body))
+                }
+                Ok(Err(authzen::SearchFailure::Invalid(m))) => {
+                    Err(Problem::bad_request("invalid_request", m))
+                }
+                Ok(Err(authzen::SearchFailure::Request(e))) => Err(request_problem(&e)),
+                Err(_) => {
+                    s.metrics.record_panic();
+                    Err(Problem::internal())
+                }
+            }
+        }
+    };
     finish(&s.metrics, started, r)
 }
 

@@ -20,7 +20,10 @@
 //!   other user before a policy runs).
 //!
 //! **Pages.** Results come in id order. A page holds at most `limit`
-//! results; `next_token` resumes after the last one. A token is bound to
+//! results and asks about at most [`MAX_EVALUATIONS_PER_PAGE`] candidates;
+//! `next_token` resumes after the last result (or, when the page ended on
+//! that bound, after the last candidate asked about), so a client follows
+//! `next_token` until there is none, whatever each page holds. A token is bound to
 //! the query and to the revision it was made on: on another revision it is
 //! refused (`cursor_expired`), and a host that keeps the previous snapshot
 //! for a while answers it from that one.
@@ -42,6 +45,12 @@ use std::collections::BTreeSet;
 pub const DEFAULT_LIMIT: usize = 100;
 /// The most results one page may hold.
 pub const MAX_LIMIT: usize = 1000;
+/// The most candidates one page asks `is_authorized` about. A page that
+/// reaches it ends early, with fewer than `limit` results (maybe none)
+/// and a `next_token` that resumes after the last candidate asked about,
+/// so a sparse search over a large directory is answered in bounded
+/// steps (each well under a second) instead of one unbounded call.
+pub const MAX_EVALUATIONS_PER_PAGE: usize = 10_000;
 
 fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
@@ -150,9 +159,41 @@ pub fn token_revision(token: &str) -> Option<u64> {
 pub(crate) struct SortedIds {
     by_type:
         std::sync::Mutex<std::collections::HashMap<EntityTypeName, std::sync::Arc<[Box<str>]>>>,
+    /// The candidates some scope constraints admit (keyed by type, side
+    /// and constraints), sorted, so that the pages of a narrowed search
+    /// resume by position too; at most [`NARROWED_KEPT`] lists are kept.
+    narrowed: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<[Box<str>]>>>,
 }
 
+/// How many narrowed candidate lists one snapshot keeps (one per distinct
+/// set of scope constraints searched; a bound, not a working-set guess).
+const NARROWED_KEPT: usize = 64;
+
 impl SortedIds {
+    /// The list kept under `key`, or `build`'s, kept.
+    fn narrowed(
+        &self,
+        key: String,
+        build: impl FnOnce() -> Vec<String>,
+    ) -> std::sync::Arc<[Box<str>]> {
+        if let Ok(map) = self.narrowed.lock()
+            && let Some(ids) = map.get(&key)
+        {
+            return std::sync::Arc::clone(ids);
+        }
+        let mut ids = build();
+        ids.sort_unstable();
+        ids.dedup();
+        let ids: std::sync::Arc<[Box<str>]> = ids.into_iter().map(String::into_boxed_str).collect();
+        if let Ok(mut map) = self.narrowed.lock() {
+            if map.len() >= NARROWED_KEPT {
+                map.clear();
+            }
+            map.insert(key, std::sync::Arc::clone(&ids));
+        }
+        ids
+    }
+
     fn of(&self, snap: &Snapshot, ty: &EntityTypeName) -> std::sync::Arc<[Box<str>]> {
         if let Ok(map) = self.by_type.lock()
             && let Some(ids) = map.get(ty)
@@ -192,6 +233,16 @@ impl Snapshot {
     /// The entities of `q.resource_type` that `q.principal` may do
     /// `q.action` on, one page.
     pub fn search_resources(&self, q: &ResourceSearch) -> Result<Found, RequestError> {
+        self.search_resources_asking(q, MAX_EVALUATIONS_PER_PAGE)
+    }
+
+    /// [`Snapshot::search_resources`], asking about at most `budget`
+    /// candidates (tests page with small budgets).
+    fn search_resources_asking(
+        &self,
+        q: &ResourceSearch,
+        budget: usize,
+    ) -> Result<Found, RequestError> {
         let key = query_key(
             "resource",
             &(&q.principal, &q.action, &q.resource_type, &q.context),
@@ -211,18 +262,30 @@ impl Snapshot {
         }
         let scoped = self.scoped_policies(&action, principal.type_name(), &ty);
         let candidates = self.candidates(&ty, Side::Resource, scoped, after.as_deref());
-        self.collect(candidates, limit, &key, &q.resource_type, |id| Request {
-            principal: q.principal.clone(),
-            action: q.action.clone(),
-            resource: EntityRef::new(q.resource_type.clone(), id),
-            context: q.context.clone(),
-            entities: Vec::new(),
+        self.collect(candidates, (limit, budget), &key, &q.resource_type, |id| {
+            Request {
+                principal: q.principal.clone(),
+                action: q.action.clone(),
+                resource: EntityRef::new(q.resource_type.clone(), id),
+                context: q.context.clone(),
+                entities: Vec::new(),
+            }
         })
     }
 
     /// The entities of `q.subject_type` that may do `q.action` on
     /// `q.resource`, one page. Users are returned only when `Active`.
     pub fn search_subjects(&self, q: &SubjectSearch) -> Result<Found, RequestError> {
+        self.search_subjects_asking(q, MAX_EVALUATIONS_PER_PAGE)
+    }
+
+    /// [`Snapshot::search_subjects`], asking about at most `budget`
+    /// candidates.
+    fn search_subjects_asking(
+        &self,
+        q: &SubjectSearch,
+        budget: usize,
+    ) -> Result<Found, RequestError> {
         let key = query_key(
             "subject",
             &(&q.subject_type, &q.action, &q.resource, &q.context),
@@ -233,12 +296,14 @@ impl Snapshot {
         let resource = self.uid(&q.resource)?;
         let scoped = self.scoped_policies(&action, &ty, resource.type_name());
         let candidates = self.candidates(&ty, Side::Principal, scoped, after.as_deref());
-        self.collect(candidates, limit, &key, &q.subject_type, |id| Request {
-            principal: EntityRef::new(q.subject_type.clone(), id),
-            action: q.action.clone(),
-            resource: q.resource.clone(),
-            context: q.context.clone(),
-            entities: Vec::new(),
+        self.collect(candidates, (limit, budget), &key, &q.subject_type, |id| {
+            Request {
+                principal: EntityRef::new(q.subject_type.clone(), id),
+                action: q.action.clone(),
+                resource: q.resource.clone(),
+                context: q.context.clone(),
+                entities: Vec::new(),
+            }
         })
     }
 
@@ -449,9 +514,31 @@ impl Snapshot {
                 Some(id.to_string())
             }));
         }
+        // The narrowed list: built on the first page, then resumed by
+        // position like the open one.
+        let key = format!("{ty}|{}|{exact:?}|{below:?}", side == Side::Principal);
+        let ids = self
+            .search_ids()
+            .narrowed(key, || self.narrowed(ty, side, &exact, &below));
+        let start = after.map_or(0, |a| ids.partition_point(|id| &**id <= a));
+        Box::new((start..ids.len()).filter_map(move |i| ids.get(i).map(|id| id.to_string())))
+    }
+
+    /// Every entity of `ty` that the `==` targets in `exact` or the `in`
+    /// targets in `below` admit (for users, through their groups and
+    /// roles; as principals, Active users only), unsorted.
+    fn narrowed(
+        &self,
+        ty: &EntityTypeName,
+        side: Side,
+        exact: &BTreeSet<EntityUid>,
+        below: &BTreeSet<EntityUid>,
+    ) -> Vec<String> {
+        let statics = self.statics();
+        let is_user_type = ty == &statics.user_type;
         // The groups and roles at or below an `in` target: a user is below
         // the target when one of their direct groups or roles is.
-        let containers: BTreeSet<&str> = if is_user_type && !open {
+        let containers: BTreeSet<&str> = if is_user_type {
             statics
                 .map
                 .iter()
@@ -467,7 +554,7 @@ impl Snapshot {
             BTreeSet::new()
         };
         let admits = |uid: &EntityUid, ancestors: &[EntityUid]| {
-            open || exact.contains(uid)
+            exact.contains(uid)
                 || below.contains(uid)
                 || ancestors.iter().any(|a| below.contains(a))
         };
@@ -482,13 +569,10 @@ impl Snapshot {
             let wanted = |u: &crate::directory::UserRef<'_>| {
                 // Only Active users are ever allowed as principals.
                 (side == Side::Resource || u.state().is_authorizable())
-                    && (open
-                        || exact.contains(&crate::slice::Statics::uid(ty, u.id()))
+                    && (exact.contains(&crate::slice::Statics::uid(ty, u.id()))
                         || u.groups().chain(u.roles()).any(|g| containers.contains(g)))
             };
-            if open || !containers.is_empty() {
-                out.extend(dir.iter().filter(|u| wanted(u)).map(|u| u.id().to_owned()));
-            } else {
+            if containers.is_empty() {
                 // Only `==` constraints: look each one up.
                 out.extend(
                     exact
@@ -498,40 +582,43 @@ impl Snapshot {
                         .filter(|u| wanted(u))
                         .map(|u| u.id().to_owned()),
                 );
+            } else {
+                out.extend(dir.iter().filter(|u| wanted(u)).map(|u| u.id().to_owned()));
             }
         }
-        if let Some(after) = after {
-            out.retain(|id| id.as_str() > after);
-        }
-        out.sort_unstable();
-        out.dedup();
-        Box::new(out.into_iter())
+        out
     }
 
     /// Ask about each candidate in order until a page is full (and one
-    /// more is allowed, so the page knows whether another follows).
+    /// more is allowed, so the page knows whether another follows) or
+    /// `budget` candidates were asked about.
     fn collect(
         &self,
         candidates: impl Iterator<Item = String>,
-        limit: usize,
+        (limit, budget): (usize, usize),
         key: &str,
         ty: &str,
         request: impl Fn(&str) -> Request,
     ) -> Result<Found, RequestError> {
         let mut results = Vec::new();
-        let mut more = false;
-        for id in candidates {
-            let req = request(&id);
-            let answer = self.is_authorized(&req)?;
+        let mut candidates = candidates.peekable();
+        let mut asked = 0usize;
+        let mut next = None;
+        while let Some(id) = candidates.next() {
+            let answer = self.is_authorized(&request(&id))?;
+            asked += 1;
             if answer.decision == Decision::Allow {
                 if results.len() == limit {
-                    more = true;
+                    next = results.last().map(|r: &EntityRef| r.id.clone());
                     break;
                 }
-                results.push(EntityRef::new(ty, id));
+                results.push(EntityRef::new(ty, id.clone()));
+            }
+            if asked >= budget && candidates.peek().is_some() {
+                next = Some(id);
+                break;
             }
         }
-        let next = more.then(|| results.last().map(|r| r.id.clone())).flatten();
         Ok(self.found(results, next, key))
     }
 }
@@ -556,4 +643,88 @@ fn query_key(kind: &str, parts: &impl Serialize) -> String {
     h.update(serde_json::to_vec(parts).unwrap_or_default());
     let digest = h.finalize();
     digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{BundleHeader, Limits, Trust, write_archive};
+    use crate::manifest::BundleKind;
+
+    fn synthetic(users: usize) -> Snapshot {
+        let header = BundleHeader {
+            realm: "t".into(),
+            revision: 1,
+            kind: BundleKind::Snapshot,
+            base_revision: None,
+            created_at: 0,
+            identity: None,
+        };
+        let bytes = write_archive(&header, &crate::synth::realm(users, 11), None, false).unwrap();
+        let options = crate::LoadOptions {
+            trust: Trust::Dev,
+            limits: Limits::default(),
+        };
+        crate::load(&bytes, &options, None).unwrap()
+    }
+
+    fn allowed(snap: &Snapshot, principal: &str, resource: &str) -> bool {
+        snap.is_authorized(&Request {
+            principal: EntityRef::new("User", principal),
+            action: EntityRef::new("Action", "readDocument"),
+            resource: EntityRef::new("Document", resource),
+            context: serde_json::json!({}),
+            entities: Vec::new(),
+        })
+        .unwrap()
+        .decision
+            == Decision::Allow
+    }
+
+    /// A page ends after `budget` candidates however few results it has,
+    /// and following `next_token` still yields exactly the allowed ones.
+    #[test]
+    fn pages_stop_at_the_evaluation_budget_and_lose_nothing() {
+        let snap = synthetic(60);
+        let users = snap.search_ids().of(&snap, &snap.statics().user_type);
+        let doc = "doc1";
+        let want: Vec<String> = users
+            .iter()
+            .filter(|u| allowed(&snap, u, doc))
+            .map(|u| u.to_string())
+            .collect();
+        assert!(!want.is_empty() && want.len() < users.len(), "{want:?}");
+        let (mut got, mut token, mut pages, mut short) = (Vec::new(), None, 0, 0);
+        loop {
+            let q = SubjectSearch {
+                subject_type: "User".into(),
+                action: EntityRef::new("Action", "readDocument"),
+                resource: EntityRef::new("Document", doc),
+                context: serde_json::json!({}),
+                page: Page {
+                    limit: Some(1000),
+                    token: token.take(),
+                },
+            };
+            let found = snap.search_subjects_asking(&q, 7).unwrap();
+            pages += 1;
+            assert!(found.results.len() <= 7);
+            if found.next_token.is_some() && found.results.len() < 7 {
+                short += 1;
+            }
+            got.extend(found.results.into_iter().map(|r| r.id));
+            match found.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+            assert!(pages < 100, "runaway paging");
+        }
+        assert_eq!(got, want);
+        let active = users
+            .iter()
+            .filter(|u| snap.user(u).is_some_and(|x| x.state().is_authorizable()))
+            .count();
+        assert!(pages >= active / 7, "{pages} pages for {active} candidates");
+        assert!(short > 0, "no page ended on the budget with room left");
+    }
 }
