@@ -117,6 +117,21 @@ fn finish<T: serde::Serialize>(
     }
 }
 
+/// What this PDP does beyond the endpoints, for the metadata's
+/// `capabilities` (URNs in Gatehouse's own namespace: none of these is an
+/// IANA-registered AuthZEN capability, and clients ignore names they do
+/// not know).
+pub const AUTHZEN_CAPABILITIES: [&str; 4] = [
+    // Every `evaluations_semantic` of the spec.
+    "urn:gatehouse:authzen:evaluations-semantics",
+    // Searches page with `page.limit` / `page.token`.
+    "urn:gatehouse:authzen:search-pagination",
+    // A realm's PEP type names map onto its Cedar types (`authzen.json`).
+    "urn:gatehouse:authzen:type-map",
+    // Subject searches return only Active directory users.
+    "urn:gatehouse:authzen:lifecycle-gating",
+];
+
 /// `GET /.well-known/authzen-configuration`: the AuthZEN metadata of this
 /// PDP (the evaluation endpoints it serves) under its configured
 /// identifier. Never built from the request's `Host`: a client (or a cache
@@ -130,6 +145,7 @@ pub async fn authzen_configuration(State(s): Shared) -> Response {
         "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
         "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
         "search_action_endpoint": format!("{base}/access/v1/search/action"),
+        "capabilities": AUTHZEN_CAPABILITIES,
     }))
     .into_response()
 }

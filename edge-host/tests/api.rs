@@ -343,6 +343,16 @@ async fn authzen_request_ids_are_echoed_and_the_metadata_names_the_endpoints() {
         v["access_evaluation_endpoint"],
         "https://pdp.acme.io/access/v1/evaluation"
     );
+    assert_eq!(
+        v["capabilities"],
+        json!(edge_host::api::AUTHZEN_CAPABILITIES)
+    );
+    assert!(
+        v["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("urn:gatehouse:authzen:type-map"))
+    );
     // The search endpoints are served, so advertised.
     for kind in ["subject", "resource", "action"] {
         assert_eq!(
