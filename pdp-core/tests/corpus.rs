@@ -4,12 +4,19 @@
 //! successful case is also checked against Cedar evaluating the same
 //! request over *all* entities of the realm, so the slicer is exercised on
 //! every case.
+//!
+//! And the search corpus, `policies/search-corpus.json`: searches with the
+//! ids expected on each page, following `next_token`, or the failure
+//! expected (the wasm module's and the bindings' tests run the same file
+//! against `pdp search`).
 
 mod common;
 
 use cedar_policy::{Authorizer, Context, EntityUid, Request as CedarRequest};
 use pdp_core::decision::{Decision, Request, Tagged};
 use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 #[derive(Deserialize)]
@@ -143,6 +150,162 @@ fn reference_corpus() {
         failures.is_empty(),
         "{} of {checked} corpus cases failed:\n{}",
         failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchFile {
+    description: String,
+    cases: Vec<SearchCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchCase {
+    name: String,
+    /// `resource`, `subject` or `action`.
+    kind: String,
+    /// Sent as JSON; a string is sent as it is.
+    query: Value,
+    /// A case whose first page's `next_token` this query carries.
+    #[serde(default)]
+    token_from: Option<String>,
+    /// The ids on each page, in order.
+    #[serde(default)]
+    pages: Option<Vec<Vec<String>>>,
+    /// The failure kind expected of the first page.
+    #[serde(default)]
+    failure: Option<String>,
+}
+
+/// `query` as the line sent, with `token` as its page token.
+fn search_line(query: &Value, token: Option<&str>) -> String {
+    match (query, token) {
+        (Value::String(raw), _) => raw.clone(),
+        (q, None) => q.to_string(),
+        (q, Some(t)) => {
+            let mut q = q.clone();
+            q["page"]["token"] = Value::String(t.to_owned());
+            q.to_string()
+        }
+    }
+}
+
+#[test]
+fn search_corpus() {
+    let snap = common::reference_snapshot();
+    let path = common::repo_root().join("policies/search-corpus.json");
+    let file: SearchFile = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(!file.description.is_empty());
+    // Each case's answers, page by page, as JSON.
+    let mut answered: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let (mut pages_seen, mut failed_seen) = (BTreeMap::new(), 0);
+    for case in &file.cases {
+        let name = &case.name;
+        assert!(
+            case.pages.is_some() != case.failure.is_some(),
+            "{name}: give pages or failure"
+        );
+        let mut token = case.token_from.as_ref().map(|from| {
+            let first = answered
+                .get(from)
+                .and_then(|a| a.first())
+                .unwrap_or_else(|| panic!("{name}: token_from {from:?} is not an earlier case"));
+            first["next_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {from:?} has one page only"))
+                .to_owned()
+        });
+        let mut answers = Vec::new();
+        loop {
+            let line = search_line(&case.query, token.as_deref());
+            let answer: Value =
+                serde_json::from_str(&snap.search_json(&case.kind, line.as_bytes()).to_json())
+                    .unwrap();
+            token = answer["next_token"].as_str().map(str::to_owned);
+            answers.push(answer);
+            if token.is_none() || answers.len() > 100 {
+                break;
+            }
+        }
+        let first = &answers[0];
+        match (&case.failure, &case.pages) {
+            (Some(kind), _) => {
+                failed_seen += 1;
+                if first["type"] != "failure" || first["errors"][0]["kind"] != kind.as_str() {
+                    failures.push(format!("{name}: expected failure {kind}, got {first}"));
+                }
+            }
+            (None, Some(pages)) => {
+                let ty = match case.kind.as_str() {
+                    "resource" => case.query["resource_type"].as_str(),
+                    "subject" => case.query["subject_type"].as_str(),
+                    _ => Some("Action"),
+                };
+                let got: Vec<Vec<String>> = answers
+                    .iter()
+                    .map(|a| {
+                        a["results"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|r| {
+                                assert_eq!(r["type"].as_str(), ty, "{name}: {a}");
+                                r["id"].as_str().unwrap_or_default().to_owned()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                if answers
+                    .iter()
+                    .any(|a| a["type"] != "success" || a["revision"] != 1)
+                {
+                    failures.push(format!("{name}: {answers:?}"));
+                } else if &got != pages {
+                    failures.push(format!("{name}: expected pages {pages:?}, got {got:?}"));
+                }
+                // Every result is exactly an Allow of the same question.
+                for id in got.iter().flatten() {
+                    let q = &case.query;
+                    let mut r = q.clone();
+                    let side = match case.kind.as_str() {
+                        "resource" => "resource",
+                        "subject" => "principal",
+                        _ => "action",
+                    };
+                    r[side] = serde_json::json!({"type": ty, "id": id});
+                    let obj = r.as_object_mut().unwrap();
+                    for k in ["resource_type", "subject_type", "page"] {
+                        obj.remove(k);
+                    }
+                    let request: Request = serde_json::from_value(r).unwrap();
+                    let a = snap.is_authorized(&request).unwrap();
+                    if a.decision != Decision::Allow {
+                        failures.push(format!("{name}: {id} is found but not allowed"));
+                    }
+                }
+                if pages.iter().any(|p| !p.is_empty()) {
+                    *pages_seen.entry(case.kind.clone()).or_insert(0) += pages.len();
+                }
+            }
+            (None, None) => unreachable!(),
+        }
+        answered.insert(name.clone(), answers);
+    }
+    // Every kind pages through several results; failures are covered.
+    for kind in ["resource", "subject", "action"] {
+        let n = pages_seen.get(kind).copied().unwrap_or(0);
+        assert!(n >= 4, "only {n} non-empty {kind} pages");
+    }
+    assert!(failed_seen >= 10, "only {failed_seen} bad queries");
+    assert!(
+        failures.is_empty(),
+        "{} of {} search cases failed:\n{}",
+        failures.len(),
+        file.cases.len(),
         failures.join("\n")
     );
 }

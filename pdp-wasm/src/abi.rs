@@ -16,7 +16,7 @@
     reason = "a C ABI over linear memory: unmangled exports and raw (ptr, len) buffers"
 )]
 
-use crate::engine::{Failure, Pdp, loaded_json};
+use crate::engine::{Failure, Pdp, SearchKind, loaded_json};
 use std::alloc::Layout;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -195,6 +195,24 @@ pub extern "C" fn gatehouse_is_authorized_with_token(
 #[unsafe(no_mangle)]
 pub extern "C" fn gatehouse_batch_is_authorized(handle: u32, ptr: *const u8, len: usize) -> u64 {
     with_request(handle, ptr, len, Pdp::batch_is_authorized)
+}
+
+/// One page of a resource search (`ResourceSearch` JSON) -> `Tagged<Found>`.
+#[unsafe(no_mangle)]
+pub extern "C" fn gatehouse_search_resources(handle: u32, ptr: *const u8, len: usize) -> u64 {
+    with_request(handle, ptr, len, |p, b| p.search(SearchKind::Resource, b))
+}
+
+/// One page of a subject search (`SubjectSearch` JSON) -> `Tagged<Found>`.
+#[unsafe(no_mangle)]
+pub extern "C" fn gatehouse_search_subjects(handle: u32, ptr: *const u8, len: usize) -> u64 {
+    with_request(handle, ptr, len, |p, b| p.search(SearchKind::Subject, b))
+}
+
+/// One page of an action search (`ActionSearch` JSON) -> `Tagged<Found>`.
+#[unsafe(no_mangle)]
+pub extern "C" fn gatehouse_search_actions(handle: u32, ptr: *const u8, len: usize) -> u64 {
+    with_request(handle, ptr, len, |p, b| p.search(SearchKind::Action, b))
 }
 
 /// Look a user up by id (UTF-8 bytes).

@@ -117,6 +117,29 @@ pub struct Loaded {
     pub signed_by: Option<String>,
 }
 
+/// What a search looks for (the JS methods and C ABI functions are one
+/// per kind, so a face never passes a kind as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    /// Which resources of a type may a principal act on (`ResourceSearch`).
+    Resource,
+    /// Which subjects of a type may act on a resource (`SubjectSearch`).
+    Subject,
+    /// Which actions may a principal take on a resource (`ActionSearch`).
+    Action,
+}
+
+impl SearchKind {
+    /// The name pdp-core's `Snapshot::search_json` and `pdp search` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchKind::Resource => "resource",
+            SearchKind::Subject => "subject",
+            SearchKind::Action => "action",
+        }
+    }
+}
+
 /// The answer to a user lookup.
 #[derive(Debug, Serialize)]
 pub struct UserAnswer {
@@ -338,6 +361,17 @@ impl Pdp {
         answer.to_json()
     }
 
+    /// One page of a search (the query JSON of `kind`) to a tagged answer,
+    /// `{"type":"success","results":[..],"next_token":..,"revision":N}`
+    /// or a failure (a bad query, limit or page token): exactly the line
+    /// `pdp search <kind>` prints for the same bytes.
+    pub fn search(&self, kind: SearchKind, json: &[u8]) -> String {
+        if let Err(f) = self.check_size(json.len() as u64) {
+            return f.to_json();
+        }
+        self.snapshot.search_json(kind.name(), json).to_json()
+    }
+
     /// A user's directory record (`user: null` when absent).
     pub fn user(&self, id: &str) -> String {
         if let Err(f) = self.check_size(id.len() as u64) {
@@ -496,6 +530,97 @@ mod tests {
             p.is_authorized(ALICE.as_bytes())
                 .contains(r#""revision":3"#)
         );
+    }
+
+    #[test]
+    fn searches_equal_native_page_by_page_and_bad_queries_are_failures() {
+        let bytes = build(&files(), &opts(1), None).unwrap();
+        let pdp = Pdp::load(&bytes, br#"{"dev":true,"max_request_bytes":4096}"#).unwrap();
+        let native = pdp_core::load(
+            &bytes,
+            &LoadOptions {
+                trust: Trust::Dev,
+                limits: Limits::default(),
+            },
+            None,
+        )
+        .unwrap();
+        let queries = [
+            (
+                SearchKind::Resource,
+                serde_json::json!({"principal": {"type": "User", "id": "carol"},
+                    "action": {"type": "Action", "id": "readDocument"},
+                    "resource_type": "Document", "page": {"limit": 1}}),
+            ),
+            (
+                SearchKind::Subject,
+                serde_json::json!({"subject_type": "User",
+                    "action": {"type": "Action", "id": "readDocument"},
+                    "resource": {"type": "Document", "id": "design-doc"}, "page": {"limit": 1}}),
+            ),
+            (
+                SearchKind::Action,
+                serde_json::json!({"principal": {"type": "User", "id": "alice"},
+                    "resource": {"type": "Document", "id": "design-doc"},
+                    "context": {"mfa": true}, "page": {"limit": 1}}),
+            ),
+        ];
+        for (kind, mut query) in queries {
+            let mut found = Vec::new();
+            for _ in 0..10 {
+                let line = query.to_string();
+                let got = pdp.search(kind, line.as_bytes());
+                assert_eq!(
+                    got,
+                    native.search_json(kind.name(), line.as_bytes()).to_json()
+                );
+                let page: serde_json::Value = serde_json::from_str(&got).unwrap();
+                assert_eq!(page["type"], "success", "{got}");
+                assert_eq!(page["results"].as_array().unwrap().len(), 1, "{got}");
+                found.push(page["results"][0]["id"].as_str().unwrap().to_owned());
+                match page["next_token"].as_str() {
+                    Some(token) => query["page"]["token"] = token.into(),
+                    None => break,
+                }
+            }
+            assert!(
+                found.len() >= 3,
+                "{kind:?}: {found:?} (limit 1 gives a page each)"
+            );
+        }
+        let resource = r#"{"principal":{"type":"User","id":"alice"},"action":{"type":"Action","id":"readDocument"},"resource_type":"Document""#;
+        for (kind, bad, want) in [
+            (SearchKind::Resource, "not json".to_owned(), "invalid_json"),
+            (SearchKind::Resource, "{}".to_owned(), "invalid_json"),
+            (
+                SearchKind::Resource,
+                format!("{resource},\"extra\":1}}"),
+                "invalid_json",
+            ),
+            (SearchKind::Subject, format!("{resource}}}"), "invalid_json"),
+            (
+                SearchKind::Resource,
+                format!("{resource},\"page\":{{\"limit\":0}}}}"),
+                "invalid_request",
+            ),
+            (
+                SearchKind::Resource,
+                format!("{resource},\"page\":{{\"token\":\"x\"}}}}"),
+                "invalid_cursor",
+            ),
+            (SearchKind::Action, " ".repeat(4097), "request_too_large"),
+        ] {
+            let got = pdp.search(kind, bad.as_bytes());
+            let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+            assert_eq!(v["type"], "failure", "{bad}: {got}");
+            assert_eq!(v["errors"][0]["kind"], want, "{bad}: {got}");
+            if want != "request_too_large" {
+                assert_eq!(
+                    got,
+                    native.search_json(kind.name(), bad.as_bytes()).to_json()
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! are byte-identical to native pdp-core's (a worker can return them as an
 //! HTTP body unchanged).
 
-use crate::engine::{self, Failure};
+use crate::engine::{self, Failure, SearchKind};
 use js_sys::{JSON, JsString, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -52,6 +52,38 @@ export interface UserRecord {
   id: string; username: string; email: string; state: string;
   groups: string[]; roles: string[]; attrs: Record<string, unknown>;
   tokens_valid_after: number; updated_at: number;
+}
+/** Which page of a search: at most `limit` results (default 100, at most 1000), resuming at `token` (the previous page's `next_token`). */
+export interface Page { limit?: number; token?: string }
+/** Which entities of `resource_type` may `principal` do `action` on? */
+export interface ResourceSearch {
+  principal: EntityRef;
+  action: EntityRef;
+  resource_type: string;
+  context?: Record<string, unknown>;
+  page?: Page;
+}
+/** Which entities of `subject_type` may do `action` on `resource`? (Users only when Active.) */
+export interface SubjectSearch {
+  subject_type: string;
+  action: EntityRef;
+  resource: EntityRef;
+  context?: Record<string, unknown>;
+  page?: Page;
+}
+/** Which actions may `principal` take on `resource`? */
+export interface ActionSearch {
+  principal: EntityRef;
+  resource: EntityRef;
+  context?: Record<string, unknown>;
+  page?: Page;
+}
+/** One page of a search: exactly the entities `isAuthorized` allows, in id order. */
+export interface Found {
+  results: EntityRef[];
+  /** Give it as `page.token` (same query) for the next page; absent on the last one. */
+  next_token?: string;
+  revision: number;
 }
 export interface Limits { archive?: number; manifest?: number; member?: number; users?: number }
 export interface Jwk { kty: "OKP"; crv: "Ed25519"; x: string; kid?: string }
@@ -133,6 +165,16 @@ fn seconds(now: f64) -> Result<i64, Failure> {
             "invalid_request",
             "nowSeconds must be a finite number",
         ))
+    }
+}
+
+impl Pdp {
+    /// A search of `kind` over a query given as a string or an object.
+    fn search(&self, kind: SearchKind, query: &JsValue) -> String {
+        match json_bytes(query, Some(&self.inner)) {
+            Ok(b) => self.inner.search(kind, &b),
+            Err(f) => f.to_json(),
+        }
     }
 }
 
@@ -248,6 +290,61 @@ impl Pdp {
             Ok(b) => self.inner.batch_is_authorized(&b),
             Err(f) => f.to_json(),
         }
+    }
+
+    /// Which resources of a type may a principal act on: one page.
+    #[wasm_bindgen(js_name = searchResources, unchecked_return_type = "Tagged<Found>")]
+    pub fn search_resources(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ResourceSearch | string")] query: JsValue,
+    ) -> JsValue {
+        object(&self.search(SearchKind::Resource, &query))
+    }
+
+    /// [`Pdp::search_resources`], answering the JSON string `pdp search
+    /// resource` prints.
+    #[wasm_bindgen(js_name = searchResourcesJson)]
+    pub fn search_resources_json(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ResourceSearch | string")] query: JsValue,
+    ) -> String {
+        self.search(SearchKind::Resource, &query)
+    }
+
+    /// Which subjects of a type may act on a resource: one page.
+    #[wasm_bindgen(js_name = searchSubjects, unchecked_return_type = "Tagged<Found>")]
+    pub fn search_subjects(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SubjectSearch | string")] query: JsValue,
+    ) -> JsValue {
+        object(&self.search(SearchKind::Subject, &query))
+    }
+
+    /// [`Pdp::search_subjects`], answering a JSON string.
+    #[wasm_bindgen(js_name = searchSubjectsJson)]
+    pub fn search_subjects_json(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SubjectSearch | string")] query: JsValue,
+    ) -> String {
+        self.search(SearchKind::Subject, &query)
+    }
+
+    /// Which actions may a principal take on a resource: one page.
+    #[wasm_bindgen(js_name = searchActions, unchecked_return_type = "Tagged<Found>")]
+    pub fn search_actions(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ActionSearch | string")] query: JsValue,
+    ) -> JsValue {
+        object(&self.search(SearchKind::Action, &query))
+    }
+
+    /// [`Pdp::search_actions`], answering a JSON string.
+    #[wasm_bindgen(js_name = searchActionsJson)]
+    pub fn search_actions_json(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ActionSearch | string")] query: JsValue,
+    ) -> String {
+        self.search(SearchKind::Action, &query)
     }
 
     /// The bundle revision held.

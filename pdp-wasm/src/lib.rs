@@ -25,4 +25,4 @@ pub mod abi;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
 
-pub use engine::{Failure, Options, Pdp};
+pub use engine::{Failure, Options, Pdp, SearchKind};

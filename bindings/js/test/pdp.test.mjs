@@ -1,8 +1,9 @@
 // The npm package (both wasm-pack targets) against native pdp-core: the
 // expected answers come from the `pdp decide` CLI over the same signed
 // bundle, written to a JSON file during the run, and every answer must be
-// byte-identical. Bad input must give tagged failures, never throw, and
-// leave the module answering correctly.
+// byte-identical; so must every page of every search in
+// policies/search-corpus.json, against `pdp search`. Bad input must give
+// tagged failures, never throw, and leave the module answering correctly.
 //
 // PDP_BIN names the pdp CLI (scripts/test-wasm sets it); without it the
 // test builds it with cargo.
@@ -26,7 +27,61 @@ const NOW = 1_800_000_000;
 const ISS = 'https://gatehouse.local/realms/default';
 const AUD = 'gatehouse-demo-client';
 
-let tmp, bundle, bundle2, pubPem, kid, cases, lines, expected;
+let tmp, bundle, bundle2, pubPem, kid, cases, lines, expected, searches;
+
+/** The Pdp method of each search kind (`pdp search KIND`). */
+const SEARCH = { resource: 'searchResources', subject: 'searchSubjects', action: 'searchActions' };
+
+/** A corpus query as the line sent, with `token` as its page token (a string query is sent as it is). */
+function searchLine(query, token) {
+  if (typeof query === 'string') return query;
+  if (token === undefined) return JSON.stringify(query);
+  return JSON.stringify({ ...query, page: { ...(query.page ?? {}), token } });
+}
+
+const nextToken = (answer) => JSON.parse(answer).next_token;
+
+/**
+ * Every search of policies/search-corpus.json followed page by page
+ * through `pdp search`: each round asks every unfinished search its next
+ * page, with the next_token its previous page gave (or, first, the token
+ * of the case its `token_from` names).
+ */
+function searchReference(pdp, args) {
+  const file = JSON.parse(fs.readFileSync(path.join(root, 'policies/search-corpus.json'), 'utf8'));
+  const chains = file.cases.map((c) => ({ ...c, lines: [], answers: [] }));
+  for (let round = 0; round < 100; round++) {
+    const pending = [];
+    for (const c of chains) {
+      let token;
+      if (c.answers.length) {
+        token = nextToken(c.answers.at(-1));
+        if (token === undefined) continue;
+      } else if (c.token_from !== undefined) {
+        const from = chains.find((d) => d.name === c.token_from);
+        if (!from.answers.length) continue;
+        token = nextToken(from.answers[0]);
+        assert.ok(token, `${c.name}: ${c.token_from} has one page only`);
+      }
+      pending.push([c, searchLine(c.query, token)]);
+    }
+    if (!pending.length) return chains;
+    for (const kind of Object.keys(SEARCH)) {
+      const asked = pending.filter(([c]) => c.kind === kind);
+      if (!asked.length) continue;
+      const out = execFileSync(pdp, ['search', kind, ...args], {
+        input: asked.map(([, line]) => line).join('\n'),
+        encoding: 'utf8',
+      }).trimEnd().split('\n');
+      assert.equal(out.length, asked.length);
+      asked.forEach(([c, line], i) => {
+        c.lines.push(line);
+        c.answers.push(out[i]);
+      });
+    }
+  }
+  throw new Error('a search did not end within 100 pages');
+}
 
 function pdpBin() {
   if (process.env.PDP_BIN) return process.env.PDP_BIN;
@@ -142,6 +197,8 @@ before(() => {
   expected = answers.trimEnd().split('\n');
   assert.equal(expected.length, cases.length);
   fs.writeFileSync(path.join(tmp, 'expected.json'), JSON.stringify({ lines, expected }, null, 1));
+  searches = searchReference(pdp, ['--bundle', path.join(tmp, 'bundle1.tar.gz'), '--trust-key',
+    path.join(tmp, 'k.pub.pem')]);
 });
 
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -179,6 +236,38 @@ function checkAll(pdp, label) {
   return cases.length;
 }
 
+/**
+ * Every search, following the module's own next_token from page to page:
+ * each page byte-identical to `pdp search`'s line, as a string or object.
+ */
+function checkSearches(pdp, label) {
+  let found = 0;
+  let failed = 0;
+  for (const c of searches) {
+    const method = SEARCH[c.kind];
+    let line = c.lines[0];
+    c.answers.forEach((want, i) => {
+      const where = `${label}: ${c.name} page ${i + 1}`;
+      const got = pdp[`${method}Json`](line);
+      assert.equal(got, want, where);
+      if (typeof c.query !== 'string') {
+        // An object gives the very same bytes.
+        assert.equal(pdp[`${method}Json`](JSON.parse(line)), got, `${where} (object)`);
+        assert.deepEqual(pdp[method](JSON.parse(line)), JSON.parse(got), `${where} (object)`);
+      }
+      const answer = JSON.parse(got);
+      if (answer.results?.length) found += 1;
+      if (answer.type === 'failure') failed += 1;
+      if (answer.next_token !== undefined) line = searchLine(c.query, answer.next_token);
+      else assert.equal(i + 1, c.answers.length, where);
+      if (i + 1 < c.lines.length) assert.equal(line, c.lines[i + 1], `${where}: following the module's token`);
+    });
+  }
+  // Pages with results and failures both, or the parity proves little.
+  assert.ok(found > 0 && failed > 0, `${found} non-empty pages, ${failed} failures`);
+  return found + failed;
+}
+
 test('loads a signed bundle: by PEM, by JWKS, never unsigned without dev', () => {
   const r = Pdp.load(bundle, { trust_keys: [pubPem] });
   assert.equal(r.type, 'success', JSON.stringify(r));
@@ -200,10 +289,18 @@ test('every corpus case, token request and batch answers byte-identically to nat
   pdp.free();
 });
 
+test('every search answers byte-identically to native, page by page (nodejs target)', () => {
+  const pdp = loadOk();
+  checkSearches(pdp, 'nodejs');
+  pdp.free();
+});
+
 test('the web target answers the same', async () => {
   const web = await import('../pkg/web/pdp_wasm.js');
   web.initSync({ module: fs.readFileSync(path.join(here, '../pkg/web/pdp_wasm_bg.wasm')) });
-  checkAll(loadOk(web.Pdp), 'web');
+  const pdp = loadOk(web.Pdp);
+  checkAll(pdp, 'web');
+  checkSearches(pdp, 'web');
 });
 
 test('users and bundle updates', () => {
@@ -218,12 +315,17 @@ test('users and bundle updates', () => {
   const bad = pdp.applyDelta(corrupt);
   assert.equal(bad.type, 'failure');
   assert.equal(pdp.revision(), 1);
+  // A page token of revision 1 on revision 2 is refused as expired.
+  const paged = searches.find((c) => c.answers.length > 1);
+  const continued = searchLine(paged.query, nextToken(paged.answers[0]));
+  assert.equal(pdp[SEARCH[paged.kind]](continued).type, 'success');
   const ok = pdp.applyDelta(bundle2);
   assert.equal(ok.type, 'success', JSON.stringify(ok));
   assert.equal(ok.revision, 2);
   const again = pdp.applyDelta(bundle);
   assert.equal(again.errors[0].kind, 'rollback');
   assert.equal(pdp.isAuthorized(cases[0].request).revision ?? 2, 2);
+  assert.equal(pdp[SEARCH[paged.kind]](continued).errors[0].kind, 'cursor_expired');
 });
 
 test('bad input is a tagged failure, never a throw, and the module keeps answering', () => {
@@ -240,6 +342,9 @@ test('bad input is a tagged failure, never a throw, and the module keeps answeri
       () => pdp.batchIsAuthorized(bad),
       () => pdp.isAuthorizedWithToken('x.y.z', bad, NOW),
       () => JSON.parse(pdp.isAuthorizedJson(bad)),
+      () => pdp.searchResources(bad),
+      () => pdp.searchSubjects(bad),
+      () => JSON.parse(pdp.searchActionsJson(bad)),
     ]) {
       const r = call();
       assert.equal(r.type, 'failure', `${String(typeof bad === 'symbol' ? 'symbol' : bad)}: ${JSON.stringify(r)}`);
@@ -256,6 +361,7 @@ test('bad input is a tagged failure, never a throw, and the module keeps answeri
   assert.equal(pdp.batchIsAuthorizedJson(huge).includes('request_too_large'), true);
   assert.equal(pdp.isAuthorizedWithToken(huge, body, NOW).errors[0].kind, 'request_too_large');
   assert.equal(pdp.user(huge).errors[0].kind, 'request_too_large');
+  for (const method of Object.values(SEARCH)) assert.equal(pdp[method](huge).errors[0].kind, 'request_too_large');
   // Corrupt and foreign bundles, bad options.
   const corrupt = Buffer.from(bundle);
   corrupt.fill(0, corrupt.length >> 1);
@@ -273,4 +379,5 @@ test('bad input is a tagged failure, never a throw, and the module keeps answeri
   }
   // Still exactly right afterwards.
   checkAll(pdp, 'after bad input');
+  checkSearches(pdp, 'after bad input');
 });

@@ -152,6 +152,9 @@ class _Instance:
                 "gatehouse_is_authorized_with_token",
                 "gatehouse_batch_is_authorized",
                 "gatehouse_user",
+                "gatehouse_search_resources",
+                "gatehouse_search_subjects",
+                "gatehouse_search_actions",
                 "gatehouse_revision",
                 "gatehouse_free",
             )
@@ -295,6 +298,37 @@ class Pdp:
     def batch_is_authorized(self, batch: JsonInput) -> dict:
         """:meth:`batch_is_authorized_json`, parsed."""
         return json.loads(self.batch_is_authorized_json(batch))
+
+    def search_resources_json(self, query: JsonInput) -> str:
+        """One page of the resources of ``resource_type`` that ``principal``
+        may do ``action`` on (``page``: ``limit``, and ``token``, the
+        previous page's ``next_token``); the tagged answer as JSON text,
+        exactly the line ``pdp search resource`` prints."""
+        return self._call("gatehouse_search_resources", _bytes(query))
+
+    def search_resources(self, query: JsonInput) -> dict:
+        """:meth:`search_resources_json`, parsed: ``{"type": "success",
+        "results": [...], "next_token": ..., "revision": N}`` (no
+        ``next_token`` on the last page) or a failure."""
+        return json.loads(self.search_resources_json(query))
+
+    def search_subjects_json(self, query: JsonInput) -> str:
+        """One page of the subjects of ``subject_type`` that may do
+        ``action`` on ``resource`` (users only when Active); JSON text."""
+        return self._call("gatehouse_search_subjects", _bytes(query))
+
+    def search_subjects(self, query: JsonInput) -> dict:
+        """:meth:`search_subjects_json`, parsed."""
+        return json.loads(self.search_subjects_json(query))
+
+    def search_actions_json(self, query: JsonInput) -> str:
+        """One page of the actions ``principal`` may take on ``resource``;
+        JSON text."""
+        return self._call("gatehouse_search_actions", _bytes(query))
+
+    def search_actions(self, query: JsonInput) -> dict:
+        """:meth:`search_actions_json`, parsed."""
+        return json.loads(self.search_actions_json(query))
 
     def apply_delta(self, bundle: bytes) -> dict:
         """Apply a delta (or newer snapshot); on failure the old one stays."""

@@ -19,6 +19,9 @@ pub struct WasmPdp {
     with_token: TypedFunc<(u32, u32, u32, i64), u64>,
     batch: TypedFunc<(u32, u32, u32), u64>,
     user: TypedFunc<(u32, u32, u32), u64>,
+    search_resources: TypedFunc<(u32, u32, u32), u64>,
+    search_subjects: TypedFunc<(u32, u32, u32), u64>,
+    search_actions: TypedFunc<(u32, u32, u32), u64>,
     revision: TypedFunc<u32, i64>,
     free: TypedFunc<u32, i32>,
 }
@@ -57,6 +60,9 @@ impl WasmPdp {
             with_token: f!("gatehouse_is_authorized_with_token"),
             batch: f!("gatehouse_batch_is_authorized"),
             user: f!("gatehouse_user"),
+            search_resources: f!("gatehouse_search_resources"),
+            search_subjects: f!("gatehouse_search_subjects"),
+            search_actions: f!("gatehouse_search_actions"),
             revision: f!("gatehouse_revision"),
             free: f!("gatehouse_free"),
             memory,
@@ -146,6 +152,19 @@ impl WasmPdp {
         self.with_buf(id.as_bytes(), |s, p, l| {
             s.user.call(&mut s.store, (handle, p, l))
         })
+    }
+
+    /// `gatehouse_search_resources`, `gatehouse_search_subjects` or
+    /// `gatehouse_search_actions`, by `kind` (`resource`, `subject`,
+    /// `action`: the names `pdp search` takes).
+    pub fn search(&mut self, handle: u32, kind: &str, query: &[u8]) -> Result<String> {
+        let f = match kind {
+            "resource" => self.search_resources.clone(),
+            "subject" => self.search_subjects.clone(),
+            "action" => self.search_actions.clone(),
+            other => bail!("no search {other:?}"),
+        };
+        self.with_buf(query, |s, p, l| f.call(&mut s.store, (handle, p, l)))
     }
 
     /// `gatehouse_revision`.

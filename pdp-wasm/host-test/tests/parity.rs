@@ -536,3 +536,210 @@ fn alloc_beyond_memory_answers_zero_and_the_module_lives_on() {
     assert_ne!(w.alloc_raw(16).unwrap(), 0);
     check_corpus(&mut w, h, &snap);
 }
+
+/// One case of `policies/search-corpus.json`: its kind, its query, and the
+/// lines sent and answers given, page by page, by `pdp search`.
+struct SearchChain {
+    name: String,
+    kind: String,
+    query: Value,
+    lines: Vec<String>,
+    answers: Vec<String>,
+}
+
+/// `query` as the line sent, with `token` as its page token (a string
+/// query is sent as it is).
+fn search_line(query: &Value, token: Option<&str>) -> String {
+    match (query, token) {
+        (Value::String(raw), _) => raw.clone(),
+        (q, None) => q.to_string(),
+        (q, Some(t)) => {
+            let mut q = q.clone();
+            q["page"]["token"] = json!(t);
+            q.to_string()
+        }
+    }
+}
+
+fn next_token(answer: &str) -> Option<String> {
+    json(answer)["next_token"].as_str().map(str::to_owned)
+}
+
+/// `pdp search KIND` over `lines`, one answer line each.
+fn cli_search(
+    pdp: &std::path::Path,
+    dir: &std::path::Path,
+    kind: &str,
+    lines: &[&str],
+) -> Vec<String> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(pdp)
+        .arg("search")
+        .arg(kind)
+        .arg("--bundle")
+        .arg(dir.join("bundle1.tar.gz"))
+        .arg("--trust-key")
+        .arg(dir.join("k.pub.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", pdp.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines.join("\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "pdp search {kind} failed");
+    let answers: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(answers.len(), lines.len());
+    answers
+}
+
+/// Every search of the corpus, followed page by page through `pdp search`
+/// (the CLI named by `PDP_BIN`, over the bundle `bytes` written to a
+/// temporary directory): a round asks every unfinished search its next
+/// page, with the `next_token` its previous page gave.
+fn search_reference(bytes: &[u8]) -> Vec<SearchChain> {
+    let pdp = std::env::var_os("PDP_BIN")
+        .map(PathBuf::from)
+        .expect("PDP_BIN names the pdp CLI (scripts/test-wasm sets it)");
+    let dir = std::env::temp_dir().join(format!("gatehouse-host-search-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bundle1.tar.gz"), bytes).unwrap();
+    std::fs::write(dir.join("k.pub.pem"), signer().public_pem().unwrap()).unwrap();
+    let file = json(&std::fs::read_to_string(root().join("policies/search-corpus.json")).unwrap());
+    let cases = file["cases"].as_array().unwrap();
+    let mut chains: Vec<SearchChain> = cases
+        .iter()
+        .map(|c| SearchChain {
+            name: c["name"].as_str().unwrap().to_owned(),
+            kind: c["kind"].as_str().unwrap().to_owned(),
+            query: c["query"].clone(),
+            lines: Vec::new(),
+            answers: Vec::new(),
+        })
+        .collect();
+    for _round in 0..100 {
+        let mut pending: Vec<(usize, String)> = Vec::new();
+        for (i, case) in cases.iter().enumerate() {
+            let chain = &chains[i];
+            let token = match chain.answers.last() {
+                Some(last) => match next_token(last) {
+                    Some(t) => Some(t),
+                    None => continue,
+                },
+                None => match case["token_from"].as_str() {
+                    None => None,
+                    Some(from) => {
+                        let j = chains.iter().position(|c| c.name == from).unwrap();
+                        let Some(first) = chains[j].answers.first() else {
+                            continue;
+                        };
+                        Some(next_token(first).expect("token_from names a case of several pages"))
+                    }
+                },
+            };
+            pending.push((i, search_line(&chain.query, token.as_deref())));
+        }
+        if pending.is_empty() {
+            std::fs::remove_dir_all(&dir).ok();
+            return chains;
+        }
+        for kind in ["resource", "subject", "action"] {
+            let asked: Vec<&(usize, String)> = pending
+                .iter()
+                .filter(|(i, _)| chains[*i].kind == kind)
+                .collect();
+            if asked.is_empty() {
+                continue;
+            }
+            let lines: Vec<&str> = asked.iter().map(|(_, l)| l.as_str()).collect();
+            for ((i, line), answer) in asked.iter().zip(cli_search(&pdp, &dir, kind, &lines)) {
+                chains[*i].lines.push(line.clone());
+                chains[*i].answers.push(answer);
+            }
+        }
+    }
+    panic!("a search did not end within 100 pages");
+}
+
+/// Every search of the corpus through the C ABI, following the module's
+/// own `next_token` from page to page: each page byte-identical to `pdp
+/// search`'s answer line (and to pdp-core in this process).
+#[test]
+fn searches_answer_byte_identically_page_by_page() {
+    let bytes = bundle(1);
+    let snap = native(&bytes, None);
+    let chains = search_reference(&bytes);
+    let mut w = instance();
+    let h = loaded(&mut w, &bytes);
+    let (mut pages, mut found, mut failed) = (0, 0, 0);
+    for c in &chains {
+        let mut line = c.lines[0].clone();
+        for (i, want) in c.answers.iter().enumerate() {
+            let got = w.search(h, &c.kind, line.as_bytes()).unwrap();
+            assert_eq!(&got, want, "{} page {}", c.name, i + 1);
+            assert_eq!(
+                got,
+                snap.search_json(&c.kind, line.as_bytes()).to_json(),
+                "{} page {} (in-process)",
+                c.name,
+                i + 1
+            );
+            let v = json(&got);
+            pages += 1;
+            found += usize::from(v["results"].as_array().is_some_and(|r| !r.is_empty()));
+            failed += usize::from(v["type"] == "failure");
+            match next_token(&got) {
+                Some(t) => line = search_line(&c.query, Some(&t)),
+                None => assert_eq!(i + 1, c.answers.len(), "{}", c.name),
+            }
+            if let Some(next) = c.lines.get(i + 1) {
+                assert_eq!(&line, next, "{}: following the module's token", c.name);
+            }
+        }
+    }
+    assert!(
+        found > 0 && failed > 0,
+        "{found} non-empty pages, {failed} failures"
+    );
+    // A token of revision 1 on revision 2: refused as expired, as natively.
+    let multi = chains.iter().find(|c| c.answers.len() > 1).unwrap();
+    let token = next_token(&multi.answers[0]).unwrap();
+    let newer = bundle(2);
+    assert_eq!(json(&w.apply_delta(h, &newer).unwrap())["type"], "success");
+    let line = search_line(&multi.query, Some(&token));
+    let got = w.search(h, &multi.kind, line.as_bytes()).unwrap();
+    assert_eq!(
+        got,
+        native(&newer, Some(&snap))
+            .search_json(&multi.kind, line.as_bytes())
+            .to_json()
+    );
+    assert_eq!(failure_kind(&got), "cursor_expired");
+    // Oversized, unknown handle, and every kind of bad bytes.
+    let huge = vec![b' '; 100 << 20];
+    for kind in ["resource", "subject", "action"] {
+        assert_eq!(
+            failure_kind(&w.search(h, kind, &huge).unwrap()),
+            "request_too_large"
+        );
+        assert_eq!(
+            failure_kind(&w.search(h + 1000, kind, b"{}").unwrap()),
+            "unknown_handle"
+        );
+        for bad in [&b""[..], b"\xff\xfe", b"null", b"{\"page\":"] {
+            let got = w.search(h, kind, bad).unwrap();
+            assert_eq!(got, snap.search_json(kind, bad).to_json());
+            failure_kind(&got);
+        }
+    }
+    println!(
+        "{} searches, {pages} pages identical through the C ABI ({found} non-empty, {failed} failures)",
+        chains.len()
+    );
+}
