@@ -265,9 +265,10 @@ fn search(c: &mut Criterion) {
         .results
         .len()
     };
-    timed("subjects/1M-users/suspendUser first page of 100, cold", || {
-        first(&big)
-    });
+    timed(
+        "subjects/1M-users/suspendUser first page of 100, cold",
+        || first(&big),
+    );
     let mut warm: Vec<f64> = (0..9)
         .map(|_| {
             let start = Instant::now();

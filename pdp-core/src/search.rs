@@ -251,6 +251,7 @@ impl Snapshot {
         let ty = self.type_name(&q.resource_type)?;
         let action = self.uid(&q.action)?;
         let principal = self.uid(&q.principal)?;
+        self.applies(&action, principal.type_name(), &ty)?;
         // A user who may not be authorized at all is allowed nothing.
         if principal.type_name() == &self.statics().user_type
             && let Some(dir) = self.directory()
@@ -294,6 +295,7 @@ impl Snapshot {
         let ty = self.type_name(&q.subject_type)?;
         let action = self.uid(&q.action)?;
         let resource = self.uid(&q.resource)?;
+        self.applies(&action, &ty, resource.type_name())?;
         let scoped = self.scoped_policies(&action, &ty, resource.type_name());
         let candidates = self.candidates(&ty, Side::Principal, scoped, after.as_deref());
         self.collect(candidates, (limit, budget), &key, &q.subject_type, |id| {
@@ -398,6 +400,38 @@ impl Snapshot {
             )));
         }
         Ok(ty)
+    }
+
+    /// With a schema, the question must be one the schema lets be asked
+    /// (the action exists and applies to these principal and resource
+    /// types), as a decision would refuse it; refused up front, so the
+    /// answer never depends on whether a candidate exists.
+    fn applies(
+        &self,
+        action: &EntityUid,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> Result<(), RequestError> {
+        let Some(schema) = self.schema() else {
+            return Ok(());
+        };
+        if !schema.actions().any(|a| a == action) {
+            return Err(RequestError::InvalidRequest(format!(
+                "{action} is not an action of the schema"
+            )));
+        }
+        let principals = schema
+            .principals_for_action(action)
+            .is_some_and(|mut p| p.any(|t| t == principal));
+        let resources = schema
+            .resources_for_action(action)
+            .is_some_and(|mut r| r.any(|t| t == resource));
+        if !(principals && resources) {
+            return Err(RequestError::InvalidRequest(format!(
+                "{action} does not apply to principals of type {principal} and resources of type {resource}"
+            )));
+        }
+        Ok(())
     }
 
     fn uid(&self, r: &EntityRef) -> Result<EntityUid, RequestError> {
@@ -652,6 +686,10 @@ mod tests {
     use crate::manifest::BundleKind;
 
     fn synthetic(users: usize) -> Snapshot {
+        load_files(crate::synth::realm(users, 11))
+    }
+
+    fn load_files(files: std::collections::BTreeMap<String, Vec<u8>>) -> Snapshot {
         let header = BundleHeader {
             realm: "t".into(),
             revision: 1,
@@ -660,7 +698,7 @@ mod tests {
             created_at: 0,
             identity: None,
         };
-        let bytes = write_archive(&header, &crate::synth::realm(users, 11), None, false).unwrap();
+        let bytes = write_archive(&header, &files, None, false).unwrap();
         let options = crate::LoadOptions {
             trust: Trust::Dev,
             limits: Limits::default(),
@@ -726,5 +764,43 @@ mod tests {
             .count();
         assert!(pages >= active / 7, "{pages} pages for {active} candidates");
         assert!(short > 0, "no page ended on the budget with room left");
+    }
+
+    /// A question the schema refuses (the action does not apply to the
+    /// searched type) is refused whether or not entities of the type
+    /// exist, as the decision on any one of them would be.
+    #[test]
+    fn a_question_the_schema_refuses_is_refused_with_or_without_candidates() {
+        let with = synthetic(20);
+        let mut files = crate::synth::realm(20, 11);
+        files.insert("entities.json".into(), b"[]".to_vec());
+        let without = load_files(files);
+        let user = with.search_ids().of(&with, &with.statics().user_type)[0].to_string();
+        for snap in [&with, &without] {
+            let q = ResourceSearch {
+                principal: EntityRef::new("User", user.clone()),
+                action: EntityRef::new("Action", "readDocument"),
+                resource_type: "Folder".into(),
+                context: serde_json::json!({}),
+                page: Page::default(),
+            };
+            assert!(
+                matches!(
+                    snap.search_resources(&q),
+                    Err(RequestError::InvalidRequest(_))
+                ),
+                "{:?}",
+                snap.search_resources(&q)
+            );
+            let unknown = ResourceSearch {
+                action: EntityRef::new("Action", "fly"),
+                resource_type: "Document".into(),
+                ..q
+            };
+            assert!(matches!(
+                snap.search_resources(&unknown),
+                Err(RequestError::InvalidRequest(_))
+            ));
+        }
     }
 }
