@@ -66,7 +66,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     }
     for s in starts {
         let repo = s.await.unwrap().unwrap();
-        assert_eq!(repo.schema_version().await.unwrap(), 4);
+        assert_eq!(repo.schema_version().await.unwrap(), 5);
         repo.ping().await.unwrap();
     }
     let client = raw(&url).await;
@@ -77,6 +77,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
         .batch_execute(&format!(
             "ALTER TABLE {schema}.credentials DROP COLUMN verify_attempts;
              DROP TABLE {schema}.authzen_types;
+             DROP TABLE {schema}.publish_intents;
              UPDATE {schema}.gatehouse_schema SET version = 1"
         ))
         .await
@@ -84,7 +85,7 @@ async fn migrations_run_once_and_a_newer_schema_is_refused() {
     let repo = PostgresRepository::connect_in_schema(&url, &schema, support::keyring())
         .await
         .unwrap();
-    assert_eq!(repo.schema_version().await.unwrap(), 4);
+    assert_eq!(repo.schema_version().await.unwrap(), 5);
     let n: i64 = client
         .query_one(
             "SELECT count(*) FROM information_schema.columns

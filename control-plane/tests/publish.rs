@@ -327,20 +327,27 @@ async fn two_publishers_never_lose_an_update() {
 const CRASH_DIR: &str = "GATEHOUSE_TEST_CRASH_DIR";
 const CRASH_DB: &str = "GATEHOUSE_TEST_CRASH_DB";
 
+const CRASH_AFTER: &str = "GATEHOUSE_TEST_CRASH_AFTER_HEAD";
+
 /// The killed publisher, in a child process: publish the pending change
-/// through a store that dies before `HEAD` moves.
+/// through a store that dies just before `HEAD` moves, or just after.
 async fn publish_and_die(dir: &Path) {
     let db = support::Db::from_env_value(&std::env::var(CRASH_DB).unwrap());
     let repo = db.open().await;
-    let store = Arc::new(support::DiesBeforeHead(Arc::new(LocalDirStore::new(
-        dir.join("store"),
-    ))));
+    let store = Arc::new(support::DiesAtHead {
+        inner: Arc::new(LocalDirStore::new(dir.join("store"))),
+        after: std::env::var_os(CRASH_AFTER).is_some(),
+    });
     let s = service(repo, store, ManualClock::at(NOW + 1), settings(0, ""));
     let _ = s.publish(OP, "acme").await;
 }
 
-#[tokio::test]
-async fn publisher_killed_before_head_recovers() {
+/// A publisher killed with a delta written, before `HEAD` names it
+/// (`after: false`) or after (`after: true`, its changes never marked
+/// published): the next publisher, in a fresh process, adopts the delta
+/// and the changes its publisher recorded it carries, so the change is
+/// published exactly once (no second delta) and nothing is lost.
+async fn killed_publisher(test: &str, after: bool) {
     // This test runs itself again as the child that gets killed.
     if let Ok(dir) = std::env::var(CRASH_DIR) {
         publish_and_die(Path::new(&dir)).await;
@@ -358,43 +365,54 @@ async fn publisher_killed_before_head_recovers() {
         .await
         .unwrap();
 
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "publisher_killed_before_head_recovers",
-            "--test-threads=1",
-        ])
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--exact", test, "--test-threads=1"])
         .env(CRASH_DIR, cp.dir.path())
         .env(CRASH_DB, cp.db.to_env_value())
         .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
+        .stdout(std::process::Stdio::null());
+    if after {
+        child.env(CRASH_AFTER, "1");
+    }
+    let status = child.status().unwrap();
     assert!(!status.success(), "the child was meant to die");
-    // The delta is on disk, HEAD still names revision 1.
+    // The delta is on disk; HEAD names it only if the child died after.
     let keys = RealmKeys::new("", "acme");
     assert!(get(cp.store.as_ref(), &keys.delta(2)).await.is_some());
-    assert_eq!(head(&cp, "acme").await.revision, 1);
-    assert_eq!(
-        state_in(&load(&cp, "acme").await, &alice),
-        Some(UserState::Active)
-    );
+    let (head_revision, seen) = if after {
+        (2, UserState::Suspended)
+    } else {
+        (1, UserState::Active)
+    };
+    assert_eq!(head(&cp, "acme").await.revision, head_revision);
+    assert_eq!(state_in(&load(&cp, "acme").await, &alice), Some(seen));
 
-    // Restart (a fresh connection to the database, a fresh store handle):
-    // the next publish adopts the orphan, republishes the change, and the
-    // suspension is published with nothing lost.
+    // Restart (a fresh connection to the database, a fresh store handle).
     let repo = cp.db.open().await;
     let store: Arc<dyn ObjectStore> = Arc::new(LocalDirStore::new(cp.dir.path().join("store")));
     let p = service(repo, store, cp.clock.clone(), settings(0, ""));
     assert_eq!(pending(&p).await, 1);
     cp.clock.set(NOW + 2);
     let done = p.publish(OP, "acme").await.unwrap();
-    assert_eq!(done.revision, 3);
+    assert_eq!((done.kind.as_str(), done.revision), ("none", 2));
     assert_eq!(pending(&p).await, 0);
+    assert!(get(cp.store.as_ref(), &keys.delta(3)).await.is_none());
+    assert_eq!(head(&cp, "acme").await.revision, 2);
     assert_eq!(
         state_in(&load(&cp, "acme").await, &alice),
         Some(UserState::Suspended)
     );
+}
+
+#[tokio::test]
+async fn publisher_killed_before_head_recovers() {
+    killed_publisher("publisher_killed_before_head_recovers", false).await;
+}
+
+#[tokio::test]
+async fn publisher_killed_after_head_recovers() {
+    killed_publisher("publisher_killed_after_head_recovers", true).await;
 }
 
 #[tokio::test]

@@ -255,7 +255,10 @@ const CRASH: &str = "GATEHOUSE_TEST_CRASH";
 /// the delta and `HEAD`.
 async fn crash(spec: &str) -> ! {
     let (dir, url) = spec.split_once(' ').unwrap();
-    let store = Arc::new(support::DiesBeforeHead(s3(url, 4).await));
+    let store = Arc::new(support::DiesAtHead {
+        inner: s3(url, 4).await,
+        after: false,
+    });
     let s = control_plane(&Path::new(dir).join("cp.db"), store, no_auto());
     let _ = s.publish(OP, "acme").await;
     unreachable!("the publisher must have died");
@@ -325,15 +328,20 @@ fn a_publisher_killed_before_head_is_recovered_on_s3() {
                 Some(UserState::Active)
             );
 
-            // Restarted: the next publish adopts the orphan, publishes the change
-            // again on top, and nothing is lost.
+            // Restarted: the next publish adopts the orphan and with it the
+            // change it carries (its publisher recorded which): published
+            // once, nothing lost, no second delta.
             let s = control_plane(&db, store.clone(), no_auto());
             assert_eq!(
                 s.publish_status(OP, "acme").await.unwrap().pending_changes,
                 1
             );
             let done = s.publish(OP, "acme").await.unwrap();
-            assert_eq!((done.kind.as_str(), done.revision), ("delta", 3));
+            assert_eq!((done.kind.as_str(), done.revision), ("none", 2));
+            assert!(matches!(
+                store.get(&keys.delta(3), None, 1 << 20).await.unwrap(),
+                Fetched::Missing
+            ));
             assert_eq!(
                 s.publish_status(OP, "acme").await.unwrap().pending_changes,
                 0

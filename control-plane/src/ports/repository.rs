@@ -470,6 +470,11 @@ pub const TABLES: &[TableSpec] = &[
         order: "realm",
     },
     TableSpec {
+        name: "publish_intents",
+        columns: &[("realm", T), ("revision", I), ("upto", I)],
+        order: "realm, revision",
+    },
+    TableSpec {
         name: "credentials",
         columns: &[
             ("realm", T),
@@ -705,6 +710,14 @@ pub trait Tx {
     fn mark_published(&mut self, realm: &str, upto: i64, revision: u64, now: i64) -> Result<()>;
     /// The newest revision this repository's changes reached, and when.
     fn published(&mut self, realm: &str) -> Result<Option<(u64, i64)>>;
+    /// Before a delta at `revision` is written: it carries the changes up
+    /// to `upto`. Kept only if no intent for that revision exists (the
+    /// first publisher to try a revision is the one whose bundle may be
+    /// there); removed by [`Transaction::mark_published`] at or past it.
+    fn record_intent(&mut self, realm: &str, revision: u64, upto: i64) -> Result<()>;
+    /// The changes a delta at `revision` carries, when its publisher
+    /// recorded them: what adopting that bundle publishes.
+    fn intent(&mut self, realm: &str, revision: u64) -> Result<Option<i64>>;
 
     // ------------------------------------------------------------- copy
     /// Every row of a table, in its key order, each value by its column's

@@ -329,6 +329,17 @@ impl Service {
         let signer = self.bundle_signer(realm).await?;
         for _ in 0..MAX_ATTEMPTS {
             let head = self.head(realm, &signer).await?;
+            if let Some((h, _)) = &head
+                && h.snapshot < h.revision
+            {
+                // HEAD names a delta whose publisher died before marking
+                // its changes published: they are in the chain (the
+                // delta there carries at least the ones it recorded).
+                let (r, rev) = (realm.to_owned(), h.revision);
+                if let Some(upto) = self.repo.read(move |tx| tx.intent(&r, rev)).await? {
+                    self.mark_published(realm, upto, rev, now).await?;
+                }
+            }
             let pending = self.pending_content(realm).await?;
             let step = match (&head, pending) {
                 (Some((h, _)), None) => return Ok(Published::none(realm, h.revision, None)),
@@ -480,6 +491,15 @@ impl Service {
         )
         .map_err(|e| Error::Publish(e.to_string()))?;
         let key = self.keys(realm).delta(revision);
+        // Recorded before the bundle exists: if this process dies between
+        // writing it and advancing HEAD, whoever adopts it knows which
+        // changes it carries and publishes them once, not again.
+        if let Some(upto) = delta.upto {
+            let r = realm.to_owned();
+            self.repo
+                .write(move |tx| tx.record_intent(&r, revision, upto))
+                .await?;
+        }
         let new_head = head.next(
             revision,
             head.snapshot,
@@ -491,7 +511,16 @@ impl Service {
             .claim(realm, &key, &bytes, BundleKind::Delta, revision, signer)
             .await?
         {
-            self.advance(realm, Some(&etag), &new_head, signer).await?;
+            // A dead publisher's delta: adopt it, and with it the changes
+            // its publisher recorded it carries (none recorded: an older
+            // build's; its changes are published again, harmlessly).
+            if self.advance(realm, Some(&etag), &new_head, signer).await? {
+                let r = realm.to_owned();
+                let carried = self.repo.read(move |tx| tx.intent(&r, revision)).await?;
+                if let Some(upto) = carried {
+                    self.mark_published(realm, upto, revision, now).await?;
+                }
+            }
             return Ok(None);
         }
         if !self.advance(realm, Some(&etag), &new_head, signer).await? {

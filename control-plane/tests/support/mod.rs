@@ -282,13 +282,20 @@ impl Cp {
     }
 }
 
-/// A store that kills the whole process (as a kill would) the moment
-/// anyone tries to advance `HEAD` — after the bundle is written: a
-/// publisher that dies between the two.
+/// A store that kills the whole process (as a kill would) when a
+/// publisher advances `HEAD`: just before the write (`after: false`: the
+/// bundle is written, `HEAD` still names the one before), or just after
+/// it succeeded (`after: true`: `HEAD` names the bundle, and the
+/// publisher never marked its changes published).
 #[derive(Debug)]
-pub struct DiesBeforeHead(pub Arc<dyn ObjectStore>);
+pub struct DiesAtHead {
+    /// The store written through.
+    pub inner: Arc<dyn ObjectStore>,
+    /// Die after the `HEAD` write instead of before it.
+    pub after: bool,
+}
 
-impl ObjectStore for DiesBeforeHead {
+impl ObjectStore for DiesAtHead {
     fn get<'a>(
         &'a self,
         key: &'a str,
@@ -298,7 +305,7 @@ impl ObjectStore for DiesBeforeHead {
         'a,
         Result<control_plane::ports::Fetched, control_plane::ports::StoreError>,
     > {
-        self.0.get(key, if_none_match, limit)
+        self.inner.get(key, if_none_match, limit)
     }
     fn put<'a>(
         &'a self,
@@ -309,22 +316,28 @@ impl ObjectStore for DiesBeforeHead {
         'a,
         Result<control_plane::ports::Put, control_plane::ports::StoreError>,
     > {
-        if key.ends_with("/HEAD")
-            && matches!(condition, control_plane::ports::Condition::IfMatch(_))
-        {
+        let advancing = key.ends_with("/HEAD")
+            && matches!(condition, control_plane::ports::Condition::IfMatch(_));
+        if advancing && !self.after {
             std::process::abort();
         }
-        self.0.put(key, bytes, condition)
+        Box::pin(async move {
+            let put = self.inner.put(key, bytes, condition).await;
+            if advancing && matches!(put, Ok(control_plane::ports::Put::Written(_))) {
+                std::process::abort();
+            }
+            put
+        })
     }
     fn list<'a>(
         &'a self,
         prefix: &'a str,
     ) -> control_plane::ports::BoxFuture<'a, Result<Vec<String>, control_plane::ports::StoreError>>
     {
-        self.0.list(prefix)
+        self.inner.list(prefix)
     }
     fn describe(&self) -> String {
-        self.0.describe()
+        self.inner.describe()
     }
 }
 

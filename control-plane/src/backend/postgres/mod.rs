@@ -232,6 +232,16 @@ CREATE TABLE authzen_types (
     body   BYTEA NOT NULL
 );
 "#,
+    r#"
+-- What a delta carries, recorded before it is written: a publisher that
+-- adopts a dead one's delta marks exactly those changes published.
+CREATE TABLE publish_intents (
+    realm     TEXT COLLATE "C" NOT NULL,
+    revision  BIGINT NOT NULL,
+    upto      BIGINT NOT NULL,
+    PRIMARY KEY (realm, revision)
+);
+"#,
 ];
 
 /// Advisory-lock namespaces (the first key of the two-key form).

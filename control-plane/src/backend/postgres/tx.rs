@@ -1537,7 +1537,37 @@ impl Tx for PgTx<'_, '_> {
                  at = excluded.at",
             &[&realm, &rev, &now],
         )?;
+        self.exec(
+            realm,
+            "DELETE FROM publish_intents WHERE realm = $1 AND revision <= $2",
+            &[&realm, &rev],
+        )?;
         Ok(())
+    }
+
+    fn record_intent(&mut self, realm: &str, revision: u64, upto: i64) -> Result<()> {
+        self.w()?;
+        let rev =
+            i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))?;
+        self.exec(
+            realm,
+            "INSERT INTO publish_intents (realm, revision, upto) VALUES ($1, $2, $3)
+             ON CONFLICT (realm, revision) DO NOTHING",
+            &[&realm, &rev, &upto],
+        )?;
+        Ok(())
+    }
+
+    fn intent(&mut self, realm: &str, revision: u64) -> Result<Option<i64>> {
+        let rev =
+            i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))?;
+        self.row(
+            realm,
+            "SELECT upto FROM publish_intents WHERE realm = $1 AND revision = $2",
+            &[&realm, &rev],
+        )?
+        .map(|r| get(&r, 0))
+        .transpose()
     }
 
     fn published(&mut self, realm: &str) -> Result<Option<(u64, i64)>> {

@@ -213,6 +213,16 @@ CREATE TABLE authzen_types (
     body   BLOB NOT NULL                 -- authzen.json bytes
 );
 "#,
+    r#"
+-- What a delta carries, recorded before it is written: a publisher that
+-- adopts a dead one's delta marks exactly those changes published.
+CREATE TABLE publish_intents (
+    realm     TEXT NOT NULL,
+    revision  INTEGER NOT NULL,
+    upto      INTEGER NOT NULL,          -- changes.seq covered
+    PRIMARY KEY (realm, revision)
+);
+"#,
 ];
 
 /// The SQLite repository. One connection behind a mutex: SQLite

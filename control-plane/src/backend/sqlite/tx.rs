@@ -1276,7 +1276,38 @@ impl Tx for SqliteTx<'_> {
             params![realm, rev, now],
         )
         .sql()?;
+        tx.execute(
+            "DELETE FROM publish_intents WHERE realm = ?1 AND revision <= ?2",
+            params![realm, rev],
+        )
+        .sql()?;
         Ok(())
+    }
+
+    fn record_intent(&mut self, realm: &str, revision: u64, upto: i64) -> Result<()> {
+        let rev =
+            i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))?;
+        self.w()?
+            .execute(
+                "INSERT INTO publish_intents (realm, revision, upto) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (realm, revision) DO NOTHING",
+                params![realm, rev, upto],
+            )
+            .sql()?;
+        Ok(())
+    }
+
+    fn intent(&mut self, realm: &str, revision: u64) -> Result<Option<i64>> {
+        let rev =
+            i64::try_from(revision).map_err(|_| Error::Internal("revision overflow".into()))?;
+        self.tx
+            .query_row(
+                "SELECT upto FROM publish_intents WHERE realm = ?1 AND revision = ?2",
+                params![realm, rev],
+                |r| r.get(0),
+            )
+            .optional()
+            .sql()
     }
 
     fn published(&mut self, realm: &str) -> Result<Option<(u64, i64)>> {
