@@ -9,9 +9,12 @@
 //! - a publisher that dies between writing a bundle and advancing `HEAD`
 //!   leaves an orphan that the next publisher (any of them) verifies and
 //!   adopts; the repository's change log is drained only after `HEAD`
-//!   names the revision that carries the changes, so nothing is lost. A
-//!   change published twice is harmless: deltas carry whole user records
-//!   and whole Cedar members.
+//!   names the revision that carries the changes, so nothing is lost.
+//!   Before writing a delta its publisher records which changes it
+//!   carries (a publish intent), so whoever adopts it drains exactly
+//!   those: each change is published once. (Were one published twice it
+//!   would be harmless: deltas carry whole user records and whole Cedar
+//!   members.)
 //!
 //! On top of that, publishing a realm is one control plane's job at a
 //! time: [`Service::publisher`] takes the repository's per-realm publisher
