@@ -519,10 +519,19 @@ impl Config {
                     path: path.to_owned(),
                     message,
                 };
-                // Unknown keys first, to name the nearest known one.
+                // Unknown keys first, to name the nearest known one; then
+                // empty values, refused as an empty variable is.
                 let table: toml::Table =
                     toml::from_str(&text).map_err(|e| toml_error(toml_failure(&text, &e)))?;
-                for key in table.keys() {
+                for (key, value) in &table {
+                    let is_blank =
+                        |v: &toml::Value| v.as_str().is_some_and(|s| s.trim().is_empty());
+                    let empty_item = value.as_array().is_some_and(|a| a.iter().any(is_blank));
+                    if settings().iter().any(|s| s.key == key) && (is_blank(value) || empty_item) {
+                        return Err(toml_error(format!(
+                            "{key}: empty value (or list item); drop the key for the default"
+                        )));
+                    }
                     if !settings().iter().any(|s| s.key == key) {
                         return Err(toml_error(
                             match nearest(key, settings().iter().map(|s| s.key)) {
@@ -708,6 +717,12 @@ mod tests {
             Config::load(Some(&file), []),
             Err(ConfigError::Toml { .. })
         ));
+        // An empty value in the file is refused as an empty variable is.
+        for text in ["db = \"\"\n", "issuer_base = \"  \"\n", "store = \"\"\n"] {
+            std::fs::write(&file, text).unwrap();
+            let e = Config::load(Some(&file), []).expect_err(text).to_string();
+            assert!(e.contains(text.split(' ').next().unwrap()), "{text}: {e}");
+        }
     }
 
     /// The setting flags of a command line (as the binary's `Cli`

@@ -758,7 +758,30 @@ impl Config {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|e| {
+                let empty = |message: String| ConfigError::Toml {
+                    path: path.to_owned(),
+                    message,
+                };
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|e| empty(e.to_string().replace('\n', " ")))?;
+                // As for a variable: an empty (or blank) value is refused,
+                // not taken as "unset" or as a value; a list may be empty
+                // but may not hold an empty item.
+                for (key, value) in &table {
+                    let blank = |v: &toml::Value| v.as_str().is_some_and(|s| s.trim().is_empty());
+                    if blank(value) {
+                        return Err(empty(format!(
+                            "{key}: empty value; drop the key for the default"
+                        )));
+                    }
+                    if value
+                        .as_array()
+                        .is_some_and(|items| items.iter().any(blank))
+                    {
+                        return Err(empty(format!("{key}: a list item is empty")));
+                    }
+                }
+                table.try_into::<Config>().map_err(|e| {
                     let mut message = e.to_string().replace('\n', " ");
                     // serde names the unknown key; say which one was meant.
                     if let Some(key) = message
@@ -1083,6 +1106,33 @@ mod tests {
             };
             assert_eq!(c.serves_demo(), Ok(true), "{listen}");
         }
+    }
+
+    /// The file's reading of the same rule: an empty or blank string is
+    /// refused for any key, and so is an empty item of a list (the
+    /// AuthZEN URL, the state directory, a trust key were taken as given).
+    #[test]
+    fn an_empty_value_in_the_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("gh-config-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("edge.toml");
+        for text in [
+            "authzen_pdp_url = \"\"",
+            "state_dir = \"  \"",
+            "trust_keys = [\"demo=/k.pem\", \"\"]",
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = Config::load(Some(&file), []).expect_err(text).to_string();
+            let key = text.split(' ').next().unwrap();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        std::fs::write(
+            &file,
+            "trust_keys = []\nauthzen_pdp_url = \"https://pdp.example\"",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), []).unwrap();
+        assert_eq!(c.authzen_pdp_url.as_deref(), Some("https://pdp.example"));
     }
 
     /// Review finding: since the settings were declared once, an empty
