@@ -187,6 +187,9 @@ async fn serve(
     if ephemeral_kek {
         tracing::warn!("{}", control_plane::secrets::EPHEMERAL_WARNING);
     }
+    // Admin actions this build added are authorizable on an admin realm
+    // made by an older one.
+    service.upgrade_admin_realm().await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     println!("control plane listening on http://{addr} (docs: http://{addr}/docs)");

@@ -696,3 +696,44 @@ async fn realms_never_see_each_other() {
         s.bundle_key(OP, "globex").await.unwrap()
     );
 }
+
+/// An admin realm bootstrapped by an older build lacks the admin actions
+/// added since; `upgrade_admin_realm` (run by `serve` at start) widens its
+/// schema, once, and an administrator may then use the new action.
+#[tokio::test]
+async fn an_older_admin_realm_is_widened_to_this_builds_actions() {
+    let cp = Cp::with_realms(&["acme"]).await;
+    let s = &cp.service;
+    assert!(
+        !s.upgrade_admin_realm().await.unwrap(),
+        "no admin realm yet"
+    );
+    s.bootstrap("root", "root@example.com", "root passphrase for tests")
+        .await
+        .unwrap();
+    assert!(!s.upgrade_admin_realm().await.unwrap(), "already current");
+    // The schema an older build wrote: without `bundle:status`.
+    let current = control_plane::domain::admin::admin_schema();
+    let older: String = current
+        .lines()
+        .filter(|l| !l.contains("\"bundle:status\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(older, current);
+    s.put_schema(OP, "admin", &older).await.unwrap();
+    let login = s
+        .login("admin", "root", "root passphrase for tests", None)
+        .await
+        .unwrap();
+    let token = match login {
+        control_plane::ports::identity::LoginResult::Tokens(t) => t.access_token,
+        other => panic!("{other:?}"),
+    };
+    let root = control_plane::service::Caller::Bearer(Some(token));
+    // The older schema cannot authorize the action at all: refused.
+    assert!(s.publish_status(&root, "acme").await.is_err());
+    assert!(s.upgrade_admin_realm().await.unwrap());
+    assert_eq!(s.schema(OP, "admin", None).await.unwrap().text, current);
+    assert!(!s.upgrade_admin_realm().await.unwrap(), "once");
+    s.publish_status(&root, "acme").await.unwrap();
+}

@@ -156,6 +156,47 @@ impl Service {
         }
     }
 
+    /// Widen an existing admin realm's schema to this build's when it lacks
+    /// an admin action (the schema is written at bootstrap; a newer build
+    /// with new operations would otherwise refuse them all, failing
+    /// closed, on every deployment made before it). `true` when it was
+    /// written. A schema that cannot be replaced (an administrator changed
+    /// it so that the realm's users no longer fit this build's) is an
+    /// error naming what is missing, and nothing is changed.
+    pub async fn upgrade_admin_realm(&self) -> Result<bool> {
+        let op = &Caller::Operator;
+        let realm = self.settings.admin_realm.clone();
+        let current = match self.schema(op, &realm, None).await {
+            Ok(s) => s.text,
+            Err(Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let parsed = cedar_policy::Schema::from_cedarschema_str(&current)
+            .map_err(|e| Error::Internal(format!("admin realm schema: {e}")))?
+            .0;
+        let missing: Vec<&str> = AdminAction::ALL
+            .iter()
+            .map(|a| a.name())
+            .filter(|name| !parsed.actions().any(|uid| uid.id().unescaped() == *name))
+            .collect();
+        if missing.is_empty() {
+            return Ok(false);
+        }
+        self.put_schema(op, &realm, &admin_schema())
+            .await
+            .map_err(|e| {
+                Error::Conflict(format!(
+                    "the admin realm {realm:?} lacks the admin actions {missing:?} and its schema                      cannot be replaced by this build's: {e}"
+                ))
+            })?;
+        tracing::info!(
+            realm,
+            ?missing,
+            "admin realm schema widened to this build's actions"
+        );
+        Ok(true)
+    }
+
     /// Create the admin realm (its schema, the `admin` and `realm-admin`
     /// roles and the starting policies) if it is missing, and its first
     /// administrator: an Active user with the `admin` role and this
