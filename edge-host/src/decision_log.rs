@@ -44,6 +44,10 @@ pub const S3_RETRIES: u32 = 3;
 const S3_BACKOFF: Duration = Duration::from_millis(100);
 /// Lines handed to a line sink between two flushes, at most.
 const LINES_PER_WRITE: usize = 1024;
+/// How long the drain waits after a write that did not fill a batch,
+/// letting records gather: a drain that woke for every record cost every
+/// decision a wake-up and a write (benches/README.md, decision logs).
+const LINGER: Duration = Duration::from_millis(10);
 /// The longest request id or `traceparent` logged, bytes; a longer one is
 /// cut (at a character boundary): a client chooses them.
 const MAX_ID_BYTES: usize = 256;
@@ -565,7 +569,7 @@ pub struct Line<'a> {
     /// The reason (the real one: a by-id answer's reason that callers
     /// without the detail see as `no_permit` is logged as it is), or the
     /// problem kind of an error.
-    pub reason: std::borrow::Cow<'a, str>,
+    pub reason: Why<'a>,
     /// The policies that determined the decision.
     pub determining_policies: &'a [String],
     /// Policies that failed to evaluate (ids only: their messages may
@@ -585,6 +589,25 @@ pub struct Line<'a> {
     /// Allowlisted claims of the verified token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<Map<String, Value>>,
+}
+
+/// A record's reason: an answer's, written straight from its `Display`
+/// (no string built for it), or a given text.
+#[derive(Debug, Clone, Copy)]
+pub enum Why<'a> {
+    /// The answer's reason.
+    Reason(&'a Reason),
+    /// A reason or problem kind as text.
+    Text(&'a str),
+}
+
+impl Serialize for Why<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Why::Reason(r) => s.collect_str(r),
+            Why::Text(t) => s.serialize_str(t),
+        }
+    }
 }
 
 /// A running decision log: the buffer's sending end, the counters and the
@@ -638,9 +661,9 @@ impl DecisionLog {
                 host: hooks.host_id.clone().unwrap_or_else(host_id),
             },
             (_, Some(sink)) => Drain::Lines(sink),
-            (Target::Stdout, None) => {
-                Drain::Lines(Box::new(Stdout(std::io::BufWriter::new(std::io::stdout()))))
-            }
+            (Target::Stdout, None) => Drain::Lines(Box::new(Stdout(
+                std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
+            ))),
             (Target::File(path), None) => Drain::Lines(Box::new(
                 FileSink::open(path, settings.file_max_bytes, settings.file_keep)
                     .map_err(|e| format!("decision_log: {}: {e}", path.display()))?,
@@ -747,38 +770,33 @@ impl DecisionLog {
 
     fn record(&self, ev: &Event<'_>) -> Record {
         let allow = ev.realm.and_then(|r| self.allow(r));
-        let (decision, reason, revision, policies, errored): (
-            _,
-            std::borrow::Cow<'_, str>,
-            _,
-            _,
-            _,
-        ) = match ev.verdict {
-            Verdict::Answer(a) => (
-                match a.decision {
-                    Decision::Allow => "Allow",
-                    Decision::Deny => "Deny",
-                },
-                a.reason.to_string().into(),
-                Some(a.revision),
-                a.determining_policies.as_slice(),
-                a.errors.iter().map(|e| e.policy_id.as_str()).collect(),
-            ),
-            Verdict::Deny(r) => (
-                "Deny",
-                r.into(),
-                ev.snapshot.map(Snapshot::revision),
-                &[][..],
-                Vec::new(),
-            ),
-            Verdict::Error(k) => (
-                "Error",
-                k.into(),
-                ev.snapshot.map(Snapshot::revision),
-                &[][..],
-                Vec::new(),
-            ),
-        };
+        let (decision, reason, revision, policies, errored): (_, Why<'_>, _, _, _) =
+            match ev.verdict {
+                Verdict::Answer(a) => (
+                    match a.decision {
+                        Decision::Allow => "Allow",
+                        Decision::Deny => "Deny",
+                    },
+                    Why::Reason(&a.reason),
+                    Some(a.revision),
+                    a.determining_policies.as_slice(),
+                    a.errors.iter().map(|e| e.policy_id.as_str()).collect(),
+                ),
+                Verdict::Deny(r) => (
+                    "Deny",
+                    Why::Text(r),
+                    ev.snapshot.map(Snapshot::revision),
+                    &[][..],
+                    Vec::new(),
+                ),
+                Verdict::Error(k) => (
+                    "Error",
+                    Why::Text(k),
+                    ev.snapshot.map(Snapshot::revision),
+                    &[][..],
+                    Vec::new(),
+                ),
+            };
         // A token's subject and claims only once the realm accepted it.
         let accepted = match ev.verdict {
             Verdict::Answer(a) => !matches!(a.reason, Reason::Token(_) | Reason::StaleBundle),
@@ -850,25 +868,36 @@ impl DecisionLog {
         Record {
             time_ms: line.time,
             realm: ev.realm.map(str::to_owned),
-            line: serde_json::to_string(&line).unwrap_or_default(),
+            line: {
+                let mut out = Vec::with_capacity(512);
+                match serde_json::to_writer(&mut out, &line) {
+                    // serde_json writes UTF-8 only.
+                    Ok(()) => String::from_utf8(out).unwrap_or_default(),
+                    Err(_) => String::new(),
+                }
+            },
         }
     }
 
     /// The realm's allowlist and the one for every realm, merged; `None`
     /// when neither allows anything.
-    fn allow(&self, realm: &str) -> Option<Allow> {
+    fn allow(&self, realm: &str) -> Option<std::borrow::Cow<'_, Allow>> {
+        use std::borrow::Cow;
+        if self.settings.allow.is_empty() {
+            return None;
+        }
         let own = self.settings.allow.get(realm);
         let all = self.settings.allow.get("*");
         match (own, all) {
             (None, None) => None,
-            (Some(a), None) | (None, Some(a)) => (!a.is_empty()).then(|| a.clone()),
+            (Some(a), None) | (None, Some(a)) => (!a.is_empty()).then_some(Cow::Borrowed(a)),
             (Some(a), Some(b)) => {
                 let mut m = a.clone();
                 m.context.extend(b.context.iter().cloned());
                 m.principal.extend(b.principal.iter().cloned());
                 m.resource.extend(b.resource.iter().cloned());
                 m.claim.extend(b.claim.iter().cloned());
-                Some(m)
+                Some(Cow::Owned(m))
             }
         }
     }
@@ -998,6 +1027,17 @@ async fn drain_lines(
             }
         };
         batch.clear();
+        if !closing && n < LINES_PER_WRITE as u64 {
+            closing = linger(shutdown).await;
+        }
+    }
+}
+
+/// Wait [`LINGER`], or until shutdown is asked for (then `true`).
+async fn linger(shutdown: &tokio::sync::Notify) -> bool {
+    tokio::select! {
+        () = shutdown.notified() => true,
+        () = tokio::time::sleep(LINGER) => false,
     }
 }
 
@@ -1047,7 +1087,7 @@ impl FileSink {
             .append(true)
             .open(&self.path)?;
         self.size = file.metadata()?.len();
-        self.file = Some(std::io::BufWriter::new(file));
+        self.file = Some(std::io::BufWriter::with_capacity(1 << 16, file));
         Ok(())
     }
 
@@ -1250,7 +1290,15 @@ async fn drain_s3(
             },
         };
         let mut next = record;
-        while let Some(r) = next.take().or_else(|| rx.try_recv().ok()) {
+        // What is there, a bounded number at a time (so that a steady
+        // stream does not keep the timer or a shutdown waiting); all of it
+        // once closing.
+        let mut taken = 0;
+        while closing || taken < LINES_PER_WRITE {
+            let Some(r) = next.take().or_else(|| rx.try_recv().ok()) else {
+                break;
+            };
+            taken += 1;
             let realm = partition(r.realm.as_deref());
             let batch = batches.entry(realm.clone()).or_insert_with(|| Batch {
                 start_ms: r.time_ms,
@@ -1271,6 +1319,9 @@ async fn drain_s3(
             if !closing && batches.is_empty() {
                 due = None;
             }
+        }
+        if !closing && taken < LINES_PER_WRITE {
+            closing = linger(shutdown).await;
         }
     }
     for (realm, batch) in std::mem::take(&mut batches) {
