@@ -1272,9 +1272,12 @@ async fn drain_s3(
     // When the oldest batch is due.
     let mut due: Option<tokio::time::Instant> = None;
     let mut closing = false;
-    while !closing {
+    loop {
         let wake = due;
-        let record = tokio::select! {
+        let record = if closing {
+            None
+        } else {
+            tokio::select! {
             biased;
             () = shutdown.notified() => { closing = true; None }
             () = tokio::time::sleep_until(wake.unwrap_or_else(tokio::time::Instant::now)), if wake.is_some() => {
@@ -1288,6 +1291,7 @@ async fn drain_s3(
                 Some(r) => Some(r),
                 None => { closing = true; None }
             },
+            }
         };
         let mut next = record;
         // What is there, a bounded number at a time (so that a steady
@@ -1320,7 +1324,12 @@ async fn drain_s3(
                 due = None;
             }
         }
-        if !closing && taken < LINES_PER_WRITE {
+        if closing {
+            // Everything buffered has been taken (above, without bound).
+            break;
+        }
+        if taken < LINES_PER_WRITE {
+            // A shutdown asked for meanwhile: one more pass takes the rest.
             closing = linger(shutdown).await;
         }
     }
