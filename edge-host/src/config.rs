@@ -457,42 +457,34 @@ settings! {
     /// Lines objects under time-partitioned keys). Unset: off, and the
     /// decision path does no logging work at all. Logging never holds up a
     /// decision: a record that does not fit the buffer is dropped and
-    /// counted.
+    /// counted. (A deployment's setting, like the others of decision logs:
+    /// set without a bundle or source, it keeps the demo realm away.)
     #[meta = "stdout|file:PATH|s3://BUCKET/PREFIX"]
-    #[demo = any]
     decision_log: Option<String> = None;
     /// Share of decisions logged, 0 to 1 (each decision drawn at random);
     /// denials and errors may be logged whatever the draw (the next two
     /// settings).
-    #[demo = any]
     decision_log_sample_rate: f64 = 1.0;
     /// Log every denial, whatever the sample rate.
-    #[demo = any]
     decision_log_denies: bool = false;
     /// Log every decision that failed (a bad request, no bundle) or whose
     /// evaluation reported policy errors, whatever the sample rate.
-    #[demo = any]
     decision_log_errors: bool = false;
     /// Records waiting for the sink, at most; a decision that finds the
     /// buffer full drops its record (counted), never waits.
-    #[demo = any]
     decision_log_buffer: usize = 65_536;
     /// `file:` sink: the size at which the file is rotated
     /// (`decisions.log` becomes `decisions.log.1`, `.1` becomes `.2`, ...),
     /// bytes.
-    #[demo = any]
     decision_log_file_max_bytes: u64 = 100 << 20;
     /// `file:` sink: rotated files kept (`.1` to `.N`); older ones are
     /// deleted.
-    #[demo = any]
     decision_log_file_keep: usize = 5;
     /// `s3:` sink: the longest a record waits before its batch is uploaded,
     /// seconds.
-    #[demo = any]
     decision_log_s3_interval_seconds: u64 = 60;
     /// `s3:` sink: records in one uploaded object, at most; a full batch is
     /// uploaded at once.
-    #[demo = any]
     decision_log_s3_max_batch: usize = 10_000;
     /// What of a request a decision log record may carry beyond its
     /// principal, action and resource: `REALM:context.NAME`,
@@ -500,7 +492,6 @@ settings! {
     /// or `REALM:claim.NAME` (a verified token's claim); REALM `*` is every
     /// realm. Nothing else of a request is ever logged, and a token never.
     #[meta = "REALM:FIELD.NAME"]
-    #[demo = any]
     decision_log_allowlist: Vec<String> = Vec::new();
 }
 
