@@ -4,6 +4,7 @@
 //! swap never changes an answer half-way.
 
 use crate::authzen::{self, Semantic};
+use crate::decision_log::{DecisionLog, Event, Protocol, Verdict};
 use crate::metrics::{Metrics, Outcome};
 use crate::problem::Problem;
 use crate::realm::{Realm, Realms, now};
@@ -43,6 +44,9 @@ pub struct AppState {
     /// (nothing configured); `None` otherwise, and then no token can be
     /// minted here.
     pub demo: Option<crate::demo::Demo>,
+    /// The decision log; `None` when logs are off (the default), and then
+    /// no handler does any logging work.
+    pub decision_log: Option<crate::decision_log::DecisionLog>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -97,6 +101,23 @@ pub(crate) fn outcome(a: &Answer) -> Outcome {
         Outcome::Allow
     } else {
         Outcome::Deny
+    }
+}
+
+/// Log a request that was not answered, when logs are on.
+fn log_failure<T>(
+    log: Option<&DecisionLog>,
+    r: &Result<T, Problem>,
+    protocol: Protocol,
+    endpoint: &'static str,
+    headers: &axum::http::HeaderMap,
+    started: Instant,
+) {
+    if let (Some(log), Err(p)) = (log, r) {
+        log.offer(
+            &Event::new(protocol, endpoint, Verdict::Error(p.kind_name()), started)
+                .headers(headers),
+        );
     }
 }
 
@@ -175,15 +196,26 @@ pub async fn is_authorized(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    const AT: &str = "/v1/is_authorized";
     let started = Instant::now();
+    let log = s.decision_log.as_ref();
     let r = (|| {
         let (realm, req): (_, Request) = parse(&body)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
         let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
+        if let Some(log) = log {
+            log.offer(
+                &Event::new(Protocol::V1, AT, Verdict::Answer(&a), started)
+                    .headers(&headers)
+                    .realm(realm.name(), Some(&snap))
+                    .request(&req),
+            );
+        }
         redact(&s, &headers, realm, &mut a);
         Ok((outcome(&a), Tagged::Success(a)))
     })();
+    log_failure(log, &r, Protocol::V1, AT, &headers, started);
     finish(&s.metrics, started, r)
 }
 
@@ -193,17 +225,31 @@ pub async fn batch_is_authorized(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    const AT: &str = "/v1/batch_is_authorized";
     let started = Instant::now();
+    let log = s.decision_log.as_ref();
     let r = (|| {
         let (realm, batch): (_, BatchRequest) = parse(&body)?;
         let realm = s.realms.pick(realm.as_deref(), None)?;
         let snap = snapshot(realm)?;
         if s.realms.is_stale(realm, &snap, now()) {
-            let results = batch
+            let results: Vec<_> = batch
                 .requests
                 .iter()
                 .map(|_| Tagged::Success(Answer::deny(Reason::StaleBundle, snap.revision())))
                 .collect();
+            if let Some(log) = log {
+                for (req, a) in batch.requests.iter().zip(&results) {
+                    if let Tagged::Success(a) = a {
+                        log.offer(
+                            &Event::new(Protocol::V1, AT, Verdict::Answer(a), started)
+                                .headers(&headers)
+                                .realm(realm.name(), Some(&snap))
+                                .request(req),
+                        );
+                    }
+                }
+            }
             return Ok((
                 Outcome::Deny,
                 Tagged::Success(pdp_core::BatchAnswer { results }),
@@ -212,6 +258,24 @@ pub async fn batch_is_authorized(
         let mut answers = snap
             .batch_is_authorized(&batch)
             .map_err(|e| request_problem(&e))?;
+        if let Some(log) = log {
+            for (req, a) in batch.requests.iter().zip(&answers.results) {
+                let verdict = match a {
+                    Tagged::Success(a) => Verdict::Answer(a),
+                    Tagged::Failure { errors } => Verdict::Error(
+                        errors
+                            .first()
+                            .map_or("invalid_request", |e| e.kind.as_str()),
+                    ),
+                };
+                log.offer(
+                    &Event::new(Protocol::V1, AT, verdict, started)
+                        .headers(&headers)
+                        .realm(realm.name(), Some(&snap))
+                        .request(req),
+                );
+            }
+        }
         for r in &mut answers.results {
             if let Tagged::Success(a) = r {
                 redact(&s, &headers, realm, a);
@@ -230,6 +294,7 @@ pub async fn batch_is_authorized(
             Tagged::Success(answers),
         ))
     })();
+    log_failure(log, &r, Protocol::V1, AT, &headers, started);
     finish(&s.metrics, started, r)
 }
 
@@ -260,8 +325,17 @@ pub(crate) fn unverified_claims(token: &str) -> Option<Value> {
 }
 
 /// `POST /v1/is_authorized_with_token`
-pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response {
+pub async fn is_authorized_with_token(
+    State(s): Shared,
+    request: axum::extract::Request,
+) -> Response {
+    const AT: &str = "/v1/is_authorized_with_token";
     let started = Instant::now();
+    let (headers, body) = match headers_and_body(request).await {
+        Ok(hb) => hb,
+        Err(rejected) => return rejected,
+    };
+    let log = s.decision_log.as_ref();
     let r = (|| {
         let (realm, req): (_, TokenRequest) = parse(&body)?;
         let issuer = token_issuer(&req.token);
@@ -274,9 +348,35 @@ pub async fn is_authorized_with_token(State(s): Shared, body: Bytes) -> Response
         };
         let snap = snapshot(realm)?;
         let a = token_decision(&s, realm, &snap, &req)?;
+        if let Some(log) = log {
+            log.offer(
+                &Event::new(Protocol::V1, AT, Verdict::Answer(&a), started)
+                    .headers(&headers)
+                    .realm(realm.name(), Some(&snap))
+                    .token_request(&req),
+            );
+        }
         Ok((outcome(&a), Tagged::Success(a)))
     })();
+    log_failure(log, &r, Protocol::V1, AT, &headers, started);
     finish(&s.metrics, started, r)
+}
+
+/// The headers and the body of `request`: the headers moved out (the
+/// `HeaderMap` extractor would copy them, an allocation per request), the
+/// body read under the same limits as the `Bytes` extractor.
+async fn headers_and_body(
+    request: axum::extract::Request,
+) -> Result<(axum::http::HeaderMap, Bytes), Response> {
+    use axum::extract::FromRequest as _;
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    // The body's length limit is checked from the stream.
+    let request = axum::extract::Request::from_parts(parts, body);
+    match Bytes::from_request(request, &()).await {
+        Ok(bytes) => Ok((headers, bytes)),
+        Err(rejection) => Err(rejection.into_response()),
+    }
 }
 
 /// A token decision through the verified-token cache. Only signature and
@@ -319,7 +419,9 @@ pub async fn authzen_evaluation(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    const AT: &str = "/access/v1/evaluation";
     let started = Instant::now();
+    let log = s.decision_log.as_ref();
     let r = (|| {
         let (realm, value) = parse_body(&body)?;
         let eval: authzen::Evaluation = shape(value)?;
@@ -329,9 +431,18 @@ pub async fn authzen_evaluation(
             .to_request(snap.authzen_types())
             .map_err(|m| Problem::bad_request("invalid_request", m))?;
         let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
+        if let Some(log) = log {
+            log.offer(
+                &Event::new(Protocol::Authzen, AT, Verdict::Answer(&a), started)
+                    .headers(&headers)
+                    .realm(realm.name(), Some(&snap))
+                    .request(&req),
+            );
+        }
         redact(&s, &headers, realm, &mut a);
         Ok((outcome(&a), authzen::Response::from(&a)))
     })();
+    log_failure(log, &r, Protocol::Authzen, AT, &headers, started);
     finish(&s.metrics, started, r)
 }
 
@@ -341,7 +452,9 @@ pub async fn authzen_evaluations(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    const AT: &str = "/access/v1/evaluations";
     let started = Instant::now();
+    let log = s.decision_log.as_ref();
     let r = (|| {
         let (realm, value) = parse_body(&body)?;
         let batch: authzen::Evaluations = shape(value)?;
@@ -377,6 +490,14 @@ pub async fn authzen_evaluations(
                 .to_request(snap.authzen_types())
                 .map_err(|m| Problem::bad_request("invalid_request", m))?;
             let mut a = decide_fresh(&s.realms, realm, &snap, &req)?;
+            if let Some(log) = log {
+                log.offer(
+                    &Event::new(Protocol::Authzen, AT, Verdict::Answer(&a), started)
+                        .headers(&headers)
+                        .realm(realm.name(), Some(&snap))
+                        .request(&req),
+                );
+            }
             redact(&s, &headers, realm, &mut a);
             let allowed = a.decision == Decision::Allow;
             any_allow |= allowed;
@@ -395,6 +516,7 @@ pub async fn authzen_evaluations(
             json!({ "evaluations": out }),
         ))
     })();
+    log_failure(log, &r, Protocol::Authzen, AT, &headers, started);
     finish(&s.metrics, started, r)
 }
 
@@ -564,14 +686,16 @@ pub async fn status(State(s): Shared) -> Response {
             None => json!({"realm": r.name(), "source": r.source().to_string(), "revision": null, "source_error": r.last_error()}),
         })
         .collect();
-    Json(json!({"dev_mode": s.realms.dev(), "max_staleness_seconds": s.realms.max_staleness(), "realms": realms}))
+    Json(json!({"dev_mode": s.realms.dev(), "max_staleness_seconds": s.realms.max_staleness(), "realms": realms,
+        "decision_log": crate::decision_log::status(s.decision_log.as_ref())}))
         .into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(s): Shared) -> Response {
-    let mut out = String::with_capacity(2048);
+    let mut out = String::with_capacity(4096);
     s.metrics.render(&mut out);
+    crate::decision_log::render(s.decision_log.as_ref(), &mut out);
     let (hits, misses) = s.tokens.counts();
     out.push_str("# HELP gatehouse_token_cache_total Verified-token cache lookups.\n");
     out.push_str("# TYPE gatehouse_token_cache_total counter\n");
@@ -866,9 +990,34 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         );
     };
     let problem = |p: Problem| AvpError::validation(p.detail.unwrap_or_default());
+    let at: &'static str = match op {
+        "IsAuthorized" => "VerifiedPermissions.IsAuthorized",
+        "IsAuthorizedWithToken" => "VerifiedPermissions.IsAuthorizedWithToken",
+        "BatchIsAuthorized" => "VerifiedPermissions.BatchIsAuthorized",
+        "BatchIsAuthorizedWithToken" => "VerifiedPermissions.BatchIsAuthorizedWithToken",
+        _ => "VerifiedPermissions",
+    };
+    let log = s.decision_log.as_ref();
+    macro_rules! event {
+        ($verdict:expr) => {
+            Event::new(Protocol::Avp, at, $verdict, started)
+                .headers(&headers)
+                .realm(realm.name(), Some(&snap))
+        };
+    }
     let decide = |req: &Request| {
         let mut a = decide_fresh(&s.realms, realm, &snap, req).map_err(problem)?;
+        if let Some(log) = log {
+            log.offer(&event!(Verdict::Answer(&a)).request(req));
+        }
         redact(&s, &headers, realm, &mut a);
+        Ok::<_, AvpError>(a)
+    };
+    let token_decided = |req: &TokenRequest| {
+        let a = token_decision(&s, realm, &snap, req).map_err(problem)?;
+        if let Some(log) = log {
+            log.offer(&event!(Verdict::Answer(&a)).token_request(req));
+        }
         Ok::<_, AvpError>(a)
     };
     let one = |item: &Value, shared: &[Value]| -> Result<Request, AvpError> {
@@ -947,7 +1096,7 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
         "IsAuthorizedWithToken" => (|| {
             let token = token_of()?;
             let req = token_request(token, &v, wire::entities(v.get("entities"))?)?;
-            let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
+            let a = token_decided(&req)?;
             let mut body = wire::answer(&a);
             // As AVP does: the principal the token stands for, once the
             // token itself has been accepted.
@@ -969,7 +1118,7 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
             let mut accepted = true;
             let (o, results) = batch(&mut |item| {
                 let req = token_request(token, item, shared.clone())?;
-                let a = token_decision(&s, realm, &snap, &req).map_err(problem)?;
+                let a = token_decided(&req)?;
                 accepted &= !matches!(a.reason, Reason::Token(_));
                 Ok(a)
             })?;
@@ -993,6 +1142,9 @@ pub async fn avp(State(s): Shared, headers: axum::http::HeaderMap, body: Bytes) 
             avp_response(StatusCode::OK, &body)
         }
         Err(e) => {
+            if let Some(log) = log {
+                log.offer(&event!(Verdict::Error(e.kind)));
+            }
             s.metrics.record(Outcome::Failure, started.elapsed());
             avp_error(StatusCode::BAD_REQUEST, e.kind, &e.message)
         }

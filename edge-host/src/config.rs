@@ -70,7 +70,7 @@ macro_rules! scalar {
     )*};
 }
 
-scalar!(SocketAddr => "ADDR", u64 => "N", usize => "N", String => "TEXT");
+scalar!(SocketAddr => "ADDR", u64 => "N", usize => "N", f64 => "X", String => "TEXT");
 
 impl Scalar for PathBuf {
     const META: &'static str = "PATH";
@@ -119,7 +119,7 @@ macro_rules! direct {
     )*};
 }
 
-direct!(SocketAddr, u64, usize);
+direct!(SocketAddr, u64, usize, f64);
 
 impl<T: Scalar> Value for Option<T> {
     const FLAG: FlagKind = FlagKind::One;
@@ -452,6 +452,47 @@ settings! {
     /// endpoints under it. Unset: `http://` and the listen address.
     #[meta = "URL"]
     authzen_pdp_url: Option<String> = None;
+    /// Decision logs, one JSON line per decision, written to `stdout`,
+    /// `file:PATH` (rotated by size) or `s3://bucket/prefix` (batched JSON
+    /// Lines objects under time-partitioned keys). Unset: off, and the
+    /// decision path does no logging work at all. Logging never holds up a
+    /// decision: a record that does not fit the buffer is dropped and
+    /// counted. (A deployment's setting, like the others of decision logs:
+    /// set without a bundle or source, it keeps the demo realm away.)
+    #[meta = "stdout|file:PATH|s3://BUCKET/PREFIX"]
+    decision_log: Option<String> = None;
+    /// Share of decisions logged, 0 to 1 (each decision drawn at random);
+    /// denials and errors may be logged whatever the draw (the next two
+    /// settings).
+    decision_log_sample_rate: f64 = 1.0;
+    /// Log every denial, whatever the sample rate.
+    decision_log_denies: bool = false;
+    /// Log every decision that failed (a bad request, no bundle) or whose
+    /// evaluation reported policy errors, whatever the sample rate.
+    decision_log_errors: bool = false;
+    /// Records waiting for the sink, at most; a decision that finds the
+    /// buffer full drops its record (counted), never waits.
+    decision_log_buffer: usize = 65_536;
+    /// `file:` sink: the size at which the file is rotated
+    /// (`decisions.log` becomes `decisions.log.1`, `.1` becomes `.2`, ...),
+    /// bytes.
+    decision_log_file_max_bytes: u64 = 100 << 20;
+    /// `file:` sink: rotated files kept (`.1` to `.N`); older ones are
+    /// deleted.
+    decision_log_file_keep: usize = 5;
+    /// `s3:` sink: the longest a record waits before its batch is uploaded,
+    /// seconds.
+    decision_log_s3_interval_seconds: u64 = 60;
+    /// `s3:` sink: records in one uploaded object, at most; a full batch is
+    /// uploaded at once.
+    decision_log_s3_max_batch: usize = 10_000;
+    /// What of a request a decision log record may carry beyond its
+    /// principal, action and resource: `REALM:context.NAME`,
+    /// `REALM:principal.NAME`, `REALM:resource.NAME` (an entity attribute)
+    /// or `REALM:claim.NAME` (a verified token's claim); REALM `*` is every
+    /// realm. Nothing else of a request is ever logged, and a token never.
+    #[meta = "REALM:FIELD.NAME"]
+    decision_log_allowlist: Vec<String> = Vec::new();
 }
 
 /// Which proxy sends forward-auth checks, and so which headers carry the
@@ -808,6 +849,12 @@ impl Config {
             return Err(ConfigError::Toml {
                 path: file.map(Path::to_path_buf).unwrap_or_default(),
                 message: format!("service_token_sha256: {message}"),
+            });
+        }
+        if let Err(message) = crate::decision_log::Settings::from_config(&config) {
+            return Err(ConfigError::Toml {
+                path: file.map(Path::to_path_buf).unwrap_or_default(),
+                message,
             });
         }
         Ok(config)

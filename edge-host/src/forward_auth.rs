@@ -28,6 +28,7 @@
 
 use crate::api::{AppState, outcome, token_decision, unverified_claims};
 use crate::config::ForwardAuthProxy;
+use crate::decision_log::{Event, Protocol, Verdict};
 use crate::metrics::Outcome;
 use crate::realm::now;
 use axum::extract::State;
@@ -49,7 +50,7 @@ pub async fn forward_auth(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let (o, resp) = check(&s, &method, &uri, &headers);
+    let (o, resp) = check(&s, &method, &uri, &headers, started);
     s.metrics.record(o, started.elapsed());
     resp
 }
@@ -183,9 +184,27 @@ fn answer(status: StatusCode, reason: &str, revision: Option<u64>, user: Option<
     resp
 }
 
-fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outcome, Response) {
+fn check(
+    s: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    started: Instant,
+) -> (Outcome, Response) {
+    let log = s.decision_log.as_ref();
+    macro_rules! event {
+        ($verdict:expr) => {
+            Event::new(Protocol::ForwardAuth, PREFIX, $verdict, started).headers(headers)
+        };
+    }
+    let offer = |ev: Event<'_>| {
+        if let Some(log) = log {
+            log.offer(&ev);
+        }
+    };
     let deny = |status, reason: &str, rev| (Outcome::Deny, answer(status, reason, rev, None));
     let Some(proxy) = s.forward_auth.proxy else {
+        offer(event!(Verdict::Error("forward_auth:no_proxy_configured")));
         return (
             Outcome::Failure,
             answer(
@@ -212,10 +231,12 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
                 }
                 HeaderError::Missing(_) => "forward_auth:missing_header",
             };
+            offer(event!(Verdict::Deny(reason)));
             return deny(StatusCode::BAD_REQUEST, reason, None);
         }
     };
     let Some(token) = bearer(headers) else {
+        offer(event!(Verdict::Deny("no_token")));
         return deny(StatusCode::UNAUTHORIZED, "no_token", None);
     };
     // Decoded once: the issuer picks the realm; `sub` is reported only
@@ -234,9 +255,11 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
         .pick(None, issuer.as_deref())
         .or_else(|_| s.realms.pick(None, None))
     else {
+        offer(event!(Verdict::Deny("token:wrong_issuer")));
         return deny(StatusCode::UNAUTHORIZED, "token:wrong_issuer", None);
     };
     let Some(snap) = realm.snapshot() else {
+        offer(event!(Verdict::Error("no_bundle")).realm(realm.name(), None));
         return (
             Outcome::Failure,
             answer(StatusCode::SERVICE_UNAVAILABLE, "no_bundle", None, None),
@@ -244,9 +267,11 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
     };
     let rev = Some(snap.revision());
     if s.realms.is_stale(realm, &snap, now()) {
+        offer(event!(Verdict::Deny("stale_bundle")).realm(realm.name(), Some(&snap)));
         return deny(StatusCode::SERVICE_UNAVAILABLE, "stale_bundle", rev);
     }
     let Some(route) = snap.routes().and_then(|r| r.resolve(&m, &u)) else {
+        offer(event!(Verdict::Deny("no_route")).realm(realm.name(), Some(&snap)));
         return deny(StatusCode::FORBIDDEN, "no_route", rev);
     };
     let mut context = Map::new();
@@ -273,6 +298,11 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
         // A route that yields an invalid request (say, an action the schema
         // does not know) is a configuration error: deny.
         Err(p) => {
+            offer(
+                event!(Verdict::Error("invalid_route"))
+                    .realm(realm.name(), Some(&snap))
+                    .token_request(&req),
+            );
             tracing::warn!(route = %u, error = ?p.detail, "forward-auth route gives an invalid request");
             return (
                 Outcome::Failure,
@@ -280,6 +310,11 @@ fn check(s: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap) -> (Outc
             );
         }
     };
+    offer(
+        event!(Verdict::Answer(&a))
+            .realm(realm.name(), Some(&snap))
+            .token_request(&req),
+    );
     let reason = a.reason.to_string();
     let status = match (&a.decision, &a.reason) {
         (Decision::Allow, _) => StatusCode::OK,

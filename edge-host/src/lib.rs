@@ -4,6 +4,7 @@ pub mod api;
 pub mod authzen;
 pub mod avp;
 pub mod config;
+pub mod decision_log;
 pub mod demo;
 pub mod forward_auth;
 pub mod lkg;
@@ -26,6 +27,15 @@ pub use realm::{Realms, StartError};
 /// with `tower::ServiceExt::oneshot`. Loads every bundle first: a host that
 /// cannot load its bundles does not start.
 pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> {
+    app_with(config, decision_log::Hooks::default())
+}
+
+/// [`app`] with the decision log's clock, sampling draws, sink or S3
+/// endpoint chosen by the caller (tests).
+pub fn app_with(
+    config: &Config,
+    hooks: decision_log::Hooks,
+) -> Result<(Router, Arc<api::AppState>), StartError> {
     let service_tokens = config
         .service_credentials()
         .map_err(|m| StartError::Config(format!("service_token_sha256: {m}")))?;
@@ -37,6 +47,8 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
         None
     };
     let realms = Realms::from_config(config, demo.as_ref())?;
+    let decision_log =
+        decision_log::DecisionLog::start(config, hooks).map_err(StartError::Config)?;
     let state = Arc::new(api::AppState {
         realms,
         metrics: metrics::Metrics::default(),
@@ -52,6 +64,7 @@ pub fn app(config: &Config) -> Result<(Router, Arc<api::AppState>), StartError> 
             trusted_hops: config.forward_auth_trusted_hops,
         },
         demo,
+        decision_log,
     });
     Ok((router(Arc::clone(&state), config), state))
 }

@@ -120,6 +120,14 @@ async fn run(args: clap::ArgMatches) -> anyhow::Result<()> {
         print_demo_token(demo, addr)?;
     }
     edge_host::serve(listener, app, &config, shutdown()).await;
+    // Decision logs: write (or upload) what is buffered before exiting; a
+    // sink that does not finish in time loses it (the counters say how much).
+    if let Some(log) = &state.decision_log {
+        let c = log.counts();
+        if !log.close(std::time::Duration::from_secs(30)).await {
+            tracing::warn!(pending = c.pending, "decision log: not flushed within 30 s");
+        }
+    }
     Ok(())
 }
 

@@ -41,6 +41,11 @@ impl Problem {
         }
     }
 
+    /// The stable snake_case name of the kind (`kind` without its URI).
+    pub fn kind_name(&self) -> &str {
+        self.kind.strip_prefix(BASE).unwrap_or(&self.kind)
+    }
+
     /// 400: the request body is not what the endpoint takes.
     pub fn bad_request(kind: &str, detail: impl Into<String>) -> Problem {
         Problem::new(

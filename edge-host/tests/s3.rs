@@ -540,3 +540,151 @@ fn an_s3_source_follows_the_store_and_survives_its_outages() {
         h.decide("alice") == deny("user_state:Suspended", 7)
     });
 }
+
+/// Decision logs to S3 (moto), in-process: batches of at most
+/// `decision_log_s3_max_batch` records, uploaded create-only under
+/// `<prefix>/<realm>/YYYY/MM/DD/HH/<start-ms>-<host>-<seq>.jsonl` (the
+/// injected clock's hour), the rest at shutdown; an S3 that does not
+/// answer costs the batch, counted, after the retries.
+#[test]
+#[ignore = "needs moto_server; scripts/test runs it"]
+fn decision_logs_are_uploaded_to_s3_in_time_partitioned_batches() {
+    use axum::body::Body;
+    use edge_host::decision_log::{Clock, Hooks};
+    use tower::ServiceExt;
+
+    #[derive(Debug)]
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now_ms(&self) -> i64 {
+            // 2026-12-07T23:00:00.123Z
+            1_796_684_400_123
+        }
+    }
+    object_store::testing::isolated(
+        "decision_logs_are_uploaded_to_s3_in_time_partitioned_batches",
+        |moto| async move {
+            moto.create_bucket("logs").await;
+            let realm = tmp("dlog-realm");
+            for n in pdp_core::manifest::member::SOURCE {
+                std::fs::copy(root().join("policies").join(n), realm.join(n)).unwrap();
+            }
+            std::fs::copy(
+                root().join("pdp-core/tests/keys/identity.json"),
+                realm.join("identity.json"),
+            )
+            .unwrap();
+            let config = edge_host::Config {
+                bundles: vec![realm],
+                dev: true,
+                decision_log: Some("s3://logs/edge/decisions".into()),
+                decision_log_s3_max_batch: 5,
+                s3_force_path_style: true,
+                ..edge_host::Config::default()
+            };
+            let hooks = |endpoint: String| Hooks {
+                clock: Arc::new(Fixed),
+                s3_endpoint: Some(endpoint),
+                host_id: Some("edge-a".into()),
+                ..Hooks::default()
+            };
+            let decide = |app: axum::Router, id: String| async move {
+                let body = json!({"principal": {"type": "User", "id": "alice"},
+                    "action": {"type": "Action", "id": "readDocument"},
+                    "resource": {"type": "Document", "id": "design-doc"}});
+                let req = axum::http::Request::post("/v1/is_authorized")
+                    .header("x-request-id", id)
+                    .body(Body::from(body.to_string()))
+                    .unwrap();
+                let resp = app.oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
+            };
+            let deadline = Duration::from_secs(60);
+
+            let (app, state) = edge_host::app_with(&config, hooks(moto.url.clone())).unwrap();
+            for i in 0..12 {
+                decide(app.clone(), format!("r{i:02}")).await;
+            }
+            let log = state.decision_log.as_ref().unwrap();
+            assert!(log.close(deadline).await, "not uploaded in time");
+            let c = log.counts();
+            assert_eq!(
+                (
+                    c.decisions,
+                    c.logged,
+                    c.failed,
+                    c.upload_failures,
+                    c.pending
+                ),
+                (12, 12, 0, 0, 0),
+                "{c:?}"
+            );
+            let s3 = moto.client();
+            let listed = s3.list_objects_v2().bucket("logs").send().await.unwrap();
+            let keys: Vec<String> = listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect();
+            let want: Vec<String> = (0..3)
+                .map(|seq| {
+                    format!("edge/decisions/default/2026/12/07/23/1796684400123-edge-a-{seq}.jsonl")
+                })
+                .collect();
+            assert_eq!(keys, want);
+            let mut ids = Vec::new();
+            for key in &keys {
+                let got = s3
+                    .get_object()
+                    .bucket("logs")
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
+                let bytes = got.body.collect().await.unwrap().into_bytes();
+                let text = String::from_utf8(bytes.to_vec()).unwrap();
+                assert!(text.ends_with('\n'));
+                for line in text.lines() {
+                    let r: Value = serde_json::from_str(line).unwrap();
+                    assert_eq!(
+                        (&r["time"], &r["realm"], &r["decision"]),
+                        (
+                            &json!(1_796_684_400_123_i64),
+                            &json!("default"),
+                            &json!("Allow")
+                        )
+                    );
+                    ids.push(r["request_id"].as_str().unwrap().to_owned());
+                }
+            }
+            let sent: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+            assert_eq!(ids, sent, "every record once, in order");
+
+            // An S3 that is not there: a closed loopback port.
+            let closed = {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let (app, state) =
+                edge_host::app_with(&config, hooks(format!("http://127.0.0.1:{closed}"))).unwrap();
+            for i in 0..3 {
+                decide(app.clone(), format!("lost{i}")).await;
+            }
+            let log = state.decision_log.as_ref().unwrap();
+            assert!(log.close(deadline).await, "retries did not end in time");
+            let c = log.counts();
+            assert_eq!(
+                (
+                    c.decisions,
+                    c.logged,
+                    c.failed,
+                    c.upload_failures,
+                    c.pending
+                ),
+                (3, 0, 3, 1, 0),
+                "{c:?}"
+            );
+            drop(moto);
+        },
+    );
+}

@@ -422,6 +422,16 @@ impl Snapshot {
     pub fn directory(&self) -> Option<&Directory> {
         self.directory.as_ref()
     }
+    /// The attributes of a bundle entity (not a directory user), in
+    /// Cedar's JSON form; `None` when the bundle holds no such entity. For
+    /// reporting (the edge host's decision log picks from it what its
+    /// allowlist names), not for deciding: it converts the whole entity.
+    pub fn entity_attrs(&self, entity: &crate::decision::EntityRef) -> Option<Map<String, Value>> {
+        let ty = EntityTypeName::from_str(&entity.ty).ok()?;
+        let uid = EntityUid::from_type_name_and_id(ty, EntityId::new(&entity.id));
+        let json = self.statics.map.get(&uid)?.entity.to_json_value().ok()?;
+        json.get("attrs").and_then(Value::as_object).cloned()
+    }
     /// Look a user up.
     pub fn user(&self, id: &str) -> Option<UserRef<'_>> {
         self.directory.as_ref()?.get(id)
