@@ -1494,7 +1494,7 @@ struct Recording {
     seen: std::sync::Mutex<Vec<(LifecycleAction, Option<pdp_core::UserState>)>>,
 }
 
-use control_plane::domain::realm::Realm;
+use control_plane::domain::realm::{NewRealm, Realm};
 use control_plane::domain::user::User;
 use control_plane::ports::BoxFuture;
 use control_plane::ports::identity::{
@@ -1508,8 +1508,8 @@ impl IdentityProvider for Recording {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    fn provision<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, R<Provisioned>> {
-        self.inner.provision(realm)
+    fn provision<'a>(&'a self, new: &'a NewRealm) -> BoxFuture<'a, R<Provisioned>> {
+        self.inner.provision(new)
     }
     fn token_settings<'a>(
         &'a self,

@@ -36,7 +36,7 @@ impl Service {
                 id: new.name.clone(),
             });
         }
-        let provisioned = self.identity_result(identity.provision(&new.name).await)?;
+        let provisioned = self.identity_result(identity.provision(new).await)?;
         let now = self.now();
         let record = NewRealmRecord {
             name: new.name.clone(),
