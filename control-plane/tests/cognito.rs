@@ -22,7 +22,7 @@ use control_plane::backend::cognito::CognitoIdentity;
 use control_plane::domain::policy::PolicyInput;
 use control_plane::domain::realm::NewRealm;
 use control_plane::domain::user::NewUser;
-use control_plane::ports::identity::{LoginResult, Tokens};
+use control_plane::ports::identity::{ChallengeAnswer, ChallengeName, LoginResult, Tokens};
 use object_store::testing::isolated;
 use pdp_core::decision::{EntityRef, Reason, TokenRequest};
 use pdp_core::{LifecycleAction, Snapshot, UserState};
@@ -412,6 +412,269 @@ fn an_enabling_action_cognito_refuses_changes_nothing() {
             let user = s.user(OP, "acme", &bob).await.unwrap();
             assert_eq!(user.state, UserState::Suspended);
             assert_eq!(cp.published("acme").await.unwrap().revision(), published);
+        },
+    );
+}
+
+#[test]
+#[ignore = "needs moto_server (GATEHOUSE_MOTO_SERVER)"]
+fn temporary_passwords_resets_and_the_revoking_actions_follow_the_pool() {
+    isolated(
+        "temporary_passwords_resets_and_the_revoking_actions_follow_the_pool",
+        |moto| async move {
+            let cp = control_plane(&moto.url).await;
+            let s = &cp.service;
+            let aws = pools(&moto.url).await;
+            let realm = s.create_realm(OP, &cognito_realm("acme")).await.unwrap();
+            let pool = realm.issuer.rsplit('/').next().unwrap().to_owned();
+            s.create_policy(
+                OP,
+                "acme",
+                "users-view-themselves",
+                &PolicyInput {
+                    body: "permit (principal, action == Action::\"viewProfile\", resource) \
+                           when { principal == resource };"
+                        .into(),
+                    description: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+            let bob = cp.user("acme", "bob@acme.io").await;
+            let status = |aws: cognito::Client, pool: String| async move {
+                let got = aws
+                    .admin_get_user()
+                    .user_pool_id(&pool)
+                    .username("bob@acme.io")
+                    .send()
+                    .await
+                    .unwrap();
+                let verified = got
+                    .user_attributes()
+                    .iter()
+                    .find(|a| a.name() == "email_verified")
+                    .and_then(|a| a.value())
+                    .map(str::to_owned);
+                (
+                    got.user_status().unwrap().as_str().to_owned(),
+                    got.enabled(),
+                    verified,
+                )
+            };
+
+            // A temporary password: the login is the port's challenge, and
+            // answering it makes the Created user Active (email verified).
+            s.set_password(OP, "acme", &bob, PW, true).await.unwrap();
+            let session = match s.login("acme", "bob@acme.io", PW, None).await {
+                Ok(LoginResult::Challenge { challenge, session }) => {
+                    assert_eq!(challenge, ChallengeName::NewPasswordRequired);
+                    session
+                }
+                other => panic!("expected a challenge, got {other:?}"),
+            };
+            let answer = ChallengeAnswer {
+                session,
+                new_password: Some("Another-Good-Passphrase-7".into()),
+                code: None,
+            };
+            let t = tokens(s.respond("acme", &answer, None).await);
+            assert_eq!(
+                s.user(OP, "acme", &bob).await.unwrap().state,
+                UserState::Active
+            );
+            assert_eq!(
+                status(aws.clone(), pool.clone()).await,
+                ("CONFIRMED".into(), true, Some("true".into()))
+            );
+            let snap = cp.published("acme").await.unwrap();
+            assert_eq!(decide(&snap, &t.access_token, &bob), Reason::Permit);
+
+            // A required reset: published first (the token is refused by
+            // state), then Cognito resets the password.
+            s.lifecycle(OP, "acme", &bob, LifecycleAction::RequirePasswordReset)
+                .await
+                .unwrap();
+            let snap = cp.published("acme").await.unwrap();
+            assert_eq!(
+                decide(&snap, &t.access_token, &bob),
+                Reason::UserState(UserState::PasswordResetRequired)
+            );
+            assert_eq!(status(aws.clone(), pool.clone()).await.0, "RESET_REQUIRED");
+            // moto still hands a RESET_REQUIRED user tokens for the old
+            // password (Cognito refuses); Gatehouse refuses them by state
+            // either way.
+            assert!(matches!(
+                s.login("acme", "bob@acme.io", "Another-Good-Passphrase-7", None)
+                    .await,
+                Err(Error::Forbidden(_))
+            ));
+            // An administrator's temporary password completes the reset.
+            s.set_password(OP, "acme", &bob, "Third-Good-Passphrase-5", true)
+                .await
+                .unwrap();
+            let session = match s
+                .login("acme", "bob@acme.io", "Third-Good-Passphrase-5", None)
+                .await
+            {
+                Ok(LoginResult::Challenge { session, .. }) => session,
+                other => panic!("expected a challenge, got {other:?}"),
+            };
+            let answer = ChallengeAnswer {
+                session,
+                new_password: Some("Fourth-Good-Passphrase-3".into()),
+                code: None,
+            };
+            tokens(s.respond("acme", &answer, None).await);
+            assert_eq!(
+                s.user(OP, "acme", &bob).await.unwrap().state,
+                UserState::Active
+            );
+
+            // Deactivate and delete disable the user; a restore to
+            // Deactivated leaves them disabled.
+            for (action, state) in [
+                (LifecycleAction::Deactivate, UserState::Deactivated),
+                (LifecycleAction::Delete, UserState::Deleted),
+                (LifecycleAction::Restore, UserState::Deactivated),
+            ] {
+                let user = s.lifecycle(OP, "acme", &bob, action).await.unwrap();
+                assert_eq!(user.state, state);
+                assert!(!status(aws.clone(), pool.clone()).await.1, "{action:?}");
+            }
+            // A file import would bypass the pool: refused.
+            let input: Box<dyn std::io::BufRead + Send> = Box::new(std::io::Cursor::new(
+                b"{\"email\":\"carol@acme.io\"}\n".to_vec(),
+            ));
+            assert!(matches!(
+                s.import_users(
+                    OP,
+                    "acme",
+                    input,
+                    control_plane::domain::import::Format::JsonLines
+                )
+                .await,
+                Err(Error::Conflict(_))
+            ));
+        },
+    );
+}
+
+/// Call the admin API; the status and the JSON answer.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+#[ignore = "needs moto_server (GATEHOUSE_MOTO_SERVER)"]
+fn the_admin_api_creates_and_binds_cognito_realms_next_to_local_ones() {
+    isolated(
+        "the_admin_api_creates_and_binds_cognito_realms_next_to_local_ones",
+        |moto| async move {
+            let url = moto.url.clone();
+            let cp = Cp::open(Options {
+                settings: control_plane::Settings {
+                    auto_publish: true,
+                    ..control_plane::Settings::default()
+                },
+                ..Options::default()
+            })
+            .await;
+            // Both providers, as `Config::service` registers them.
+            let local = Arc::new(control_plane::backend::local_identity::LocalIdentity::new(
+                cp.repo.clone(),
+                support::ISSUER_BASE,
+                3600,
+            ));
+            let service = Arc::new(control_plane::Service::new(
+                cp.repo.clone(),
+                control_plane::ports::identity::Identities::new(local)
+                    .with(Arc::new(CognitoIdentity::new(cp.repo.clone(), Some(&url)))),
+                cp.store.clone(),
+                Arc::new(control_plane::ports::clock::ManualClock::at(wall_now())),
+                control_plane::Settings {
+                    auto_publish: true,
+                    ..control_plane::Settings::default()
+                },
+            ));
+            service
+                .bootstrap("root", "root@example.com", "root passphrase for tests")
+                .await
+                .unwrap();
+            let token = match service
+                .login("admin", "root", "root passphrase for tests", None)
+                .await
+                .unwrap()
+            {
+                LoginResult::Tokens(t) => t.access_token,
+                other => panic!("{other:?}"),
+            };
+            let app = control_plane::http::app(service.clone());
+            let (status, body) = call(
+                &app,
+                "POST",
+                "/v1/realms",
+                &token,
+                serde_json::json!({"name": "acme", "identity": "cognito"}),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+            assert_eq!(body["identity"], "cognito");
+            assert!(
+                body["issuer"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("https://cognito-idp.us-east-1.amazonaws.com/us-east-1_"),
+                "{body}"
+            );
+            let (status, body) = call(
+                &app,
+                "POST",
+                "/v1/realms",
+                &token,
+                serde_json::json!({"name": "initech", "identity": "cognito",
+                    "pool_id": "us-east-1_missing", "client_id": "nope"}),
+            )
+            .await;
+            assert_eq!(status, 404, "{body}");
+            // A local realm cannot bind a pool.
+            let (status, _) = call(
+                &app,
+                "POST",
+                "/v1/realms",
+                &token,
+                serde_json::json!({"name": "initech", "pool_id": "us-east-1_x", "client_id": "y"}),
+            )
+            .await;
+            assert_eq!(status, 400);
+            let names: Vec<String> = service
+                .realms(OP, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            assert_eq!(names, vec!["acme".to_owned(), "admin".to_owned()]);
         },
     );
 }

@@ -193,6 +193,12 @@ pub trait IdentityProvider: Send + Sync {
         &'a self,
         realm: &'a Realm,
     ) -> BoxFuture<'a, Result<Option<IdentitySettings>>>;
+    /// Whether the provider keeps a user directory of its own (every user
+    /// must be created there through [`IdentityProvider::create_user`], so
+    /// a bulk import that writes only the repository is refused).
+    fn keeps_users(&self) -> bool {
+        false
+    }
     /// A user is about to be created (checked already, not yet stored): a
     /// provider that keeps its own user directory creates them there and
     /// may answer the id it gave them, which the user then gets (a Cognito

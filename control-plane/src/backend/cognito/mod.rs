@@ -870,6 +870,10 @@ impl IdentityProvider for CognitoIdentity {
         })
     }
 
+    fn keeps_users(&self) -> bool {
+        true
+    }
+
     fn create_user<'a>(
         &'a self,
         realm: &'a Realm,
