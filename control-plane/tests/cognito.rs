@@ -380,9 +380,9 @@ fn binding_a_pool_that_does_not_exist_is_refused_and_creates_nothing() {
 
 #[test]
 #[ignore = "needs moto_server (GATEHOUSE_MOTO_SERVER)"]
-fn an_enabling_action_cognito_refuses_changes_nothing() {
+fn an_enabling_action_cognito_refuses_changes_nothing_and_a_revoking_one_stands() {
     isolated(
-        "an_enabling_action_cognito_refuses_changes_nothing",
+        "an_enabling_action_cognito_refuses_changes_nothing_and_a_revoking_one_stands",
         |moto| async move {
             let cp = control_plane(&moto.url).await;
             let s = &cp.service;
@@ -390,9 +390,12 @@ fn an_enabling_action_cognito_refuses_changes_nothing() {
             let realm = s.create_realm(OP, &cognito_realm("acme")).await.unwrap();
             let pool = realm.issuer.rsplit('/').next().unwrap().to_owned();
             let bob = cp.user("acme", "bob@acme.io").await;
-            s.lifecycle(OP, "acme", &bob, LifecycleAction::Verify)
-                .await
-                .unwrap();
+            let carol = cp.user("acme", "carol@acme.io").await;
+            for user in [&bob, &carol] {
+                s.lifecycle(OP, "acme", user, LifecycleAction::Verify)
+                    .await
+                    .unwrap();
+            }
             s.lifecycle(OP, "acme", &bob, LifecycleAction::Suspend)
                 .await
                 .unwrap();
@@ -412,6 +415,19 @@ fn an_enabling_action_cognito_refuses_changes_nothing() {
             let user = s.user(OP, "acme", &bob).await.unwrap();
             assert_eq!(user.state, UserState::Suspended);
             assert_eq!(cp.published("acme").await.unwrap().revision(), published);
+            // A revoking action stands when Cognito fails after the deny
+            // was published: the user is denied everywhere (the call that
+            // failed is logged and counted; its retry is the outbox's).
+            let user = s
+                .lifecycle(OP, "acme", &carol, LifecycleAction::Suspend)
+                .await
+                .unwrap();
+            assert_eq!(user.state, UserState::Suspended);
+            let snap = cp.published("acme").await.unwrap();
+            assert_eq!(
+                snap.user(&carol).map(|u| u.state()),
+                Some(UserState::Suspended)
+            );
         },
     );
 }

@@ -316,7 +316,8 @@ pub trait IdentityProvider: Send + Sync {
     /// Mirror a lifecycle action (a remote provider disables the user and
     /// ends their sessions on the revoking actions, enables them on the
     /// others). A revoking action was committed and published before this
-    /// is called, with the user as they are now; an enabling one is called
+    /// is called, with the user as they are now (its failure is logged and
+    /// counted; the action stands); an enabling one is called
     /// before anything is committed, with the user as they were, and its
     /// failure refuses the action (nothing changes).
     fn lifecycle_applied<'a>(

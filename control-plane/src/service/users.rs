@@ -191,15 +191,16 @@ impl Service {
                 .write(move |tx| tx.lifecycle(&r, &i, action, now))
                 .await?;
             self.changed(realm).await;
-            // TODO(issue 17): a failure here leaves the user denied by the
-            // published bundle but still enabled at the provider; it is to
-            // be retried from a durable outbox written in the change's
-            // transaction. Until then it is returned (503) and logged.
+            // The deny is committed and published: the action is done. A
+            // provider that does not follow (the user still enabled there,
+            // refresh tokens alive) is logged and counted (`/metrics`).
+            // TODO(issue 17): retry it from a durable outbox written in the
+            // change's transaction; until then `reconcile` (to come) or the
+            // same action's mirror by hand repairs it.
             if let Err(e) = self.identity_result(idp.lifecycle_applied(realm, &user, action).await)
             {
                 tracing::warn!(realm, user = id, action = action.as_str(), error = %e,
                     "the identity provider did not follow a published revocation");
-                return Err(e);
             }
             Ok(user)
         } else {
@@ -239,12 +240,14 @@ impl Service {
         self.authorize(caller, AdminAction::UserSetPassword, Some(realm))
             .await?;
         let idp = self.identity_of(realm).await?;
-        self.identity_result(
+        let set = self.identity_result(
             idp.set_password(realm, id, password, temporary, self.now())
                 .await,
-        )?;
+        );
+        // Published even if the provider failed after ending the user's
+        // sessions (a remote one signs out after the revocation commits).
         self.changed(realm).await;
-        Ok(())
+        set
     }
 
     /// Issue a password-reset code to an Active user or one who must reset

@@ -966,9 +966,9 @@ impl IdentityProvider for CognitoIdentity {
                 .send()
                 .await
                 .map_err(|e| failure("AdminSetUserPassword", e))?;
-            // A changed password ends every session: refresh tokens at
-            // Cognito, issued tokens at decision points.
-            self.sign_out(pool, &user.username).await?;
+            // A changed password ends every session: issued tokens at
+            // decision points (committed first, published by the service),
+            // then refresh tokens at Cognito.
             let (r, u) = (realm.to_owned(), user_id.to_owned());
             self.repo
                 .write(move |tx| {
@@ -977,7 +977,8 @@ impl IdentityProvider for CognitoIdentity {
                         Err(e) => Err(e),
                     }
                 })
-                .await
+                .await?;
+            self.sign_out(pool, &user.username).await
         })
     }
 
