@@ -231,6 +231,13 @@ fn a_cognito_realm_logs_in_through_the_pool_and_its_tokens_follow_the_lifecycle(
                 assert_eq!(v.claims["iss"], realm.issuer.as_str());
                 assert_eq!(decide(&snap, token, &alice.id), Reason::Permit);
             }
+            // The re-signing pass reads the pool's JWKS again: unchanged
+            // since the last publish, so nothing is published. (moto serves
+            // one fixed key for every pool, so a rotation cannot be shown
+            // here; tests/admin_api.rs covers the service's side of it.)
+            let revision = snap.revision();
+            s.resign_heads().await.unwrap();
+            assert_eq!(cp.published("acme").await.unwrap().revision(), revision);
             // A wrong password is Cognito's answer, said the same way as
             // the embedded provider's.
             assert!(matches!(

@@ -217,6 +217,14 @@ pub trait IdentityProvider: Send + Sync {
         let _ = (realm, user);
         Box::pin(async { Ok(()) })
     }
+    /// Whether the realm's token settings changed outside Gatehouse since
+    /// they were last given to a publish (a remote provider rotating its
+    /// keys); the service then publishes them. Asked once per re-signing
+    /// pass.
+    fn token_settings_changed<'a>(&'a self, realm: &'a Realm) -> BoxFuture<'a, Result<bool>> {
+        let _ = realm;
+        Box::pin(async { Ok(false) })
+    }
     /// Set a user's password (`temporary`: to be changed at next login);
     /// every session of the user ends.
     fn set_password<'a>(

@@ -187,23 +187,25 @@ impl CognitoIdentity {
         Ok(issuer.to_owned())
     }
 
-    /// The pool's current JWKS (fetched now; the last one fetched if that
-    /// fails, so a publish is not held up by a passing outage).
-    async fn fetch_jwks(&self, pool: &str) -> Result<Value> {
-        let fetched = async {
-            let doc = self.discovery(pool).await?;
-            let uri = doc
-                .get("jwks_uri")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::Identity(format!("pool {pool}: discovery has no jwks_uri")))?
-                .to_owned();
-            let jwks = self.get_json(&uri).await?;
-            if !jwks.get("keys").is_some_and(Value::is_array) {
-                return Err(Error::Identity(format!("{uri}: not a JWKS")));
-            }
-            Ok(jwks)
+    /// The pool's JWKS as its discovery document names it now.
+    async fn current_jwks(&self, pool: &str) -> Result<Value> {
+        let doc = self.discovery(pool).await?;
+        let uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Identity(format!("pool {pool}: discovery has no jwks_uri")))?
+            .to_owned();
+        let jwks = self.get_json(&uri).await?;
+        if !jwks.get("keys").is_some_and(Value::is_array) {
+            return Err(Error::Identity(format!("{uri}: not a JWKS")));
         }
-        .await;
+        Ok(jwks)
+    }
+
+    /// The pool's current JWKS for a publish (the last one a publish got,
+    /// if fetching fails, so a publish is not held up by a passing outage).
+    async fn fetch_jwks(&self, pool: &str) -> Result<Value> {
+        let fetched = self.current_jwks(pool).await;
         let mut cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
         match fetched {
             Ok(jwks) => {
@@ -872,6 +874,19 @@ impl IdentityProvider for CognitoIdentity {
 
     fn keeps_users(&self) -> bool {
         true
+    }
+
+    /// Compares the pool's JWKS now with the one the last publish of
+    /// this process carried; a process that has published none says
+    /// changed (one publish per realm after a start, instead of missing
+    /// a rotation that happened while no control plane ran).
+    fn token_settings_changed<'a>(&'a self, realm: &'a Realm) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            let pool = pool_of(realm)?;
+            let now = self.current_jwks(pool).await?;
+            let cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(cache.get(pool) != Some(&now))
+        })
     }
 
     fn create_user<'a>(
