@@ -381,6 +381,18 @@ fn binding_a_pool_that_does_not_exist_is_refused_and_creates_nothing() {
             assert_eq!(bound.clients, vec![client]);
             let listed = aws.list_user_pools().max_results(60).send().await.unwrap();
             assert_eq!(listed.user_pools().len(), 1, "binding created a pool");
+
+            // Two creations of one realm at once: one realm, and the pool
+            // the loser made (if both got that far) is deleted again.
+            let globex = cognito_realm("globex");
+            let (one, two) = tokio::join!(s.create_realm(OP, &globex), s.create_realm(OP, &globex));
+            assert!(one.is_ok() != two.is_ok(), "{one:?} {two:?}");
+            assert!(matches!(
+                one.err().or(two.err()),
+                Some(Error::AlreadyExists { .. })
+            ));
+            let listed = aws.list_user_pools().max_results(60).send().await.unwrap();
+            assert_eq!(listed.user_pools().len(), 2, "a pool left behind");
         },
     );
 }

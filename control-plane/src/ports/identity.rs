@@ -187,6 +187,17 @@ pub trait IdentityProvider: Send + Sync {
     /// user pool and app client instead of creating them; a provider
     /// refuses what it cannot do, and creates nothing then).
     fn provision<'a>(&'a self, new: &'a NewRealm) -> BoxFuture<'a, Result<Provisioned>>;
+    /// Provisioning succeeded but the realm was not stored (a race on its
+    /// name, the repository failing): undo what [`IdentityProvider::provision`]
+    /// made for `new`, whose issuer came out as `issuer` (best effort).
+    fn discard_realm<'a>(
+        &'a self,
+        new: &'a NewRealm,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (new, issuer);
+        Box::pin(async { Ok(()) })
+    }
     /// The token settings the realm's bundles carry (issuer, audiences,
     /// JWKS); `None` while the realm has no key.
     fn token_settings<'a>(

@@ -853,6 +853,23 @@ impl IdentityProvider for CognitoIdentity {
         })
     }
 
+    /// A pool Gatehouse created for the realm is deleted; a bound one is
+    /// left as it was.
+    fn discard_realm<'a>(
+        &'a self,
+        new: &'a NewRealm,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            if new.pool_id.is_none()
+                && let Some(pool) = issuer.rsplit('/').next()
+            {
+                self.delete_pool(pool).await;
+            }
+            Ok(())
+        })
+    }
+
     fn token_settings<'a>(
         &'a self,
         realm: &'a Realm,
