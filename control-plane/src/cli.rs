@@ -196,6 +196,20 @@ pub enum RealmCmd {
         /// Cedar schema file.
         #[arg(long)]
         schema: Option<PathBuf>,
+        /// Identity provider: `local` (embedded, the default) or `cognito`
+        /// (a user pool; created unless `--pool-id` binds one).
+        #[arg(long)]
+        identity: Option<String>,
+        /// Cognito: bind this existing user pool (with `--client-id`).
+        #[arg(long, requires = "client_id")]
+        pool_id: Option<String>,
+        /// Cognito: the existing app client of `--pool-id` to bind.
+        #[arg(long, requires = "pool_id")]
+        client_id: Option<String>,
+        /// Cognito: let Cognito mail new users its invitation (default:
+        /// suppressed).
+        #[arg(long)]
+        send_invitations: bool,
     },
     /// List realms.
     List {
@@ -722,6 +736,10 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
                 name,
                 display_name,
                 schema,
+                identity,
+                pool_id,
+                client_id,
+                send_invitations,
             } => {
                 let schema = schema.as_ref().map(read).transpose()?;
                 json_of(
@@ -731,7 +749,10 @@ pub async fn run(s: &Service, command: Command) -> Outcome {
                             name,
                             display_name,
                             schema,
-                            identity: None,
+                            identity,
+                            pool_id,
+                            client_id,
+                            send_invitations: send_invitations.then_some(true),
                         },
                     )
                     .await?,

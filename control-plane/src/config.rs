@@ -17,6 +17,7 @@
 //! embedded identity provider, the system clock. It is the one place that
 //! chooses backends.
 
+use crate::backend::cognito::CognitoIdentity;
 use crate::backend::local_identity::LocalIdentity;
 use crate::backend::postgres::PostgresRepository;
 use crate::backend::sqlite::SqliteRepository;
@@ -667,9 +668,12 @@ impl Config {
             &self.issuer_base,
             self.token_ttl_seconds,
         ));
+        // Cognito realms use the standard AWS settings (credentials,
+        // region, `AWS_ENDPOINT_URL`), read at the first use.
+        let cognito = Arc::new(CognitoIdentity::new(repo.clone(), None));
         Ok(Service::new(
             repo,
-            Identities::new(identity),
+            Identities::new(identity).with(cognito),
             store,
             Arc::new(SystemClock),
             self.settings(),

@@ -1492,9 +1492,11 @@ struct Recording {
     store: std::sync::Mutex<Option<Arc<dyn control_plane::ports::ObjectStore>>>,
     ring: std::sync::Mutex<Option<pdp_core::Keyring>>,
     seen: std::sync::Mutex<Vec<(LifecycleAction, Option<pdp_core::UserState>)>>,
+    /// Answered (once) by `token_settings_changed`: keys rotated outside.
+    keys_rotated: std::sync::atomic::AtomicBool,
 }
 
-use control_plane::domain::realm::Realm;
+use control_plane::domain::realm::{NewRealm, Realm};
 use control_plane::domain::user::User;
 use control_plane::ports::BoxFuture;
 use control_plane::ports::identity::{
@@ -1508,8 +1510,8 @@ impl IdentityProvider for Recording {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    fn provision<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, R<Provisioned>> {
-        self.inner.provision(realm)
+    fn provision<'a>(&'a self, new: &'a NewRealm) -> BoxFuture<'a, R<Provisioned>> {
+        self.inner.provision(new)
     }
     fn token_settings<'a>(
         &'a self,
@@ -1578,6 +1580,13 @@ impl IdentityProvider for Recording {
     fn openid_configuration<'a>(&'a self, r: &'a Realm) -> BoxFuture<'a, R<Value>> {
         self.inner.openid_configuration(r)
     }
+    fn token_settings_changed<'a>(&'a self, _: &'a Realm) -> BoxFuture<'a, R<bool>> {
+        Box::pin(async move {
+            Ok(self
+                .keys_rotated
+                .swap(false, std::sync::atomic::Ordering::SeqCst))
+        })
+    }
     fn lifecycle_applied<'a>(
         &'a self,
         realm: &'a str,
@@ -1612,6 +1621,7 @@ fn the_identity_provider_follows_revocations_after_publishing_and_enablings_befo
             store: std::sync::Mutex::new(None),
             ring: std::sync::Mutex::new(None),
             seen: std::sync::Mutex::new(Vec::new()),
+            keys_rotated: std::sync::atomic::AtomicBool::new(false),
         });
         *slot.lock().unwrap() = Some(r.clone());
         r
@@ -1657,4 +1667,38 @@ fn the_identity_provider_follows_revocations_after_publishing_and_enablings_befo
             (LifecycleAction::Deactivate, Some(Deactivated)),
         ]
     );
+}
+
+#[test]
+fn keys_the_provider_rotated_by_itself_are_published_by_the_resigning_pass() {
+    let recorder: Arc<std::sync::Mutex<Option<Arc<Recording>>>> = Arc::default();
+    let slot = recorder.clone();
+    let h = Harness::with_identity(move |repo| {
+        let r = Arc::new(Recording {
+            inner: LocalIdentity::new(repo, support::ISSUER_BASE, 3600),
+            store: std::sync::Mutex::new(None),
+            ring: std::sync::Mutex::new(None),
+            seen: std::sync::Mutex::new(Vec::new()),
+            keys_rotated: std::sync::atomic::AtomicBool::new(false),
+        });
+        *slot.lock().unwrap() = Some(r.clone());
+        r
+    });
+    let rec = recorder.lock().unwrap().clone().unwrap();
+    ok(
+        &h.root("POST", "/v1/realms", Some(json!({"name": "acme"}))),
+        StatusCode::CREATED,
+    );
+    let revision = |h: &Harness| h.block(h.cp.published("acme")).unwrap().revision();
+    let before = revision(&h);
+    // Nothing rotated: the pass publishes nothing.
+    h.block(h.cp.service.resign_heads()).unwrap();
+    assert_eq!(revision(&h), before);
+    // Rotated at the provider: the pass publishes the realm again.
+    rec.keys_rotated
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    h.block(h.cp.service.resign_heads()).unwrap();
+    assert_eq!(revision(&h), before + 1);
+    h.block(h.cp.service.resign_heads()).unwrap();
+    assert_eq!(revision(&h), before + 1);
 }

@@ -5,11 +5,14 @@
 //! - [`postgres`]: the shared repository, for several control planes on
 //!   one database;
 //! - [`local_identity`]: the embedded identity provider (Argon2id
-//!   passwords, TOTP, per-realm signing keys, Cognito-shaped tokens).
+//!   passwords, TOTP, per-realm signing keys, Cognito-shaped tokens);
+//! - [`cognito`]: Amazon Cognito as a realm's identity provider (realm =
+//!   user pool), through the AWS SDK.
 //!
 //! Object stores (a local directory, S3) live in the `object-store` crate,
 //! shared with the edge host.
 
+pub mod cognito;
 pub mod local_identity;
 pub mod postgres;
 pub mod sqlite;

@@ -63,6 +63,17 @@ pub struct NewRealm {
     /// default) is the embedded one.
     #[serde(default)]
     pub identity: Option<String>,
+    /// `cognito` only: bind this existing user pool instead of creating
+    /// one (with `client_id`).
+    #[serde(default)]
+    pub pool_id: Option<String>,
+    /// `cognito` only: the existing app client of `pool_id` to bind.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `cognito` only: whether Cognito mails new users its invitation
+    /// (default `false`: suppressed; Gatehouse's own invite flow is used).
+    #[serde(default)]
+    pub send_invitations: Option<bool>,
 }
 
 /// Check a realm name: lower-case letters, digits, `-`, `_`; 1..=63; starts

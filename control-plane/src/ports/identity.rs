@@ -8,7 +8,7 @@
 use super::BoxFuture;
 use super::repository::Tx;
 use crate::domain::error::{Error, Result};
-use crate::domain::realm::Realm;
+use crate::domain::realm::{NewRealm, Realm};
 use crate::domain::user::User;
 use pdp_core::{IdentitySettings, LifecycleAction};
 use serde::{Deserialize, Serialize};
@@ -183,13 +183,59 @@ pub trait IdentityProvider: Send + Sync {
     /// The provider's name, as realms name it (`local`).
     fn name(&self) -> &'static str;
     /// Provision a new realm: its issuer, app clients and what to store.
-    fn provision<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, Result<Provisioned>>;
+    /// `new` says how (a remote provider may be asked to bind an existing
+    /// user pool and app client instead of creating them; a provider
+    /// refuses what it cannot do, and creates nothing then).
+    fn provision<'a>(&'a self, new: &'a NewRealm) -> BoxFuture<'a, Result<Provisioned>>;
+    /// Provisioning succeeded but the realm was not stored (a race on its
+    /// name, the repository failing): undo what [`IdentityProvider::provision`]
+    /// made for `new`, whose issuer came out as `issuer` (best effort).
+    fn discard_realm<'a>(
+        &'a self,
+        new: &'a NewRealm,
+        issuer: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        let _ = (new, issuer);
+        Box::pin(async { Ok(()) })
+    }
     /// The token settings the realm's bundles carry (issuer, audiences,
     /// JWKS); `None` while the realm has no key.
     fn token_settings<'a>(
         &'a self,
         realm: &'a Realm,
     ) -> BoxFuture<'a, Result<Option<IdentitySettings>>>;
+    /// Whether the provider keeps a user directory of its own (every user
+    /// must be created there through [`IdentityProvider::create_user`], so
+    /// a bulk import that writes only the repository is refused).
+    fn keeps_users(&self) -> bool {
+        false
+    }
+    /// A user is about to be created (checked already, not yet stored): a
+    /// provider that keeps its own user directory creates them there and
+    /// may answer the id it gave them, which the user then gets (a Cognito
+    /// user's `sub`, the token subject). A failure creates nothing.
+    fn create_user<'a>(
+        &'a self,
+        realm: &'a Realm,
+        user: &'a User,
+    ) -> BoxFuture<'a, Result<Option<String>>> {
+        let _ = (realm, user);
+        Box::pin(async { Ok(None) })
+    }
+    /// Storing a user [`IdentityProvider::create_user`] created failed:
+    /// undo it (best effort; the service logs a failure).
+    fn discard_user<'a>(&'a self, realm: &'a Realm, user: &'a User) -> BoxFuture<'a, Result<()>> {
+        let _ = (realm, user);
+        Box::pin(async { Ok(()) })
+    }
+    /// Whether the realm's token settings changed outside Gatehouse since
+    /// they were last given to a publish (a remote provider rotating its
+    /// keys); the service then publishes them. Asked once per re-signing
+    /// pass.
+    fn token_settings_changed<'a>(&'a self, realm: &'a Realm) -> BoxFuture<'a, Result<bool>> {
+        let _ = realm;
+        Box::pin(async { Ok(false) })
+    }
     /// Set a user's password (`temporary`: to be changed at next login);
     /// every session of the user ends.
     fn set_password<'a>(
@@ -286,9 +332,13 @@ pub trait IdentityProvider: Send + Sync {
     ) -> BoxFuture<'a, Result<KeyInfo>>;
     /// The realm's OpenID discovery document.
     fn openid_configuration<'a>(&'a self, realm: &'a Realm) -> BoxFuture<'a, Result<Value>>;
-    /// A lifecycle action was committed (and, for revoking ones,
-    /// published): mirror it (a remote provider disables the user and ends
-    /// their sessions on the revoking actions, enables them on the others).
+    /// Mirror a lifecycle action (a remote provider disables the user and
+    /// ends their sessions on the revoking actions, enables them on the
+    /// others). A revoking action was committed and published before this
+    /// is called, with the user as they are now (its failure is logged and
+    /// counted; the action stands); an enabling one is called
+    /// before anything is committed, with the user as they were, and its
+    /// failure refuses the action (nothing changes).
     fn lifecycle_applied<'a>(
         &'a self,
         realm: &'a str,

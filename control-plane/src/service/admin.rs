@@ -215,7 +215,7 @@ impl Service {
                         name: realm.clone(),
                         display_name: Some("Gatehouse administration".into()),
                         schema: Some(admin_schema()),
-                        identity: None,
+                        ..NewRealm::default()
                     },
                 )
                 .await?;

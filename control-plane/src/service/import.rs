@@ -25,6 +25,16 @@ impl Service {
     ) -> Result<Imported> {
         self.authorize(caller, AdminAction::UserImport, Some(realm))
             .await?;
+        let idp = self.identity_of(realm).await?;
+        if idp.keeps_users() {
+            // TODO(issue 17): bulk provisioning into the provider's
+            // directory (bounded concurrency, throttling-aware retries).
+            return Err(Error::Conflict(format!(
+                "realm {realm:?}'s users live in its {} identity provider: \
+                 importing them from a file is not supported yet",
+                idp.name()
+            )));
+        }
         let now = self.now();
         let r = realm.to_owned();
         let imported = self

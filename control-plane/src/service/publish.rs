@@ -27,7 +27,8 @@ use super::{Caller, Service};
 use crate::domain::admin::AdminAction;
 use crate::domain::error::{Error, Result};
 use crate::domain::policy::cedar_members;
-use crate::ports::repository::{Pending, PublisherLock};
+use crate::domain::realm::Realm;
+use crate::ports::repository::{Change, Pending, PublisherLock};
 use crate::ports::{Condition, Fetched, ObjectStore, Put};
 use pdp_core::bundle::{BundleHeader, write_archive};
 use pdp_core::chain;
@@ -865,6 +866,9 @@ impl Service {
         let realms = self.repo.read(|tx| tx.realms(false)).await?;
         let mut out = Vec::new();
         for r in realms {
+            if let Err(e) = self.follow_token_settings(&r).await {
+                tracing::warn!(realm = r.name, error = %e, "could not check the realm's token keys");
+            }
             match self.resign_head(&r.name).await {
                 Ok(Some(done)) => {
                     self.metrics.head_resigned(true);
@@ -878,6 +882,25 @@ impl Service {
             }
         }
         Ok(out)
+    }
+
+    /// A realm whose provider changed its token settings by itself (a
+    /// Cognito pool's key rotation) gets them published: recorded as a
+    /// content change, published now with `auto_publish`.
+    async fn follow_token_settings(&self, realm: &Realm) -> Result<()> {
+        let idp = self.identities.of(realm)?;
+        if !self.identity_result(idp.token_settings_changed(realm).await)? {
+            return Ok(());
+        }
+        let (r, now) = (realm.name.clone(), self.now());
+        self.repo
+            .write(move |tx| {
+                tx.live_realm(&r)?;
+                tx.record_change(&r, Change::Content, now)
+            })
+            .await?;
+        self.changed(&realm.name).await;
+        Ok(())
     }
 
     async fn resign_head(&self, realm: &str) -> Result<Option<Resigned>> {

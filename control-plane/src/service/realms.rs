@@ -36,7 +36,7 @@ impl Service {
                 id: new.name.clone(),
             });
         }
-        let provisioned = self.identity_result(identity.provision(&new.name).await)?;
+        let provisioned = self.identity_result(identity.provision(new).await)?;
         let now = self.now();
         let record = NewRealmRecord {
             name: new.name.clone(),
@@ -48,7 +48,8 @@ impl Service {
             created_at: now,
         };
         let setup = provisioned.setup;
-        let realm = self
+        let issuer = record.issuer.clone();
+        let stored = self
             .repo
             .write(move |tx| {
                 if tx.realm_exists(&record.name)? {
@@ -76,7 +77,19 @@ impl Service {
                 tx.record_change(&record.name, Change::Content, now)?;
                 tx.realm(&record.name)
             })
-            .await?;
+            .await;
+        let realm = match stored {
+            Ok(realm) => realm,
+            Err(e) => {
+                // Best effort: what the provider made for a realm that
+                // does not exist (a pool it created) is undone.
+                if let Err(undo) = identity.discard_realm(new, &issuer).await {
+                    tracing::warn!(realm = new.name, error = %undo,
+                        "what the identity provider provisioned for a realm not created is left");
+                }
+                return Err(e);
+            }
+        };
         self.changed(&realm.name).await;
         Ok(realm)
     }

@@ -14,32 +14,79 @@ use crate::ports::repository::{Change, Taken};
 use pdp_core::{LifecycleAction, Memory};
 use serde_json::{Map, Value};
 
+/// Refuse a user whose id, email or username is taken in the realm.
+fn refuse_taken(tx: &mut dyn crate::ports::repository::Tx, realm: &str, user: &User) -> Result<()> {
+    match tx.user_taken(realm, &user.id, &user.email, &user.username)? {
+        None => Ok(()),
+        Some(taken) => {
+            let (kind, id) = match taken {
+                Taken::Id => ("user", user.id.clone()),
+                Taken::Email => ("user with email", user.email.clone()),
+                Taken::Username => ("user with username", user.username.clone()),
+            };
+            Err(Error::AlreadyExists { kind, id })
+        }
+    }
+}
+
 impl Service {
-    /// Create a user in state `Created`.
+    /// Create a user in state `Created`. A realm whose identity provider
+    /// keeps its own directory (Cognito) gets the user there first, and
+    /// the user's id is the one the provider gave (the token `sub`); if
+    /// storing them fails after that, the provider is asked to undo it.
     pub async fn create_user(&self, caller: &Caller, realm: &str, new: &NewUser) -> Result<User> {
         self.authorize(caller, AdminAction::UserCreate, Some(realm))
             .await?;
         let now = self.now();
         let fresh = crate::random::uuid_v4()?;
-        let (r, new) = (realm.to_owned(), new.clone());
-        let user = self
+        let record = self.realm_record(realm).await?;
+        let idp = self.identities.of(&record)?;
+        // Checked before the provider is asked, so a refused user is
+        // never created there.
+        let (r, n) = (realm.to_owned(), new.clone());
+        let mut user = self
             .repo
-            .write(move |tx| {
+            .read(move |tx| {
                 let schema = parse_schema(&tx.current_schema_text(&r)?)?;
-                let user = new_user(&r, &new, &schema, fresh, now)?;
-                if let Some(taken) = tx.user_taken(&r, &user.id, &user.email, &user.username)? {
-                    let (kind, id) = match taken {
-                        Taken::Id => ("user", user.id.clone()),
-                        Taken::Email => ("user with email", user.email.clone()),
-                        Taken::Username => ("user with username", user.username.clone()),
-                    };
-                    return Err(Error::AlreadyExists { kind, id });
-                }
-                tx.insert_user(&r, &user, &Memory::default(), None)?;
-                tx.record_change(&r, Change::User(user.id.clone()), now)?;
+                let user = new_user(&r, &n, &schema, fresh, now)?;
+                refuse_taken(tx, &r, &user)?;
                 Ok(user)
             })
             .await?;
+        let remote = self.identity_result(idp.create_user(&record, &user).await)?;
+        if let Some(id) = remote.clone() {
+            if new.id.as_ref().is_some_and(|asked| *asked != id) {
+                // Best effort: the error below is what the caller needs.
+                let _ = idp.discard_user(&record, &user).await;
+                return Err(Error::BadRequest(format!(
+                    "realm {realm:?}'s identity provider assigns user ids; an id cannot be chosen"
+                )));
+            }
+            user.id = id;
+        }
+        let (r, u) = (realm.to_owned(), user.clone());
+        let stored = self
+            .repo
+            .write(move |tx| {
+                tx.live_realm(&r)?;
+                refuse_taken(tx, &r, &u)?;
+                tx.insert_user(&r, &u, &Memory::default(), None)?;
+                tx.record_change(&r, Change::User(u.id.clone()), now)?;
+                Ok(u)
+            })
+            .await;
+        let user = match stored {
+            Ok(user) => user,
+            Err(e) => {
+                if remote.is_some()
+                    && let Err(undo) = idp.discard_user(&record, &user).await
+                {
+                    tracing::warn!(realm, user = %user.id, error = %undo,
+                        "a user created at the identity provider was not stored and not removed there");
+                }
+                return Err(e);
+            }
+        };
         self.changed(realm).await;
         Ok(user)
     }
@@ -123,8 +170,9 @@ impl Service {
     /// Apply a lifecycle action. Illegal transitions are refused
     /// (`Error::Lifecycle`) and change nothing; revoking actions set
     /// `tokens_valid_after` to now. Revoking actions are published before
-    /// the identity provider follows, enabling ones after it did: a crash
-    /// in between never leaves more access than intended.
+    /// the identity provider follows; enabling ones are committed only
+    /// after it did (its failure refuses the action and changes nothing):
+    /// a crash in between never leaves more access than intended.
     pub async fn lifecycle(
         &self,
         caller: &Caller,
@@ -135,20 +183,48 @@ impl Service {
         self.authorize(caller, AdminAction::of_lifecycle(action), Some(realm))
             .await?;
         let now = self.now();
-        let (r, i) = (realm.to_owned(), id.to_owned());
-        let user = self
-            .repo
-            .write(move |tx| tx.lifecycle(&r, &i, action, now))
-            .await?;
         let idp = self.identity_of(realm).await?;
         if action.revokes_tokens() {
+            let (r, i) = (realm.to_owned(), id.to_owned());
+            let user = self
+                .repo
+                .write(move |tx| tx.lifecycle(&r, &i, action, now))
+                .await?;
             self.changed(realm).await;
-            self.identity_result(idp.lifecycle_applied(realm, &user, action).await)?;
+            // The deny is committed and published: the action is done. A
+            // provider that does not follow (the user still enabled there,
+            // refresh tokens alive) is logged and counted (`/metrics`).
+            // TODO(issue 17): retry it from a durable outbox written in the
+            // change's transaction; until then `reconcile` (to come) or the
+            // same action's mirror by hand repairs it.
+            if let Err(e) = self.identity_result(idp.lifecycle_applied(realm, &user, action).await)
+            {
+                tracing::warn!(realm, user = id, action = action.as_str(), error = %e,
+                    "the identity provider did not follow a published revocation");
+            }
+            Ok(user)
         } else {
-            self.identity_result(idp.lifecycle_applied(realm, &user, action).await)?;
+            // Enabling: the provider first, on the user as they are, once
+            // the table allows the action; if it fails nothing changes.
+            let (r, i) = (realm.to_owned(), id.to_owned());
+            let before = self
+                .repo
+                .read(move |tx| {
+                    tx.live_realm(&r)?;
+                    let (state, memory) = tx.user_state(&r, &i)?;
+                    state.apply(action, memory)?;
+                    tx.user(&r, &i)
+                })
+                .await?;
+            self.identity_result(idp.lifecycle_applied(realm, &before, action).await)?;
+            let (r, i) = (realm.to_owned(), id.to_owned());
+            let user = self
+                .repo
+                .write(move |tx| tx.lifecycle(&r, &i, action, now))
+                .await?;
             self.changed(realm).await;
+            Ok(user)
         }
-        Ok(user)
     }
 
     /// Set a user's password (checked against the rules); every session of
@@ -164,12 +240,14 @@ impl Service {
         self.authorize(caller, AdminAction::UserSetPassword, Some(realm))
             .await?;
         let idp = self.identity_of(realm).await?;
-        self.identity_result(
+        let set = self.identity_result(
             idp.set_password(realm, id, password, temporary, self.now())
                 .await,
-        )?;
+        );
+        // Published even if the provider failed after ending the user's
+        // sessions (a remote one signs out after the revocation commits).
         self.changed(realm).await;
-        Ok(())
+        set
     }
 
     /// Issue a password-reset code to an Active user or one who must reset

@@ -31,7 +31,7 @@ pub mod password;
 pub mod totp;
 
 use crate::domain::error::{Error, Result};
-use crate::domain::realm::{LOCAL_IDENTITY, Realm};
+use crate::domain::realm::{LOCAL_IDENTITY, NewRealm, Realm};
 use crate::domain::throttle::Throttle;
 use crate::domain::user::User;
 use crate::ports::BoxFuture;
@@ -668,8 +668,16 @@ impl IdentityProvider for LocalIdentity {
         LOCAL_IDENTITY
     }
 
-    fn provision<'a>(&'a self, realm: &'a str) -> BoxFuture<'a, Result<Provisioned>> {
+    fn provision<'a>(&'a self, new: &'a NewRealm) -> BoxFuture<'a, Result<Provisioned>> {
         Box::pin(async move {
+            if new.pool_id.is_some() || new.client_id.is_some() {
+                return Err(Error::BadRequest(
+                    "the local identity provider binds no existing user pool or app client \
+                     (pool_id and client_id are for identity \"cognito\")"
+                        .into(),
+                ));
+            }
+            let realm = new.name.as_str();
             let client = data_encoding::BASE32_NOPAD
                 .encode(&crate::random::bytes::<16>()?)
                 .to_ascii_lowercase();
