@@ -259,11 +259,22 @@ fn a_cognito_realm_logs_in_through_the_pool_and_its_tokens_follow_the_lifecycle(
                 );
             }
             assert!(!enabled(&aws, &pool, "alice").await);
-            // Gatehouse refuses the login before Cognito is asked.
-            assert!(matches!(
-                s.login("acme", "alice", PW, None).await,
-                Err(Error::Forbidden(_))
-            ));
+            // Gatehouse refuses the login before Cognito is asked, the
+            // password unchecked: with the refusal a wrong password or an
+            // unknown login gets, so it tells nobody the account exists.
+            let refused = s.login("acme", "alice", PW, None).await;
+            let wrong = s
+                .login("acme", "alice", "not the password at all", None)
+                .await;
+            let unknown = s.login("acme", "nobody", PW, None).await;
+            match (&refused, &wrong, &unknown) {
+                (
+                    Err(Error::Unauthenticated(a)),
+                    Err(Error::Unauthenticated(b)),
+                    Err(Error::Unauthenticated(c)),
+                ) => assert!(a == b && b == c, "{a} / {b} / {c}"),
+                other => panic!("{other:?}"),
+            }
             // Cognito refuses it too, on its own.
             let direct = aws
                 .initiate_auth()

@@ -666,12 +666,13 @@ fn bad_login() -> Error {
     Error::Unauthenticated("incorrect username or password".into())
 }
 
-/// Users Gatehouse revoked never reach Cognito's login.
+/// Users Gatehouse revoked never reach Cognito's login. Their password
+/// was not checked, so the refusal is the one a wrong password or an
+/// unknown login gets: nobody learns from it that the account exists, or
+/// its state.
 fn refuse_revoked(user: &User) -> Result<()> {
     match user.state {
-        UserState::Suspended | UserState::Deactivated | UserState::Deleted => {
-            Err(Error::Forbidden(format!("user is {}", user.state)))
-        }
+        UserState::Suspended | UserState::Deactivated | UserState::Deleted => Err(bad_login()),
         _ => Ok(()),
     }
 }
