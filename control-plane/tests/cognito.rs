@@ -238,6 +238,42 @@ fn a_cognito_realm_logs_in_through_the_pool_and_its_tokens_follow_the_lifecycle(
             let revision = snap.revision();
             s.resign_heads().await.unwrap();
             assert_eq!(cp.published("acme").await.unwrap().revision(), revision);
+
+            // Group memberships are mirrored into the pool (the group
+            // created there on first use), so `cognito:groups` agrees with
+            // the directory; a removal is mirrored too.
+            let groups_in_pool = || async {
+                let mut names: Vec<String> = aws
+                    .admin_list_groups_for_user()
+                    .user_pool_id(&pool)
+                    .username("alice")
+                    .send()
+                    .await
+                    .unwrap()
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_name().map(str::to_owned))
+                    .collect();
+                names.sort();
+                names
+            };
+            for g in ["eng", "ops"] {
+                let node = control_plane::domain::group::NewNode {
+                    id: g.into(),
+                    description: String::new(),
+                };
+                s.create_node(OP, "acme", control_plane::domain::group::Kind::Group, &node)
+                    .await
+                    .unwrap();
+                s.set_user_group(OP, "acme", &alice.id, g, true)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(groups_in_pool().await, ["eng", "ops"]);
+            s.set_user_group(OP, "acme", &alice.id, "eng", false)
+                .await
+                .unwrap();
+            assert_eq!(groups_in_pool().await, ["ops"]);
             // A wrong password is Cognito's answer, said the same way as
             // the embedded provider's.
             assert!(matches!(

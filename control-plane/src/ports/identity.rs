@@ -332,6 +332,14 @@ pub trait IdentityProvider: Send + Sync {
     ) -> BoxFuture<'a, Result<KeyInfo>>;
     /// The realm's OpenID discovery document.
     fn openid_configuration<'a>(&'a self, realm: &'a Realm) -> BoxFuture<'a, Result<Value>>;
+    /// A user's group memberships changed and were committed: mirror them
+    /// (a remote provider puts the user in exactly `user.groups`, so the
+    /// group claims of its tokens agree with the directory). Decisions
+    /// never depend on it: the bundle's directory names a user's groups.
+    fn groups_changed<'a>(&'a self, realm: &'a str, user: &'a User) -> BoxFuture<'a, Result<()>> {
+        let _ = (realm, user);
+        Box::pin(async { Ok(()) })
+    }
     /// Mirror a lifecycle action (a remote provider disables the user and
     /// ends their sessions on the revoking actions, enables them on the
     /// others). A revoking action was committed and published before this

@@ -381,6 +381,16 @@ impl Service {
         if changed {
             self.changed(realm).await;
         }
+        if changed && kind == Kind::Group {
+            // Committed and published; a provider that does not follow is
+            // logged and counted as for a revocation (TODO(issue 17): the
+            // durable outbox retries both).
+            let idp = self.identity_of(realm).await?;
+            if let Err(e) = self.identity_result(idp.groups_changed(realm, &user).await) {
+                tracing::warn!(realm, user = user.id, group = target, error = %e,
+                    "the identity provider did not follow a group membership change");
+            }
+        }
         Ok(user)
     }
 }

@@ -519,10 +519,47 @@ impl CognitoIdentity {
         let result = out
             .authentication_result()
             .ok_or_else(|| Error::Identity("RespondToAuthChallenge answered nothing".into()))?;
-        let tokens = tokens_of(result)?;
-        let user = self.user_of(realm, &user.id).await?.1;
-        refuse_inactive(&user)?;
-        Ok(LoginResult::Tokens(tokens))
+        let mut tokens = tokens_of(result)?;
+        // A new password ended every session (`tokens_valid_after` is now):
+        // tokens of that very second would be refused by every decision
+        // point, and the challenge's session is spent, so such tokens are
+        // renewed with the refresh token once the second has passed.
+        for _ in 0..3 {
+            let user = self.user_of(realm, &user.id).await?.1;
+            refuse_inactive(&user)?;
+            let Some(iat) = issued_at(&tokens.access_token) else {
+                return Ok(LoginResult::Tokens(tokens));
+            };
+            if iat > user.tokens_valid_after {
+                return Ok(LoginResult::Tokens(tokens));
+            }
+            let Some(refresh) = result.refresh_token() else {
+                break;
+            };
+            let wait = (user.tokens_valid_after + 1 - iat).clamp(1, 2);
+            tokio::time::sleep(std::time::Duration::from_secs(
+                u64::try_from(wait).unwrap_or(1),
+            ))
+            .await;
+            let renewed = self
+                .client()
+                .await?
+                .initiate_auth()
+                .client_id(client)
+                .auth_flow(AuthFlowType::RefreshTokenAuth)
+                .auth_parameters("REFRESH_TOKEN", refresh)
+                .send()
+                .await
+                .map_err(|e| auth_failure("InitiateAuth", e))?;
+            let fresh = renewed
+                .authentication_result()
+                .ok_or_else(|| Error::Identity("InitiateAuth answered nothing".into()))?;
+            tokens = tokens_of(fresh)?;
+        }
+        Err(Error::Busy {
+            what: "a login right after a new password",
+            retry_after: 1,
+        })
     }
 
     /// Mirror a lifecycle action on the user's Cognito account.
@@ -1102,6 +1139,78 @@ impl IdentityProvider for CognitoIdentity {
             let record = self.repo.read(move |tx| tx.realm(&r)).await?;
             self.lifecycle_now(&record, user, action).await
         })
+    }
+
+    fn groups_changed<'a>(&'a self, realm: &'a str, user: &'a User) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let r = realm.to_owned();
+            let record = self.repo.read(move |tx| tx.realm(&r)).await?;
+            self.mirror_groups(&record, user).await
+        })
+    }
+}
+
+impl CognitoIdentity {
+    /// Put the user in exactly `user.groups` of the realm's pool, creating
+    /// a group the pool lacks.
+    async fn mirror_groups(&self, realm: &Realm, user: &User) -> Result<()> {
+        let pool = pool_of(realm)?;
+        let name = user.username.as_str();
+        let client = self.client().await?;
+        let mut have = std::collections::BTreeSet::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = client
+                .admin_list_groups_for_user()
+                .user_pool_id(pool)
+                .username(name)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| failure("AdminListGroupsForUser", e))?;
+            have.extend(
+                page.groups()
+                    .iter()
+                    .filter_map(|g| g.group_name().map(str::to_owned)),
+            );
+            match page.next_token() {
+                Some(t) => next = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        let want: std::collections::BTreeSet<String> = user.groups.iter().cloned().collect();
+        for group in want.difference(&have) {
+            match client
+                .create_group()
+                .user_pool_id(pool)
+                .group_name(group)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if code(&e) == Some("GroupExistsException") => {}
+                Err(e) => return Err(failure("CreateGroup", e)),
+            }
+            client
+                .admin_add_user_to_group()
+                .user_pool_id(pool)
+                .username(name)
+                .group_name(group)
+                .send()
+                .await
+                .map_err(|e| failure("AdminAddUserToGroup", e))?;
+        }
+        for group in have.difference(&want) {
+            client
+                .admin_remove_user_from_group()
+                .user_pool_id(pool)
+                .username(name)
+                .group_name(group)
+                .send()
+                .await
+                .map_err(|e| failure("AdminRemoveUserFromGroup", e))?;
+        }
+        Ok(())
     }
 }
 
