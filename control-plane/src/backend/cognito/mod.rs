@@ -202,24 +202,26 @@ impl CognitoIdentity {
         Ok(jwks)
     }
 
-    /// The pool's current JWKS for a publish (the last one a publish got,
-    /// if fetching fails, so a publish is not held up by a passing outage).
+    /// The pool's JWKS for a publish: the one this process last read,
+    /// fetched only when it has none. Publishing (every committed change)
+    /// makes no call to Cognito for it; the re-signing pass reads the
+    /// pool's JWKS each round ([`IdentityProvider::token_settings_changed`])
+    /// and publishes when it changed, which is how a rotation arrives.
     async fn fetch_jwks(&self, pool: &str) -> Result<Value> {
-        let fetched = self.current_jwks(pool).await;
-        let mut cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
-        match fetched {
-            Ok(jwks) => {
-                cache.insert(pool.to_owned(), jwks.clone());
-                Ok(jwks)
-            }
-            Err(e) => match cache.get(pool) {
-                Some(last) => {
-                    tracing::warn!(pool, error = %e, "JWKS not fetched; publishing the last one seen");
-                    Ok(last.clone())
-                }
-                None => Err(e),
-            },
+        if let Some(known) = self
+            .jwks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(pool)
+        {
+            return Ok(known.clone());
         }
+        let jwks = self.current_jwks(pool).await?;
+        self.jwks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pool.to_owned(), jwks.clone());
+        Ok(jwks)
     }
 
     async fn check_region(&self, pool: &str) -> Result<()> {
@@ -914,8 +916,6 @@ impl IdentityProvider for CognitoIdentity {
     ) -> BoxFuture<'a, Result<Option<IdentitySettings>>> {
         Box::pin(async move {
             let pool = pool_of(realm)?;
-            // Every publish reads the pool's JWKS again, so a key Cognito
-            // rotated in reaches decision points with the next bundle.
             let jwks = self.fetch_jwks(pool).await?;
             Ok(Some(IdentitySettings {
                 issuer: realm.issuer.clone(),
@@ -931,16 +931,21 @@ impl IdentityProvider for CognitoIdentity {
         true
     }
 
-    /// Compares the pool's JWKS now with the one the last publish of
-    /// this process carried; a process that has published none says
-    /// changed (one publish per realm after a start, instead of missing
-    /// a rotation that happened while no control plane ran).
+    /// Compares the pool's JWKS now with the one this process last read
+    /// and keeps the new one for the publish that follows; a process that
+    /// has read none says changed (one publish per realm after a start,
+    /// instead of missing a rotation that happened while no control plane
+    /// ran).
     fn token_settings_changed<'a>(&'a self, realm: &'a Realm) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             let pool = pool_of(realm)?;
             let now = self.current_jwks(pool).await?;
-            let cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(cache.get(pool) != Some(&now))
+            let mut cache = self.jwks.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = cache.get(pool) != Some(&now);
+            if changed {
+                cache.insert(pool.to_owned(), now);
+            }
+            Ok(changed)
         })
     }
 
