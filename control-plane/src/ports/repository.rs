@@ -132,6 +132,27 @@ pub enum Change {
     Content,
 }
 
+/// A realm's bundle documents stored whole, one row per realm: the
+/// backends keep each in a table of its own (`realm`, `body`) and read and
+/// write them the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealmDocument {
+    /// `routes.json`.
+    Routes,
+    /// `authzen.json`.
+    AuthzenTypes,
+}
+
+impl RealmDocument {
+    /// Its table (a fixed name, never from input).
+    pub fn table(self) -> &'static str {
+        match self {
+            RealmDocument::Routes => "routes",
+            RealmDocument::AuthzenTypes => "authzen_types",
+        }
+    }
+}
+
 /// The changes committed and not yet published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {

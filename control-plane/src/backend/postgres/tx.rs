@@ -12,8 +12,8 @@ use crate::domain::realm::Realm;
 use crate::domain::throttle::Throttle;
 use crate::domain::user::{Search, SearchKey, User};
 use crate::ports::repository::{
-    Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, Session, StoredKey,
-    TableSpec, Taken, Tx,
+    Cell, Change, Column, Credentials, NewRealmRecord, NewUserRow, Pending, RealmDocument, Session,
+    StoredKey, TableSpec, Taken, Tx,
 };
 use crate::secrets::{Keyring, Pass, Resealed, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use deadpool_postgres::Transaction;
@@ -362,6 +362,41 @@ impl Iterator for Scan<'_, '_> {
 }
 
 impl PgTx<'_, '_> {
+    /// A realm's stored bundle document (one row per realm in its table).
+    fn realm_document(&mut self, doc: RealmDocument, realm: &str) -> Result<Option<Vec<u8>>> {
+        let sql = format!("SELECT body FROM {} WHERE realm = $1", doc.table());
+        self.row(realm, &sql, &[&realm])?
+            .map(|r| get(&r, 0))
+            .transpose()
+    }
+
+    /// Replace (or, with `None`, remove) a realm's bundle document.
+    fn put_realm_document(
+        &mut self,
+        doc: RealmDocument,
+        realm: &str,
+        body: Option<&[u8]>,
+    ) -> Result<()> {
+        let table = doc.table();
+        self.w()?;
+        match body {
+            Some(body) => self.exec(
+                realm,
+                &format!(
+                    "INSERT INTO {table} (realm, body) VALUES ($1, $2)
+                     ON CONFLICT (realm) DO UPDATE SET body = excluded.body"
+                ),
+                &[&realm, &body],
+            ),
+            None => self.exec(
+                realm,
+                &format!("DELETE FROM {table} WHERE realm = $1"),
+                &[&realm],
+            ),
+        }?;
+        Ok(())
+    }
+
     fn realm_row(&mut self, name: &str, lock: bool) -> Result<Option<Realm>> {
         if lock {
             self.enter(name)?;
@@ -1181,51 +1216,19 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn routes(&mut self, realm: &str) -> Result<Option<Vec<u8>>> {
-        self.row(realm, "SELECT body FROM routes WHERE realm = $1", &[&realm])?
-            .map(|r| get(&r, 0))
-            .transpose()
+        self.realm_document(RealmDocument::Routes, realm)
     }
 
     fn put_routes(&mut self, realm: &str, routes: Option<&[u8]>) -> Result<()> {
-        self.w()?;
-        match routes {
-            Some(body) => self.exec(
-                realm,
-                "INSERT INTO routes (realm, body) VALUES ($1, $2)
-                 ON CONFLICT (realm) DO UPDATE SET body = excluded.body",
-                &[&realm, &body],
-            ),
-            None => self.exec(realm, "DELETE FROM routes WHERE realm = $1", &[&realm]),
-        }?;
-        Ok(())
+        self.put_realm_document(RealmDocument::Routes, realm, routes)
     }
 
     fn authzen_types(&mut self, realm: &str) -> Result<Option<Vec<u8>>> {
-        self.row(
-            realm,
-            "SELECT body FROM authzen_types WHERE realm = $1",
-            &[&realm],
-        )?
-        .map(|r| get(&r, 0))
-        .transpose()
+        self.realm_document(RealmDocument::AuthzenTypes, realm)
     }
 
     fn put_authzen_types(&mut self, realm: &str, types: Option<&[u8]>) -> Result<()> {
-        self.w()?;
-        match types {
-            Some(body) => self.exec(
-                realm,
-                "INSERT INTO authzen_types (realm, body) VALUES ($1, $2)
-                 ON CONFLICT (realm) DO UPDATE SET body = excluded.body",
-                &[&realm, &body],
-            ),
-            None => self.exec(
-                realm,
-                "DELETE FROM authzen_types WHERE realm = $1",
-                &[&realm],
-            ),
-        }?;
-        Ok(())
+        self.put_realm_document(RealmDocument::AuthzenTypes, realm, types)
     }
 
     // ------------------------------------------------------ signing keys

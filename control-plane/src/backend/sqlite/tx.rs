@@ -9,8 +9,8 @@ use crate::domain::realm::Realm;
 use crate::domain::throttle::Throttle;
 use crate::domain::user::{Search, SearchKey, User};
 use crate::ports::repository::{
-    Cell, Change, Column, Credentials, NewRealmRecord, Pending, Session, StoredKey, TableSpec,
-    Taken, Tx,
+    Cell, Change, Column, Credentials, NewRealmRecord, Pending, RealmDocument, Session, StoredKey,
+    TableSpec, Taken, Tx,
 };
 use crate::secrets::{Keyring, Pass, Resealed, Rewrapped, SEALED_TEXT_PREFIX, Slot};
 use pdp_core::{Memory, Transition, UserRecord, UserState};
@@ -26,6 +26,38 @@ pub(super) struct SqliteTx<'c> {
 }
 
 impl SqliteTx<'_> {
+    /// A realm's stored bundle document (one row per realm in its table).
+    fn realm_document(&mut self, doc: RealmDocument, realm: &str) -> Result<Option<Vec<u8>>> {
+        let sql = format!("SELECT body FROM {} WHERE realm = ?1", doc.table());
+        self.tx
+            .query_row(&sql, [realm], |r| r.get(0))
+            .optional()
+            .sql()
+    }
+
+    /// Replace (or, with `None`, remove) a realm's bundle document.
+    fn put_realm_document(
+        &mut self,
+        doc: RealmDocument,
+        realm: &str,
+        body: Option<&[u8]>,
+    ) -> Result<()> {
+        let table = doc.table();
+        let tx = self.w()?;
+        match body {
+            Some(body) => tx.execute(
+                &format!(
+                    "INSERT INTO {table} (realm, body) VALUES (?1, ?2)
+                     ON CONFLICT (realm) DO UPDATE SET body = excluded.body"
+                ),
+                params![realm, body],
+            ),
+            None => tx.execute(&format!("DELETE FROM {table} WHERE realm = ?1"), [realm]),
+        }
+        .sql()?;
+        Ok(())
+    }
+
     fn w(&self) -> Result<&Transaction<'_>> {
         if self.writable {
             Ok(self.tx)
@@ -926,51 +958,19 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn routes(&mut self, realm: &str) -> Result<Option<Vec<u8>>> {
-        self.tx
-            .query_row("SELECT body FROM routes WHERE realm = ?1", [realm], |r| {
-                r.get(0)
-            })
-            .optional()
-            .sql()
+        self.realm_document(RealmDocument::Routes, realm)
     }
 
     fn put_routes(&mut self, realm: &str, routes: Option<&[u8]>) -> Result<()> {
-        let tx = self.w()?;
-        match routes {
-            Some(body) => tx.execute(
-                "INSERT INTO routes (realm, body) VALUES (?1, ?2)
-                 ON CONFLICT (realm) DO UPDATE SET body = excluded.body",
-                params![realm, body],
-            ),
-            None => tx.execute("DELETE FROM routes WHERE realm = ?1", [realm]),
-        }
-        .sql()?;
-        Ok(())
+        self.put_realm_document(RealmDocument::Routes, realm, routes)
     }
 
     fn authzen_types(&mut self, realm: &str) -> Result<Option<Vec<u8>>> {
-        self.tx
-            .query_row(
-                "SELECT body FROM authzen_types WHERE realm = ?1",
-                [realm],
-                |r| r.get(0),
-            )
-            .optional()
-            .sql()
+        self.realm_document(RealmDocument::AuthzenTypes, realm)
     }
 
     fn put_authzen_types(&mut self, realm: &str, types: Option<&[u8]>) -> Result<()> {
-        let tx = self.w()?;
-        match types {
-            Some(body) => tx.execute(
-                "INSERT INTO authzen_types (realm, body) VALUES (?1, ?2)
-                 ON CONFLICT (realm) DO UPDATE SET body = excluded.body",
-                params![realm, body],
-            ),
-            None => tx.execute("DELETE FROM authzen_types WHERE realm = ?1", [realm]),
-        }
-        .sql()?;
-        Ok(())
+        self.put_realm_document(RealmDocument::AuthzenTypes, realm, types)
     }
 
     // ------------------------------------------------------ signing keys
